@@ -1,0 +1,35 @@
+# tfadv: `make install`, `make test`, `make bench`, `make reproduce-<paper> [PROFILE=paper|demo|smoke] [OUT=dir] [SHARD=i/n]`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= paper
+OUT ?=
+SHARD ?=
+ARGS ?=
+PAPERS := minibatch freefast efficient batchsize batchnorm
+
+# Tests run on the CPU whatever the machine has, so a GPU box gives the same answers as CI.
+TEST_ENV := CUDA_VISIBLE_DEVICES= TF_CPP_MIN_LOG_LEVEL=2 TFADV_PROFILE=smoke
+
+.PHONY: install test test-all bench $(addprefix reproduce-,$(PAPERS))
+
+install:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+
+test:
+	$(TEST_ENV) $(PY) -m pytest -m "not slow" $(ARGS)
+
+test-all:
+	$(TEST_ENV) $(PY) -m pytest $(ARGS)
+
+bench:
+	# cleverhans is the anchor tfadv is timed against; its TF2 attacks import only tensorflow and numpy.
+	$(PY) -m pip install --quiet --no-deps cleverhans==4.0.0
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m tfadv.benchmarks $(ARGS)
+
+$(addprefix reproduce-,$(PAPERS)): reproduce-%:
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m reproduce.$* --profile $(PROFILE) \
+		$(if $(OUT),--out $(OUT)) $(if $(SHARD),--shard $(SHARD)) $(ARGS)

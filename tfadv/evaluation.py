@@ -1,0 +1,70 @@
+"""Robust accuracy: clean accuracy under an attack with restarts, counted the strict way.
+
+A sample counts robust only if it is classified correctly clean and after every restart. Restart r runs
+only on the samples still robust after the earlier ones (AutoAttack's practice), and its random start is
+keyed on (seed, global sample index, r), so the answer does not depend on `batch_size`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+from tfadv.attacks import _GradientAttack
+
+
+def predict_labels(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Arg-max predictions in inference mode (BatchNorm/Dropout off)."""
+    out = [np.argmax(model(x[i : i + batch_size], training=False), axis=-1) for i in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros([0], np.int64)
+
+
+def robust_mask(
+    model: keras.Model,
+    attack: _GradientAttack,
+    x: Any,
+    y: Any,
+    *,
+    batch_size: int = 128,
+    restarts: int = 1,
+    verbose: bool = False,
+) -> np.ndarray:
+    """Per-sample bool: correct on the clean input and not fooled by any of `restarts` attack runs."""
+    if attack.targeted:
+        raise ValueError("robust accuracy needs an untargeted attack")
+    if restarts < 1:
+        raise ValueError(f"restarts must be >= 1, got {restarts}")
+    if attack.training:
+        raise ValueError("evaluation attacks run the model in inference mode: build the attack with training=False")
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y)
+    labels = np.argmax(y, axis=-1) if y.ndim == 2 else y.astype(np.int64)
+    robust = predict_labels(model, x, batch_size) == labels
+    progress = keras.utils.Progbar(restarts * len(x), unit_name="sample") if verbose else None
+    for restart in range(restarts):
+        remaining = np.flatnonzero(robust)
+        for start in range(0, len(remaining), batch_size):
+            ids = remaining[start : start + batch_size]
+            _, stats = attack(x[ids], y[ids], sample_ids=ids, restart=restart, return_stats=True)
+            robust[ids] &= ~stats["success"]
+            if progress is not None:
+                progress.add(len(ids))
+        if progress is not None:
+            progress.add(len(x) - len(remaining))
+    return robust
+
+
+def robust_accuracy(
+    model: keras.Model,
+    attack: _GradientAttack,
+    x: Any,
+    y: Any,
+    *,
+    batch_size: int = 128,
+    restarts: int = 1,
+    verbose: bool = False,
+) -> float:
+    """Fraction of samples that are correct clean and survive every restart of `attack`."""
+    mask = robust_mask(model, attack, x, y, batch_size=batch_size, restarts=restarts, verbose=verbose)
+    return float(np.mean(mask)) if len(mask) else float("nan")

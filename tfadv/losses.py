@@ -1,0 +1,113 @@
+"""The attack loss: a Keras loss evaluated per sample, then reduced the Keras way.
+
+Keeping the per-sample vector (and reducing it here, in one place) gives three things the anchors lack:
+the reduction is an explicit choice ("sum_over_batch_size" = the mean, the paper's baseline and Keras'
+default; "sum" = the paper's batch correction), per-sample loss values stay available for selecting the
+best iterate, and per-sample loss scaling can undo fp16 underflow without changing the attack's math.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import keras
+import tensorflow as tf
+
+Reduction = Literal["sum_over_batch_size", "sum"]
+LossPath = Literal["from_logits", "softmax_logits_shortcut", "clipped_probabilities"]
+
+#: Keras' reduction names, with its alias "mean" for "sum_over_batch_size".
+_REDUCTIONS = {"sum_over_batch_size": "sum_over_batch_size", "mean": "sum_over_batch_size", "sum": "sum"}
+
+#: Cap on a sample's upstream loss gradient after per-sample scaling: far below float16's max (65504)
+#: so that the softmax backward pass (a handful of multiply-adds) cannot overflow.
+_FP16_SAFE_UPSTREAM = 2.0**10
+
+
+def canonical_reduction(reduction: str) -> Reduction:
+    """Keras' reduction names; "none" makes no sense for a gradient step and is refused."""
+    if reduction not in _REDUCTIONS:
+        raise ValueError(
+            f"reduction must be 'sum_over_batch_size' (the mean, Keras' default) or 'sum', got {reduction!r}"
+        )
+    return _REDUCTIONS[reduction]
+
+
+def per_sample_loss_fn(loss: keras.losses.Loss | None, from_logits: bool) -> keras.losses.Loss:
+    """A copy of `loss` (default: CategoricalCrossentropy) that returns one value per sample."""
+    if loss is None:
+        return keras.losses.CategoricalCrossentropy(from_logits=from_logits, reduction="none")
+    if not isinstance(loss, keras.losses.Loss):
+        raise TypeError(f"loss must be a keras.losses.Loss instance, got {type(loss).__name__}")
+    config = dict(loss.get_config(), reduction="none")
+    return type(loss).from_config(config)
+
+
+def loss_labels(loss: keras.losses.Loss, y_onehot: tf.Tensor) -> tf.Tensor:
+    """The label format the loss expects: class ids for the Sparse* losses, one-hot otherwise."""
+    if isinstance(loss, (keras.losses.SparseCategoricalCrossentropy,)):
+        return tf.argmax(y_onehot, axis=-1)
+    return y_onehot
+
+
+def reduce_loss(per_sample: tf.Tensor, reduction: Reduction) -> tf.Tensor:
+    """Keras' reduction of a per-sample loss vector (loss.py `reduce_values`)."""
+    total = tf.reduce_sum(per_sample)
+    if reduction == "sum":
+        return total
+    return total / tf.cast(tf.size(per_sample), total.dtype)
+
+
+def reduction_factor(reduction: Reduction, batch_size: tf.Tensor) -> tf.Tensor:
+    """d(reduced loss)/d(per-sample loss): 1 for "sum", 1/N for the mean."""
+    if reduction == "sum":
+        return tf.constant(1.0, tf.float32)
+    return 1.0 / tf.cast(batch_size, tf.float32)
+
+
+def keras_loss_path(y_pred: tf.Tensor, from_logits: bool, loss_dtype: tf.DType = tf.float32) -> LossPath:
+    """Which cross-entropy Keras computes on this model output (keras/src/backend/tensorflow/nn.py).
+
+    Keras' probability-space cross-entropy silently switches to the softmax's logits when `y_pred` comes
+    straight from a Keras softmax (attribute `_keras_logits`, or a graph `Softmax` op). Anything in between,
+    such as the float16 -> float32 cast of a mixed-precision model, drops the shortcut: the probabilities
+    are then clipped to [1e-7, 1 - 1e-7] and a sample whose true-class probability is below 1e-7 has a zero
+    gradient. Decided at trace time, from the symbolic tensor.
+    """
+    if from_logits:
+        return "from_logits"
+    if y_pred.dtype != loss_dtype:
+        return "clipped_probabilities"
+    if getattr(y_pred, "_keras_logits", None) is not None:
+        return "softmax_logits_shortcut"
+    op = getattr(y_pred, "op", None)
+    if not tf.executing_eagerly() and op is not None and op.type == "Softmax":
+        return "softmax_logits_shortcut"
+    return "clipped_probabilities"
+
+
+def per_sample_loss_scale(
+    loss: keras.losses.Loss, y_true: tf.Tensor, y_pred: tf.Tensor, from_logits: bool
+) -> tf.Tensor:
+    """Per-sample weights w_i that make each sample's logit gradient O(1) before backprop.
+
+    Measured in float32 on the model output: the gradient of the loss with respect to the output, pulled
+    back through the softmax Jacobian when the output is probabilities, p * (g - <g, p>). w_i = 1/max|.|,
+    capped so the upstream gradient stays far from float16 overflow. A positive per-sample factor leaves
+    sign(g) and g/||g|| unchanged, so the attack's math is untouched; the caller divides it out again.
+    """
+    probs = tf.stop_gradient(tf.cast(y_pred, tf.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(probs)
+        values = loss(y_true, probs)
+    upstream = tape.gradient(values, probs)
+    if from_logits:
+        logit_grad = upstream
+    else:
+        logit_grad = probs * (upstream - tf.reduce_sum(upstream * probs, axis=-1, keepdims=True))
+    logit_scale = tf.reduce_max(tf.abs(logit_grad), axis=-1)
+    upstream_scale = tf.reduce_max(tf.abs(upstream), axis=-1)
+    weight = tf.math.divide_no_nan(tf.ones_like(logit_scale), logit_scale)
+    weight = tf.where(logit_scale > 0, weight, tf.ones_like(weight))
+    overflow_cap = tf.math.divide_no_nan(tf.fill(tf.shape(upstream_scale), _FP16_SAFE_UPSTREAM), upstream_scale)
+    weight = tf.where(upstream_scale > 0, tf.minimum(weight, overflow_cap), weight)
+    return tf.stop_gradient(weight)
