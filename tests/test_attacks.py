@@ -308,9 +308,11 @@ def test_second_call_with_the_same_shapes_does_not_retrace(digits):
     x, y = batch(digits, 16)
     attack = PGD(model, 0.1, steps=3, step_size=0.05, from_logits=True, clip_min=0.0, clip_max=1.0)
     attack(x, y)
-    attack(x, y)
-    attack(x[:5], y[:5])  # another batch size: the signature has a free batch dimension
+    attack(x * 0.5, y)
     assert attack.tracing_count() == 1
+    attack(x[:5], y[:5])  # the last, short batch of a dataset: one more signature, traced once
+    attack(x[5:10], y[5:10])
+    assert attack.tracing_count() == 2
 
 
 def test_attack_runs_inside_another_tf_function(digits):

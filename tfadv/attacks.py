@@ -211,21 +211,22 @@ class _GradientAttack:
 
     # ------------------------------------------------------------------------------------ compiling
     def _compiled_for(self, x: tf.Tensor, y_onehot: tf.Tensor, with_stats: bool):
-        key = (tuple(x.shape[1:]), int(y_onehot.shape[-1]), with_stats)
+        """One tf.function per input signature. Shapes are kept static, batch size included: on CPU a
+        free batch dimension measured slower (shape arithmetic moves to run time), and a dataset has at
+        most two batch sizes (full and last)."""
+        key = (tuple(x.shape), int(y_onehot.shape[-1]), with_stats)
         if key not in self._compiled:
             signature = [
-                tf.TensorSpec((None, *x.shape[1:]), tf.float32),
-                tf.TensorSpec((None, y_onehot.shape[-1]), tf.float32),
-                tf.TensorSpec((None,), tf.int64),
+                tf.TensorSpec(x.shape, tf.float32),
+                tf.TensorSpec((x.shape[0], y_onehot.shape[-1]), tf.float32),
+                tf.TensorSpec((x.shape[0],), tf.int64),
                 tf.TensorSpec((), tf.int64),
             ]
 
             def attack(x, y_onehot, sample_ids, restart):
                 return self._attack(x, y_onehot, sample_ids, restart, with_stats)
 
-            self._compiled[key] = tf.function(
-                attack, input_signature=signature, jit_compile=self.jit_compile, reduce_retracing=True
-            )
+            self._compiled[key] = tf.function(attack, input_signature=signature, jit_compile=self.jit_compile)
         return self._compiled[key]
 
     # --------------------------------------------------------------------------------- the numerics
