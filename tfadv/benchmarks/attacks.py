@@ -1,7 +1,8 @@
 """tfadv PGD against cleverhans 4.0 and against the floor of `steps` compiled input-gradient passes.
 
 The three are timed in interleaved rounds inside one process, on the same model, inputs and steps, and
-reported as ratios of medians: the machine's load moves all three alike.
+reported as ratios of medians: the machine's load moves all three alike. Both wall-clock and process CPU
+time are reported; on a shared machine the CPU-time ratio is the steadier of the two.
 """
 from __future__ import annotations
 
@@ -16,17 +17,20 @@ import tensorflow as tf
 from tfadv.attacks import PGD
 
 
-def _median_seconds(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+def _median_seconds(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, cpu) seconds per function over interleaved rounds."""
     for fn in fns.values():  # warm-up: trace and compile outside the clock
         fn()
         fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
+    wall: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
             fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+            wall[name].append(time.perf_counter() - start_wall)
+            cpu[name].append(time.process_time() - start_cpu)
+    return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in fns}
 
 
 def _floor(model: keras.Model, x: tf.Tensor, y: tf.Tensor, steps: int, from_logits: bool) -> Callable[[], object]:
@@ -79,9 +83,11 @@ def benchmark_case(
         fns["cleverhans"] = cleverhans
     seconds = _median_seconds(fns, rounds)
     row: dict[str, object] = {"case": name, "batch": int(x.shape[0]), "steps": steps}
-    row.update({f"{k}_s": round(v, 4) for k, v in seconds.items()})
-    row["tfadv/floor"] = round(seconds["tfadv"] / seconds["floor"], 3)
-    row["tfadv/cleverhans"] = round(seconds["tfadv"] / seconds["cleverhans"], 3) if cleverhans else None
+    row.update({f"{k}_wall_s": round(v[0], 3) for k, v in seconds.items()})
+    for clock, i in (("wall", 0), ("cpu", 1)):
+        row[f"tfadv/floor ({clock})"] = round(seconds["tfadv"][i] / seconds["floor"][i], 3)
+        if cleverhans is not None:
+            row[f"tfadv/cleverhans ({clock})"] = round(seconds["tfadv"][i] / seconds["cleverhans"][i], 3)
     return row
 
 
