@@ -1,0 +1,248 @@
+"""What every adversarial-training model shares: the threat model, coupled weight decay, the weight update
+on a crafted batch, clean/adversarial metrics and the inference-mode evaluation attack.
+
+Subclasses override `train_step` only; they are built like the Keras guide's functional subclass:
+
+    model = FastAdversarialModel(inputs, outputs, eps=8 / 255, alpha=10 / 255)
+    model.compile(optimizer=keras.optimizers.SGD(CyclicLearningRate(0.2, total_steps)), loss=..., metrics=[...])
+    model.fit(x, y, ...)
+
+Logs: `fit` reports `loss` (the adversarial training objective, weight decay included) and `adv_accuracy`
+(on the batch the weights were updated on); compiled metrics are also computed on that batch. `evaluate`
+reports `loss` and compiled metrics on clean inputs, `clean_accuracy`, and `adv_loss`/`adv_accuracy` under a
+PGD attack (`eval_steps` steps of `eval_step_size`, random start) run with the model in inference mode.
+"""
+from __future__ import annotations
+
+import secrets
+from typing import Any, Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfadv import geometry
+from tfadv.training import crafting
+
+WeightDecayOn = Literal["all", "kernels"]
+
+
+def class_ids(y: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Integer labels from class ids (N,) / (N, 1) or one-hot (N, C)."""
+    if y.shape.rank == y_pred.shape.rank and y.shape[-1] not in (None, 1):
+        return tf.argmax(y, axis=-1, output_type=tf.int32)
+    return tf.reshape(tf.cast(y, tf.int32), [-1])
+
+
+def correct(y: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """1.0 where the top prediction is the label."""
+    predicted = tf.argmax(y_pred, axis=-1, output_type=tf.int32)
+    return tf.cast(tf.equal(predicted, class_ids(y, y_pred)), tf.float32)
+
+
+def num_replicas() -> int:
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+class AdversarialModel(keras.Model):
+    """Base class; use PGDAdversarialModel, FastAdversarialModel, FreeAdversarialModel or StaleAdversarialModel.
+
+    Args (keyword-only, shared by all):
+        eps: radius of the threat model, in input units (8/255 for [0, 1] images).
+        norm: "inf" or "2".
+        clip_min, clip_max: valid input range (None = open).
+        attack_training_mode: BatchNorm/Dropout mode while crafting the *training* attack. True = batch
+            statistics, moving averages updated by every attack pass (Wong, Shafahi, Madry's code);
+            False = inference mode (MadryLab/robustness). Evaluation attacks always use inference mode.
+        weight_decay: coupled L2, wd/2 * sum ||w||^2 added to the loss before loss scaling, which is what
+            PyTorch's SGD(weight_decay=wd) and Madry's `wd * sum(tf.nn.l2_loss(w))` compute. Keep the
+            optimizer's own (decoupled) weight_decay unset when reproducing those codes.
+        weight_decay_on: "all" trainable variables (PyTorch SGD: BN and biases too) or "kernels" only
+            (Madry/Shafahi TF code).
+        eval_steps, eval_step_size: the PGD attack of `evaluate` (default step eps/4 = 2/255 at 8/255, as
+            Wong et al. and the seed evaluate); eval_steps=0 reports clean metrics only.
+        seed: seeds every random start; draws are keyed on (seed, step, replica, row), so a run resumed
+            from a checkpoint draws what the uninterrupted run would have drawn.
+    """
+
+    #: Keys of `get_config` owned by this class; subclasses extend it.
+    _adversarial_keys: tuple[str, ...] = (
+        "eps", "norm", "clip_min", "clip_max", "attack_training_mode", "weight_decay",
+        "weight_decay_on", "eval_steps", "eval_step_size", "seed",
+    )
+
+    def __init__(
+        self,
+        *args: Any,
+        eps: float,
+        norm: str = "inf",
+        clip_min: float | None = 0.0,
+        clip_max: float | None = 1.0,
+        attack_training_mode: bool = True,
+        weight_decay: float = 0.0,
+        weight_decay_on: WeightDecayOn = "all",
+        eval_steps: int = 10,
+        eval_step_size: float | None = None,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.eps = _positive("eps", eps)
+        self.norm = geometry.canonical_norm(norm)
+        if clip_min is not None and clip_max is not None and not clip_min < clip_max:
+            raise ValueError(f"clip_min must be below clip_max, got clip_min={clip_min}, clip_max={clip_max}")
+        self.clip_min = None if clip_min is None else float(clip_min)
+        self.clip_max = None if clip_max is None else float(clip_max)
+        if not isinstance(attack_training_mode, (bool, np.bool_)):
+            raise TypeError(f"attack_training_mode must be True or False, got {attack_training_mode!r}")
+        self.attack_training_mode = bool(attack_training_mode)
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        self.weight_decay = float(weight_decay)
+        if weight_decay_on not in ("all", "kernels"):
+            raise ValueError(f"weight_decay_on must be 'all' or 'kernels', got {weight_decay_on!r}")
+        self.weight_decay_on = weight_decay_on
+        self.eval_steps = _count("eval_steps", eval_steps, minimum=0)
+        self.eval_step_size = self.eps / 4 if eval_step_size is None else _positive("eval_step_size", eval_step_size)
+        self.seed = secrets.randbelow(2**31) if seed is None else int(seed)
+
+        self.adv_accuracy = keras.metrics.Mean(name="adv_accuracy")
+        self.clean_accuracy = keras.metrics.Mean(name="clean_accuracy")
+        self.adv_loss = keras.metrics.Mean(name="adv_loss")
+        # Counters keying the random starts: saved with the weights, advanced once per step.
+        self.train_counter = keras.Variable(
+            0, dtype="int64", trainable=False, aggregation="only_first_replica", name="adversarial_train_counter"
+        )
+        self.eval_counter = keras.Variable(
+            0, dtype="int64", trainable=False, aggregation="only_first_replica", name="adversarial_eval_counter"
+        )
+
+    # ----------------------------------------------------------------------------------------------
+    # Pieces the subclasses' train_step is made of.
+
+    def unpack(self, data) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
+        """(x, y, sample_weight), x as float32 and checked to lie in [clip_min, clip_max]: an image in
+        [0, 255] attacked with eps 8/255 would otherwise train silently against a vanishing threat."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x = tf.cast(x, tf.float32)
+        checks = []
+        if self.clip_min is not None:
+            checks.append(tf.debugging.assert_greater_equal(
+                tf.reduce_min(x), tf.constant(self.clip_min - 1e-6, tf.float32),
+                message=f"inputs below clip_min={self.clip_min}: scale them to [clip_min, clip_max] or set the range",
+            ))
+        if self.clip_max is not None:
+            checks.append(tf.debugging.assert_less_equal(
+                tf.reduce_max(x), tf.constant(self.clip_max + 1e-6, tf.float32),
+                message=f"inputs above clip_max={self.clip_max}: scale them to [clip_min, clip_max] or set the range",
+            ))
+        with tf.control_dependencies(checks):
+            return tf.identity(x), y, sample_weight
+
+    def attack_loss(self, y: tf.Tensor, training: bool):
+        """loss_fn(x_adv) for crafting: the compiled loss, scaled like the weight gradient's loss so
+        that float16 input gradients do not underflow (the step uses only their direction)."""
+
+        def loss_fn(x_adv: tf.Tensor) -> tf.Tensor:
+            y_pred = self(x_adv, training=training)
+            loss = self.compute_loss(x=x_adv, y=y, y_pred=y_pred, training=training)
+            return self.optimizer.scale_loss(loss)
+
+        return loss_fn
+
+    def random_start(self, x: tf.Tensor) -> tf.Tensor:
+        return crafting.random_start(
+            x, eps=self.eps, norm=self.norm, seed=self.seed, counter=self.train_counter,
+            clip_min=self.clip_min, clip_max=self.clip_max,
+        )
+
+    def l2_penalty(self) -> tf.Tensor:
+        """wd/2 * sum ||w||^2, divided by the replica count like Keras' own losses (gradients are summed)."""
+        if self.weight_decay == 0.0:
+            return tf.constant(0.0)
+        variables = self.trainable_variables
+        if self.weight_decay_on == "kernels":
+            variables = [v for v in variables if v.path.split("/")[-1].endswith("kernel")]
+        total = tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in variables])
+        return 0.5 * self.weight_decay * total / num_replicas()
+
+    def descent_loss(self, x: tf.Tensor, y: tf.Tensor, sample_weight: tf.Tensor | None):
+        """Forward pass in training mode on the batch the weights learn from; returns (y_pred, loss)."""
+        y_pred = self(x, training=True)
+        loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+        return y_pred, loss + tf.cast(self.l2_penalty(), loss.dtype)
+
+    def apply_gradients(self, tape: tf.GradientTape, loss: tf.Tensor) -> None:
+        """Weight update with Keras' loss scaling (scale_loss was applied inside the tape by the caller)."""
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+
+    def fit_on_batch(self, x_adv: tf.Tensor, y: tf.Tensor, sample_weight: tf.Tensor | None = None) -> dict:
+        """One weight update on an adversarial batch (one forward, one backward), metrics, logs."""
+        with tf.GradientTape() as tape:
+            y_pred, loss = self.descent_loss(x_adv, y, sample_weight)
+            scaled = self.optimizer.scale_loss(loss)
+        self.apply_gradients(tape, scaled)
+        self.train_counter.assign_add(1)
+        return self.record_training(x_adv, y, y_pred, loss, sample_weight)
+
+    def record_training(self, x_adv, y, y_pred, loss, sample_weight) -> dict:
+        self._loss_tracker.update_state(loss * num_replicas(), sample_weight=tf.shape(x_adv)[0])
+        self.adv_accuracy.update_state(correct(y, y_pred), sample_weight=sample_weight)
+        self.compute_metrics(x_adv, y, y_pred, sample_weight=sample_weight)
+        return self.logs(exclude=("clean_accuracy", "adv_loss"))
+
+    def logs(self, exclude: tuple[str, ...] = ()) -> dict:
+        results = self.get_metrics_result()
+        return {name: value for name, value in results.items() if name not in exclude}
+
+    # ----------------------------------------------------------------------------------------------
+    # Evaluation: clean metrics plus an inference-mode PGD attack.
+
+    def craft_eval(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        """The evaluation attack: PGD with random start, model in inference mode."""
+        delta = crafting.random_start(
+            x, eps=self.eps, norm=self.norm, seed=self.seed + 1, counter=self.eval_counter,
+            clip_min=self.clip_min, clip_max=self.clip_max,
+        )
+        self.eval_counter.assign_add(1)
+        delta = crafting.pgd_perturbation(
+            self.attack_loss(y, training=False), x, delta, steps=self.eval_steps,
+            step_size=self.eval_step_size, eps=self.eps, norm=self.norm,
+            clip_min=self.clip_min, clip_max=self.clip_max,
+        )
+        return x + delta
+
+    def test_step(self, data):
+        x, y, sample_weight = self.unpack(data)
+        y_pred = self(x, training=False)
+        loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+        self._loss_tracker.update_state(loss * num_replicas(), sample_weight=tf.shape(x)[0])
+        self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        self.clean_accuracy.update_state(correct(y, y_pred), sample_weight=sample_weight)
+        if self.eval_steps == 0:
+            return self.logs(exclude=("adv_accuracy", "adv_loss"))
+        x_adv = self.craft_eval(x, y)
+        adv_pred = self(x_adv, training=False)
+        adv_loss = self.compute_loss(x=x_adv, y=y, y_pred=adv_pred, sample_weight=sample_weight, training=False)
+        self.adv_loss.update_state(adv_loss * num_replicas(), sample_weight=tf.shape(x)[0])
+        self.adv_accuracy.update_state(correct(y, adv_pred), sample_weight=sample_weight)
+        return self.logs()
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({key: getattr(self, key) for key in self._adversarial_keys})
+        return config
+
+
+def _positive(name: str, value: float) -> float:
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value}")
+    return value
+
+
+def _count(name: str, value: int, minimum: int = 1) -> int:
+    if isinstance(value, bool) or int(value) != value or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)

@@ -1,0 +1,122 @@
+"""Early stopping on catastrophic overfitting (Wong et al. 2020, Sec. 5.2)."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfadv import geometry
+from tfadv.training import crafting
+
+
+class CatastrophicOverfittingCallback(keras.callbacks.Callback):
+    """Watches PGD accuracy on a held-out batch; on a collapse restores the best weights.
+
+    FGSM training can lose all robustness within an epoch ("catastrophic overfitting"): PGD accuracy falls
+    to ~0 while clean accuracy keeps rising. Wong et al. run PGD-5 (step 2/255, one random start) on a
+    training minibatch after every epoch and stop when it drops by more than 0.2. Here the check runs every
+    epoch (or every `every_steps` batches), compares with the *best* accuracy seen, and on a drop larger
+    than `threshold` restores the best weights and, if `stop_training`, stops `fit`. The attack runs with
+    the model in inference mode (Wong's runs in training mode; inference mode does not disturb BatchNorm's
+    moving statistics) and uses the model's compiled loss.
+
+    Attributes after fit: `history` (list of (epoch, step, pgd_accuracy)), `best_accuracy`, `collapsed_at`
+    ((epoch, step) of the detected collapse or None). Adds `pgd_check_accuracy` to the epoch logs.
+    """
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        eps: float,
+        step_size: float | None = None,
+        steps: int = 5,
+        norm: str = "inf",
+        clip_min: float | None = 0.0,
+        clip_max: float | None = 1.0,
+        threshold: float = 0.2,
+        every_steps: int | None = None,
+        restore_best_weights: bool = True,
+        stop_training: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.x = tf.convert_to_tensor(x, tf.float32)
+        self.y = tf.convert_to_tensor(y)
+        if self.x.shape[0] != self.y.shape[0] or self.x.shape[0] == 0:
+            raise ValueError(f"x and y must hold the same non-zero number of samples, got {self.x.shape[0]} and {self.y.shape[0]}")
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
+        if not 0 < threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+        if every_steps is not None and every_steps < 1:
+            raise ValueError(f"every_steps must be a positive integer or None, got {every_steps}")
+        self.eps = float(eps)
+        self.step_size = self.eps / 4 if step_size is None else float(step_size)
+        self.steps = int(steps)
+        self.norm = geometry.canonical_norm(norm)
+        self.clip_min, self.clip_max = clip_min, clip_max
+        self.threshold = float(threshold)
+        self.every_steps = every_steps
+        self.restore_best_weights = restore_best_weights
+        self.stop_training = stop_training
+        self.seed = int(seed)
+        self._accuracy_fn = None
+
+    def on_train_begin(self, logs=None):
+        self.history: list[tuple[int, int, float]] = []
+        self.best_accuracy = -1.0
+        self.best_weights = None
+        self.collapsed_at = None
+        self._epoch = 0
+        self._batches = 0
+        self._accuracy_fn = tf.function(self._pgd_accuracy)
+
+    def _pgd_accuracy(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        model = self.model
+
+        def loss_fn(x_adv):
+            loss = model.compute_loss(x=x_adv, y=y, y_pred=model(x_adv, training=False), training=False)
+            return model.optimizer.scale_loss(loss)  # float16 input gradients must not underflow
+
+        start = crafting.random_start(
+            x, eps=self.eps, norm=self.norm, seed=self.seed, counter=tf.constant(0, tf.int64),
+            clip_min=self.clip_min, clip_max=self.clip_max,
+        )
+        delta = crafting.pgd_perturbation(
+            loss_fn, x, start, steps=self.steps, step_size=self.step_size, eps=self.eps, norm=self.norm,
+            clip_min=self.clip_min, clip_max=self.clip_max,
+        )
+        y_pred = model(x + delta, training=False)
+        labels = tf.reshape(tf.cast(y, tf.int32), [-1]) if y.shape.rank == 1 else tf.argmax(y, -1, output_type=tf.int32)
+        return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(y_pred, -1, output_type=tf.int32), labels), tf.float32))
+
+    def check(self) -> float:
+        """Measure, compare with the best, restore on collapse. Returns the measured PGD accuracy."""
+        accuracy = float(self._accuracy_fn(self.x, self.y))
+        self.history.append((self._epoch, self._batches, accuracy))
+        if accuracy > self.best_accuracy:
+            self.best_accuracy = accuracy
+            self.best_weights = self.model.get_weights()
+        elif self.best_accuracy - accuracy > self.threshold and self.collapsed_at is None:
+            self.collapsed_at = (self._epoch, self._batches)
+            if self.restore_best_weights and self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+            if self.stop_training:
+                self.model.stop_training = True
+        return accuracy
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+        if self.every_steps is not None and self._batches % self.every_steps == 0:
+            self.check()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.every_steps is None:
+            self.check()
+        if logs is not None and self.history:
+            logs["pgd_check_accuracy"] = self.history[-1][2]

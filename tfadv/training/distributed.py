@@ -1,0 +1,71 @@
+"""A `strategy.run` training loop for strategies under which Keras 3 `fit` fails.
+
+Keras 3's `fit` breaks under MultiWorkerMirroredStrategy (keras-team/keras#20585: an eager
+`strategy.reduce` on a PerReplica batch in `_maybe_symbolic_build`). This loop drives the *same*
+`train_step` the models use under `fit` (the adversarial step, loss scaling, coupled weight decay,
+metrics) through `strategy.run`, so one- and multi-host training share every line of numerics.
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()        # TF_CONFIG names the workers
+    with strategy.scope():
+        model = FastAdversarialModel(inputs, outputs, eps=8 / 255, alpha=10 / 255)
+        model.compile(optimizer=..., loss=..., metrics=[...])
+    history = train(model, dataset, epochs=15, steps_per_epoch=390)
+
+`dataset` yields *global* batches (`strategy.experimental_distribute_dataset` splits them across
+replicas and shards them across workers). Every worker must run the same number of steps, so
+`steps_per_epoch` is required and the dataset must have at least that many batches per epoch (repeat it).
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+def train(
+    model: keras.Model,
+    dataset: tf.data.Dataset,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    strategy: tf.distribute.Strategy | None = None,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+    verbose: bool = True,
+) -> dict[str, list[float]]:
+    """Train `model` (compiled under `strategy.scope()`) for `epochs` x `steps_per_epoch` steps.
+
+    Returns the per-epoch logs like `fit().history`. Callbacks get the epoch hooks (`on_epoch_begin`,
+    `on_epoch_end` with the logs) and `on_train_begin`/`on_train_end`; per-batch hooks are not called.
+    """
+    if model.optimizer is None:
+        raise ValueError("compile the model (under strategy.scope()) before calling train()")
+    if epochs < 1 or steps_per_epoch < 1:
+        raise ValueError(f"epochs and steps_per_epoch must be >= 1, got {epochs} and {steps_per_epoch}")
+    strategy = strategy or model.distribute_strategy
+    with strategy.scope():
+        model.optimizer.build(model.trainable_variables)
+    callback_list = keras.callbacks.CallbackList(callbacks, model=model)
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+
+    @tf.function
+    def run_step(iterator):
+        strategy.run(model.train_step, args=(next(iterator),))
+
+    history: dict[str, list[float]] = {}
+    model.stop_training = False
+    callback_list.on_train_begin()
+    for epoch in range(epochs):
+        callback_list.on_epoch_begin(epoch)
+        for metric in model.metrics:
+            metric.reset_state()
+        progress = keras.utils.Progbar(steps_per_epoch, verbose=1 if verbose else 0)
+        for step in range(steps_per_epoch):
+            run_step(iterator)
+            progress.update(step + 1)
+        logs = {name: float(value) for name, value in model.get_metrics_result().items()}
+        callback_list.on_epoch_end(epoch, logs)
+        for name, value in logs.items():
+            history.setdefault(name, []).append(value)
+        if model.stop_training:
+            break
+    callback_list.on_train_end()
+    return history
