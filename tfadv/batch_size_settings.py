@@ -1,0 +1,118 @@
+"""The three SGD training settings of Kamath et al. 2019 (section 5), as Keras schedules and optimizers.
+
+* "LR" (Smith et al. 2017): learning rate fixed at 0.01 whatever the batch size B.
+* "LR/BS" (Jastrzebski et al. 2017): learning rate = 0.00015625 * B, a constant ratio (= 0.01 / 64, so the
+  two settings coincide at B = 64).
+* "Benchmark" (Yao et al. 2018b): learning rate 0.01, momentum 0.9, halved after every 5 epochs.
+
+All three run 100 epochs in the paper, with no weight decay (the paper defers the Benchmark's weight decay
+to Yao et al., who do not state one in the text we could read; HessianFlow's driver defaults to 0) and no
+other learning-rate change. "LR" and "LR/BS" take a momentum from the sweeps 0/0.2/0.5/0.9 and 0/0.9.
+Schedules are keyed on the optimizer's step, so they need the number of steps per epoch, ceil(N / B):
+Keras' `fit` keeps the last partial batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import keras
+
+Schedule = Literal["LR", "LR/BS", "Benchmark"]
+SCHEDULES: tuple[Schedule, ...] = ("LR", "LR/BS", "Benchmark")
+
+FIXED_LEARNING_RATE = 0.01
+LEARNING_RATE_PER_SAMPLE = 0.00015625
+BENCHMARK_MOMENTUM = 0.9
+BENCHMARK_HALVING_EPOCHS = 5
+PAPER_EPOCHS = 100
+#: Momentum values swept in sections 4.1 (LR) and 4.2 (LR/BS).
+MOMENTUM_SWEEPS: dict[str, tuple[float, ...]] = {"LR": (0.0, 0.2, 0.5, 0.9), "LR/BS": (0.0, 0.9)}
+
+
+@keras.saving.register_keras_serializable(package="tfadv")
+class ConstantLearningRate(keras.optimizers.schedules.LearningRateSchedule):
+    """The same learning rate at every step (a schedule object, so every setting is one type)."""
+
+    def __init__(self, learning_rate: float):
+        self.learning_rate = float(learning_rate)
+
+    def __call__(self, step):
+        return keras.ops.convert_to_tensor(self.learning_rate, dtype="float32")
+
+    def get_config(self) -> dict:
+        return {"learning_rate": self.learning_rate}
+
+
+def steps_per_epoch(num_train: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch of `fit` over num_train samples (the last batch may be partial)."""
+    if num_train < 1 or batch_size < 1:
+        raise ValueError(f"num_train and batch_size must be >= 1, got {num_train} and {batch_size}")
+    return math.ceil(num_train / batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSetting:
+    """One line of the paper's plots: a schedule and a momentum ("LR, m=0.9")."""
+
+    schedule: Schedule
+    momentum: float = 0.0
+    #: Multiplies every learning rate (the fixed 0.01, the ratio 0.00015625, the Benchmark's 0.01), keeping
+    #: the settings' relations (LR = LR/BS at B = 64). 1.0 is the paper; tfadv's small `demo` data uses more.
+    lr_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.schedule == "Benchmark" and self.momentum != BENCHMARK_MOMENTUM:
+            raise ValueError(f"the Benchmark setting has momentum {BENCHMARK_MOMENTUM}, got {self.momentum}")
+        if not self.lr_scale > 0:
+            raise ValueError(f"lr_scale must be > 0, got {self.lr_scale}")
+
+    @classmethod
+    def benchmark(cls, lr_scale: float = 1.0) -> "TrainingSetting":
+        return cls("Benchmark", BENCHMARK_MOMENTUM, lr_scale)
+
+    @property
+    def label(self) -> str:
+        return self.schedule if self.schedule == "Benchmark" else f"{self.schedule}, m={self.momentum:g}"
+
+    def initial_learning_rate(self, batch_size: int) -> float:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if self.schedule == "LR/BS":
+            return self.lr_scale * LEARNING_RATE_PER_SAMPLE * batch_size
+        return self.lr_scale * FIXED_LEARNING_RATE
+
+    def learning_rate_schedule(
+        self, batch_size: int, steps_per_epoch: int
+    ) -> keras.optimizers.schedules.LearningRateSchedule:
+        """Learning rate as a function of the optimizer step (0-based; step k lies in epoch k // steps)."""
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        rate = self.initial_learning_rate(batch_size)
+        if self.schedule == "Benchmark":
+            return keras.optimizers.schedules.ExponentialDecay(
+                rate, decay_steps=BENCHMARK_HALVING_EPOCHS * steps_per_epoch, decay_rate=0.5, staircase=True
+            )
+        return ConstantLearningRate(rate)
+
+    def optimizer(self, batch_size: int, steps_per_epoch: int) -> keras.optimizers.SGD:
+        """Plain SGD (heavy-ball momentum, no Nesterov, no weight decay) with this setting's schedule."""
+        schedule = self.learning_rate_schedule(batch_size, steps_per_epoch)
+        return keras.optimizers.SGD(learning_rate=schedule, momentum=self.momentum)
+
+
+def paper_settings(
+    momentum_sweeps: dict[str, tuple[float, ...]] | None = MOMENTUM_SWEEPS, lr_scale: float = 1.0
+) -> list[TrainingSetting]:
+    """The lines of the paper's figures: LR and LR/BS without momentum and the Benchmark (Figs 1-10), plus
+    the momentum values of `momentum_sweeps` (default: sections 4.1 and 4.2, Figs 11-22; None: none)."""
+    settings = [TrainingSetting("LR", 0.0, lr_scale), TrainingSetting("LR/BS", 0.0, lr_scale)]
+    settings.append(TrainingSetting.benchmark(lr_scale))
+    for schedule, momenta in (momentum_sweeps or {}).items():
+        settings += [TrainingSetting(schedule, m, lr_scale) for m in momenta if m != 0.0]
+    return settings
