@@ -42,6 +42,7 @@ from tfadv.hessian import CONVERGED, HESSIANFLOW, PowerIteration, top_hessian_ei
 from tfadv.models.kamath import MODELS
 from tfadv.report import Claim, write_report
 from tfadv.results import atomic_write_text, cell_file_name
+from tfadv.training.distributed import mirrored_strategy
 from tfadv.runner import build_parser, cell_key, run_grid
 
 KEY = "batchsize"
@@ -217,8 +218,7 @@ def make_run_one(args, profile: Profile):
     verbose = 2 if args.progress and args.profile == "paper" else 0
     strategy = tf.distribute.get_strategy()
     if args.strategy == "mirrored":  # every GPU; on a CPU-only host every logical CPU (as the tests configure)
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+        strategy = mirrored_strategy()
 
     def run_one(cell: dict) -> dict:
         cell = dict(cell, key=cell_key(cell))

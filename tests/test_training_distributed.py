@@ -1,12 +1,11 @@
 """tfadv.training under MirroredStrategy (2 logical CPUs, from conftest) and mixed_float16."""
-import functools
-
 import numpy as np
 import pytest
 import tensorflow as tf
 import keras
 
 from tfadv.training import FastAdversarialModel, FreeAdversarialModel, PGDAdversarialModel, StaleAdversarialModel
+from tfadv.training.distributed import mirrored_strategy
 from test_training import build, compile_, data, weights_of
 
 DETERMINISTIC = {  # no random start, no BatchNorm: one device and two replicas must agree exactly
@@ -15,18 +14,12 @@ DETERMINISTIC = {  # no random start, no BatchNorm: one device and two replicas 
 }
 
 
-@functools.lru_cache(maxsize=None)
-def _strategy(devices: tuple) -> tf.distribute.MirroredStrategy:
-    return tf.distribute.MirroredStrategy(list(devices))
-
-
 def two_cpus():
-    """One strategy per process: a second MirroredStrategy reuses collective instance keys of the first
-    and its all-reduces clash with the first one's shapes."""
+    """The process's one strategy over the two logical CPUs (see mirrored_strategy)."""
     devices = tf.config.list_logical_devices("CPU")
     if len(devices) < 2:
         pytest.skip("needs 2 logical CPU devices (tests/conftest.py configures them)")
-    return _strategy(tuple(d.name for d in devices[:2]))
+    return mirrored_strategy(tuple(d.name for d in devices[:2]))
 
 
 @pytest.mark.parametrize("name", DETERMINISTIC)

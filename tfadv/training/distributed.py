@@ -17,8 +17,27 @@ replicas and shards them across workers). Every worker must run the same number 
 """
 from __future__ import annotations
 
+import functools
+
 import keras
 import tensorflow as tf
+
+
+def mirrored_strategy(devices: tuple[str, ...] | None = None) -> tf.distribute.MirroredStrategy:
+    """The process's MirroredStrategy over `devices` (default: every GPU, else every logical CPU).
+
+    One per device set per process: a second MirroredStrategy over the same devices reuses the first one's
+    collective instance keys, and their all-reduces then clash on shapes (seen with TF 2.21).
+    """
+    if devices is None:
+        found = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        devices = tuple(d.name for d in found)
+    return _mirrored_strategy(tuple(devices))
+
+
+@functools.lru_cache(maxsize=None)
+def _mirrored_strategy(devices: tuple[str, ...]) -> tf.distribute.MirroredStrategy:
+    return tf.distribute.MirroredStrategy(list(devices))
 
 
 def train(
