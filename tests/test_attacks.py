@@ -10,6 +10,7 @@ from sklearn.datasets import load_digits
 from tfadv import geometry
 from tfadv.attacks import FGM, PGD
 from tfadv.evaluation import robust_accuracy
+from tfadv.precision import dtype_policy
 
 NORMS = ("inf", "2")
 EPS = {"inf": 0.1, "2": 1.0}
@@ -262,12 +263,8 @@ def test_loss_path_reports_the_keras_logits_shortcut(digits):
 # --------------------------------------------------------------------------------- mixed precision
 @pytest.fixture
 def mixed_float16():
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
+    with dtype_policy("mixed_float16"):
         yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
 
 
 def test_mixed_float16_model_runs_with_float32_inputs_and_outputs(digits, mixed_float16):

@@ -1,0 +1,92 @@
+"""The paper's ImageNet models: preprocessing inside the graph, local weight files, offline failure, dtype policy."""
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from tfadv.models import imagenet
+from tfadv.models.imagenet import WeightsUnavailableError, build_imagenet_model
+
+SIZE = 32  # ResNet50's minimum input size (tf_keras_facts.md §3): small and quick to build
+
+
+@pytest.fixture(scope="module")
+def resnet_and_weights(tmp_path_factory):
+    model = build_imagenet_model("resnet50", weights=None, image_size=SIZE)
+    path = str(tmp_path_factory.mktemp("weights") / "resnet50.weights.h5")
+    model.save_weights(path)
+    return model, path
+
+
+def _pixels(n=2):
+    return np.random.default_rng(0).uniform(0.0, 255.0, (n, SIZE, SIZE, 3)).astype("float32")
+
+
+def test_weights_load_from_local_file(resnet_and_weights):
+    model, path = resnet_and_weights
+    loaded = build_imagenet_model("resnet50", weights=path, image_size=SIZE)
+    x = _pixels()
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
+    assert not loaded.trainable and loaded.inputs[0].dtype == "float32"
+    fresh = build_imagenet_model("resnet50", weights=None, image_size=SIZE)
+    assert np.abs(np.asarray(fresh(x)) - np.asarray(model(x))).max() > 0  # the file, not chance, made them equal
+
+
+def test_preprocess_input_is_inside_the_graph(resnet_and_weights):
+    model, _ = resnet_and_weights
+    plain = keras.applications.ResNet50(weights=None, input_shape=(SIZE, SIZE, 3))
+    plain.set_weights(model.get_weights())
+    x = _pixels()
+    expected = plain(keras.applications.resnet50.preprocess_input(x.copy()))  # caffe: RGB->BGR, minus mean
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_logits_head_and_mixed_precision_policy(resnet_and_weights):
+    _, path = resnet_and_weights
+    logits = build_imagenet_model("resnet50", weights=path, image_size=SIZE, logits=True)
+    out = np.asarray(logits(_pixels()))
+    assert not np.allclose(out.sum(axis=1), 1.0, atol=1e-3)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        half = build_imagenet_model("resnet50", weights=path, image_size=SIZE)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert half.inputs[0].dtype == "float32" and half.outputs[0].dtype == "float16"
+
+
+def test_offline_imagenet_weights_fail_before_keras_tries(monkeypatch, tmp_path):
+    monkeypatch.setattr(imagenet, "keras_cache_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(imagenet, "can_reach", lambda *a, **k: False)
+
+    def must_not_build(*args, **kwargs):
+        raise AssertionError("the model was built (and a download attempted) despite being offline")
+
+    arch = imagenet.ARCHITECTURES["xception"]
+    monkeypatch.setitem(imagenet.ARCHITECTURES, "xception",
+                        imagenet.Architecture(must_not_build, *list(arch.__dict__.values())[1:]))
+    with pytest.raises(WeightsUnavailableError) as error:
+        build_imagenet_model("xception", weights="imagenet")
+    message = str(error.value)
+    assert "unreachable" in message and arch.weights_url in message and arch.weights_md5 in message
+    assert os.path.join(str(tmp_path), arch.weights_file) in message and "KERAS_HOME" in message
+    assert "weights=" in message
+
+
+def test_corrupt_cached_weights_are_reported_not_deleted(monkeypatch, tmp_path):
+    monkeypatch.setattr(imagenet, "keras_cache_dir", lambda: str(tmp_path))
+    cached = tmp_path / imagenet.ARCHITECTURES["densenet121"].weights_file
+    cached.write_bytes(b"half a download")
+    with pytest.raises(WeightsUnavailableError, match="incomplete or outdated"):
+        build_imagenet_model("densenet121", weights="imagenet")
+    assert cached.exists()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown ImageNet model"):
+        build_imagenet_model("vgg16", weights=None)
+    with pytest.raises(ValueError, match="at least|>= 75"):
+        build_imagenet_model("inception_v3", weights=None, image_size=74)
+    with pytest.raises(FileNotFoundError, match="no_such.h5"):
+        build_imagenet_model("resnet50", weights="/no/where/no_such.h5", image_size=SIZE)

@@ -1,0 +1,98 @@
+"""ImageNetV2 loader on directories in the tarball layout that the tests write, and on tfds mock data."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfadv.datasets import imagenet_v2
+from tfadv.datasets.imagenet_v2 import CorruptImageError, imagenet_v2_batches, imagenet_v2_records
+
+
+def _write_jpeg(path, height, width, value):
+    rng = np.random.default_rng(value)
+    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    path.write_bytes(tf.io.encode_jpeg(pixels).numpy())
+    return pixels
+
+
+@pytest.fixture()
+def image_dir(tmp_path):
+    """Classes 3, 17 and 999 with images of different sizes, plus a non-image file that must be ignored."""
+    for label, count in ((3, 3), (17, 2), (999, 3)):
+        (tmp_path / str(label)).mkdir()
+        for k in range(count):
+            _write_jpeg(tmp_path / str(label) / f"{k:04d}.jpeg", 20 + 7 * k, 31 - 3 * k, label * 10 + k)
+    (tmp_path / "17" / "notes.txt").write_text("not an image")
+    return tmp_path
+
+
+def _all(records, batch_size, **kwargs):
+    batches = list(imagenet_v2_batches(records, batch_size, **kwargs))
+    return [np.concatenate(parts) for parts in zip(*batches)] if batches else [np.zeros(0)] * 3
+
+
+def test_directory_layout_labels_size_range_and_order(image_dir):
+    x, y, index = _all(imagenet_v2_records(image_dir), batch_size=1, image_size=32)
+    paths, labels = imagenet_v2.list_image_dir(image_dir)
+    assert len(paths) == 8 and x.shape == (8, 32, 32, 3) and x.dtype == np.float32
+    assert 0.0 <= x.min() and x.max() <= 255.0 and x.max() > 200.0
+    np.testing.assert_array_equal(y, labels[index])  # labels come from the class directory names
+    assert sorted(index.tolist()) == list(range(8)) and index.tolist() != list(range(8))  # shuffled
+    # Fixed seed: the same order every time; another seed gives another order.
+    again = _all(imagenet_v2_records(image_dir), batch_size=4, image_size=32)
+    np.testing.assert_array_equal(again[2], index)
+    np.testing.assert_allclose(again[0], x, atol=1e-4)
+    other = _all(imagenet_v2_records(image_dir, seed=7), batch_size=1, image_size=32)
+    assert other[2].tolist() != index.tolist()
+
+
+def test_bilinear_resize_matches_tensorflow(image_dir):
+    x, _, index = _all(imagenet_v2_records(image_dir, limit=1), batch_size=1)
+    path = imagenet_v2.list_image_dir(image_dir)[0][index[0]]
+    raw = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
+    expected = tf.image.resize(tf.cast(raw, tf.float32), (224, 224), method="bilinear").numpy()
+    assert x.shape == (1, 224, 224, 3)
+    np.testing.assert_allclose(x[0], expected, atol=1e-4)
+
+
+def test_last_partial_batch_dropped_and_limit(image_dir):
+    x, _, _ = _all(imagenet_v2_records(image_dir), batch_size=3, image_size=16)
+    assert x.shape[0] == 6  # 8 images in batches of 3: the partial batch of 2 is dropped, as the authors did
+    x, _, _ = _all(imagenet_v2_records(image_dir, limit=5), batch_size=2, image_size=16, drop_remainder=False)
+    assert x.shape[0] == 5
+
+
+def test_corrupt_file_is_named(image_dir):
+    bad = image_dir / "17" / "0001.jpeg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    with pytest.raises(CorruptImageError, match=r"cannot read or decode image file \S*17/0001.jpeg"):
+        for _ in imagenet_v2_batches(imagenet_v2_records(image_dir), 4, image_size=16):
+            pass
+
+
+def test_unreadable_file_is_named(image_dir):
+    # A dangling symlink: listed like an image, but reading it fails.
+    (image_dir / "3" / "0009.jpeg").symlink_to(image_dir / "missing.jpeg")
+    with pytest.raises(CorruptImageError, match=r"cannot read or decode image file \S*3/0009.jpeg"):
+        for _ in imagenet_v2_batches(imagenet_v2_records(image_dir), 1, image_size=16):
+            pass
+
+
+def test_bad_layout_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        imagenet_v2_records(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="no images"):
+        imagenet_v2_records(tmp_path)
+    (tmp_path / "n01440764").mkdir()
+    with pytest.raises(ValueError, match="n01440764.*class id"):
+        imagenet_v2_records(tmp_path)
+
+
+def test_tfds_source_with_mock_data():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=6):
+        records = imagenet_v2_records("tfds", download=False)
+        x, y, index = _all(records, batch_size=2, image_size=24)
+    assert x.shape == (6, 24, 24, 3) and x.dtype == np.float32
+    assert y.dtype == np.int64 and ((0 <= y) & (y < 1000)).all()
+    assert sorted(index.tolist()) == list(range(6))

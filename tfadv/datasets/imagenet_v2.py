@@ -1,0 +1,170 @@
+"""ImageNetV2 (Recht et al. 2019), matched-frequency: 10,000 images, 10 per ImageNet class.
+
+Two sources, one pipeline:
+- `"tfds"`: tensorflow-datasets `imagenet_v2/<config>` (split "test"), prepared in `data_dir` or downloaded
+  after a fast connectivity probe (`tfadv.datasets.tfds_data.load_builder`);
+- a directory in the original tarball layout, `<root>/<class id>/<image>.jpeg`, class ids 0..999 (what the
+  Redgrave & Crum loader reads).
+Images are decoded to RGB, resized bilinearly to 224 x 224 (as the paper) and returned as float32 in [0, 255].
+The order is a fixed shuffle (seed 42, as the authors' `shuffle(10000, seed=42)`) of the sorted file list,
+so every process and every shard sees the same images in the same batches. The authors' `list_files` also
+shuffled the list without a seed, so their order changed from run to run; tfadv's does not.
+A file that cannot be read or decoded raises `CorruptImageError` naming it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import tensorflow as tf
+
+IMAGE_SIZE = 224
+NUM_CLASSES = 1000
+SHUFFLE_SEED = 42
+TFDS_NAME = "imagenet_v2"
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+
+
+class CorruptImageError(ValueError):
+    """An image file that cannot be read or decoded."""
+
+
+def list_image_dir(root: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """Sorted image paths under `<root>/<class id>/` and their int64 labels (the directory names)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"ImageNetV2 directory not found: {root}")
+    paths, labels = [], []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        if not class_dir.name.isdigit() or not 0 <= int(class_dir.name) < NUM_CLASSES:
+            raise ValueError(
+                f"{class_dir}: ImageNetV2 class directories must be named by class id 0..{NUM_CLASSES - 1} "
+                "(the layout of imagenetv2-matched-frequency.tar.gz)"
+            )
+        for image in sorted(class_dir.iterdir()):
+            if image.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(str(image))
+                labels.append(int(class_dir.name))
+    if not paths:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}/<class id>/")
+    return paths, np.asarray(labels, np.int64)
+
+
+def imagenet_v2_records(
+    source: str | os.PathLike = "tfds",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    config: str = "matched-frequency",
+    seed: int = SHUFFLE_SEED,
+    limit: int | None = None,
+) -> tf.data.Dataset:
+    """Undecoded examples in the fixed evaluation order: (name, encoded bytes, label, index).
+
+    `source` is "tfds" or a directory path; for a directory, name is the file's path and the bytes are
+    left empty (read when decoding, so a listing never fails on a bad file). `index` is the example's position in the sorted file list (the
+    tfds order for "tfds"): a stable id, e.g. to key an attack's random start. `limit` keeps the first
+    `limit` examples of the shuffled order.
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of images or None, got {limit!r}")
+    if str(source) == "tfds":
+        records, size = _tfds_records(config, data_dir, download)
+    else:
+        paths, labels = list_image_dir(source)
+        size = len(paths)
+        records = tf.data.Dataset.from_tensor_slices(
+            (paths, [b""] * size, labels, np.arange(size, dtype=np.int64))
+        )
+    # One full-size shuffle buffer: the order depends only on the seed, as the authors' shuffle(10000, seed=42).
+    records = records.shuffle(size, seed=seed, reshuffle_each_iteration=False)
+    if limit is not None:
+        records = records.take(limit)
+    return records
+
+
+def _tfds_records(config: str, data_dir, download: bool) -> tuple[tf.data.Dataset, int]:
+    import tensorflow_datasets as tfds
+
+    from tfadv.datasets.tfds_data import load_builder
+
+    builder = load_builder(f"{TFDS_NAME}/{config}", data_dir, download)
+    ds = builder.as_dataset(split="test", shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
+    size = int(ds.cardinality())
+    if size < 1:  # unknown cardinality (mock data): count once
+        size = int(ds.reduce(0, lambda n, _: n + 1))
+    ds = ds.enumerate().map(lambda i, ex: (ex["file_name"], ex["image"], ex["label"], i))
+    return ds, size
+
+
+def decode_image(encoded: tf.Tensor, image_size: int = IMAGE_SIZE) -> tf.Tensor:
+    """JPEG/PNG bytes -> float32 RGB (image_size, image_size, 3) in [0, 255], bilinear resize (no antialias)."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image.set_shape((None, None, 3))
+    image = tf.image.resize(tf.cast(image, tf.float32), (image_size, image_size), method="bilinear")
+    return tf.ensure_shape(image, (image_size, image_size, 3))
+
+
+def decode_record(name: tf.Tensor, data: tf.Tensor, image_size: int = IMAGE_SIZE) -> tf.Tensor:
+    """Decode one record of `imagenet_v2_records`, reading the file first for a directory source."""
+    data = tf.cond(tf.strings.length(data) > 0, lambda: data, lambda: tf.io.read_file(name))
+    return decode_image(data, image_size)
+
+
+def load_imagenet_v2(source: str | os.PathLike = "tfds", *, image_size: int = IMAGE_SIZE, **kwargs) -> tf.data.Dataset:
+    """A Dataset of (image float32 [0, 255], label int64) in the fixed order; kwargs as `imagenet_v2_records`.
+
+    Iterate it through `imagenet_v2_batches` to get a corrupt file named in the error.
+    """
+    records = imagenet_v2_records(source, **kwargs)
+    return records.map(lambda name, data, label, index: (decode_record(name, data, image_size), label))
+
+
+def imagenet_v2_batches(
+    records: tf.data.Dataset, batch_size: int, *, image_size: int = IMAGE_SIZE, drop_remainder: bool = True
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Decoded numpy batches (x float32 (b, S, S, 3) in [0, 255], labels int64, indices int64).
+
+    `drop_remainder=True` drops a last partial batch, as the authors' loop did, so every batch has
+    exactly `batch_size` images. Decoding runs in parallel and keeps the order.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    decoded = records.map(
+        lambda name, data, label, index: (decode_record(name, data, image_size), label, index),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    batches = decoded.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    position = 0
+    iterator = iter(batches)
+    while True:
+        try:
+            x, y, index = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.OpError as error:
+            _raise_naming_culprit(records, position, batch_size, image_size, error)
+        position += batch_size
+        yield x.numpy(), y.numpy(), index.numpy()
+
+
+def _raise_naming_culprit(records, start: int, count: int, image_size: int, error: Exception):
+    """Decode the failed batch's files one by one to find and name the bad one."""
+    names = []
+    for name, data, _, _ in records.skip(start).take(count):
+        names.append(name.numpy().decode())
+        try:
+            decode_record(name, data, image_size)
+        except tf.errors.OpError as bad:
+            raise CorruptImageError(f"cannot read or decode image file {names[-1]}: {_first_line(bad)}") from error
+    raise CorruptImageError(
+        f"decoding ImageNetV2 images {start}..{start + count - 1} (files {names}) failed: {_first_line(error)}"
+    ) from error
+
+
+def _first_line(error: Exception) -> str:
+    text = getattr(error, "message", None) or str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
