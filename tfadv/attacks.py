@@ -18,8 +18,8 @@ Where tfadv deliberately differs, each as an option or a documented default:
   (`l2_rand_init="uniform_ball"`); `l2_rand_init="batch_radius"` reproduces theirs.
 - Random starts are stateless, keyed on (seed, sample id, restart): with `reduction="sum"` and a seed, a
   sample's adversarial example does not depend on the batch it is crafted in. Theirs use the global RNG.
-- Non-finite gradient entries (float16 overflow) are set to zero and counted, as ART does; theirs would
-  propagate NaN into the image.
+- Under 16-bit compute or loss scaling, non-finite gradient entries (float16 overflow) are set to zero,
+  as ART does, and `stats` counts them; theirs would propagate NaN into the image.
 - `l2_normalization="exact"` gives a unit step for any non-zero gradient (rescaled norm, exact-zero guard),
   removing the 1e-12 floor that makes the mean reduction weaken L2 attacks (cleverhans PR #1175).
 - `loss_scale` (a constant or "per_sample") removes float16 underflow in the backward pass of a
@@ -232,7 +232,7 @@ class _GradientAttack:
     # --------------------------------------------------------------------------------- the numerics
     def _objective_and_gradient(self, x_adv: tf.Tensor, y_onehot: tf.Tensor):
         """Per-sample objective (the loss, negated if targeted), predictions and the input gradient of
-        the reduced objective, in float32 and free of loss scaling."""
+        the reduced objective, in float32 and free of loss scaling (not yet checked for non-finites)."""
         labels = losses.loss_labels(self.loss, y_onehot)
         with tf.GradientTape() as tape:
             tape.watch(x_adv)
@@ -254,11 +254,19 @@ class _GradientAttack:
             grad = grad * geometry.broadcast_per_sample(factor / weights, grad)
         elif self.loss_scale is not None:
             grad = grad / self.loss_scale
-        nonfinite = tf.logical_not(tf.math.is_finite(grad))
-        grad = tf.where(nonfinite, tf.zeros_like(grad), grad)
-        axes = list(range(1, grad.shape.rank))
-        diagnostics = {"nonfinite": tf.reduce_any(nonfinite, axis=axes)}
-        return objective, y_pred, grad, diagnostics
+        return objective, y_pred, grad
+
+    def _may_overflow(self) -> bool:
+        """Can the backward pass produce Inf/NaN? Only in 16-bit compute or with loss scaling: checking
+        every step costs ~18% of a PGD step on the Madry MNIST CNN (measured), so float32 skips it."""
+        compute_dtype = getattr(self.model, "compute_dtype", "float32")
+        return compute_dtype in ("float16", "bfloat16") or self.loss_scale is not None
+
+    def _finite(self, grad: tf.Tensor) -> tf.Tensor:
+        """A non-finite gradient entry takes no step (ART's practice) instead of writing NaN into x."""
+        if not self._may_overflow():
+            return grad
+        return tf.where(tf.math.is_finite(grad), grad, tf.zeros_like(grad))
 
     def _success(self, y_pred: tf.Tensor, y_onehot: tf.Tensor) -> tf.Tensor:
         hit = tf.equal(tf.argmax(y_pred, axis=-1), tf.argmax(y_onehot, axis=-1))
@@ -290,7 +298,8 @@ class _GradientAttack:
 
         def advance(x_adv, best, best_objective, frozen):
             """One step; also keeps the selected iterate (the loss and prediction seen are x_adv's)."""
-            objective, y_pred, grad, diagnostics = self._objective_and_gradient(x_adv, y_onehot)
+            objective, y_pred, raw_grad = self._objective_and_gradient(x_adv, y_onehot)
+            grad = self._finite(raw_grad)
             if self.select == "max_loss":
                 better = objective > best_objective
                 best = tf.where(geometry.broadcast_per_sample(better, x_adv), x_adv, best)
@@ -300,15 +309,15 @@ class _GradientAttack:
             stepped = self._step(x, x_adv, grad)
             if self.select == "first_success":
                 stepped = tf.where(geometry.broadcast_per_sample(frozen, x_adv), x_adv, stepped)
-            return stepped, best, best_objective, frozen, grad, diagnostics
+            return stepped, best, best_objective, frozen, raw_grad
 
         # The first step is peeled off the loop so its gradient can be reported.
-        x_adv, best, best_objective, frozen, first_grad, first_diag = advance(x_adv, best, best_objective, frozen)
+        x_adv, best, best_objective, frozen, first_raw_grad = advance(x_adv, best, best_objective, frozen)
         for _ in tf.range(self.steps - 1):
-            x_adv, best, best_objective, frozen, _, _ = advance(x_adv, best, best_objective, frozen)
+            x_adv, best, best_objective, frozen = advance(x_adv, best, best_objective, frozen)[:4]
 
         if self.select == "max_loss" or with_stats:
-            final_objective, final_pred, _, _ = self._objective_and_gradient(x_adv, y_onehot)
+            final_objective, final_pred, _ = self._objective_and_gradient(x_adv, y_onehot)
         if self.select == "max_loss":
             better = final_objective > best_objective
             x_adv = tf.where(geometry.broadcast_per_sample(better, x_adv), x_adv, best)
@@ -317,11 +326,13 @@ class _GradientAttack:
         if self.select == "max_loss":
             final_pred = self.model(x_adv, training=False)
         delta = x_adv - x
+        axes = list(range(1, x.shape.rank))
+        first_grad = self._finite(first_raw_grad)
         stats = {
             "grad_l2_first": geometry.l2_norm(first_grad),
-            "grad_zero_first": tf.reduce_all(tf.equal(first_grad, 0.0), axis=list(range(1, first_grad.shape.rank))),
+            "grad_zero_first": tf.reduce_all(tf.equal(first_grad, 0.0), axis=axes),
             "floor_clamped_first": geometry.legacy_floor_clamps(first_grad),
-            "nonfinite_grad_first": first_diag["nonfinite"],
+            "nonfinite_grad_first": tf.reduce_any(tf.logical_not(tf.math.is_finite(first_raw_grad)), axis=axes),
             "perturbation_l2": geometry.l2_norm(delta),
             "perturbation_linf": geometry.linf_norm(delta),
             "prediction": tf.argmax(final_pred, axis=-1),
