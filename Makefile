@@ -11,7 +11,7 @@ PAPERS := minibatch freefast efficient batchsize batchnorm
 # Tests run on the CPU whatever the machine has, so a GPU box gives the same answers as CI.
 TEST_ENV := CUDA_VISIBLE_DEVICES= TF_CPP_MIN_LOG_LEVEL=2 TFADV_PROFILE=smoke
 
-.PHONY: install test test-all bench $(addprefix reproduce-,$(PAPERS))
+.PHONY: install test test-slow test-all bench $(addprefix reproduce-,$(PAPERS))
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ install:
 
 test:
 	$(TEST_ENV) $(PY) -m pytest -m "not slow" $(ARGS)
+
+test-slow:
+	$(TEST_ENV) $(PY) -m pytest -m slow $(ARGS)
 
 test-all:
 	$(TEST_ENV) $(PY) -m pytest $(ARGS)
