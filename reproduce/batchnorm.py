@@ -35,7 +35,7 @@ from tfadv import noise, tilting
 from tfadv.attacks import FGM, PGD
 from tfadv.evaluation import predict_labels, robust_accuracy
 from tfadv.models import batchnorm_nets as nets
-from tfadv.report import Claim, write_report
+from tfadv.report import Claim, markdown_table, write_report
 from tfadv.results import atomic_write_csv, cell_file_name
 from tfadv.runner import build_parser, cell_key, run_grid
 
@@ -737,15 +737,12 @@ def claims_and_sections(table: pd.DataFrame, profile_name: str) -> tuple[list[Cl
                 "θ: " + ", ".join(f"{v} {th[v][0]:.1f} ± {th[v][1]:.1f}°" for v in TILT_VARIANTS),
                 "reproduced" if tilted and same else "partly reproduced" if tilted else "not reproduced",
                 "reproduced: both BNGD θ exceed GD's by > 10° and differ from each other by < 10°"))
-        lines = ["| variant | θ (deg) | train | clean | AWGN N(0,1) | FGSM ε=0.1 | FGSM ε=0.25 |", "|---|---|---|---|---|---|---|"]
-        for v in ["nearest_centroid"] + list(TILT_VARIANTS):
-            if th.get(v) is None:
-                continue
-            cells = [f"{th[v][0]:.1f} ± {th[v][1]:.1f}"] + [_pct(_pick(t, variant=v, metric=m)) for m in
-                                                            ("train", "clean", "awgn", "fgsm", "fgsm_eps0.25")]
-            lines.append(f"| {v} | " + " | ".join(cells) + " |")
+        rows = [[v, f"{th[v][0]:.1f} ± {th[v][1]:.1f}"] + [_pct(_pick(t, variant=v, metric=m)) for m in
+                                                           ("train", "clean", "awgn", "fgsm", "fgsm_eps0.25")]
+                for v in ["nearest_centroid"] + list(TILT_VARIANTS) if th.get(v) is not None]
+        columns = ["variant", "θ (deg)", "train", "clean", "AWGN N(0,1)", "FGSM ε=0.1", "FGSM ε=0.25"]
         sections.append(("Table 1: boundary tilting on 3 vs 7 (mean ± s.e. over seeds, accuracies in %)",
-                         "\n".join(lines) + "\n\nThe paper's Table 1 values could not be retrieved; only its claim is checked."))
+                         markdown_table(columns, rows) + "\n\nThe paper's Table 1 values could not be retrieved; only its claim is checked."))
         nc, gd_fgsm = _pick(t, variant="nearest_centroid", metric="fgsm_eps0.25"), _pick(t, variant="gd", metric="fgsm_eps0.25")
         if nc is not None and gd_fgsm is not None:
             claims.append(Claim("Nearest-centroid classifier is much more robust to FGSM ε = 1/4 than a trained linear model",
@@ -781,12 +778,11 @@ def claims_and_sections(table: pd.DataFrame, profile_name: str) -> tuple[list[Cl
                                 " / ".join(f"{r:.2f} ({k}x)" for k, r in ratios.items()),
                                 "reproduced" if all(0.9 <= r <= 1.1 for r in ratios.values()) else "not reproduced",
                                 "reproduced: every ratio within [0.9, 1.1]; λ = 0.01 at every size (tfadv's)"))
-        lines = ["| model | BN | λ | width | clean | AWGN | BIM |", "|---|---|---|---|---|---|---|"]
-        for (m, bn, wd, w), _ in s.groupby(["model", "batchnorm", "weight_decay", "image_width"]):
-            vals = [_pct(_pick(s, model=m, batchnorm=bn, weight_decay=wd, image_width=w, metric=x))
-                    for x in ("clean", "awgn", "bim")]
-            lines.append(f"| {m} | {bn} | {wd} | {int(w)} | " + " | ".join(vals) + " |")
-        sections.append(("Tables 6-7: input dimension (accuracy %, mean ± s.e.)", "\n".join(lines)))
+        rows = [[m, bn, wd, int(w)] + [_pct(_pick(s, model=m, batchnorm=bn, weight_decay=wd, image_width=w, metric=x))
+                                       for x in ("clean", "awgn", "bim")]
+                for (m, bn, wd, w), _ in s.groupby(["model", "batchnorm", "weight_decay", "image_width"])]
+        sections.append(("Tables 6-7: input dimension (accuracy %, mean ± s.e.)",
+                         markdown_table(["model", "BN", "λ", "width", "clean", "AWGN", "BIM"], rows, float_format="{}")))
 
     # Figure 2
     if "depth_batch" in experiments:
@@ -862,11 +858,11 @@ def claims_and_sections(table: pd.DataFrame, profile_name: str) -> tuple[list[Cl
         else:
             claims.append(Claim("Table 4: BN lowers accuracy on CIFAR-10-C noise corruptions", "values not available",
                                 "-", "not measured", "needs CIFAR-10-C (paper profile)"))
-        lines = ["| model | normalization | test set | metric | accuracy % |", "|---|---|---|---|---|"]
-        for _, r in s[~s["metric"].str.contains("_s[1-5]$", regex=True)].iterrows():
-            lines.append(f"| {r['model']} | {r['normalization']} | {r['test_set']} | {r['metric']} | "
-                         f"{100 * r['mean']:.1f} ± {100 * r['sem']:.1f} (n={r['n']}) |")
-        sections.append(("Tables 2-4: CIFAR-10 with and without BN", "\n".join(lines)))
+        rows = [(r["model"], r["normalization"], r["test_set"], r["metric"],
+                 f"{100 * r['mean']:.1f} ± {100 * r['sem']:.1f} (n={r['n']})")
+                for _, r in s[~s["metric"].str.contains("_s[1-5]$", regex=True)].iterrows()]
+        sections.append(("Tables 2-4: CIFAR-10 with and without BN",
+                         markdown_table(["model", "normalization", "test set", "metric", "accuracy %"], rows)))
     else:
         claims.append(Claim("Table 2: BN lowers VGG's AWGN / PGD accuracy on CIFAR-10", "−6 / −17.3 / −5.9 pts", "-",
                             "not measured"))

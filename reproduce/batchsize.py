@@ -40,7 +40,7 @@ from tfadv.datasets.tfds_data import load_tfds
 from tfadv.evaluation import predict_labels, robust_accuracy
 from tfadv.hessian import CONVERGED, HESSIANFLOW, PowerIteration, top_hessian_eigenvalue
 from tfadv.models.kamath import MODELS
-from tfadv.report import Claim, write_report
+from tfadv.report import Claim, markdown_table, write_report
 from tfadv.results import atomic_write_text, cell_file_name
 from tfadv.training.distributed import mirrored_strategy
 from tfadv.runner import build_parser, cell_key, run_grid
@@ -468,12 +468,7 @@ def write_report_md(table: pd.DataFrame, out: Path, profile_name: str, figures: 
 
 
 def _markdown_table(df: pd.DataFrame) -> str:
-    def cell(v):
-        return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
-
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)
+    return markdown_table(df.columns, df.itertuples(index=False))
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:

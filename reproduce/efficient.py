@@ -750,16 +750,10 @@ def write_outputs(table: pd.DataFrame, p: Profile, out: Path, run_info: dict) ->
 
 
 def _markdown(df: pd.DataFrame, percent: tuple[str, ...] = ()) -> str:
-    df = df.copy()
-    for col in df.columns:
-        if col in percent:
-            df[col] = df[col].map(_pct)
-        elif df[col].dtype.kind == "f":
-            df[col] = df[col].map(lambda v: f"{v:.3g}")
-    header = "| " + " | ".join(map(str, df.columns)) + " |"
-    lines = [header, "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)
+    from tfadv.report import markdown_table
+
+    shown = df.assign(**{col: df[col].map(_pct) for col in percent})
+    return markdown_table(shown.columns, shown.itertuples(index=False), float_format="{:.3g}")
 
 
 # ------------------------------------------------------------------------------------- main

@@ -749,20 +749,20 @@ def phenomenon_claims(table: pd.DataFrame, curves: pd.DataFrame, profile: Profil
 def comparison_table(table: pd.DataFrame, profile: Profile) -> str:
     """Markdown: every measured cell beside the paper's row for the same configuration (CIFAR-10 only)."""
     paper = paper_table()
-    lines = ["| configuration | natural | PGD-10 | PGD-20 | PGD-50 | epochs | train min | s/epoch |",
-             "|---|---|---|---|---|---|---|---|"]
+    rows = []
     for row in (table.to_dict("records") if not table.empty else []):
         keys = {k: (None if pd.isna(row.get(k)) else row.get(k)) for k in _PAPER_COLUMNS[:6]}
         label = config_label(row) + f", {ARCH_LABEL[row['architecture']]}, {int(row['epochs'])} ep"
         cells = [_fmt(row.get(c)) for c in ("natural_accuracy", "pgd10_accuracy", "pgd20_accuracy", "pgd50_accuracy")]
-        lines.append(f"| {label} (measured) | " + " | ".join(cells) +
-                     f" | {int(row['epochs'])} | {row['train_minutes']:.2f} | {row['avg_epoch_seconds']:.2f} |")
+        rows.append([f"{label} (measured)", *cells, int(row["epochs"]), f"{row['train_minutes']:.2f}",
+                     f"{row['avg_epoch_seconds']:.2f}"])
         theirs = _find(paper, **keys) if profile.dataset == "cifar10" else None
         if theirs is not None:
             cells = [_fmt(None if pd.isna(theirs[c]) else theirs[c]) for c in _PAPER_COLUMNS[6:10]]
-            lines.append(f"| {label} (paper) | " + " | ".join(cells) +
-                         f" | {int(theirs['epochs'])} | {theirs['train_minutes']:g} | {theirs['avg_epoch_seconds']:g} |")
-    return "\n".join(lines)
+            rows.append([f"{label} (paper)", *cells, int(theirs["epochs"]), f"{theirs['train_minutes']:g}",
+                         f"{theirs['avg_epoch_seconds']:g}"])
+    columns = ["configuration", "natural", "PGD-10", "PGD-20", "PGD-50", "epochs", "train min", "s/epoch"]
+    return report.markdown_table(columns, rows)
 
 
 def write_outputs(out: str | os.PathLike, profile: Profile, table: pd.DataFrame, curves: pd.DataFrame,

@@ -25,7 +25,7 @@ import tensorflow as tf
 from tfadv import plots
 from tfadv.attacks import FGM, PGD
 from tfadv.precision import dtype_policy
-from tfadv.report import Claim, verdict, write_report
+from tfadv.report import Claim, markdown_table, verdict, write_report
 from tfadv.runner import build_parser, run_grid
 
 KEY = "minibatch"
@@ -406,14 +406,15 @@ def loss_scaling_section(table: pd.DataFrame) -> str:
     lines = ["Under mixed_float16 the engine can scale each sample's loss so its logit gradient is O(1) before "
              "the float16 backward pass and divide the factor out in float32 (`loss_scale=\"per_sample\"`); "
              "a positive per-sample factor changes neither sign(g) nor g/||g||, so any strength it restores "
-             "was lost to float16 underflow.", "",
-             "| loss | fp32 success | fp16 success | fp16 + scaling | zero-grad fp32 / fp16 / fp16+scaling |",
-             "|---|---|---|---|---|"]
+             "was lost to float16 underflow.", ""]
+    rows = []
     for loss in sorted(set(table["loss"])):
         sl, zl = s.xs(loss, level="loss"), z.xs(loss, level="loss")
-        lines.append(f"| {loss} | {_pct(sl['float32/none'].mean())} | {_pct(sl['mixed_float16/none'].mean())} | "
-                     f"{_pct(sl['mixed_float16/per_sample'].mean())} | {_pct(zl['float32/none'].mean())} / "
-                     f"{_pct(zl['mixed_float16/none'].mean())} / {_pct(zl['mixed_float16/per_sample'].mean())} |")
+        zero_grad = " / ".join(_pct(zl[c].mean()) for c in ("float32/none", "mixed_float16/none", "mixed_float16/per_sample"))
+        rows.append((loss, _pct(sl["float32/none"].mean()), _pct(sl["mixed_float16/none"].mean()),
+                     _pct(sl["mixed_float16/per_sample"].mean()), zero_grad))
+    lines.append(markdown_table(
+        ["loss", "fp32 success", "fp16 success", "fp16 + scaling", "zero-grad fp32 / fp16 / fp16+scaling"], rows))
     gap_plain = (s["float32/none"] - s["mixed_float16/none"]).abs().mean()
     gap_scaled = (s["float32/none"] - s["mixed_float16/per_sample"]).abs().mean()
     lines += ["", f"Averaged over all cells: |fp32 − fp16| = {100 * gap_plain:.1f} pp without scaling, "
@@ -427,11 +428,9 @@ def loss_scaling_section(table: pd.DataFrame) -> str:
 def success_table(table: pd.DataFrame) -> str:
     t = with_labels(table)
     wide = t.groupby(["model", "norm", "attack", "setting", "batch_size"])["success %"].mean().unstack()
-    header = "| model | norm | attack | setting | " + " | ".join(f"b={b}" for b in wide.columns) + " |"
-    lines = [header, "|" + "---|" * (4 + len(wide.columns))]
-    for (m, n, a, s), row in wide.iterrows():
-        lines.append(f"| {m} | {NORM_NAMES[n]} | {a} | {s} | " + " | ".join(f"{v:.1f}" for v in row) + " |")
-    return "\n".join(lines)
+    columns = ["model", "norm", "attack", "setting"] + [f"b={b}" for b in wide.columns]
+    rows = [(m, NORM_NAMES[n], a, s, *row) for (m, n, a, s), row in wide.iterrows()]
+    return markdown_table(columns, rows, float_format="{:.1f}")
 
 
 def mechanism_table(table: pd.DataFrame) -> str:
@@ -439,13 +438,12 @@ def mechanism_table(table: pd.DataFrame) -> str:
     t = t[t["loss_scale"] == "none"]
     cols = ["floor_clamp_frac", "zero_grad_frac", "median_grad_l2_first", "median_pert_l2", "median_pert_linf"]
     agg = t.groupby(["model", "norm", "attack", "setting", "batch_size"])[cols].mean().reset_index()
-    lines = ["| model | norm | attack | setting | batch | floor-clamped | zero grad | median ‖∇‖₂ (1st step) | "
-             "median ‖δ‖₂ | median ‖δ‖∞ |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in agg.itertuples():
-        lines.append(f"| {r.model} | {NORM_NAMES[r.norm]} | {r.attack} | {r.setting} | {r.batch_size} | "
-                     f"{_pct(r.floor_clamp_frac)} | {_pct(r.zero_grad_frac)} | {r.median_grad_l2_first:.2e} | "
-                     f"{r.median_pert_l2:.1f} | {r.median_pert_linf:.1f} |")
-    return "\n".join(lines)
+    columns = ["model", "norm", "attack", "setting", "batch", "floor-clamped", "zero grad",
+               "median ‖∇‖₂ (1st step)", "median ‖δ‖₂", "median ‖δ‖∞"]
+    rows = [(r.model, NORM_NAMES[r.norm], r.attack, r.setting, r.batch_size, _pct(r.floor_clamp_frac),
+             _pct(r.zero_grad_frac), f"{r.median_grad_l2_first:.2e}", f"{r.median_pert_l2:.1f}",
+             f"{r.median_pert_linf:.1f}") for r in agg.itertuples()]
+    return markdown_table(columns, rows)
 
 
 def write_report_md(table: pd.DataFrame, args, profile: Profile, figures: list[str], wall: float) -> None:

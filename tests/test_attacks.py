@@ -291,6 +291,31 @@ def test_per_sample_loss_scaling_restores_gradients_that_float16_underflows(digi
     assert np.all(np.isfinite(scaled_stats["grad_l2_first"]))
 
 
+def test_may_overflow_only_with_a_16_bit_layer_or_a_scaled_loss(mixed_float16):
+    from tfadv.precision import may_overflow
+
+    mixed = small_cnn()
+    with dtype_policy("float32"):
+        plain = small_cnn()
+        inputs = keras.Input((8, 8, 1))
+        nested = keras.Model(inputs, mixed(inputs))  # a float32 wrapper around float16 layers
+    assert may_overflow(mixed) and may_overflow(nested)
+    assert not may_overflow(plain)
+    assert may_overflow(plain, loss_scaled=True)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_float16_gradient_overflow_takes_no_step_instead_of_writing_nan(digits, mixed_float16, norm):
+    """A loss scale far above float16's range turns the backward pass into Inf; those entries must take
+    no step (an L2 step would otherwise divide Inf by Inf)."""
+    model = small_cnn()
+    x, y = batch(digits)
+    attack = FGM(model, EPS[norm], norm, from_logits=True, loss_scale=1e9, clip_min=0.0, clip_max=1.0)
+    x_adv, stats = attack(x, y, return_stats=True)
+    assert stats["nonfinite_grad_first"].any(), "the loss scale did not overflow float16: the test is void"
+    assert np.all(np.isfinite(x_adv.numpy()))
+
+
 def test_per_sample_scaling_does_not_change_the_float32_step(trained, digits):
     x, y = batch(digits, 16)
     for norm in NORMS:

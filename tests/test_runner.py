@@ -235,6 +235,16 @@ def test_report_has_claims_table_sections_and_settings(tmp_path):
         Claim("c", "p", "m", "confirmed")
 
 
+def test_markdown_table_formats_floats_escapes_cells_and_checks_row_width():
+    from tfadv.report import markdown_table
+
+    table = pd.DataFrame({"kappa": [1, 8], "accuracy": [0.123456, np.float32(0.5)], "note": ["a|b", "two\nlines"]})
+    assert markdown_table(table.columns, table.itertuples(index=False), float_format="{:.2f}").splitlines() == [
+        "| kappa | accuracy | note |", "|---|---|---|", "| 1 | 0.12 | a\\|b |", "| 8 | 0.50 | two<br>lines |"]
+    with pytest.raises(ValueError, match="a row has 2 cells for 3 columns"):
+        markdown_table(["a", "b", "c"], [(1, 2)])
+
+
 def test_save_figure_writes_png_and_closes_figure(tmp_path):
     import matplotlib.pyplot as plt
 

@@ -92,6 +92,12 @@ def legacy_floor_clamps(grad: tf.Tensor) -> tf.Tensor:
     return squared < LEGACY_SQUARED_NORM_FLOOR
 
 
+def finite_or_zero(grad: tf.Tensor) -> tf.Tensor:
+    """A non-finite gradient entry (a float16 overflow) takes no step instead of writing NaN into x
+    (ART's practice). Callers skip it where no overflow can occur: see tfadv.precision.may_overflow."""
+    return tf.where(tf.math.is_finite(grad), grad, tf.zeros_like(grad))
+
+
 def project(delta: tf.Tensor, eps: float | tf.Tensor, norm: Norm) -> tf.Tensor:
     """Project each sample's perturbation onto the eps ball (Madry et al.)."""
     eps = tf.cast(eps, delta.dtype)

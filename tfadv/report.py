@@ -9,7 +9,9 @@ import datetime
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
 
 from tfadv.results import atomic_write_text
 
@@ -40,9 +42,25 @@ def verdict(holds: bool | None, partly: bool = False) -> str:
     return "reproduced" if holds else "not reproduced"
 
 
-def _cell(text) -> str:
+def _cell(value: Any, float_format: str = "{:.4g}") -> str:
     # A table cell must stay on one line and must not open a new column.
-    return str(text).replace("|", "\\|").replace("\n", "<br>")
+    text = float_format.format(value) if isinstance(value, (float, np.floating)) else str(value)
+    return text.replace("|", "\\|").replace("\n", "<br>")
+
+
+def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], float_format: str = "{:.4g}") -> str:
+    """A GitHub Markdown table; floats are written with `float_format`, everything else with str().
+
+    For a DataFrame: markdown_table(df.columns, df.itertuples(index=False)).
+    """
+    columns = [str(c) for c in columns]
+    lines = ["| " + " | ".join(_cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        row = list(row)
+        if len(row) != len(columns):
+            raise ValueError(f"a row has {len(row)} cells for {len(columns)} columns: {row!r}")
+        lines.append("| " + " | ".join(_cell(v, float_format) for v in row) + " |")
+    return "\n".join(lines)
 
 
 def render_report(title: str, key: str, profile: str, claims: Iterable[Claim],
@@ -58,24 +76,19 @@ def render_report(title: str, key: str, profile: str, claims: Iterable[Claim],
         lines += [f"> Profile `{profile}` runs the paper's code on smaller data and models than the paper, so a "
                   "verdict here says whether the phenomenon shows at that scale, not whether the paper's "
                   "numbers are matched.", ""]
-    lines += ["## Claims", "",
-              f"| claim | paper | measured ({profile}) | verdict | note |", "|---|---|---|---|---|"]
     for c in claims:
         if not isinstance(c, Claim):
             raise TypeError(f"claims must be Claim instances, got {type(c).__name__}")
-        lines.append(f"| {_cell(c.claim)} | {_cell(c.paper)} | {_cell(c.measured)} | "
-                     f"**{c.verdict}** ({profile}) | {_cell(c.note)} |")
-    if not claims:
-        lines.append("| (no claims evaluated) | | | | |")
-    lines.append("")
+    rows = [(c.claim, c.paper, c.measured, f"**{c.verdict}** ({profile})", c.note) for c in claims]
+    lines += ["## Claims", "",
+              markdown_table(["claim", "paper", f"measured ({profile})", "verdict", "note"],
+                             rows or [("(no claims evaluated)", "", "", "", "")]), ""]
     for heading, text in sections:
         lines += [f"## {heading}", "", str(text).rstrip(), ""]
     if settings:
         lines += ["## Settings tfadv chose", "",
                   "Where the paper does not say, tfadv picked these values:", "",
-                  "| setting | value |", "|---|---|"]
-        lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in settings.items()]
-        lines.append("")
+                  markdown_table(["setting", "value"], settings.items(), float_format="{}"), ""]
     return "\n".join(lines)
 
 

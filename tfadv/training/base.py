@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv import geometry
+from tfadv import geometry, precision
 from tfadv.training import crafting
 
 WeightDecayOn = Literal["all", "kernels"]
@@ -150,10 +150,25 @@ class AdversarialModel(keras.Model):
 
         return loss_fn
 
+    @property
+    def threat(self) -> crafting.Threat:
+        return crafting.Threat(self.eps, self.norm, self.clip_min, self.clip_max)
+
+    @property
+    def guard_nonfinite(self) -> bool:
+        """Zero non-finite input-gradient entries while crafting? Only where float16 can overflow."""
+        loss_scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+        return precision.may_overflow(self, loss_scaled=loss_scaled)
+
     def random_start(self, x: tf.Tensor) -> tf.Tensor:
-        return crafting.random_start(
-            x, eps=self.eps, norm=self.norm, seed=self.seed, counter=self.train_counter,
-            clip_min=self.clip_min, clip_max=self.clip_max,
+        return crafting.random_start(x, threat=self.threat, seed=self.seed, counter=self.train_counter)
+
+    def perturb(self, x: tf.Tensor, y: tf.Tensor, start: tf.Tensor, *, steps: int, step_size: float,
+                         training: bool) -> tf.Tensor:
+        """`steps` PGD steps from `start` against the compiled loss, the model in `training` mode."""
+        return crafting.pgd_perturbation(
+            self.attack_loss(y, training=training), x, start, steps=steps, step_size=step_size,
+            threat=self.threat, guard_nonfinite=self.guard_nonfinite,
         )
 
     def l2_penalty(self) -> tf.Tensor:
@@ -201,17 +216,10 @@ class AdversarialModel(keras.Model):
 
     def craft_eval(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         """The evaluation attack: PGD with random start, model in inference mode."""
-        delta = crafting.random_start(
-            x, eps=self.eps, norm=self.norm, seed=self.seed + 1, counter=self.eval_counter,
-            clip_min=self.clip_min, clip_max=self.clip_max,
-        )
+        start = crafting.random_start(x, threat=self.threat, seed=self.seed + 1, counter=self.eval_counter)
         self.eval_counter.assign_add(1)
-        delta = crafting.pgd_perturbation(
-            self.attack_loss(y, training=False), x, delta, steps=self.eval_steps,
-            step_size=self.eval_step_size, eps=self.eps, norm=self.norm,
-            clip_min=self.clip_min, clip_max=self.clip_max,
-        )
-        return x + delta
+        return x + self.perturb(x, y, start, steps=self.eval_steps, step_size=self.eval_step_size,
+                                         training=False)
 
     def test_step(self, data):
         x, y, sample_weight = self.unpack(data)

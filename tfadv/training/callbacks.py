@@ -5,8 +5,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv import geometry
+from tfadv import geometry, precision
 from tfadv.training import crafting
+from tfadv.training.base import correct
 
 
 class CatastrophicOverfittingCallback(keras.callbacks.Callback):
@@ -55,8 +56,7 @@ class CatastrophicOverfittingCallback(keras.callbacks.Callback):
         self.eps = float(eps)
         self.step_size = self.eps / 4 if step_size is None else float(step_size)
         self.steps = int(steps)
-        self.norm = geometry.canonical_norm(norm)
-        self.clip_min, self.clip_max = clip_min, clip_max
+        self.threat = crafting.Threat(self.eps, geometry.canonical_norm(norm), clip_min, clip_max)
         self.threshold = float(threshold)
         self.every_steps = every_steps
         self.restore_best_weights = restore_best_weights
@@ -80,17 +80,13 @@ class CatastrophicOverfittingCallback(keras.callbacks.Callback):
             loss = model.compute_loss(x=x_adv, y=y, y_pred=model(x_adv, training=False), training=False)
             return model.optimizer.scale_loss(loss)  # float16 input gradients must not underflow
 
-        start = crafting.random_start(
-            x, eps=self.eps, norm=self.norm, seed=self.seed, counter=tf.constant(0, tf.int64),
-            clip_min=self.clip_min, clip_max=self.clip_max,
-        )
+        start = crafting.random_start(x, threat=self.threat, seed=self.seed, counter=tf.constant(0, tf.int64))
+        loss_scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         delta = crafting.pgd_perturbation(
-            loss_fn, x, start, steps=self.steps, step_size=self.step_size, eps=self.eps, norm=self.norm,
-            clip_min=self.clip_min, clip_max=self.clip_max,
+            loss_fn, x, start, steps=self.steps, step_size=self.step_size, threat=self.threat,
+            guard_nonfinite=precision.may_overflow(model, loss_scaled=loss_scaled),
         )
-        y_pred = model(x + delta, training=False)
-        labels = tf.reshape(tf.cast(y, tf.int32), [-1]) if y.shape.rank == 1 else tf.argmax(y, -1, output_type=tf.int32)
-        return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(y_pred, -1, output_type=tf.int32), labels), tf.float32))
+        return tf.reduce_mean(correct(y, model(x + delta, training=False)))
 
     def check(self) -> float:
         """Measure, compare with the best, restore on collapse. Returns the measured PGD accuracy."""

@@ -7,6 +7,7 @@ the weight update descends (Wong et al., Shafahi et al. and Madry et al. use one
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import tensorflow as tf
@@ -23,30 +24,32 @@ UNROLL_STEPS = 10
 LossFn = Callable[[tf.Tensor], tf.Tensor]
 
 
-def finite_or_zero(grad: tf.Tensor) -> tf.Tensor:
-    """A float16 overflow must not poison the perturbation: a non-finite entry takes no step."""
-    return tf.where(tf.math.is_finite(grad), grad, tf.zeros_like(grad))
+@dataclasses.dataclass(frozen=True)
+class Threat:
+    """The threat model: ||delta|| <= eps in `norm`, with x + delta inside [clip_min, clip_max]."""
+
+    eps: float
+    norm: geometry.Norm
+    clip_min: float | None
+    clip_max: float | None
 
 
-def keep_in_range(delta: tf.Tensor, x: tf.Tensor, clip_min: float | None, clip_max: float | None) -> tf.Tensor:
+def keep_in_range(delta: tf.Tensor, x: tf.Tensor, threat: Threat) -> tf.Tensor:
     """The perturbation that keeps x + delta inside the valid input range."""
-    return geometry.clip_to_range(x + delta, clip_min, clip_max) - x
+    return geometry.clip_to_range(x + delta, threat.clip_min, threat.clip_max) - x
 
 
 def ascent_step(
-    delta: tf.Tensor,
-    grad: tf.Tensor,
-    x: tf.Tensor,
-    *,
-    step_size: float,
-    eps: float,
-    norm: geometry.Norm,
-    clip_min: float | None,
-    clip_max: float | None,
+    delta: tf.Tensor, grad: tf.Tensor, x: tf.Tensor, *, step_size: float, threat: Threat, guard_nonfinite: bool = True
 ) -> tf.Tensor:
-    """delta <- Proj_eps(delta + step_size * steepest_ascent(grad)), then x + delta clipped to the range."""
-    moved = delta + tf.cast(step_size, delta.dtype) * geometry.steepest_ascent(finite_or_zero(grad), norm)
-    return keep_in_range(geometry.project(moved, eps, norm), x, clip_min, clip_max)
+    """delta <- Proj_eps(delta + step_size * steepest_ascent(grad)), then x + delta clipped to the range.
+
+    guard_nonfinite zeroes Inf/NaN gradient entries (tfadv.precision.may_overflow says when it is needed).
+    """
+    if guard_nonfinite:
+        grad = geometry.finite_or_zero(grad)
+    moved = delta + tf.cast(step_size, delta.dtype) * geometry.steepest_ascent(grad, threat.norm)
+    return keep_in_range(geometry.project(moved, threat.eps, threat.norm), x, threat)
 
 
 def input_gradient(loss_fn: LossFn, x_adv: tf.Tensor) -> tf.Tensor:
@@ -57,16 +60,7 @@ def input_gradient(loss_fn: LossFn, x_adv: tf.Tensor) -> tf.Tensor:
     return tape.gradient(loss, x_adv)
 
 
-def random_start(
-    x: tf.Tensor,
-    *,
-    eps: float,
-    norm: geometry.Norm,
-    seed: int,
-    counter: tf.Tensor,
-    clip_min: float | None,
-    clip_max: float | None,
-) -> tf.Tensor:
+def random_start(x: tf.Tensor, *, threat: Threat, seed: int, counter: tf.Tensor) -> tf.Tensor:
     """geometry.random_start keyed on (seed, counter, row, replica), clipped so x + delta stays valid.
 
     The counter is a model variable that advances every step, so each batch gets a fresh draw and a run
@@ -77,8 +71,8 @@ def random_start(
     replica_id = 0 if replica is None else replica.replica_id_in_sync_group
     rows = tf.range(n, dtype=tf.int64) + tf.cast(replica_id, tf.int64) * (1 << 20)
     seeds = geometry.sample_seeds(seed, rows, counter)
-    delta = geometry.random_start(tf.shape(x), eps, norm, seeds, dtype=x.dtype)
-    return keep_in_range(delta, x, clip_min, clip_max)
+    delta = geometry.random_start(tf.shape(x), threat.eps, threat.norm, seeds, dtype=x.dtype)
+    return keep_in_range(delta, x, threat)
 
 
 def pgd_perturbation(
@@ -88,18 +82,14 @@ def pgd_perturbation(
     *,
     steps: int,
     step_size: float,
-    eps: float,
-    norm: geometry.Norm,
-    clip_min: float | None,
-    clip_max: float | None,
+    threat: Threat,
+    guard_nonfinite: bool = True,
 ) -> tf.Tensor:
     """`steps` projected steepest-ascent steps from `delta` (Madry et al. Eq. 2.2)."""
 
     def step(d: tf.Tensor) -> tf.Tensor:
         grad = input_gradient(loss_fn, x + d)
-        return ascent_step(
-            d, grad, x, step_size=step_size, eps=eps, norm=norm, clip_min=clip_min, clip_max=clip_max
-        )
+        return ascent_step(d, grad, x, step_size=step_size, threat=threat, guard_nonfinite=guard_nonfinite)
 
     if steps <= UNROLL_STEPS:
         for _ in range(steps):

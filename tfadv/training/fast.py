@@ -5,7 +5,6 @@ from typing import Any
 
 import keras
 
-from tfadv.training import crafting
 from tfadv.training.base import AdversarialModel, _positive
 
 
@@ -28,9 +27,7 @@ class FastAdversarialModel(AdversarialModel):
 
     def train_step(self, data):
         x, y, sample_weight = self.unpack(data)
-        delta = crafting.pgd_perturbation(
-            self.attack_loss(y, training=self.attack_training_mode), x, self.random_start(x),
-            steps=1, step_size=self.alpha, eps=self.eps, norm=self.norm,
-            clip_min=self.clip_min, clip_max=self.clip_max,
+        delta = self.perturb(
+            x, y, self.random_start(x), steps=1, step_size=self.alpha, training=self.attack_training_mode
         )
         return self.fit_on_batch(x + delta, y, sample_weight)

@@ -101,8 +101,8 @@ class FreeAdversarialModel(AdversarialModel):
             replace_rows(
                 self.delta,
                 crafting.ascent_step(
-                    delta, grad_delta, x, step_size=self.step_size, eps=self.eps, norm=self.norm,
-                    clip_min=self.clip_min, clip_max=self.clip_max,
+                    delta, grad_delta, x, step_size=self.step_size, threat=self.threat,
+                    guard_nonfinite=self.guard_nonfinite,
                 ),
             )
             self.optimizer.apply(grad_weights, weights)

@@ -6,7 +6,6 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tfadv.training import crafting
 from tfadv.training.base import AdversarialModel, _count, _positive
 
 
@@ -33,12 +32,9 @@ class PGDAdversarialModel(AdversarialModel):
     def craft(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         """The training attack with the current weights: x + delta."""
         start = self.random_start(x) if self.rand_init else tf.zeros_like(x)
-        delta = crafting.pgd_perturbation(
-            self.attack_loss(y, training=self.attack_training_mode), x, start,
-            steps=self.steps, step_size=self.step_size, eps=self.eps, norm=self.norm,
-            clip_min=self.clip_min, clip_max=self.clip_max,
+        return x + self.perturb(
+            x, y, start, steps=self.steps, step_size=self.step_size, training=self.attack_training_mode
         )
-        return x + delta
 
     def train_step(self, data):
         x, y, sample_weight = self.unpack(data)
