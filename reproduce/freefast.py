@@ -108,7 +108,8 @@ def paper_cells() -> tuple[dict, ...]:
 def demo_cells() -> tuple[dict, ...]:
     preact = "preact_resnet18"
     cells = [_cell("fast", preact, 128, 20, alpha_ratio=a) for a in (1.25, 2.0)]
-    cells += [_cell("free", preact, 128, 20, replays=4), _cell("pgd", preact, 128, 20)]
+    cells += [_cell("free", preact, 128, 20, replays=m) for m in (2, 4, 8)]
+    cells += [_cell("pgd", preact, 128, 20)]
     return tuple(cells)
 
 
@@ -135,7 +136,7 @@ PROFILES = {
     ),
     "demo": Profile(
         name="demo", dataset="digits", cells=demo_cells(), eps=0.3, eval_step_size=0.3 / 4, width=8,
-        curve_points=450, curve_steps=10, lr_max=(("free", 0.04), ("fast", 0.2), ("pgd", 0.2)),
+        curve_points=150, curve_steps=10, lr_max=(("free", 0.04), ("fast", 0.2), ("pgd", 0.2)),
         tfadv_choices=(
             ("data", "scikit-learn digits, 8x8 grey, 1,347 train / 450 test (stratified, seed 0)"),
             ("eps", "0.3 on [0, 1] pixels, the MNIST budget of Madry et al. and Wong et al. (digits are "
@@ -143,7 +144,7 @@ PROFILES = {
                     "collapses at this scale is what the demo measures"),
             ("PGD step", "eps/4 for evaluation and PGD-7 training (the ratio of 2/255 to 8/255)"),
             ("network", "PreActResNet18 with base width 8 (the paper's is 64), no input normalisation"),
-            ("grid", "Fast α=1.25ε and 2ε, Free m=4, PGD-7 (a baseline the paper quotes but does not run), "
+            ("grid", "Fast α=1.25ε and 2ε, Free m=2, 4, 8, PGD-7 (a baseline the paper quotes but does not run), "
                      "batch 128, 20 epochs each (the paper: 45 and 90 on CIFAR-10); sized for minutes on 2 CPUs"),
             ("precision", "float32 (mixed_float16 is several times slower on a CPU)"),
         ),

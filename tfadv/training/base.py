@@ -157,14 +157,14 @@ class AdversarialModel(keras.Model):
     @property
     def guard_nonfinite(self) -> bool:
         """Zero non-finite input-gradient entries while crafting? Only where float16 can overflow."""
-        loss_scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
-        return precision.may_overflow(self, loss_scaled=loss_scaled)
+        return precision.may_overflow(self)
 
     def random_start(self, x: tf.Tensor) -> tf.Tensor:
         return crafting.random_start(x, threat=self.threat, seed=self.seed, counter=self.train_counter)
 
-    def perturb(self, x: tf.Tensor, y: tf.Tensor, start: tf.Tensor, *, steps: int, step_size: float,
-                         training: bool) -> tf.Tensor:
+    def perturb(
+        self, x: tf.Tensor, y: tf.Tensor, start: tf.Tensor, *, steps: int, step_size: float, training: bool
+    ) -> tf.Tensor:
         """`steps` PGD steps from `start` against the compiled loss, the model in `training` mode."""
         return crafting.pgd_perturbation(
             self.attack_loss(y, training=training), x, start, steps=steps, step_size=step_size,
@@ -218,8 +218,7 @@ class AdversarialModel(keras.Model):
         """The evaluation attack: PGD with random start, model in inference mode."""
         start = crafting.random_start(x, threat=self.threat, seed=self.seed + 1, counter=self.eval_counter)
         self.eval_counter.assign_add(1)
-        return x + self.perturb(x, y, start, steps=self.eval_steps, step_size=self.eval_step_size,
-                                         training=False)
+        return x + self.perturb(x, y, start, steps=self.eval_steps, step_size=self.eval_step_size, training=False)
 
     def test_step(self, data):
         x, y, sample_weight = self.unpack(data)

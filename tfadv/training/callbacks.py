@@ -81,10 +81,9 @@ class CatastrophicOverfittingCallback(keras.callbacks.Callback):
             return model.optimizer.scale_loss(loss)  # float16 input gradients must not underflow
 
         start = crafting.random_start(x, threat=self.threat, seed=self.seed, counter=tf.constant(0, tf.int64))
-        loss_scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         delta = crafting.pgd_perturbation(
             loss_fn, x, start, steps=self.steps, step_size=self.step_size, threat=self.threat,
-            guard_nonfinite=precision.may_overflow(model, loss_scaled=loss_scaled),
+            guard_nonfinite=precision.may_overflow(model),
         )
         return tf.reduce_mean(correct(y, model(x + delta, training=False)))
 
