@@ -31,13 +31,13 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfadv import noise, tilting
+from tfadv.analysis import corruptions as noise, tilting
 from tfadv.attacks import FGM, PGD
 from tfadv.evaluation import predict_labels, robust_accuracy
 from tfadv.models import batchnorm_nets as nets
-from tfadv.report import Claim, markdown_table, write_report
-from tfadv.results import atomic_write_csv, cell_file_name
-from tfadv.runner import build_parser, cell_key, run_grid
+from tfadv.experiments.report import Claim, markdown_table, write_report
+from tfadv.experiments.store import atomic_write_csv, cell_file_name
+from tfadv.experiments.runner import build_parser, cell_key, run_grid
 
 KEY = "batchnorm"
 TITLE = "Batch normalization increases adversarial vulnerability (Galloway et al. 2019)"
@@ -608,7 +608,7 @@ def _fmt_delta(d) -> str:
 def figure_toy(profile: Profile, table: pd.DataFrame, out: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from tfadv import plots
+    from tfadv.experiments import figures as plots
 
     toy = table[table["experiment"] == "toy"]
     if toy.empty:
@@ -641,7 +641,7 @@ def figure_toy(profile: Profile, table: pd.DataFrame, out: Path) -> None:
 def figure_dimension(summary: pd.DataFrame, out: Path) -> None:
     import seaborn as sns
 
-    from tfadv import plots
+    from tfadv.experiments import figures as plots
 
     if summary.empty:
         return
@@ -659,7 +659,7 @@ def figure_depth_batch(summary: pd.DataFrame, out: Path) -> None:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from tfadv import plots
+    from tfadv.experiments import figures as plots
 
     if summary.empty:
         return
@@ -690,7 +690,7 @@ def figure_depth_batch(summary: pd.DataFrame, out: Path) -> None:
 def figure_cifar(summary: pd.DataFrame, out: Path) -> None:
     import seaborn as sns
 
-    from tfadv import plots
+    from tfadv.experiments import figures as plots
 
     s = summary[summary["metric"].isin(["clean", "awgn", "pgd_linf", "pgd_l2"]) & (summary["test_set"] != "train")]
     if s.empty:

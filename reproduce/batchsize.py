@@ -1,7 +1,7 @@
 """Kamath et al. 2019, "On Adversarial Robustness of Small vs Large Batch Training".
 
 For each dataset x model x training setting x batch size: train with SGD, then measure test accuracy,
-FGSM and PGD accuracy (L-inf) and the top eigenvalue of the loss Hessian (tfadv.hessian, both presets).
+FGSM and PGD accuracy (L-inf) and the top eigenvalue of the loss Hessian (tfadv.analysis.hessian, both presets).
 Figures in the paper's form (metric vs batch size, a line per setting or momentum) and report.md with the
 paper's qualitative claims beside the measurements. Each trained model is one cell: finished cells are
 skipped on a re-run, trained weights are kept under OUT/checkpoints/, and an interrupted training resumes
@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfadv import plots
+from tfadv.experiments import figures as plots
 from tfadv.attacks import FGM, PGD
-from tfadv.batch_size_settings import (
+from tfadv.analysis.batch_size_settings import (
     FIXED_LEARNING_RATE,
     LEARNING_RATE_PER_SAMPLE,
     PAPER_EPOCHS,
@@ -38,12 +38,12 @@ from tfadv.batch_size_settings import (
 from tfadv.datasets.digits import load_digits
 from tfadv.datasets.tfds_data import load_tfds
 from tfadv.evaluation import predict_labels, robust_accuracy
-from tfadv.hessian import CONVERGED, HESSIANFLOW, PowerIteration, top_hessian_eigenvalue
+from tfadv.analysis.hessian import CONVERGED, HESSIANFLOW, PowerIteration, top_hessian_eigenvalue
 from tfadv.models.kamath import MODELS
-from tfadv.report import Claim, markdown_table, write_report
-from tfadv.results import atomic_write_text, cell_file_name
+from tfadv.experiments.report import Claim, markdown_table, write_report
+from tfadv.experiments.store import atomic_write_text, cell_file_name
 from tfadv.training.distributed import mirrored_strategy
-from tfadv.runner import build_parser, cell_key, run_grid
+from tfadv.experiments.runner import build_parser, cell_key, run_grid
 
 KEY = "batchsize"
 TITLE = "On Adversarial Robustness of Small vs Large Batch Training (Kamath et al. 2019)"

@@ -9,7 +9,7 @@ Four experiments on Madry et al.'s MNIST CNN, trained with Adam on PGD-kappa adv
    target's own kappa; the diagonal is white-box; gradient shattering is flagged where the white-box attack
    fails but the same-strength transfer succeeds;
 3. staleness: training on batches from a queue of size s (Figs 5 and 8), fresh vs stale accuracy;
-4. asynchronous workers (Fig 9): tfadv.async_training on the devices this host has.
+4. asynchronous workers (Fig 9): tfadv.training.asynchronous on the devices this host has.
 
     python -m reproduce.efficient --profile demo --out results/efficient
 """
@@ -247,7 +247,7 @@ def _panel_logger(p: Profile, attacker_kappas, samples, log_path: Path, seed: in
     'epoch' = `log_every` steps), its rows kept on disk so a resumed run keeps the points logged before."""
     import keras
 
-    from tfadv.results import atomic_write_csv
+    from tfadv.experiments.store import atomic_write_csv
 
     class PanelLogger(keras.callbacks.Callback):
         def __init__(self):
@@ -337,7 +337,7 @@ def final_evaluation(p: Profile, model, x_test, y_test, seed: int) -> list[dict]
 def run_async_cell(p: Profile, cell: dict, data, devices: list[str], seed: int, progress: bool) -> list[dict]:
     import keras
 
-    from tfadv.async_training import train_async
+    from tfadv.training.asynchronous import train_async
     from tfadv.attacks import PGD
     from tfadv.models.mnist import madry_cnn
 
@@ -486,7 +486,7 @@ def _pct(v: float) -> str:
 def make_figures(table: pd.DataFrame, p: Profile, out: Path) -> list[str]:
     import seaborn as sns
 
-    from tfadv.plots import save_figure, set_style
+    from tfadv.experiments.figures import save_figure, set_style
 
     set_style()
     made = []
@@ -555,7 +555,7 @@ def make_figures(table: pd.DataFrame, p: Profile, out: Path) -> list[str]:
 def _final_accuracy_figure(finals: pd.DataFrame, by: str, xlabel: str, p: Profile, path: Path) -> str:
     import seaborn as sns
 
-    from tfadv.plots import save_figure
+    from tfadv.experiments.figures import save_figure
 
     long = finals.melt(id_vars=by, value_vars=["natural", "adversarial"], var_name="test accuracy")
     g = sns.relplot(long, x=by, y="value", hue="test accuracy", kind="line", marker="o", height=3)
@@ -565,7 +565,7 @@ def _final_accuracy_figure(finals: pd.DataFrame, by: str, xlabel: str, p: Profil
 
 
 def evaluate_claims(table: pd.DataFrame, p: Profile, devices: list[str]):
-    from tfadv.report import Claim, verdict
+    from tfadv.experiments.report import Claim, verdict
 
     paper = p.name == "paper"
     claims = []
@@ -701,7 +701,7 @@ def _fresh_stale_gaps(table: pd.DataFrame) -> dict[int, tuple[float, float]]:
 
 
 def write_outputs(table: pd.DataFrame, p: Profile, out: Path, run_info: dict) -> Path:
-    from tfadv.report import write_report
+    from tfadv.experiments.report import write_report
 
     figures = make_figures(table, p, out)
     claims = evaluate_claims(table, p, run_info["devices"])
@@ -750,7 +750,7 @@ def write_outputs(table: pd.DataFrame, p: Profile, out: Path, run_info: dict) ->
 
 
 def _markdown(df: pd.DataFrame, percent: tuple[str, ...] = ()) -> str:
-    from tfadv.report import markdown_table
+    from tfadv.experiments.report import markdown_table
 
     shown = df.assign(**{col: df[col].map(_pct) for col in percent})
     return markdown_table(shown.columns, shown.itertuples(index=False), float_format="{:.3g}")
@@ -758,7 +758,7 @@ def _markdown(df: pd.DataFrame, percent: tuple[str, ...] = ()) -> str:
 
 # ------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    from tfadv.runner import build_parser
+    from tfadv.experiments.runner import build_parser
 
     parser = build_parser(KEY, TITLE)
     parser.add_argument("--experiments", default=",".join(EXPERIMENTS), metavar="LIST",
@@ -773,8 +773,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     started, load_before = time.perf_counter(), os.getloadavg()
     devices = configure_devices(max(p.async_workers) + 1)
 
-    from tfadv.results import CellStore, merge
-    from tfadv.runner import cell_key, run_cells, run_grid
+    from tfadv.experiments.store import CellStore, merge
+    from tfadv.experiments.runner import cell_key, run_cells, run_grid
 
     data = load_data(p, args.data_dir, args.seed)
     cells = [c for c in grid(p) if c["experiment"].split("_")[0] in chosen]

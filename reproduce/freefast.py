@@ -12,7 +12,7 @@ Free-m epoch every minibatch is replayed m times (the seed's `lr_steps = epochs 
 Free-m run of E epochs makes m * E * N/B SGD steps, m times as many as Fast's E * N/B, and its train time
 grows with m, as the paper's tables show.
 
-Each cell (one trained model) is resumable twice over: finished cells are skipped (tfadv.runner), and a
+Each cell (one trained model) is resumable twice over: finished cells are skipped (tfadv.experiments.runner), and a
 cell killed mid-training resumes from its last finished epoch (keras.callbacks.BackupAndRestore), with its
 per-epoch log and the trained weights kept under OUT/work/.
 """
@@ -33,12 +33,12 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfadv import plots, report, runner
+from tfadv.experiments import figures as plots, report, runner
 from tfadv.attacks import PGD
 from tfadv.evaluation import robust_accuracy
 from tfadv.models import cifar_resnets
 from tfadv.precision import dtype_policy
-from tfadv.results import CellStore, atomic_write_csv, cell_file_name, merge
+from tfadv.experiments.store import CellStore, atomic_write_csv, cell_file_name, merge
 
 KEY = "freefast"
 TITLE = "Free vs Fast adversarial training (Capaldi & Capozzi 2020)"

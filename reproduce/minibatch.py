@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfadv import plots
+from tfadv.experiments import figures as plots
 from tfadv.attacks import FGM, PGD
 from tfadv.precision import dtype_policy
-from tfadv.report import Claim, markdown_table, verdict, write_report
-from tfadv.runner import build_parser, run_grid
+from tfadv.experiments.report import Claim, markdown_table, verdict, write_report
+from tfadv.experiments.runner import build_parser, run_grid
 
 KEY = "minibatch"
 TITLE = "Mini-batch attack generation (Redgrave & Crum 2023)"
@@ -121,7 +121,7 @@ class Workspace:
                 model.save_weights(tmp)
                 os.replace(tmp, weights)
                 info["test_accuracy"] = float((model.predict(x_test, verbose=0).argmax(1) == y_test).mean())
-                from tfadv.results import atomic_write_text
+                from tfadv.experiments.store import atomic_write_text
 
                 atomic_write_text(info_path, json.dumps(info, indent=1))
             n = self.profile.images if self.args.images is None else self.args.images

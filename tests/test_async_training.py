@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfadv.async_training import AdversarialBatch, admissible, assign_devices, staleness, train_async
+from tfadv.training.asynchronous import AdversarialBatch, admissible, assign_devices, staleness, train_async
 from tfadv.attacks import PGD
 
 

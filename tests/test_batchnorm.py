@@ -140,7 +140,7 @@ def test_delta_verdicts(measured, paper, verdict):
 
 
 def test_grid_is_one_cell_per_trained_model_and_shards_partition_it():
-    from tfadv.runner import cell_key, select_shard
+    from tfadv.experiments.runner import cell_key, select_shard
 
     cells = runner.grid(runner.PROFILES["demo"], runner.PROFILES["demo"].experiments, 0)
     keys = [cell_key(c) for c in cells]

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfadv.batch_size_settings import (
+from tfadv.analysis.batch_size_settings import (
     MOMENTUM_SWEEPS,
     TrainingSetting,
     paper_settings,

@@ -7,7 +7,7 @@ import pytest
 
 from reproduce import efficient
 from tfadv.attacks import PGD
-from tfadv.runner import cell_key, select_shard
+from tfadv.experiments.runner import cell_key, select_shard
 
 
 def _tiny_classifier(seed):

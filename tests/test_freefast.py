@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from reproduce import freefast
-from tfadv.runner import cell_key
+from tfadv.experiments.runner import cell_key
 
 
 def test_paper_grid_is_the_papers_tables():

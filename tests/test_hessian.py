@@ -1,11 +1,11 @@
-"""tfadv.hessian against the exact Hessian of tiny models (built independently: jacobian of the gradient
+"""tfadv.analysis.hessian against the exact Hessian of tiny models (built independently: jacobian of the gradient
 over a flattened parameter vector through Keras' stateless_call, then numpy's eigvalsh)."""
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfadv.hessian import (
+from tfadv.analysis.hessian import (
     CONVERGED,
     HESSIANFLOW,
     PowerIteration,

@@ -1,8 +1,8 @@
-"""AWGN and the CIFAR-10-C loader (tfadv.noise)."""
+"""AWGN and the CIFAR-10-C loader (tfadv.analysis.corruptions)."""
 import numpy as np
 import pytest
 
-from tfadv import noise
+from tfadv.analysis import corruptions as noise
 
 
 def test_awgn_stays_in_the_input_range_and_is_seeded():

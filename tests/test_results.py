@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfadv.results import CellStore, atomic_write_text, cell_file_name, merge
+from tfadv.experiments.store import CellStore, atomic_write_text, cell_file_name, merge
 
 
 def _dead_pid() -> int:

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfadv.results import CellStore, merge
-from tfadv.runner import build_parser, cell_key, parse_shard, progress, run_cells, run_grid, select_shard
+from tfadv.experiments.store import CellStore, merge
+from tfadv.experiments.runner import build_parser, cell_key, parse_shard, progress, run_cells, run_grid, select_shard
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = [{"model": m, "batch": b, "eps": e} for m in ("cnn", "mlp") for b in (1, 4, 16) for e in (0.5, 8.0)]
@@ -166,8 +166,8 @@ _KILLED_RUN = """
 import sys, time
 sys.path.insert(0, {repo!r})
 from tests.test_runner import GRID, run_one
-from tfadv.results import CellStore
-from tfadv.runner import run_cells
+from tfadv.experiments.store import CellStore
+from tfadv.experiments.runner import run_cells
 
 def slow(cell):
     if cell == GRID[3]:
@@ -215,7 +215,7 @@ def test_progress_reports_counts_and_eta():
 
 
 def test_report_has_claims_table_sections_and_settings(tmp_path):
-    from tfadv.report import Claim, verdict, write_report
+    from tfadv.experiments.report import Claim, verdict, write_report
 
     claims = [Claim("sum loss removes the drop", "94.5% -> 85.5%", "90.1% -> 89.9%", verdict(True)),
               Claim("fp16 | weaker", "yes", "n/a", verdict(None), note="needs a GPU")]
@@ -236,7 +236,7 @@ def test_report_has_claims_table_sections_and_settings(tmp_path):
 
 
 def test_markdown_table_formats_floats_escapes_cells_and_checks_row_width():
-    from tfadv.report import markdown_table
+    from tfadv.experiments.report import markdown_table
 
     table = pd.DataFrame({"kappa": [1, 8], "accuracy": [0.123456, np.float32(0.5)], "note": ["a|b", "two\nlines"]})
     assert markdown_table(table.columns, table.itertuples(index=False), float_format="{:.2f}").splitlines() == [
@@ -248,7 +248,7 @@ def test_markdown_table_formats_floats_escapes_cells_and_checks_row_width():
 def test_save_figure_writes_png_and_closes_figure(tmp_path):
     import matplotlib.pyplot as plt
 
-    from tfadv.plots import save_figure, set_style
+    from tfadv.experiments.figures import save_figure, set_style
 
     set_style()
     fig, ax = plt.subplots()

@@ -1,10 +1,10 @@
-"""Boundary tilting angle (tfadv.tilting) against hand-computed values."""
+"""Boundary tilting angle (tfadv.analysis.tilting) against hand-computed values."""
 import math
 
 import numpy as np
 import pytest
 
-from tfadv import tilting
+from tfadv.analysis import tilting
 from tfadv.models import batchnorm_nets as nets
 
 # Two classes with centroids (-1, 0) and (1, 0): the nearest-centroid direction is (2, 0).

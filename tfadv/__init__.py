@@ -1,7 +1,9 @@
 """tfadv: adversarial attacks and adversarial training for TensorFlow 2 / Keras 3.
 
-Modules: `attacks` (FGM, PGD), `geometry` (steps, projections, random starts), `losses` (the attack loss),
-`evaluation` (robust accuracy), `training` (adversarial `train_step` models), `models`, `datasets`, and the
-runner infrastructure (`runner`, `results`, `report`, `plots`) shared by the paper reproductions.
+The engine: `attacks` (FGM, PGD), `geometry` (steps, projections, random starts), `losses` (the attack
+loss), `precision` (dtype policies, overflow), `evaluation` (robust accuracy), `training` (adversarial
+`train_step` models), `models`, `datasets`. Beside it: `analysis` (the measurement tools the papers use:
+Hessian power iteration, boundary tilting, corruptions, the batch-size settings), `experiments` (what the
+paper runners in `reproduce/` share) and `benchmarks`.
 """
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""One figure style for every paper, and saving that works headless (Agg backend)."""
+"""One figure style for every paper, and saving that is atomic and works headless (Agg backend)."""
 from __future__ import annotations
 
 import os
@@ -13,6 +13,8 @@ if "ipykernel" not in sys.modules:  # keep a notebook's inline backend; runners 
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from tfadv.experiments import atomic  # noqa: E402
+
 DPI = 120
 _styled = False
 
@@ -26,12 +28,11 @@ def set_style() -> None:
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = DPI) -> Path:
-    """Save `fig` (a matplotlib Figure or a seaborn FacetGrid) with a tight box and close it; returns path."""
+    """Save `fig` (a matplotlib Figure or a seaborn FacetGrid) atomically with a tight box, then close it."""
     fig = getattr(fig, "figure", fig)  # seaborn grids hold their matplotlib figure in `.figure`
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        with atomic.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
-    return path
+    return Path(path)

@@ -11,7 +11,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfadv.attacks import _GradientAttack
+from tfadv.attacks import Attack
 
 
 def predict_labels(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -22,7 +22,7 @@ def predict_labels(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> 
 
 def robust_mask(
     model: keras.Model,
-    attack: _GradientAttack,
+    attack: Attack,
     x: Any,
     y: Any,
     *,
@@ -57,7 +57,7 @@ def robust_mask(
 
 def robust_accuracy(
     model: keras.Model,
-    attack: _GradientAttack,
+    attack: Attack,
     x: Any,
     y: Any,
     *,

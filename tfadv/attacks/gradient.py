@@ -1,0 +1,232 @@
+"""FGM and PGD: `steps` steepest-ascent steps with projection, the whole loop in one compiled call."""
+from __future__ import annotations
+
+import numbers
+from typing import Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfadv import geometry, losses, precision
+from tfadv.attacks.base import Attack, _non_negative
+
+
+Select = Literal["last", "max_loss", "first_success"]
+_SELECT = ("last", "max_loss", "first_success")
+
+
+class _GradientAttack(Attack):
+    """Shared machinery of FGM and PGD: the compiled step loop, best-iterate selection, diagnostics."""
+
+    def __init__(
+        self,
+        model: keras.Model,
+        *,
+        eps: float,
+        norm: str | int | float,
+        steps: int,
+        step_size: float,
+        rand_init: bool,
+        reduction: str | None,
+        from_logits: bool,
+        clip_min: float | None,
+        clip_max: float | None,
+        loss: keras.losses.Loss | None,
+        targeted: bool,
+        seed: int | None,
+        l2_normalization: geometry.L2Normalization,
+        l2_rand_init: str,
+        loss_scale: float | str | None,
+        training: bool,
+        select: Select,
+        jit_compile: bool,
+    ):
+        super().__init__(model, eps=eps, norm=norm, from_logits=from_logits, clip_min=clip_min,
+                         clip_max=clip_max, targeted=targeted, seed=seed, jit_compile=jit_compile)
+        name = type(self).__name__
+        self.step_size = _non_negative(name, "step_size", step_size)
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+            raise ValueError(f"{name}: steps must be an integer >= 1, got {steps!r}")
+        self.steps = int(steps)
+        if reduction is None:
+            reduction = getattr(loss, "reduction", None) or "sum_over_batch_size"
+        self.reduction = losses.canonical_reduction(reduction)
+        if l2_normalization not in ("clamped", "exact"):
+            raise ValueError(f"{name}: l2_normalization must be 'clamped' or 'exact', got {l2_normalization!r}")
+        if l2_rand_init not in ("uniform_ball", "batch_radius"):
+            raise ValueError(f"{name}: l2_rand_init must be 'uniform_ball' or 'batch_radius', got {l2_rand_init!r}")
+        if select not in _SELECT:
+            raise ValueError(f"{name}: select must be one of {_SELECT}, got {select!r}")
+        if loss_scale is not None and loss_scale != "per_sample":
+            if isinstance(loss_scale, str) or not float(loss_scale) > 0 or not np.isfinite(float(loss_scale)):
+                raise ValueError(f"{name}: loss_scale must be None, a positive number or 'per_sample', got {loss_scale!r}")
+            loss_scale = float(loss_scale)
+        self.loss = losses.per_sample_loss_fn(loss, self.from_logits)
+        self.rand_init = bool(rand_init)
+        self.l2_normalization = l2_normalization
+        self.l2_rand_init = l2_rand_init
+        self.loss_scale = loss_scale
+        self._guard_nonfinite = precision.may_overflow(model, loss_scaled=loss_scale is not None)
+        self.training = bool(training)
+        self.select = select
+        #: Which cross-entropy Keras computed on the model output (set when the attack is traced).
+        self.loss_path: losses.LossPath | None = None
+
+    # --------------------------------------------------------------------------------- the numerics
+    def _objective_and_gradient(self, x_adv: tf.Tensor, y_onehot: tf.Tensor):
+        """Per-sample objective (the loss, negated if targeted), predictions and the input gradient of
+        the reduced objective, in float32 and free of loss scaling (not yet checked for non-finites)."""
+        labels = losses.loss_labels(self.loss, y_onehot)
+        with tf.GradientTape() as tape:
+            tape.watch(x_adv)
+            y_pred = self.model(x_adv, training=self.training)
+            self.loss_path = losses.keras_loss_path(y_pred, self.from_logits)
+            objective = self.loss(labels, y_pred)
+            if self.targeted:
+                objective = -objective
+            if self.loss_scale == "per_sample":
+                weights = losses.per_sample_loss_scale(self.loss, labels, y_pred, self.from_logits)
+                backprop = tf.reduce_sum(objective * weights)
+            elif self.loss_scale is not None:
+                backprop = losses.reduce_loss(objective, self.reduction) * self.loss_scale
+            else:
+                backprop = losses.reduce_loss(objective, self.reduction)
+        grad = tape.gradient(backprop, x_adv)
+        if self.loss_scale == "per_sample":
+            factor = losses.reduction_factor(self.reduction, tf.shape(x_adv)[0])
+            grad = grad * geometry.broadcast_per_sample(factor / weights, grad)
+        elif self.loss_scale is not None:
+            grad = grad / self.loss_scale
+        return objective, y_pred, grad
+
+    def _finite(self, grad: tf.Tensor) -> tf.Tensor:
+        return geometry.finite_or_zero(grad) if self._guard_nonfinite else grad
+
+    def _step(self, x: tf.Tensor, x_adv: tf.Tensor, grad: tf.Tensor) -> tf.Tensor:
+        direction = geometry.steepest_ascent(grad, self.norm, self.l2_normalization)
+        x_adv = geometry.clip_to_range(x_adv + self.step_size * direction, self.clip_min, self.clip_max)
+        delta = geometry.project(x_adv - x, self.eps, self.norm)
+        return geometry.clip_to_range(x + delta, self.clip_min, self.clip_max)
+
+    def _attack(self, x, y_onehot, sample_ids, restart, with_stats: bool):
+        x_adv = self._start(x, sample_ids, restart)
+        n = tf.shape(x)[0]
+        best = x_adv
+        best_objective = tf.fill([n], tf.constant(-np.inf, tf.float32))
+        frozen = tf.zeros([n], tf.bool)
+
+        def advance(x_adv, best, best_objective, frozen):
+            """One step; also keeps the selected iterate (the loss and prediction seen are x_adv's)."""
+            objective, y_pred, raw_grad = self._objective_and_gradient(x_adv, y_onehot)
+            grad = self._finite(raw_grad)
+            if self.select == "max_loss":
+                better = objective > best_objective
+                best = tf.where(geometry.broadcast_per_sample(better, x_adv), x_adv, best)
+                best_objective = tf.where(better, objective, best_objective)
+            elif self.select == "first_success":
+                frozen = frozen | self._success(y_pred, y_onehot)
+            stepped = self._step(x, x_adv, grad)
+            if self.select == "first_success":
+                stepped = tf.where(geometry.broadcast_per_sample(frozen, x_adv), x_adv, stepped)
+            return stepped, best, best_objective, frozen, raw_grad
+
+        # The first step is peeled off the loop so its gradient can be reported.
+        x_adv, best, best_objective, frozen, first_raw_grad = advance(x_adv, best, best_objective, frozen)
+        for _ in tf.range(self.steps - 1):
+            x_adv, best, best_objective, frozen = advance(x_adv, best, best_objective, frozen)[:4]
+
+        if self.select == "max_loss" or with_stats:
+            final_objective, final_pred, _ = self._objective_and_gradient(x_adv, y_onehot)
+        if self.select == "max_loss":
+            better = final_objective > best_objective
+            x_adv = tf.where(geometry.broadcast_per_sample(better, x_adv), x_adv, best)
+        if not with_stats:
+            return x_adv
+        if self.select == "max_loss":
+            final_pred = self.model(x_adv, training=False)
+        delta = x_adv - x
+        axes = list(range(1, x.shape.rank))
+        first_grad = self._finite(first_raw_grad)
+        stats = {
+            "grad_l2_first": geometry.l2_norm(first_grad),
+            "grad_zero_first": tf.reduce_all(tf.equal(first_grad, 0.0), axis=axes),
+            "floor_clamped_first": geometry.legacy_floor_clamps(first_grad),
+            "nonfinite_grad_first": tf.reduce_any(tf.logical_not(tf.math.is_finite(first_raw_grad)), axis=axes),
+            "perturbation_l2": geometry.l2_norm(delta),
+            "perturbation_linf": geometry.linf_norm(delta),
+            "prediction": tf.argmax(final_pred, axis=-1),
+            "success": self._success(final_pred, y_onehot),
+        }
+        return x_adv, stats
+
+
+class FGM(_GradientAttack):
+    """Fast Gradient Method (Goodfellow et al.): x + eps * sign(g) for L-inf, x + eps * g/||g||_2 for L2,
+    clipped to [clip_min, clip_max]."""
+
+    def __init__(
+        self,
+        model: keras.Model,
+        eps: float,
+        norm: str | int | float = "inf",
+        *,
+        reduction: str | None = None,
+        from_logits: bool = False,
+        clip_min: float | None = None,
+        clip_max: float | None = None,
+        loss: keras.losses.Loss | None = None,
+        targeted: bool = False,
+        l2_normalization: geometry.L2Normalization = "clamped",
+        loss_scale: float | str | None = None,
+        training: bool = False,
+        jit_compile: bool = False,
+    ):
+        super().__init__(
+            model, eps=eps, norm=norm, steps=1, step_size=eps, rand_init=False, reduction=reduction,
+            from_logits=from_logits, clip_min=clip_min, clip_max=clip_max, loss=loss, targeted=targeted,
+            seed=None, l2_normalization=l2_normalization, l2_rand_init="uniform_ball",
+            loss_scale=loss_scale, training=training, select="last", jit_compile=jit_compile,
+        )
+
+
+class PGD(_GradientAttack):
+    """Projected Gradient Descent (Madry et al.): a random start in the eps ball, then `steps` FGM steps
+    of `step_size`, each followed by projection onto the eps ball and the clip range:
+    x^{t+1} = clip(x + Proj_eps(clip(x^t + step_size * dir(grad)) - x)).
+
+    `select` picks what is returned per sample: the "last" iterate (as Madry et al. and the paper),
+    the "max_loss" iterate seen, or the "first_success" (a sample stops moving once it is fooled).
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        eps: float,
+        norm: str | int | float = "inf",
+        steps: int = 10,
+        step_size: float | None = None,
+        rand_init: bool = True,
+        *,
+        reduction: str | None = None,
+        from_logits: bool = False,
+        clip_min: float | None = None,
+        clip_max: float | None = None,
+        loss: keras.losses.Loss | None = None,
+        targeted: bool = False,
+        seed: int | None = None,
+        l2_normalization: geometry.L2Normalization = "clamped",
+        l2_rand_init: str = "uniform_ball",
+        loss_scale: float | str | None = None,
+        training: bool = False,
+        select: Select = "last",
+        jit_compile: bool = False,
+    ):
+        if step_size is None:
+            step_size = 2.5 * float(eps) / steps if isinstance(steps, numbers.Integral) and steps > 0 else eps
+        super().__init__(
+            model, eps=eps, norm=norm, steps=steps, step_size=step_size, rand_init=rand_init,
+            reduction=reduction, from_logits=from_logits, clip_min=clip_min, clip_max=clip_max, loss=loss,
+            targeted=targeted, seed=seed, l2_normalization=l2_normalization, l2_rand_init=l2_rand_init,
+            loss_scale=loss_scale, training=training, select=select, jit_compile=jit_compile,
+        )

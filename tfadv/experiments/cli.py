@@ -1,0 +1,192 @@
+"""The one entry point of every paper runner: `python -m reproduce.<key> --profile demo`.
+
+A paper fills in an `Experiment` (its profiles, its own options, what one cell computes, its claims, its
+figures) and calls `main(EXPERIMENT)`. The flow is the same for all five: resolve the profile and the
+configuration, claim the output folder (refusing one that holds another configuration), run this shard's
+cells (or spread them over --jobs processes), merge the finished cells into tables, then draw the figures
+and write report.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import pandas as pd
+
+import tfadv
+from tfadv.experiments import grid, jobs, machine, report, store
+from tfadv.experiments.run import Run
+from tfadv.experiments.store import ConfigurationError
+from tfadv.experiments.verdicts import Verdict
+
+PROFILES = ("paper", "demo", "smoke")
+#: identity: part of every cell's identity (the default); selection: picks cells of the grid (the cells
+#: carry those coordinates); location: where inputs are read from (a path, not a setting).
+ROLES = ("identity", "selection", "location")
+Tables = dict[str, pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class Option:
+    """A paper's own command-line option; `role` says whether it is part of a result's identity."""
+
+    flag: str
+    help: str
+    default: Any = None
+    type: Callable[[str], Any] | None = None
+    choices: Sequence[Any] | None = None
+    role: str = "identity"
+    action: str = "store"
+
+    def __post_init__(self):
+        if self.role not in ROLES:
+            raise ValueError(f"option {self.flag}: role must be one of {ROLES}, got {self.role!r}")
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What a paper's runner fills in; everything else is shared."""
+
+    key: str
+    title: str
+    profiles: Mapping[str, Any]
+    grid: Callable[[Run], Sequence[dict]]
+    run_cell: Callable[[dict, Run], Any]
+    judge: Callable[[Tables, Run], list[Verdict]]
+    figures: Callable[[Tables, Run], list[str]] = lambda tables, run: []
+    sections: Callable[[Tables, Run], list[tuple[str, str]]] = lambda tables, run: []
+    settings: Callable[[Run], list[report.Setting]] = lambda run: []
+    options: Sequence[Option] = ()
+    #: Bump when what a cell computes changes: stored cells of the old code then no longer count as done.
+    version: int = 1
+    #: Once per process before the first cell (e.g. train the model that every cell attacks).
+    prepare: Callable[[Run], None] | None = None
+    #: Cells whose results or artifacts a cell reads; it waits until they are finished.
+    needs: Callable[[dict, Run], Sequence[dict]] | None = None
+    #: Cells that need the whole machine (all devices): never run beside other --jobs processes.
+    whole_machine: Callable[[dict, Run], bool] | None = None
+    description: str = ""
+
+
+def parser(experiment: Experiment) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"python -m reproduce.{experiment.key}", description=experiment.description or experiment.title,
+        formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+        epilog="Results: OUT/results.csv (tidy rows), OUT/*.png, OUT/report.md, OUT/config.json (the configuration "
+               "the folder belongs to) and OUT/cells/ (one file per finished cell: a killed run resumes).")
+    p.add_argument("--profile", choices=PROFILES, default="paper",
+                   help="paper: the paper's protocol (GPU, downloads); demo: the same code on scikit-learn's digits, "
+                        "minutes on a CPU, offline; smoke: seconds, for tests (default: %(default)s)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help=f"output folder (default: results/{experiment.key}/<profile>); it holds one configuration")
+    p.add_argument("--seed", type=int, default=0, help="base random seed of the run (default: %(default)s)")
+    p.add_argument("--shard", type=_shard, default=None, metavar="i/n",
+                   help="run only shard i of n (0-based); run the n shards into one --out, or into several and --merge")
+    p.add_argument("--jobs", type=_jobs, default=None, metavar="N",
+                   help="run the grid in N shard processes (one per GPU, or a share of the CPU cores each) and merge "
+                        "them (default: one per GPU, else as many as the grid and the cores allow; smoke: 1)")
+    p.add_argument("--merge", nargs="*", default=None, metavar="DIR",
+                   help="run nothing: merge the finished cells of --out and of these shard folders, then report")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="tensorflow-datasets data_dir (default: $TFDS_DATA_DIR, else the checkout's data/tfds, else "
+                        "tfds' own default); see data/README.md")
+    p.add_argument("--keep-work", action="store_true", help="keep each finished cell's scratch folder OUT/work/<id>")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars or cell log")
+    p.add_argument("--child-of-jobs", action="store_true", help=argparse.SUPPRESS)
+    own = p.add_argument_group(f"{experiment.key} options")
+    for option in experiment.options:
+        kwargs = dict(help=option.help, default=option.default, dest=option.dest, action=option.action)
+        if option.action == "store":
+            kwargs.update(type=option.type, choices=option.choices)
+        own.add_argument(option.flag, **kwargs)
+    return p
+
+
+def configuration(experiment: Experiment, profile_name: str, options: Mapping[str, Any], seed: int) -> dict:
+    """Everything that can change a cell's numbers (tfadv.experiments.identity)."""
+    identity_options = {o.dest: options[o.dest] for o in experiment.options if o.role == "identity"}
+    return {"experiment": experiment.key, "version": experiment.version, "tfadv": tfadv.__version__,
+            "profile": profile_name, "profile_settings": experiment.profiles[profile_name],
+            "options": identity_options, "seed": seed}
+
+
+def open_run(experiment: Experiment, args: argparse.Namespace) -> Run:
+    from tfadv.datasets import default_data_dir
+
+    options = {o.dest: getattr(args, o.dest) for o in experiment.options}
+    config = configuration(experiment, args.profile, options, args.seed)
+    out = Path(args.out or os.path.join("results", experiment.key, args.profile))
+    return Run(experiment=experiment, profile_name=args.profile, profile=experiment.profiles[args.profile],
+               options=options, seed=args.seed, out=out, configuration=config, store=store.CellStore(out, config),
+               merge_dirs=[Path(d) for d in args.merge or []], data_dir=args.data_dir or default_data_dir(),
+               show_progress=args.progress and not args.child_of_jobs, keep_work=args.keep_work)
+
+
+def main(experiment: Experiment, argv: Sequence[str] | None = None) -> Tables:
+    """Run, merge and report; returns the merged tables. Bad settings end the process with a message."""
+    args = parser(experiment).parse_args(argv)
+    jobs.limit_threads_from_environment()
+    clock = machine.RunClock()
+    try:
+        run = open_run(experiment, args)
+        cells = experiment.grid(run)
+        grid.check_unique(cells)
+        if args.merge is None:
+            mine = grid.select_shard(cells, args.shard)
+            if args.child_of_jobs:
+                mine = [c for c in mine if not run.whole_machine(c)]
+            count = jobs.job_count(args.jobs, args.profile, [c for c in mine if not run.finished(c)])
+            if count > 1 and args.shard is None:
+                jobs.run_parallel(run, [c for c in mine if not run.whole_machine(c)], count, sys.argv[1:]
+                                  if argv is None else list(argv))
+            grid.run_cells(run, mine)
+        tables = store.merge(run.out, run.configuration, run.merge_dirs)
+    except ConfigurationError as e:
+        raise SystemExit(f"{experiment.key}: {e}") from None
+    if not args.child_of_jobs:
+        write_outputs(run, cells, tables, clock)
+    return tables
+
+
+def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machine.RunClock) -> None:
+    """Figures and report.md from the merged tables (of the finished cells only, as the report says)."""
+    finished = sum(run.finished(c) for c in cells)
+    if finished == 0:
+        print(f"{run.experiment.key}: no finished cells yet in {run.out}: nothing to plot or report", file=sys.stderr)
+        return
+    experiment = run.experiment
+    figures = experiment.figures(tables, run)
+    sections = list(experiment.sections(tables, run))
+    if figures:
+        sections.append(("Figures", "\n\n".join(f"![{name}]({name})" for name in figures)))
+    facts = clock.facts(**{"cells finished": f"{finished} of {len(cells)}" + (
+        "" if finished == len(cells) else " (the tables, figures and verdicts cover the finished ones)")})
+    text = report.render(title=experiment.title, key=experiment.key, profile=run.profile_name,
+                         fingerprint=run.store.fingerprint, verdicts=experiment.judge(tables, run),
+                         sections=sections, settings=experiment.settings(run), run_facts=facts)
+    from tfadv.experiments import atomic
+
+    atomic.write_text(run.out / "report.md", text)
+    print(f"{experiment.key}: wrote {run.out / 'report.md'}, {len(figures)} figure(s) and "
+          f"{', '.join(f'{name}.csv' for name in tables)} in {run.out}", file=sys.stderr)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        return grid.parse_shard(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
+def _jobs(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"--jobs takes a whole number >= 1, got {text!r}")
+    return int(text)

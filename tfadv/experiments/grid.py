@@ -1,0 +1,84 @@
+"""Running a grid of cells: shards, dependencies between cells, resume, progress.
+
+A grid is a list of cells, each a flat dict of scalars (its coordinates). Shard i of n takes the cells at
+positions i, i+n, i+2n, ...; the n shards partition the grid. A cell that reads other cells' artifacts (a
+transfer matrix over trained models) waits until those cells are finished here or in a --merge folder.
+"""
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Sequence, TypeVar
+
+import keras
+
+from tfadv.experiments import identity
+
+if TYPE_CHECKING:
+    from tfadv.experiments.run import Run
+
+T = TypeVar("T")
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """Parse "i/n" (0-based shard i of n) into (i, n); None stays None (the whole grid)."""
+    if text is None:
+        return None
+    parts = str(text).strip().split("/")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"shard must look like i/n with integers, e.g. 0/4; got {text!r}")
+    i, n = int(parts[0]), int(parts[1])
+    if n < 1:
+        raise ValueError(f"shard {text!r}: the number of shards n must be at least 1")
+    if not 0 <= i < n:
+        raise ValueError(f"shard {text!r}: the index is 0-based, so i must satisfy 0 <= i < {n}")
+    return i, n
+
+
+def select_shard(cells: Sequence[T], shard: tuple[int, int] | None) -> list[T]:
+    """Cells of shard (i, n): those at positions i, i+n, i+2n, ...; the n shards partition the grid."""
+    if shard is None:
+        return list(cells)
+    i, n = shard
+    return list(cells)[i::n]
+
+
+def check_unique(cells: Sequence[dict]) -> list[str]:
+    keys = [identity.cell_key(c) for c in cells]
+    if len(set(keys)) != len(keys):
+        duplicated = sorted({k for k in keys if keys.count(k) > 1})
+        raise ValueError(f"the grid lists these cells more than once: {duplicated}")
+    return keys
+
+
+def run_cells(run: "Run", cells: Sequence[dict]) -> list[dict]:
+    """Run every cell of `cells` not yet finished, each stored the moment it finishes.
+
+    Cells whose prerequisites (Experiment.needs) are not all finished wait; those still waiting at the end
+    are returned (a later invocation, or the parent of --jobs, runs them). An exception in a cell
+    propagates and nothing of that cell is written.
+    """
+    check_unique(cells)
+    todo = [c for c in cells if not run.finished(c)]
+    if len(todo) < len(cells):
+        run.log(f"{len(cells) - len(todo)} of {len(cells)} cells already finished in {run.out}; skipping them")
+    if not todo:
+        return []
+    run.prepare()
+    bar = keras.utils.Progbar(len(todo), unit_name="cell", verbose=1 if run.show_progress else 0)
+    done = 0
+    while todo:
+        ready = [c for c in todo if all(run.finished(n) for n in run.needs(c))]
+        if not ready:
+            break
+        for cell in ready:
+            run.log(f"cell {identity.cell_key(cell)}")
+            run.store.write(identity.cell_key(cell), cell, run.experiment.run_cell(dict(cell), run))
+            run.discard_work(cell)
+            done += 1
+            bar.update(done)
+        todo = [c for c in todo if c not in ready]
+    for cell in todo:
+        waiting = [identity.cell_key(n) for n in run.needs(cell) if not run.finished(n)]
+        print(f"cell {identity.cell_key(cell)} waits for {len(waiting)} unfinished cell(s), e.g. {waiting[0]}; "
+              "run again (or --merge) once they are done", file=sys.stderr)
+    return todo
