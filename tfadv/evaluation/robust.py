@@ -12,12 +12,7 @@ import keras
 import numpy as np
 
 from tfadv.attacks import Attack
-
-
-def predict_labels(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Arg-max predictions in inference mode (BatchNorm/Dropout off)."""
-    out = [np.argmax(model(x[i : i + batch_size], training=False), axis=-1) for i in range(0, len(x), batch_size)]
-    return np.concatenate(out) if out else np.zeros([0], np.int64)
+from tfadv.evaluation.clean import predict_labels
 
 
 def robust_mask(

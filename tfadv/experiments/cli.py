@@ -74,6 +74,8 @@ class Experiment:
     #: Cells that need the whole machine (all devices): never run beside other --jobs processes.
     whole_machine: Callable[[dict, Run], bool] | None = None
     description: str = ""
+    #: The module `python -m` runs for this experiment (the --jobs children); default reproduce.<key>.
+    module: str = ""
 
 
 def parser(experiment: Experiment) -> argparse.ArgumentParser:
@@ -95,6 +97,9 @@ def parser(experiment: Experiment) -> argparse.ArgumentParser:
                         "them (default: one per GPU, else as many as the grid and the cores allow; smoke: 1)")
     p.add_argument("--merge", nargs="*", default=None, metavar="DIR",
                    help="run nothing: merge the finished cells of --out and of these shard folders, then report")
+    p.add_argument("--limit", type=_jobs, default=None, metavar="N",
+                   help="cap images, training steps and epochs at N: a quick check that a profile's code path runs "
+                        "end to end (e.g. the paper profile on a CPU); its numbers are not the profile's")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="tensorflow-datasets data_dir (default: $TFDS_DATA_DIR, else the checkout's data/tfds, else "
                         "tfds' own default); see data/README.md")
@@ -110,24 +115,26 @@ def parser(experiment: Experiment) -> argparse.ArgumentParser:
     return p
 
 
-def configuration(experiment: Experiment, profile_name: str, options: Mapping[str, Any], seed: int) -> dict:
+def configuration(experiment: Experiment, profile_name: str, options: Mapping[str, Any], seed: int,
+                  limit: int | None = None) -> dict:
     """Everything that can change a cell's numbers (tfadv.experiments.identity)."""
     identity_options = {o.dest: options[o.dest] for o in experiment.options if o.role == "identity"}
     return {"experiment": experiment.key, "version": experiment.version, "tfadv": tfadv.__version__,
             "profile": profile_name, "profile_settings": experiment.profiles[profile_name],
-            "options": identity_options, "seed": seed}
+            "options": identity_options, "seed": seed, "limit": limit}
 
 
 def open_run(experiment: Experiment, args: argparse.Namespace) -> Run:
     from tfadv.datasets import default_data_dir
 
     options = {o.dest: getattr(args, o.dest) for o in experiment.options}
-    config = configuration(experiment, args.profile, options, args.seed)
+    config = configuration(experiment, args.profile, options, args.seed, args.limit)
     out = Path(args.out or os.path.join("results", experiment.key, args.profile))
     return Run(experiment=experiment, profile_name=args.profile, profile=experiment.profiles[args.profile],
-               options=options, seed=args.seed, out=out, configuration=config, store=store.CellStore(out, config),
-               merge_dirs=[Path(d) for d in args.merge or []], data_dir=args.data_dir or default_data_dir(),
-               show_progress=args.progress and not args.child_of_jobs, keep_work=args.keep_work)
+               options=options, seed=args.seed, limit=args.limit, out=out, configuration=config,
+               store=store.CellStore(out, config), merge_dirs=[Path(d) for d in args.merge or []],
+               data_dir=args.data_dir or default_data_dir(), show_progress=args.progress and not args.child_of_jobs,
+               keep_work=args.keep_work)
 
 
 def main(experiment: Experiment, argv: Sequence[str] | None = None) -> Tables:
@@ -188,5 +195,5 @@ def _shard(text: str) -> tuple[int, int]:
 
 def _jobs(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"--jobs takes a whole number >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return int(text)

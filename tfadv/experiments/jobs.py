@@ -86,7 +86,7 @@ def run_parallel(run: "Run", cells: Sequence[dict], count: int, argv: Sequence[s
     run.prepare()  # shared artifacts (a trained model) once, before the children look for them
     logs = run.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", f"reproduce.{run.experiment.key}", *child_argv(argv),
+    command = [sys.executable, "-m", run.experiment.module or f"reproduce.{run.experiment.key}", *child_argv(argv),
                "--out", str(run.out), "--jobs", "1", "--child-of-jobs"]
     run.log(f"{len(pending)} cells in {count} processes (logs in {logs})")
     children = []

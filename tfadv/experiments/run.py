@@ -36,6 +36,8 @@ class Run:
     configuration: dict[str, Any]
     store: CellStore
     merge_dirs: list[Path] = field(default_factory=list)
+    #: --limit: cap on images, training steps and epochs (a wiring check), None for the profile's own sizes.
+    limit: int | None = None
     data_dir: str | None = None
     show_progress: bool = True
     keep_work: bool = False
@@ -61,6 +63,12 @@ class Run:
         if not self._prepared and self.experiment.prepare is not None:
             self.experiment.prepare(self)
         self._prepared = True
+
+    def capped(self, value: int | None) -> int | None:
+        """`value` (a count of images, steps or epochs; None = all) under --limit."""
+        if self.limit is None:
+            return value
+        return self.limit if value is None else min(value, self.limit)
 
     # ------------------------------------------------------------------------------------ files
     @property

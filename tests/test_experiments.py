@@ -1,0 +1,233 @@
+"""The experiment layer: a result's identity, checked cell files, atomic writes, shards, --jobs, resume."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import toy_experiment
+from tfadv.experiments import atomic, grid, identity, jobs, store
+from tfadv.experiments.cli import main
+
+TESTS = Path(__file__).resolve().parent
+
+
+def run_toy(*argv):
+    return main(toy_experiment.EXPERIMENT, ["--no-progress", "--jobs", "1", *argv])
+
+
+def test_default_folder_is_per_profile(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_toy("--profile", "smoke")
+    run_toy("--profile", "demo")
+    assert (tmp_path / "results/toy/smoke/report.md").is_file()
+    assert (tmp_path / "results/toy/demo/report.md").is_file()
+    smoke = pd.read_csv(tmp_path / "results/toy/smoke/results.csv")
+    assert set(smoke["points"].dropna()) == {4}
+
+
+@pytest.mark.parametrize("change, named", [
+    (["--profile", "demo"], "profile"),
+    (["--seed", "7"], "seed"),
+    (["--scale", "2"], "options.scale"),
+])
+def test_a_folder_of_another_configuration_is_refused_with_the_differences(tmp_path, change, named):
+    out = str(tmp_path / "out")
+    run_toy("--profile", "smoke", "--out", out)
+    before = pd.read_csv(Path(out) / "results.csv")
+    argv = ["--profile", "smoke", "--out", out, *change]  # argparse keeps the last --profile
+    with pytest.raises(SystemExit) as e:
+        run_toy(*argv)
+    assert named in str(e.value) and "another configuration" in str(e.value)
+    pd.testing.assert_frame_equal(pd.read_csv(Path(out) / "results.csv"), before)
+
+
+def test_a_selection_option_is_not_part_of_the_identity(tmp_path):
+    out = str(tmp_path / "out")
+    run_toy("--profile", "smoke", "--out", out)
+    run_toy("--profile", "smoke", "--out", out, "--only", "something")  # no error: same configuration
+
+
+def test_a_cell_file_copied_under_another_cells_name_is_an_error(tmp_path):
+    out = tmp_path / "out"
+    run_toy("--profile", "smoke", "--out", str(out))
+    files = sorted((out / "cells").glob("*.json"))
+    shutil.copy(files[0], files[1])
+    with pytest.raises(SystemExit, match="renamed or copied under another cell's name"):
+        run_toy("--profile", "smoke", "--out", str(out))
+
+
+def test_a_cell_file_from_another_configuration_is_an_error(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    run_toy("--profile", "smoke", "--out", str(first))
+    run_toy("--profile", "smoke", "--out", str(second), "--seed", "3")
+    foreign = next((second / "cells").glob("*.json"))
+    shutil.copy(foreign, first / "cells" / foreign.name)
+    with pytest.raises(SystemExit, match="copied here from another run"):
+        run_toy("--profile", "smoke", "--out", str(first))
+
+
+def test_merge_refuses_a_shard_of_another_configuration(tmp_path):
+    run_toy("--profile", "smoke", "--out", str(tmp_path / "s0"), "--shard", "0/2")
+    run_toy("--profile", "smoke", "--out", str(tmp_path / "s1"), "--shard", "1/2", "--scale", "3")
+    with pytest.raises(SystemExit, match="cannot merge") as e:
+        run_toy("--profile", "smoke", "--out", str(tmp_path / "s0"), "--merge", str(tmp_path / "s1"))
+    assert "options.scale: 3.0 there, 1.0 here" in str(e.value)
+
+
+def test_shards_merge_into_the_table_of_one_run(tmp_path):
+    whole = run_toy("--profile", "demo", "--out", str(tmp_path / "whole"))
+    run_toy("--profile", "demo", "--out", str(tmp_path / "s0"), "--shard", "0/2")
+    run_toy("--profile", "demo", "--out", str(tmp_path / "s1"), "--shard", "1/2")
+    merged = run_toy("--profile", "demo", "--out", str(tmp_path / "s0"), "--merge", str(tmp_path / "s1"))
+    # the summary cell waits for points of the other shard, then runs on the merge's next plain run
+    assert merged["results"]["kind"].tolist().count("point") == 3
+    pd.testing.assert_frame_equal(whole["trace"], merged["trace"])
+
+
+def test_a_cell_that_needs_others_waits_for_them(tmp_path, capsys):
+    out = str(tmp_path / "out")
+    tables = run_toy("--profile", "demo", "--out", out, "--shard", "1/2")
+    assert "summary" not in set(tables["results"]["kind"])
+    assert "waits for" in capsys.readouterr().err
+    tables = run_toy("--profile", "demo", "--out", out)
+    summary = tables["results"].query("kind == 'summary'")["y"].item()
+    points = tables["results"].query("kind == 'point'")["y"].sum()
+    assert summary == pytest.approx(points)
+
+
+def test_report_holds_verdicts_settings_and_configuration(tmp_path):
+    out = tmp_path / "out"
+    run_toy("--profile", "smoke", "--out", str(out))
+    text = (out / "report.md").read_text()
+    assert "**reproduced** (smoke)" in text
+    assert "| scale | 1.0 | tfadv |" in text
+    assert identity.fingerprint(json.loads((out / "config.json").read_text())) in text
+
+
+def test_out_that_is_a_file_is_a_clear_error(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(SystemExit, match="is a file"):
+        run_toy("--profile", "smoke", "--out", str(target))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_out_that_is_not_writable_is_a_clear_error(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(SystemExit, match="cannot write results"):
+        run_toy("--profile", "smoke", "--out", str(locked / "out"))
+
+
+def test_atomic_path_leaves_nothing_when_the_writer_fails(tmp_path):
+    target = tmp_path / "model.weights.h5"
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed mid-save")
+    assert list(tmp_path.iterdir()) == []
+    with atomic.atomic_path(target) as tmp:
+        assert tmp.name.endswith(".weights.h5")  # Keras and matplotlib read the suffix
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole"
+
+
+def test_dead_writers_leftovers_are_removed_live_ones_kept(tmp_path):
+    dead = tmp_path / f"{atomic.TMP_MARKER}{os.uname().nodename}~999999~x.json"
+    live = tmp_path / f"{atomic.TMP_MARKER}{os.uname().nodename}~{os.getpid()}~y.json"
+    dead.write_text("{")
+    live.write_text("{")
+    assert atomic.remove_dead_writers_files(tmp_path) == [dead]
+    assert live.exists()
+
+
+def test_cell_key_is_order_independent_and_rejects_bad_values():
+    assert identity.cell_key({"b": 1, "a": "x"}) == identity.cell_key({"a": "x", "b": 1}) == "a=x,b=1"
+    with pytest.raises(TypeError):
+        identity.cell_key({"a": [1]})
+    with pytest.raises(ValueError):
+        identity.cell_key({"a": "1,2"})
+
+
+def test_differences_name_nested_settings():
+    assert identity.differences({"p": {"eps": 8, "n": 1}}, {"p": {"eps": 16, "n": 1}}) == ["p.eps: 8 there, 16 here"]
+
+
+def test_shards_partition_the_grid():
+    cells = [{"i": i} for i in range(7)]
+    parts = [grid.select_shard(cells, (i, 3)) for i in range(3)]
+    assert sorted(c["i"] for part in parts for c in part) == list(range(7))
+    for bad in ("3/3", "1", "a/b", "0/0"):
+        with pytest.raises(ValueError):
+            grid.parse_shard(bad)
+
+
+def test_child_argv_drops_what_the_parent_sets():
+    argv = ["--profile", "demo", "--jobs", "2", "--out=x", "--shard", "0/2", "--seed", "3"]
+    assert jobs.child_argv(argv) == ["--profile", "demo", "--seed", "3"]
+
+
+def _toy_env(**extra):
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]), **extra}
+
+
+def test_kill_9_mid_run_then_rerun_gives_the_same_table(tmp_path):
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "toy_experiment", "--profile", "paper", "--no-progress", "--out", str(out)]
+    proc = subprocess.Popen(command, env=_toy_env(TOY_SLEEP="1"), stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list((out / "cells").glob("*.json"))) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (out / "report.md").exists()
+    resumed = run_toy("--profile", "paper", "--out", str(out))
+    fresh = run_toy("--profile", "paper", "--out", str(tmp_path / "fresh"))
+    pd.testing.assert_frame_equal(resumed["results"], fresh["results"])
+
+
+@pytest.mark.slow
+def test_jobs_run_shard_processes_into_one_folder(tmp_path):
+    out = tmp_path / "parallel"
+    subprocess.run([sys.executable, "-m", "toy_experiment", "--profile", "paper", "--no-progress", "--jobs", "2",
+                    "--out", str(out)], env=_toy_env(), check=True)
+    logs = sorted(p.name for p in (out / "logs").iterdir())
+    assert logs == ["shard-0-of-2.log", "shard-1-of-2.log"]
+    serial = run_toy("--profile", "paper", "--out", str(tmp_path / "serial"))
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), pd.read_csv(tmp_path / "serial/results.csv"))
+    assert serial["results"].query("kind == 'summary'").shape[0] == 1
+
+
+@pytest.mark.slow
+def test_jobs_report_a_failing_child_and_keep_finished_cells(tmp_path):
+    out = tmp_path / "failing"
+    done = subprocess.run([sys.executable, "-m", "toy_experiment", "--profile", "paper", "--no-progress", "--jobs",
+                           "2", "--out", str(out)], env=_toy_env(TOY_FAIL_CELL="2"), capture_output=True, text=True)
+    assert done.returncode != 0 and "fails on purpose" in done.stderr and "shard-1-of-2.log" in done.stderr
+    # shard 0 (x = 1, 3) finished; shard 1 stopped at its failing first cell (x = 2) and kept nothing of it
+    assert len(list((out / "cells").glob("*.json"))) == 2
+
+
+def test_store_refuses_a_cell_without_main_rows(tmp_path):
+    cells = store.CellStore(tmp_path, {"a": 1})
+    with pytest.raises(ValueError, match="no rows"):
+        cells.write("x=1", {"x": 1}, {"results": [], "other": [{"v": 1}]})
+
+
+def test_limit_is_part_of_the_identity_and_caps_counts(tmp_path):
+    out = str(tmp_path / "out")
+    run_toy("--profile", "smoke", "--out", out, "--limit", "3")
+    with pytest.raises(SystemExit, match="limit: 3 there, None here"):
+        run_toy("--profile", "smoke", "--out", out)

@@ -1,0 +1,66 @@
+"""A tiny experiment on tfadv.experiments for the layer's tests: no TensorFlow work, numbers from the seed.
+
+`python -m toy_experiment` (with tests/ on PYTHONPATH) runs it, as --jobs does for a paper's runner.
+Environment: TOY_SLEEP (seconds per cell), TOY_FAIL_CELL (a cell's `x` that raises).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+
+from tfadv.experiments import Claim, Experiment, Option, Setting, judge, main, verdicts
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    points: int
+    xs: tuple[int, ...]
+
+
+PROFILES = {"paper": Profile(100, (1, 2, 3, 4)), "demo": Profile(10, (1, 2, 3)), "smoke": Profile(4, (1, 2))}
+GROWS = Claim("y grows with x", "y = x * scale")
+
+
+def grid(run):
+    cells = [{"x": x, "kind": "point"} for x in run.profile.xs]
+    return cells + [{"x": 0, "kind": "summary"}]
+
+
+def needs(cell, run):
+    return [c for c in grid(run) if c["kind"] == "point"] if cell["kind"] == "summary" else []
+
+
+def run_cell(cell, run):
+    time.sleep(float(os.environ.get("TOY_SLEEP", "0")))
+    if str(cell["x"]) == os.environ.get("TOY_FAIL_CELL") and cell["kind"] == "point":
+        raise RuntimeError(f"cell x={cell['x']} fails on purpose")
+    if cell["kind"] == "summary":
+        found = [run.find_artifact(f"point-{x}.txt") for x in run.profile.xs]
+        return {"y": float(sum(float(p.read_text()) for p in found))}
+    rng = np.random.default_rng([run.seed, cell["x"]])
+    y = cell["x"] * run.options["scale"] + 0.01 * float(rng.standard_normal())
+    run.artifact(f"point-{cell['x']}.txt").write_text(repr(y))
+    return {"results": [{"y": y, "points": run.profile.points}], "trace": [{"step": i} for i in range(2)]}
+
+
+def judge_all(tables, run):
+    points = tables["results"][tables["results"]["kind"] == "point"].sort_values("x")
+    ys = points["y"].to_numpy()
+    return [judge(GROWS, measured=" → ".join(f"{v:.2f}" for v in ys), holds=bool(np.all(np.diff(ys) > 0)),
+                  rule="strictly increasing", unless=[verdicts.missing(ys, "no points"),
+                                                      verdicts.too_few(len(ys), 2, "points")])]
+
+
+EXPERIMENT = Experiment(
+    key="toy", title="Toy experiment", profiles=PROFILES, grid=grid, run_cell=run_cell, judge=judge_all,
+    settings=lambda run: [Setting("scale", run.options["scale"], "tfadv")],
+    options=(Option("--scale", "slope of y", default=1.0, type=float),
+             Option("--only", "a grid selection, not part of the identity", default=None, role="selection")),
+    needs=needs, module="toy_experiment",
+)
+
+if __name__ == "__main__":
+    main(EXPERIMENT)

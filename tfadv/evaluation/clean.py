@@ -1,0 +1,22 @@
+"""Clean accuracy and loss, in inference mode (BatchNorm moving statistics, no dropout)."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+
+def predict_labels(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Arg-max predictions in inference mode."""
+    out = [np.argmax(model(x[i : i + batch_size], training=False), axis=-1) for i in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros([0], np.int64)
+
+
+def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    """Fraction of samples whose arg-max prediction is the label (y: class ids or one-hot)."""
+    y = np.asarray(y)
+    labels = np.argmax(y, axis=-1) if y.ndim == 2 else y.reshape(-1)
+    if len(labels) != len(x):
+        raise ValueError(f"x has {len(x)} samples but y has {len(labels)} labels")
+    if len(x) == 0:
+        raise ValueError("accuracy of an empty set is undefined")
+    return float(np.mean(predict_labels(model, x, batch_size) == labels))
