@@ -1,17 +1,19 @@
-# tfadv: `make install`, `make test`, `make bench`, `make reproduce-<paper> [PROFILE=paper|demo|smoke] [OUT=dir] [SHARD=i/n]`.
+# tfadv: `make install`, `make test`, `make demo`, `make bench`,
+# `make reproduce-<paper> [PROFILE=paper|demo|smoke] [OUT=dir] [SHARD=i/n] [JOBS=n] [ARGS=...]`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= paper
 OUT ?=
 SHARD ?=
+JOBS ?=
 ARGS ?=
 PAPERS := minibatch freefast efficient batchsize batchnorm
 
 # Tests run on the CPU whatever the machine has, so a GPU box gives the same answers as CI.
-TEST_ENV := CUDA_VISIBLE_DEVICES= TF_CPP_MIN_LOG_LEVEL=2 TFADV_PROFILE=smoke
+TEST_ENV := CUDA_VISIBLE_DEVICES= TF_CPP_MIN_LOG_LEVEL=2
 
-.PHONY: install test test-slow test-all bench $(addprefix reproduce-,$(PAPERS))
+.PHONY: install test test-slow test-all bench demo $(addprefix reproduce-,$(PAPERS))
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +21,7 @@ install:
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 
+# pytest exits 5 when no test ran; make passes that on as a failure.
 test:
 	$(TEST_ENV) $(PY) -m pytest -m "not slow" $(ARGS)
 
@@ -33,6 +36,10 @@ bench:
 	$(PY) -m pip install --quiet --no-deps cleverhans==4.0.0
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m tfadv.benchmarks $(ARGS)
 
+# Offline, on the CPU: every paper's demo profile, one after the other (results/<paper>/demo/).
+demo:
+	$(foreach paper,$(PAPERS),TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m reproduce.$(paper) --profile demo $(if $(JOBS),--jobs $(JOBS)) $(ARGS) &&) true
+
 $(addprefix reproduce-,$(PAPERS)): reproduce-%:
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m reproduce.$* --profile $(PROFILE) \
-		$(if $(OUT),--out $(OUT)) $(if $(SHARD),--shard $(SHARD)) $(ARGS)
+		$(if $(OUT),--out $(OUT)) $(if $(SHARD),--shard $(SHARD)) $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
