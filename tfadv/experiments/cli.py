@@ -138,7 +138,8 @@ def open_run(experiment: Experiment, args: argparse.Namespace) -> Run:
 
 
 def main(experiment: Experiment, argv: Sequence[str] | None = None) -> Tables:
-    """Run, merge and report; returns the merged tables. Bad settings end the process with a message."""
+    """Run, merge and report; returns the merged tables. Bad settings, missing data or weights, and
+    folders of another configuration end the process with a message that names the problem."""
     args = parser(experiment).parse_args(argv)
     jobs.limit_threads_from_environment()
     clock = machine.RunClock()
@@ -147,20 +148,36 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None) -> Tables:
         cells = experiment.grid(run)
         grid.check_unique(cells)
         if args.merge is None:
-            mine = grid.select_shard(cells, args.shard)
-            if args.child_of_jobs:
-                mine = [c for c in mine if not run.whole_machine(c)]
-            count = jobs.job_count(args.jobs, args.profile, [c for c in mine if not run.finished(c)])
-            if count > 1 and args.shard is None:
-                jobs.run_parallel(run, [c for c in mine if not run.whole_machine(c)], count, sys.argv[1:]
-                                  if argv is None else list(argv))
-            grid.run_cells(run, mine)
+            _run_shard(run, cells, args, sys.argv[1:] if argv is None else list(argv))
+        if args.child_of_jobs:
+            return {}  # the parent merges and reports
         tables = store.merge(run.out, run.configuration, run.merge_dirs)
-    except ConfigurationError as e:
+    except _user_errors() as e:
         raise SystemExit(f"{experiment.key}: {e}") from None
-    if not args.child_of_jobs:
-        write_outputs(run, cells, tables, clock)
+    write_outputs(run, cells, tables, clock)
     return tables
+
+
+def _run_shard(run: Run, cells: Sequence[dict], args: argparse.Namespace, argv: list[str]) -> None:
+    """This invocation's cells: its --shard, spread over --jobs processes where that pays."""
+    mine = grid.select_shard(cells, args.shard)
+    if args.child_of_jobs:
+        mine = [c for c in mine if not run.whole_machine(c)]
+    parallel = [c for c in mine if not run.whole_machine(c)]
+    count = jobs.job_count(args.jobs, args.profile, [c for c in parallel if not run.finished(c)])
+    if count > 1 and args.shard is None and not args.child_of_jobs:
+        jobs.run_parallel(run, parallel, count, argv)
+    grid.run_cells(run, mine)  # after --jobs: the cells that need the whole machine or wait for others
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors that are the user's to fix (a setting, a folder, data or weights not found): a message, not
+    a traceback."""
+    from tfadv.datasets.imagenet_v2 import CorruptImageError
+    from tfadv.datasets.tfds_data import DatasetUnavailableError
+    from tfadv.models.imagenet import WeightsUnavailableError
+
+    return ConfigurationError, CorruptImageError, DatasetUnavailableError, WeightsUnavailableError
 
 
 def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machine.RunClock) -> None:
