@@ -19,7 +19,7 @@ from tfadv.experiments import identity
 from tfadv.experiments.store import CellStore
 
 if TYPE_CHECKING:
-    from tfadv.experiments.cli import Experiment
+    from tfadv.experiments.spec import Experiment
 
 WORK_DIR = "work"
 ARTIFACTS_DIR = "artifacts"
