@@ -11,12 +11,18 @@ from typing import Any
 import keras
 import numpy as np
 
+from tfadv import model_outputs, validation
 from tfadv.attacks import Attack
 
 
-def predict_labels(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Arg-max predictions in inference mode (BatchNorm/Dropout off)."""
-    out = [np.argmax(model(x[i : i + batch_size], training=False), axis=-1) for i in range(0, len(x), batch_size)]
+def predict_labels(
+    model: keras.Model, x: np.ndarray, batch_size: int = 256, output_index: model_outputs.OutputIndex = None
+) -> np.ndarray:
+    """Arg-max predictions in inference mode (BatchNorm/Dropout off), of the `output_index` output."""
+    out = [
+        np.argmax(model_outputs.select_output("predict_labels", model(x[i : i + batch_size], training=False), output_index), axis=-1)
+        for i in range(0, len(x), batch_size)
+    ]
     return np.concatenate(out) if out else np.zeros([0], np.int64)
 
 
@@ -30,17 +36,30 @@ def robust_mask(
     restarts: int = 1,
     verbose: bool = False,
 ) -> np.ndarray:
-    """Per-sample bool: correct on the clean input and not fooled by any of `restarts` attack runs."""
+    """Per-sample bool: correct on the clean input and not fooled by any of `restarts` attack runs.
+
+    Before any compute, the attack checks its model's output kind against its `from_logits` (see
+    `check_output_kind` of tfadv.attacks.Attack) on the first samples of `x`.
+    """
     if attack.targeted:
-        raise ValueError("robust accuracy needs an untargeted attack")
-    if restarts < 1:
-        raise ValueError(f"restarts must be >= 1, got {restarts}")
-    if attack.training:
-        raise ValueError("evaluation attacks run the model in inference mode: build the attack with training=False")
+        raise ValueError("robust_accuracy: needs an untargeted attack")
+    restarts = validation.integer("robust_accuracy", "restarts", restarts, minimum=1)
+    batch_size = validation.integer("robust_accuracy", "batch_size", batch_size, minimum=1)
+    if getattr(attack, "training", False):
+        raise ValueError("robust_accuracy: evaluation attacks run the model in inference mode: build the attack with training=False")
+    if model is not attack.model:
+        raise ValueError(
+            "robust_accuracy: the attack must be built on `model` (success is judged by the attack's model; "
+            "for transfer attacks craft with one attack and evaluate the other model's predictions yourself)"
+        )
     x = np.asarray(x, np.float32)
     y = np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"robust_accuracy: x has {len(x)} samples and y {len(y)}")
+    if len(x):
+        attack.check_model_output(x[: model_outputs.PROBE_SAMPLES])
     labels = np.argmax(y, axis=-1) if y.ndim == 2 else y.astype(np.int64)
-    robust = predict_labels(model, x, batch_size) == labels
+    robust = predict_labels(model, x, batch_size, attack.output_index) == labels
     progress = keras.utils.Progbar(restarts * len(x), unit_name="sample") if verbose else None
     for restart in range(restarts):
         remaining = np.flatnonzero(robust)
