@@ -49,19 +49,26 @@ def loss_labels(loss: keras.losses.Loss, y_onehot: tf.Tensor) -> tf.Tensor:
     return y_onehot
 
 
-def reduce_loss(per_sample: tf.Tensor, reduction: Reduction) -> tf.Tensor:
-    """Keras' reduction of a per-sample loss vector (loss.py `reduce_values`)."""
-    total = tf.reduce_sum(per_sample)
+def reduce_loss(per_sample: tf.Tensor, reduction: Reduction, batch_sizes: tf.Tensor | None = None) -> tf.Tensor:
+    """Keras' reduction of a per-sample loss vector (loss.py `reduce_values`).
+
+    The mean is sum_i l_i / B_i with B_i = `batch_sizes` (default: all N). Dividing each sample (rather
+    than the sum) by B_i gives the same float32 factor 1/B_i in the backward pass as Keras' sum / N, so a
+    batch of samples with different B_i reproduces, sample by sample, batches of those sizes.
+    """
     if reduction == "sum":
-        return total
-    return total / tf.cast(tf.size(per_sample), total.dtype)
+        return tf.reduce_sum(per_sample)
+    if batch_sizes is None:
+        return tf.reduce_sum(per_sample) / tf.cast(tf.size(per_sample), per_sample.dtype)
+    return tf.reduce_sum(per_sample / tf.cast(batch_sizes, per_sample.dtype))
 
 
-def reduction_factor(reduction: Reduction, batch_size: tf.Tensor) -> tf.Tensor:
-    """d(reduced loss)/d(per-sample loss): 1 for "sum", 1/N for the mean."""
+def reduction_factor(reduction: Reduction, batch_sizes: tf.Tensor) -> tf.Tensor:
+    """d(reduced loss)/d(per-sample loss): 1 for "sum", 1/B (B a scalar batch size or one per sample)
+    for the mean."""
     if reduction == "sum":
         return tf.constant(1.0, tf.float32)
-    return 1.0 / tf.cast(batch_size, tf.float32)
+    return 1.0 / tf.cast(batch_sizes, tf.float32)
 
 
 def keras_loss_path(y_pred: tf.Tensor, from_logits: bool, loss_dtype: tf.DType = tf.float32) -> LossPath:

@@ -1,5 +1,6 @@
-"""What every tfadv attack shares: validated arguments and inputs, one compiled `tf.function` per input
-signature, per-sample stateless random starts. FGM and PGD (tfadv.attacks.gradient) are built on it.
+"""What every tfadv attack shares: validated arguments and inputs, a check of the model's output kind,
+one compiled `tf.function` per input signature, per-sample stateless random starts, and per-sample
+reduction weights (batch-size emulation). FGM and PGD (tfadv.attacks.gradient) are built on it.
 
 FGM and PGD: the whole attack compiled into one `tf.function`.
 
@@ -19,8 +20,10 @@ Where tfadv deliberately differs, each as an option or a documented default:
 - L2 random start: theirs draws a uniform cube, normalises it to length eps per sample, then scales the
   *whole batch* by one U(0, 1) radius. tfadv's default draws uniformly in each sample's ball
   (`l2_rand_init="uniform_ball"`); `l2_rand_init="batch_radius"` reproduces theirs.
-- Random starts are stateless, keyed on (seed, sample id, restart): with `reduction="sum"` and a seed, a
-  sample's adversarial example does not depend on the batch it is crafted in. Theirs use the global RNG.
+- Random starts are stateless, keyed on (seed, sample id, restart). Without `sample_ids`, a sample's id is
+  its position in the stream of samples the attack has seen since construction or `reset()`, so
+  consecutive batches get fresh starts and a stream crafted in batches of 1 or of 64 gets the same ones.
+  With `reduction="sum"` and a seed, a sample's adversarial example does not depend on its batch.
 - Under 16-bit compute or loss scaling, non-finite gradient entries (float16 overflow) are set to zero,
   as ART does, and `stats` counts them; theirs would propagate NaN into the image.
 - `l2_normalization="exact"` gives a unit step for any non-zero gradient (rescaled norm, exact-zero guard),
@@ -29,26 +32,40 @@ Where tfadv deliberately differs, each as an option or a documented default:
   mixed-precision model without changing the step (a positive per-sample factor leaves sign(g) and
   g/||g|| unchanged; the factor is divided out in float32).
 
+The logits/probabilities rule: `from_logits` must say what the model outputs; before the first compiled
+call the attack runs the model once on a few samples and refuses `from_logits=False` on outputs that are
+not probability rows, and `from_logits=True` on softmax rows (`check_output_kind=False` opts out).
 Keras' cross-entropy silently uses the softmax's logits when the probabilities come straight from a
 softmax layer, and clips at 1e-7 when anything (such as the float16 -> float32 cast) sits in between.
 tfadv calls the loss exactly as the authors did; `stats["loss_path"]` says which path Keras took.
+
+Batch-size emulation: with the model in inference mode a sample's gradient depends on its batch only
+through the reduction (the mean divides each sample's loss gradient by the batch size B). The loss is
+therefore reduced as sum_i l_i / B_i with a per-sample B_i: the real batch size by default, or
+`emulated_batch_size`, which reproduces sample by sample what crafting in batches of B_i computes. The
+same weights make padding exact: a short batch is padded up to a size already compiled (or the next
+power of two) and the padding is dropped, so a dataset's last batch and the shrinking batches of
+restarts reuse compiled functions instead of tracing new ones.
 """
 from __future__ import annotations
 
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from tfadv import geometry
+from tfadv import geometry, model_outputs, tracing, validation
 
 
 class Attack:
     """Base of every attack: threat model, validation, compiled call, random starts.
 
-    Subclasses implement `_attack(x, y_onehot, sample_ids, restart, with_stats)`, traced once per input
-    signature, returning x_adv (and a dict of per-sample statistics when `with_stats`).
+    Subclasses implement `_attack(x, y_onehot, *, sample_ids, restart, batch_sizes, with_stats)`, traced
+    once per input signature, returning x_adv (and a dict of per-sample statistics when `with_stats`).
+    `batch_sizes` is None for a plain batch (a mean reduction divides by N), or (N,) float32: the B_i
+    each sample's loss is averaged over (emulation, padding; see the module docstring). An attack that
+    sums per-sample losses may ignore it. Subclasses call the model through `self.forward(x, training)`,
+    which picks the `output_index` output.
     """
 
     def __init__(
@@ -63,25 +80,36 @@ class Attack:
         targeted: bool,
         seed: int | None,
         jit_compile: bool,
+        output_index: model_outputs.OutputIndex = None,
+        check_output_kind: bool = True,
     ):
         name = type(self).__name__
+        if not callable(model):
+            raise TypeError(f"{name}: model must be a Keras model, got {type(model).__name__}")
         self.model = model
-        self.norm = geometry.canonical_norm(norm)
-        self.eps = _non_negative(name, "eps", eps)
+        try:
+            self.norm = geometry.canonical_norm(norm)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
+        self.eps = validation.real(name, "eps", eps, minimum=0.0)
+        self.clip_min = validation.optional_real(name, "clip_min", clip_min)
+        self.clip_max = validation.optional_real(name, "clip_max", clip_max)
         if (clip_min is None) != (clip_max is None):
             raise ValueError(f"{name}: give both clip_min and clip_max, or neither")
-        if clip_min is not None and not float(clip_min) < float(clip_max):
+        if clip_min is not None and not self.clip_min < self.clip_max:
             raise ValueError(f"{name}: clip_min must be < clip_max, got {clip_min} and {clip_max}")
-        self.clip_min = None if clip_min is None else float(clip_min)
-        self.clip_max = None if clip_max is None else float(clip_max)
-        self.from_logits = bool(from_logits)
-        self.targeted = bool(targeted)
-        self.seed = None if seed is None else int(seed)
-        self.jit_compile = bool(jit_compile)
+        self.from_logits = validation.flag(name, "from_logits", from_logits)
+        self.targeted = validation.flag(name, "targeted", targeted)
+        self.seed = None if seed is None else validation.integer(name, "seed", seed)
+        self.jit_compile = validation.flag(name, "jit_compile", jit_compile)
+        self.output_index = model_outputs.check_output_index(name, model, output_index)
+        self.check_output_kind = validation.flag(name, "check_output_kind", check_output_kind)
         #: Which cross-entropy Keras computed on the model output (set by gradient attacks when traced).
         self.loss_path: str | None = None
         self._compiled: dict[tuple, Any] = {}
         self._num_classes: int | None = None
+        with tf.init_scope():
+            self._stream_position = tf.Variable(0, dtype=tf.int64, trainable=False, name="attack_samples_seen")
 
     # ----------------------------------------------------------------------------------------- public
     def __call__(
@@ -91,38 +119,67 @@ class Attack:
         *,
         sample_ids: Any = None,
         restart: int = 0,
+        emulated_batch_size: Any = None,
         return_stats: bool = False,
     ) -> tf.Tensor | tuple[tf.Tensor, dict[str, Any]]:
         """Adversarial examples for `x` with labels `y` (class ids (N,) or one-hot (N, C)).
 
-        For a targeted attack `y` holds the targets. `sample_ids` (N,) key each sample's random start
-        (default 0..N-1): pass global dataset indices to make results independent of batching.
-        With `return_stats=True` also returns per-sample diagnostics (numpy) and the Keras loss path.
+        For a targeted attack `y` holds the targets. `sample_ids` (N,) key each sample's random start;
+        by default they continue the stream of samples seen so far (see `reset`): pass global dataset
+        indices to make results independent of batching and call order. `emulated_batch_size` (an int
+        or one per sample) makes the mean reduction divide each sample's loss by that batch size instead
+        of N (inference mode only). With `return_stats=True` also returns per-sample diagnostics (numpy
+        when eager) and the Keras loss path.
         """
+        x, y_onehot = self._inputs(x, y)
+        n = x.shape[0]
+        ids = self._sample_ids(sample_ids, x)
+        batch_sizes = self._batch_sizes(emulated_batch_size, x)
         if tf.executing_eagerly():
-            x, y_onehot = self._validated(x, y)
-        else:
-            x = tf.convert_to_tensor(x, tf.float32)
-            y_onehot = self._one_hot(tf.convert_to_tensor(y), x)
-        n = tf.shape(x)[0]
-        ids = tf.range(n, dtype=tf.int64) if sample_ids is None else tf.cast(sample_ids, tf.int64)
-        if tf.executing_eagerly() and ids.shape[0] != x.shape[0]:
-            raise ValueError(f"sample_ids has {ids.shape[0]} entries for a batch of {x.shape[0]}")
-        run = self._compiled_for(x, y_onehot, return_stats)
-        out = run(x, y_onehot, ids, tf.cast(restart, tf.int64))
+            restart = validation.integer(type(self).__name__, "restart", restart, minimum=0)
+        rows = self._padded_rows(n, x.shape[1:])
+        if rows is not None and batch_sizes is None and self._short(n, x.shape[1:]):
+            batch_sizes = tf.fill([n], tf.cast(n, tf.float32))  # padding must not change the mean's 1/n
+        run = self._compiled_for(rows, x.shape[1:], int(y_onehot.shape[-1]), return_stats, batch_sizes is not None)
+        inputs = [x, y_onehot, ids] + ([] if batch_sizes is None else [batch_sizes])
+        out = run(*[_pad(t, rows) for t in inputs], tf.cast(restart, tf.int64))
+        x_adv, stats = out if return_stats else (out, {})
+        if rows != n:
+            x_adv, stats = x_adv[:n], {k: v[:n] for k, v in stats.items()}
         if not return_stats:
-            return out
-        x_adv, stats = out
+            return x_adv
         if tf.executing_eagerly():
             stats = {k: v.numpy() for k, v in stats.items()}
         stats["loss_path"] = self.loss_path
         return x_adv, stats
+
+    def reset(self) -> None:
+        """Restart the sample stream: the next call without `sample_ids` draws the starts of ids 0, 1, ..."""
+        self._stream_position.assign(0)
+
+    def forward(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """The model's class scores for `x` (its `output_index` output)."""
+        return model_outputs.select_output(type(self).__name__, self.model(x, training=training), self.output_index)
+
+    def check_model_output(self, x: Any) -> None:
+        """Run the output-kind check now, on (a few samples of) `x`; a no-op after the first time."""
+        if self._num_classes is None:
+            self._inspect(tf.convert_to_tensor(x, tf.float32)[: model_outputs.PROBE_SAMPLES])
 
     def tracing_count(self) -> int:
         """How many times the compiled attack has been traced (for retracing checks)."""
         return sum(f.experimental_get_tracing_count() for f in self._compiled.values())
 
     # ------------------------------------------------------------------------------------- checking
+    def _inputs(self, x: Any, y: Any) -> tuple[tf.Tensor, tf.Tensor]:
+        """Validated (eager) or converted (inside a tf.function) x and one-hot labels."""
+        if tf.executing_eagerly():
+            return self._validated(x, y)
+        x = tf.convert_to_tensor(x, tf.float32)
+        if self._num_classes is None:
+            self._inspect_while_tracing(x)
+        return x, self._one_hot(tf.convert_to_tensor(y))
+
     def _validated(self, x: Any, y: Any) -> tuple[tf.Tensor, tf.Tensor]:
         name = type(self).__name__
         x = tf.convert_to_tensor(x)
@@ -148,54 +205,113 @@ class Attack:
             raise ValueError(
                 f"{name}: y must be class ids (N,) or one-hot (N, C) with N = {x.shape[0]}, got shape {tuple(y.shape)}"
             )
-        classes = self._classes(x)
-        if y.shape.rank == 1:
-            if not y.dtype.is_integer:
-                raise TypeError(f"{name}: class-id labels must be integers, got dtype {y.dtype.name}")
-            low, high = int(tf.reduce_min(y)), int(tf.reduce_max(y))
-            if low < 0 or high >= classes:
-                raise ValueError(f"{name}: labels must lie in [0, {classes}), got values in [{low}, {high}]")
-        else:
-            if y.shape[1] != classes:
-                raise ValueError(f"{name}: one-hot labels have {y.shape[1]} columns, the model has {classes} classes")
-            y = tf.cast(y, tf.float32)
-            rows_ok = tf.reduce_all(tf.abs(tf.reduce_sum(y, axis=1) - 1.0) < 1e-3)
-            if not bool(rows_ok & tf.reduce_all(y >= 0)):
-                raise ValueError(f"{name}: one-hot label rows must be non-negative and sum to 1")
-        return x, self._one_hot(y, x)
+        self.check_model_output(x)
+        _check_labels(name, y, self._num_classes)
+        return x, self._one_hot(y)
 
-    def _classes(self, x: tf.Tensor) -> int:
-        if self._num_classes is None:
-            outputs = getattr(self.model, "outputs", None)
-            width = outputs[0].shape[-1] if outputs else None
-            if width is None:
-                width = self.model(x[:1], training=False).shape[-1]
-            self._num_classes = int(width)
-        return self._num_classes
+    def _inspect(self, probe: tf.Tensor) -> None:
+        """One eager forward pass on a few samples: the class count and the output-kind check."""
+        y_pred = self.forward(probe, training=False)
+        if self.check_output_kind:
+            model_outputs.check_output_kind(
+                type(self).__name__, y_pred, self.from_logits, setting=f"from_logits={self.from_logits}",
+                to_logits="pass from_logits=True", to_probabilities="pass from_logits=False",
+            )
+        self._num_classes = int(y_pred.shape[-1])
 
-    def _one_hot(self, y: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+    def _inspect_while_tracing(self, x: tf.Tensor) -> None:
+        """First call inside a tf.function: x is symbolic, so probe the model eagerly on random inputs
+        of x's sample shape drawn in the clip range (or around zero when the range is open)."""
+        sample_shape = x.shape[1:]
+        if not sample_shape.is_fully_defined():
+            raise ValueError(
+                f"{type(self).__name__}: the first call inside a tf.function needs a known sample shape "
+                f"(got {tuple(x.shape)}); call the attack (or check_model_output) eagerly once first"
+            )
+        with tf.init_scope():
+            low, high = (self.clip_min, self.clip_max) if self.clip_min is not None else (-1.0, 1.0)
+            shape = [model_outputs.PROBE_SAMPLES] + sample_shape.as_list()
+            self._inspect(tf.random.stateless_uniform(shape, [0, 0], low, high))
+
+    def _one_hot(self, y: tf.Tensor) -> tf.Tensor:
         if y.shape.rank == 2:
             return tf.cast(y, tf.float32)
-        return tf.one_hot(tf.cast(y, tf.int32), self._classes(x), dtype=tf.float32)
+        return tf.one_hot(tf.cast(y, tf.int32), self._num_classes, dtype=tf.float32)
+
+    def _sample_ids(self, sample_ids: Any, x: tf.Tensor) -> tf.Tensor:
+        """The given ids, or the next positions of the sample stream (advancing it)."""
+        n = tf.shape(x, out_type=tf.int64)[0]
+        if sample_ids is None:
+            end = self._stream_position.assign_add(n)
+            return tf.ensure_shape(tf.range(end - n, end), x.shape[:1])
+        ids = tf.convert_to_tensor(sample_ids)
+        if tf.executing_eagerly() and (not ids.dtype.is_integer or ids.shape != (x.shape[0],)):
+            raise ValueError(
+                f"{type(self).__name__}: sample_ids must be {x.shape[0]} integers (one per sample), got "
+                f"dtype {ids.dtype.name} and shape {tuple(ids.shape)}"
+            )
+        return tf.cast(ids, tf.int64)
+
+    def _batch_sizes(self, emulated_batch_size: Any, x: tf.Tensor) -> tf.Tensor | None:
+        """(N,) float32: the batch size each sample's loss is averaged over under a mean reduction, or
+        None for the real one. Kept apart so a plain call runs the very graph (sum / N) it always ran:
+        grappler rewrites a constant 1/N differently from a per-sample divisor (1-ulp differences)."""
+        if emulated_batch_size is None:
+            return None
+        n = tf.shape(x)[0]
+        name = type(self).__name__
+        if getattr(self, "training", False):
+            raise ValueError(
+                f"{name}: emulated_batch_size needs the model in inference mode (training=False): with "
+                "training=True BatchNorm's batch statistics depend on the real batch, so emulation is not exact"
+            )
+        sizes = tf.convert_to_tensor(emulated_batch_size)
+        if tf.executing_eagerly():
+            _check_batch_sizes(name, sizes, x.shape[0])
+        return tf.cast(tf.broadcast_to(sizes, [n]), tf.float32)
 
     # ------------------------------------------------------------------------------------ compiling
-    def _compiled_for(self, x: tf.Tensor, y_onehot: tf.Tensor, with_stats: bool):
+    def _compiled_sizes(self, sample_shape: tf.TensorShape) -> list[int]:
+        return sorted({k[0] for k in self._compiled if k[1] == tuple(sample_shape) and k[0] is not None})
+
+    def _short(self, n: int | None, sample_shape: tf.TensorShape) -> bool:
+        """A batch shorter than one already compiled (a dataset's last batch, a restart's leftovers),
+        with the model in inference mode, where padding is exact because rows do not interact."""
+        compiled = self._compiled_sizes(sample_shape)
+        return n is not None and not getattr(self, "training", False) and bool(compiled) and n < compiled[-1]
+
+    def _padded_rows(self, n: int | None, sample_shape: tf.TensorShape) -> int | None:
+        """The compiled batch size a batch of n runs in: n itself, or for a short batch the smallest
+        compiled size in [n, next power of two], else that power of two (capped at the largest compiled
+        size). Short batches thus compile at most log2(largest) more functions."""
+        if not self._short(n, sample_shape):
+            return n
+        compiled = self._compiled_sizes(sample_shape)
+        bucket = min(1 << (n - 1).bit_length(), compiled[-1])
+        reusable = [size for size in compiled if n <= size <= bucket]
+        return reusable[0] if reusable else bucket
+
+    def _compiled_for(
+        self, rows: int | None, sample_shape: tf.TensorShape, classes: int, with_stats: bool, weighted: bool
+    ):
         """One tf.function per input signature. Shapes are kept static, batch size included: on CPU a
-        free batch dimension measured slower (shape arithmetic moves to run time), and a dataset has at
-        most two batch sizes (full and last)."""
-        key = (tuple(x.shape), int(y_onehot.shape[-1]), with_stats)
+        free batch dimension measured slower (shape arithmetic moves to run time); `_padded_rows` bounds
+        how many batch sizes get compiled. `weighted`: the call passes per-sample batch sizes."""
+        key = (rows, tuple(sample_shape), classes, with_stats, weighted)
         if key not in self._compiled:
             signature = [
-                tf.TensorSpec(x.shape, tf.float32),
-                tf.TensorSpec((x.shape[0], y_onehot.shape[-1]), tf.float32),
-                tf.TensorSpec((x.shape[0],), tf.int64),
-                tf.TensorSpec((), tf.int64),
-            ]
+                tf.TensorSpec((rows, *sample_shape), tf.float32),
+                tf.TensorSpec((rows, classes), tf.float32),
+                tf.TensorSpec((rows,), tf.int64),
+            ] + [tf.TensorSpec((rows,), tf.float32)] * weighted + [tf.TensorSpec((), tf.int64)]
 
-            def attack(x, y_onehot, sample_ids, restart):
-                return self._attack(x, y_onehot, sample_ids, restart, with_stats)
+            def attack(x, y_onehot, sample_ids, *rest):
+                batch_sizes, restart = rest if weighted else (None, rest[0])
+                return self._attack(
+                    x, y_onehot, sample_ids=sample_ids, restart=restart, batch_sizes=batch_sizes, with_stats=with_stats
+                )
 
-            self._compiled[key] = tf.function(attack, input_signature=signature, jit_compile=self.jit_compile)
+            self._compiled[key] = tracing.compile_once(attack, input_signature=signature, jit_compile=self.jit_compile)
         return self._compiled[key]
 
     # ------------------------------------------------------------------------------ shared numerics
@@ -214,18 +330,47 @@ class Attack:
         delta = geometry.random_start(tf.shape(x), self.eps, self.norm, seeds, self.l2_rand_init)
         return geometry.clip_to_range(x + delta, self.clip_min, self.clip_max)
 
-    def _attack(self, x, y_onehot, sample_ids, restart, with_stats: bool):
+    def _attack(self, x, y_onehot, *, sample_ids, restart, batch_sizes, with_stats: bool):
         raise NotImplementedError
 
 
+def _pad(t: tf.Tensor, rows: int | None) -> tf.Tensor:
+    """Repeat the first row up to `rows` rows (real, in-range inputs whose results are dropped)."""
+    n = t.shape[0]
+    if rows is None or n == rows:
+        return t
+    return tf.concat([t, tf.repeat(t[:1], rows - n, axis=0)], axis=0)
+
+
+def _check_labels(name: str, y: tf.Tensor, classes: int) -> None:
+    if y.shape.rank == 1:
+        if not y.dtype.is_integer:
+            raise TypeError(f"{name}: class-id labels must be integers, got dtype {y.dtype.name}")
+        low, high = int(tf.reduce_min(y)), int(tf.reduce_max(y))
+        if low < 0 or high >= classes:
+            raise ValueError(f"{name}: labels must lie in [0, {classes}), got values in [{low}, {high}]")
+        return
+    if y.shape[1] != classes:
+        raise ValueError(f"{name}: one-hot labels have {y.shape[1]} columns, the model has {classes} classes")
+    y = tf.cast(y, tf.float32)
+    rows_ok = tf.reduce_all(tf.abs(tf.reduce_sum(y, axis=1) - 1.0) < 1e-3)
+    if not bool(rows_ok & tf.reduce_all(y >= 0)):
+        raise ValueError(f"{name}: one-hot label rows must be non-negative and sum to 1")
+
+
+def _check_batch_sizes(name: str, sizes: tf.Tensor, n: int) -> None:
+    if not sizes.dtype.is_integer or sizes.shape.rank > 1 or (sizes.shape.rank == 1 and sizes.shape[0] != n):
+        raise ValueError(
+            f"{name}: emulated_batch_size must be an integer or {n} integers (one per sample), got dtype "
+            f"{sizes.dtype.name} and shape {tuple(sizes.shape)}"
+        )
+    if n and int(tf.reduce_min(sizes)) < 1:
+        raise ValueError(f"{name}: emulated_batch_size must be >= 1, got {sizes.numpy()!r}")
+
+
 def _non_negative(owner: str, name: str, value: float) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{owner}: {name} must be a number >= 0, got {value!r}") from None
-    if not np.isfinite(number) or number < 0:
-        raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}")
-    return number
+    """A finite number >= 0 (kept for subclasses; see tfadv.validation)."""
+    return validation.real(owner, name, value, minimum=0.0)
 
 
 def _model_input_rank(model: keras.Model) -> int | None:

@@ -1,16 +1,14 @@
 """FGM and PGD: `steps` steepest-ascent steps with projection, the whole loop in one compiled call."""
 from __future__ import annotations
 
-import numbers
 from typing import Literal
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv import geometry, losses, precision
-from tfadv.attacks.base import Attack, _non_negative
-
+from tfadv import geometry, losses, model_outputs, precision, validation
+from tfadv.attacks.base import Attack
 
 Select = Literal["last", "max_loss", "first_success"]
 _SELECT = ("last", "max_loss", "first_success")
@@ -41,46 +39,51 @@ class _GradientAttack(Attack):
         training: bool,
         select: Select,
         jit_compile: bool,
+        output_index: model_outputs.OutputIndex,
+        check_output_kind: bool,
     ):
         super().__init__(model, eps=eps, norm=norm, from_logits=from_logits, clip_min=clip_min,
-                         clip_max=clip_max, targeted=targeted, seed=seed, jit_compile=jit_compile)
+                         clip_max=clip_max, targeted=targeted, seed=seed, jit_compile=jit_compile,
+                         output_index=output_index, check_output_kind=check_output_kind)
         name = type(self).__name__
-        self.step_size = _non_negative(name, "step_size", step_size)
-        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-            raise ValueError(f"{name}: steps must be an integer >= 1, got {steps!r}")
-        self.steps = int(steps)
+        self.step_size = validation.real(name, "step_size", step_size, minimum=0.0)
+        self.steps = validation.integer(name, "steps", steps, minimum=1)
         if reduction is None:
             reduction = getattr(loss, "reduction", None) or "sum_over_batch_size"
-        self.reduction = losses.canonical_reduction(reduction)
+        try:
+            self.reduction = losses.canonical_reduction(reduction)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
         if l2_normalization not in ("clamped", "exact"):
             raise ValueError(f"{name}: l2_normalization must be 'clamped' or 'exact', got {l2_normalization!r}")
         if l2_rand_init not in ("uniform_ball", "batch_radius"):
             raise ValueError(f"{name}: l2_rand_init must be 'uniform_ball' or 'batch_radius', got {l2_rand_init!r}")
         if select not in _SELECT:
             raise ValueError(f"{name}: select must be one of {_SELECT}, got {select!r}")
-        if loss_scale is not None and loss_scale != "per_sample":
-            if isinstance(loss_scale, str) or not float(loss_scale) > 0 or not np.isfinite(float(loss_scale)):
+        if loss_scale is not None and not (isinstance(loss_scale, str) and loss_scale == "per_sample"):
+            if isinstance(loss_scale, str):
                 raise ValueError(f"{name}: loss_scale must be None, a positive number or 'per_sample', got {loss_scale!r}")
-            loss_scale = float(loss_scale)
+            loss_scale = validation.real(name, "loss_scale", loss_scale, positive=True)
         self.loss = losses.per_sample_loss_fn(loss, self.from_logits)
-        self.rand_init = bool(rand_init)
+        self.rand_init = validation.flag(name, "rand_init", rand_init)
         self.l2_normalization = l2_normalization
         self.l2_rand_init = l2_rand_init
         self.loss_scale = loss_scale
         self._guard_nonfinite = precision.may_overflow(model, loss_scaled=loss_scale is not None)
-        self.training = bool(training)
+        self.training = validation.flag(name, "training", training)
         self.select = select
         #: Which cross-entropy Keras computed on the model output (set when the attack is traced).
         self.loss_path: losses.LossPath | None = None
 
     # --------------------------------------------------------------------------------- the numerics
-    def _objective_and_gradient(self, x_adv: tf.Tensor, y_onehot: tf.Tensor):
+    def _objective_and_gradient(self, x_adv: tf.Tensor, y_onehot: tf.Tensor, batch_sizes: tf.Tensor | None = None):
         """Per-sample objective (the loss, negated if targeted), predictions and the input gradient of
-        the reduced objective, in float32 and free of loss scaling (not yet checked for non-finites)."""
+        the reduced objective, in float32 and free of loss scaling (not yet checked for non-finites).
+        `batch_sizes` (N,): each sample's B in the mean reduction (None: the batch size)."""
         labels = losses.loss_labels(self.loss, y_onehot)
         with tf.GradientTape() as tape:
             tape.watch(x_adv)
-            y_pred = self.model(x_adv, training=self.training)
+            y_pred = self.forward(x_adv, training=self.training)
             self.loss_path = losses.keras_loss_path(y_pred, self.from_logits)
             objective = self.loss(labels, y_pred)
             if self.targeted:
@@ -89,12 +92,12 @@ class _GradientAttack(Attack):
                 weights = losses.per_sample_loss_scale(self.loss, labels, y_pred, self.from_logits)
                 backprop = tf.reduce_sum(objective * weights)
             elif self.loss_scale is not None:
-                backprop = losses.reduce_loss(objective, self.reduction) * self.loss_scale
+                backprop = losses.reduce_loss(objective, self.reduction, batch_sizes) * self.loss_scale
             else:
-                backprop = losses.reduce_loss(objective, self.reduction)
+                backprop = losses.reduce_loss(objective, self.reduction, batch_sizes)
         grad = tape.gradient(backprop, x_adv)
         if self.loss_scale == "per_sample":
-            factor = losses.reduction_factor(self.reduction, tf.shape(x_adv)[0])
+            factor = losses.reduction_factor(self.reduction, tf.shape(x_adv)[0] if batch_sizes is None else batch_sizes)
             grad = grad * geometry.broadcast_per_sample(factor / weights, grad)
         elif self.loss_scale is not None:
             grad = grad / self.loss_scale
@@ -109,7 +112,7 @@ class _GradientAttack(Attack):
         delta = geometry.project(x_adv - x, self.eps, self.norm)
         return geometry.clip_to_range(x + delta, self.clip_min, self.clip_max)
 
-    def _attack(self, x, y_onehot, sample_ids, restart, with_stats: bool):
+    def _attack(self, x, y_onehot, *, sample_ids, restart, batch_sizes, with_stats: bool):
         x_adv = self._start(x, sample_ids, restart)
         n = tf.shape(x)[0]
         best = x_adv
@@ -118,7 +121,7 @@ class _GradientAttack(Attack):
 
         def advance(x_adv, best, best_objective, frozen):
             """One step; also keeps the selected iterate (the loss and prediction seen are x_adv's)."""
-            objective, y_pred, raw_grad = self._objective_and_gradient(x_adv, y_onehot)
+            objective, y_pred, raw_grad = self._objective_and_gradient(x_adv, y_onehot, batch_sizes)
             grad = self._finite(raw_grad)
             if self.select == "max_loss":
                 better = objective > best_objective
@@ -137,14 +140,14 @@ class _GradientAttack(Attack):
             x_adv, best, best_objective, frozen = advance(x_adv, best, best_objective, frozen)[:4]
 
         if self.select == "max_loss" or with_stats:
-            final_objective, final_pred, _ = self._objective_and_gradient(x_adv, y_onehot)
+            final_objective, final_pred, _ = self._objective_and_gradient(x_adv, y_onehot, batch_sizes)
         if self.select == "max_loss":
             better = final_objective > best_objective
             x_adv = tf.where(geometry.broadcast_per_sample(better, x_adv), x_adv, best)
         if not with_stats:
             return x_adv
         if self.select == "max_loss":
-            final_pred = self.model(x_adv, training=False)
+            final_pred = self.forward(x_adv, training=False)
         delta = x_adv - x
         axes = list(range(1, x.shape.rank))
         first_grad = self._finite(first_raw_grad)
@@ -181,12 +184,15 @@ class FGM(_GradientAttack):
         loss_scale: float | str | None = None,
         training: bool = False,
         jit_compile: bool = False,
+        output_index: model_outputs.OutputIndex = None,
+        check_output_kind: bool = True,
     ):
         super().__init__(
             model, eps=eps, norm=norm, steps=1, step_size=eps, rand_init=False, reduction=reduction,
             from_logits=from_logits, clip_min=clip_min, clip_max=clip_max, loss=loss, targeted=targeted,
             seed=None, l2_normalization=l2_normalization, l2_rand_init="uniform_ball",
             loss_scale=loss_scale, training=training, select="last", jit_compile=jit_compile,
+            output_index=output_index, check_output_kind=check_output_kind,
         )
 
 
@@ -221,12 +227,16 @@ class PGD(_GradientAttack):
         training: bool = False,
         select: Select = "last",
         jit_compile: bool = False,
+        output_index: model_outputs.OutputIndex = None,
+        check_output_kind: bool = True,
     ):
         if step_size is None:
-            step_size = 2.5 * float(eps) / steps if isinstance(steps, numbers.Integral) and steps > 0 else eps
+            name = type(self).__name__
+            step_size = 2.5 * validation.real(name, "eps", eps) / validation.integer(name, "steps", steps, minimum=1)
         super().__init__(
             model, eps=eps, norm=norm, steps=steps, step_size=step_size, rand_init=rand_init,
             reduction=reduction, from_logits=from_logits, clip_min=clip_min, clip_max=clip_max, loss=loss,
             targeted=targeted, seed=seed, l2_normalization=l2_normalization, l2_rand_init=l2_rand_init,
             loss_scale=loss_scale, training=training, select=select, jit_compile=jit_compile,
+            output_index=output_index, check_output_kind=check_output_kind,
         )

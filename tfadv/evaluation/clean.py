@@ -4,14 +4,23 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from tfadv import model_outputs
 
-def predict_labels(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Arg-max predictions in inference mode."""
-    out = [np.argmax(model(x[i : i + batch_size], training=False), axis=-1) for i in range(0, len(x), batch_size)]
+
+def predict_labels(
+    model: keras.Model, x: np.ndarray, batch_size: int = 256, output_index: model_outputs.OutputIndex = None
+) -> np.ndarray:
+    """Arg-max predictions in inference mode, of the `output_index` output of a multi-output model."""
+    out = [
+        np.argmax(model_outputs.select_output("predict_labels", model(x[i : i + batch_size], training=False),
+                                              output_index), axis=-1)
+        for i in range(0, len(x), batch_size)
+    ]
     return np.concatenate(out) if out else np.zeros([0], np.int64)
 
 
-def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256,
+             output_index: model_outputs.OutputIndex = None) -> float:
     """Fraction of samples whose arg-max prediction is the label (y: class ids or one-hot)."""
     y = np.asarray(y)
     labels = np.argmax(y, axis=-1) if y.ndim == 2 else y.reshape(-1)
@@ -19,4 +28,4 @@ def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int =
         raise ValueError(f"x has {len(x)} samples but y has {len(labels)} labels")
     if len(x) == 0:
         raise ValueError("accuracy of an empty set is undefined")
-    return float(np.mean(predict_labels(model, x, batch_size) == labels))
+    return float(np.mean(predict_labels(model, x, batch_size, output_index) == labels))

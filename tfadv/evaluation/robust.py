@@ -11,6 +11,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from tfadv import model_outputs, validation
 from tfadv.attacks import Attack
 from tfadv.evaluation.clean import predict_labels
 
@@ -25,17 +26,30 @@ def robust_mask(
     restarts: int = 1,
     verbose: bool = False,
 ) -> np.ndarray:
-    """Per-sample bool: correct on the clean input and not fooled by any of `restarts` attack runs."""
+    """Per-sample bool: correct on the clean input and not fooled by any of `restarts` attack runs.
+
+    Before any compute, the attack checks its model's output kind against its `from_logits` (see
+    `check_output_kind` of tfadv.attacks.Attack) on the first samples of `x`.
+    """
     if attack.targeted:
-        raise ValueError("robust accuracy needs an untargeted attack")
-    if restarts < 1:
-        raise ValueError(f"restarts must be >= 1, got {restarts}")
-    if attack.training:
-        raise ValueError("evaluation attacks run the model in inference mode: build the attack with training=False")
+        raise ValueError("robust_accuracy: needs an untargeted attack")
+    restarts = validation.integer("robust_accuracy", "restarts", restarts, minimum=1)
+    batch_size = validation.integer("robust_accuracy", "batch_size", batch_size, minimum=1)
+    if getattr(attack, "training", False):
+        raise ValueError("robust_accuracy: evaluation attacks run the model in inference mode: build the attack with training=False")
+    if model is not attack.model:
+        raise ValueError(
+            "robust_accuracy: the attack must be built on `model` (success is judged by the attack's model; "
+            "for transfer attacks craft with one attack and evaluate the other model's predictions yourself)"
+        )
     x = np.asarray(x, np.float32)
     y = np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"robust_accuracy: x has {len(x)} samples and y {len(y)}")
+    if len(x):
+        attack.check_model_output(x[: model_outputs.PROBE_SAMPLES])
     labels = np.argmax(y, axis=-1) if y.ndim == 2 else y.astype(np.int64)
-    robust = predict_labels(model, x, batch_size) == labels
+    robust = predict_labels(model, x, batch_size, attack.output_index) == labels
     progress = keras.utils.Progbar(restarts * len(x), unit_name="sample") if verbose else None
     for restart in range(restarts):
         remaining = np.flatnonzero(robust)

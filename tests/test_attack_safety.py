@@ -1,0 +1,282 @@
+"""Issue 12 for attacks: no silently wrong attack on any Keras model. Output kind vs from_logits, multi-output
+models, Sequential/subclassed models, numeric arguments, fresh and batch-invariant random starts, padding."""
+import logging
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_attacks import batch, digits_data, small_cnn, trained_cnn
+
+from tfadv.attacks import FGM, PGD
+from tfadv.evaluation import robust_accuracy
+from tfadv.precision import dtype_policy
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return digits_data()
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    return trained_cnn(digits)
+
+
+def sequential(logits: bool = True) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([
+        keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dense(10, activation=None if logits else "softmax"),
+    ])
+
+
+class Subclassed(keras.Model):
+    def __init__(self, heads: int = 1):
+        super().__init__()
+        self.flatten = keras.layers.Flatten()
+        self.hidden = keras.layers.Dense(16, activation="relu")
+        self.heads = [keras.layers.Dense(10) for _ in range(heads)]
+
+    def call(self, x, training=False):
+        h = self.hidden(self.flatten(x))
+        out = [head(h) for head in self.heads]
+        return out[0] if len(out) == 1 else out
+
+
+def two_headed() -> keras.Model:
+    """Functional model with outputs [aux (3 units), logits (10 units)]."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(inputs))
+    return keras.Model(inputs, [keras.layers.Dense(3)(h), keras.layers.Dense(10)(h)])
+
+
+# ------------------------------------------------------------------------------------ output kind
+def test_logits_model_with_the_default_from_logits_is_refused_before_any_compute(digits):
+    """The issue's probe: a logits model under from_logits=False gave zero gradients for most samples and
+    a robust accuracy of 0.97 instead of 0.57. Now it is an error naming both fixes."""
+    x, y = batch(digits)
+    attack = PGD(small_cnn(logits=True), 0.1, steps=2, step_size=0.05, clip_min=0.0, clip_max=1.0)
+    with pytest.raises(ValueError, match=r"(?s)PGD: from_logits=False.*from_logits=True.*softmax.*check_output_kind=False"):
+        attack(x, y)
+    assert attack.tracing_count() == 0
+    with pytest.raises(ValueError, match="from_logits=False"):
+        robust_accuracy(attack.model, attack, x, y)
+
+
+def test_softmax_model_with_from_logits_true_is_refused(digits):
+    x, y = batch(digits)
+    attack = FGM(small_cnn(logits=False), 0.1, from_logits=True, clip_min=0.0, clip_max=1.0)
+    with pytest.raises(ValueError, match=r"(?s)FGM: from_logits=True says the model outputs logits.*softmax"):
+        attack(x, y)
+
+
+def test_matching_heads_pass_and_the_opt_out_skips_the_check(digits):
+    x, y = batch(digits)
+    FGM(small_cnn(logits=True), 0.1, from_logits=True)(x, y)
+    FGM(small_cnn(logits=False), 0.1)(x, y)
+    FGM(small_cnn(logits=True), 0.1, check_output_kind=False)(x, y)  # deliberately unusual head
+
+
+def test_float16_softmax_rows_are_accepted_as_probabilities(digits):
+    x, y = batch(digits)
+    with dtype_policy("mixed_float16"):
+        model = small_cnn(logits=False)
+    assert model.outputs[0].dtype == "float16"
+    FGM(model, 0.1, clip_min=0.0, clip_max=1.0)(x, y)
+
+
+def test_the_check_also_runs_when_the_first_call_is_traced(digits):
+    x, y = batch(digits, 8)
+    attack = PGD(small_cnn(logits=True), 0.1, steps=1, step_size=0.1, clip_min=0.0, clip_max=1.0)
+    with pytest.raises(ValueError, match="from_logits=False"):
+        tf.function(lambda a, b: attack(a, b))(tf.constant(x), tf.constant(y))
+
+
+# ----------------------------------------------------------------------------- model styles, outputs
+@pytest.mark.parametrize("make", [sequential, Subclassed], ids=["sequential", "subclassed"])
+def test_sequential_and_subclassed_models_are_attacked(digits, make):
+    x, y = batch(digits)
+    x_adv = PGD(make(), 0.1, steps=2, step_size=0.05, from_logits=True, clip_min=0.0, clip_max=1.0, seed=0)(x, y)
+    assert 0 < np.abs(x_adv.numpy() - x).max() <= 0.1 + 1e-6
+
+
+def test_multi_output_models_need_output_index(digits):
+    x, y = batch(digits)
+    with pytest.raises(ValueError, match=r"PGD: the model has 2 outputs.*output_index="):
+        PGD(two_headed(), 0.1, steps=2, step_size=0.05, from_logits=True)
+    attack = PGD(Subclassed(heads=2), 0.1, steps=2, step_size=0.05, from_logits=True)  # outputs unknown until called
+    with pytest.raises(ValueError, match="output_index="):
+        attack(x, y)
+    with pytest.raises(ValueError, match=r"output_index=5 is not one of"):
+        PGD(two_headed(), 0.1, steps=2, step_size=0.05, from_logits=True, output_index=5)
+
+
+def test_output_index_attacks_that_head(digits):
+    x, y = batch(digits)
+    model = two_headed()
+    single = keras.Model(model.inputs, model.outputs[1])
+    common = dict(steps=3, step_size=0.05, from_logits=True, clip_min=0.0, clip_max=1.0, seed=1)
+    chosen, stats = PGD(model, 0.1, output_index=1, **common)(x, y, return_stats=True)
+    np.testing.assert_allclose(chosen.numpy(), PGD(single, 0.1, **common)(x, y).numpy(), atol=1e-6)
+    assert stats["prediction"].max() > 2  # the 10-class head, not the 3-unit one
+    assert 0.0 <= robust_accuracy(model, PGD(model, 0.1, output_index=1, **common), x, y) <= 1.0
+
+
+# ------------------------------------------------------------------------------- numeric arguments
+@pytest.mark.parametrize(
+    "kwargs,error,message",
+    [
+        (dict(eps="0.1"), TypeError, r"PGD: eps must be a finite number >= 0, got str '0.1'"),
+        (dict(eps="abc"), TypeError, r"PGD: eps must be a finite number"),
+        (dict(eps=True), TypeError, r"PGD: eps must be a finite number"),
+        (dict(step_size="0.05"), TypeError, "PGD: step_size"),
+        (dict(steps=2.0), TypeError, "PGD: steps must be an integer"),
+        (dict(steps="2"), TypeError, "PGD: steps must be an integer"),
+        (dict(clip_min="0", clip_max=1.0), TypeError, "PGD: clip_min"),
+        (dict(clip_min=0.0, clip_max=float("inf")), ValueError, "PGD: clip_max"),
+        (dict(from_logits="False"), TypeError, "PGD: from_logits must be True or False"),
+        (dict(rand_init=1), TypeError, "PGD: rand_init must be True or False"),
+        (dict(seed="1"), TypeError, "PGD: seed must be an integer"),
+        (dict(loss_scale="2"), ValueError, "PGD: loss_scale must be"),
+        (dict(loss_scale=True), TypeError, "PGD: loss_scale"),
+        (dict(norm="1"), ValueError, "PGD: norm must be"),
+        (dict(reduction="none"), ValueError, "PGD: reduction must be"),
+    ],
+)
+def test_strings_and_bools_are_refused_naming_class_and_argument(kwargs, error, message):
+    config = dict(eps=0.1, norm="inf", steps=2, step_size=0.05, from_logits=True)
+    config.update(kwargs)
+    with pytest.raises(error, match=message):
+        PGD(small_cnn(), **config)
+
+
+def test_fgm_names_itself_and_numpy_scalars_are_numbers():
+    with pytest.raises(TypeError, match="FGM: eps"):
+        FGM(small_cnn(), "0.3")
+    attack = PGD(small_cnn(), np.float32(0.1), steps=np.int64(2), step_size=np.float64(0.05), from_logits=True)
+    assert attack.eps == pytest.approx(0.1) and attack.steps == 2
+
+
+@pytest.mark.parametrize(
+    "call,error,message",
+    [
+        (dict(restart="1"), TypeError, "PGD: restart must be an integer"),
+        (dict(restart=-1), ValueError, "PGD: restart must be an integer >= 0"),
+        (dict(sample_ids=np.arange(16) + 0.5), ValueError, "PGD: sample_ids must be 16 integers"),
+        (dict(sample_ids=np.arange(3)), ValueError, "PGD: sample_ids must be 16 integers"),
+    ],
+)
+def test_bad_call_arguments_are_refused_before_any_compute(digits, call, error, message):
+    x, y = batch(digits)
+    attack = PGD(small_cnn(), 0.1, steps=2, step_size=0.05, from_logits=True, clip_min=0.0, clip_max=1.0)
+    with pytest.raises(error, match=message):
+        attack(x, y, **call)
+    assert attack.tracing_count() == 0
+
+
+# --------------------------------------------------------------------------------- random starts
+def starts(attack, x, y, **kwargs):
+    """The random start itself: PGD with step_size 0 returns clip(x + delta0)."""
+    return attack(x, y, **kwargs).numpy() - x
+
+
+def test_consecutive_batches_get_fresh_starts_and_reset_replays_them(digits):
+    """The issue's probe: with a seed and no sample_ids, every batch of a loop got the same start."""
+    x, y = batch(digits, 16)
+    attack = PGD(small_cnn(), 0.1, steps=1, step_size=0.0, from_logits=True, seed=3)
+    first, second = starts(attack, x, y), starts(attack, x, y)
+    assert not np.allclose(first, second)
+    attack.reset()
+    np.testing.assert_array_equal(starts(attack, x, y), first)
+    np.testing.assert_array_equal(starts(attack, x, y, sample_ids=np.arange(16, 32)), second)
+    # Explicit ids leave the stream where it was.
+    np.testing.assert_array_equal(starts(attack, x, y), second)
+
+
+def test_a_stream_gets_the_same_starts_in_batches_of_1_or_64(trained, digits):
+    x, y = batch(digits, 64, offset=1500)
+    attack = PGD(trained, 0.1, steps=3, step_size=0.03, reduction="sum", clip_min=0.0, clip_max=1.0, seed=5)
+    together = attack(x, y).numpy()
+    attack.reset()
+    alone = np.concatenate([attack(x[i : i + 1], y[i : i + 1]).numpy() for i in range(64)])
+    np.testing.assert_allclose(alone, together, atol=1e-5)
+    assert not np.allclose(attack(x, y).numpy(), together)  # the stream moved on: fresh starts
+
+
+# ----------------------------------------------------------------------------------------- padding
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum"])
+def test_a_short_batch_is_padded_into_a_compiled_size_exactly(trained, digits, reduction):
+    x, y = batch(digits, 64, offset=1500)
+    common = dict(steps=3, step_size=0.5, reduction=reduction, clip_min=0.0, clip_max=1.0, seed=2)
+    attack = PGD(trained, 1.0, "2", **common)
+    attack(x[:16], y[:16], sample_ids=np.arange(16))
+    short, stats = attack(x[16:27], y[16:27], sample_ids=np.arange(16, 27), return_stats=True)
+    assert attack.tracing_count() == 2 and {k[0] for k in attack._compiled} == {16}
+    assert short.shape[0] == 11 and all(len(v) == 11 for k, v in stats.items() if k != "loss_path")
+    exact = PGD(trained, 1.0, "2", **common)(x[16:27], y[16:27], sample_ids=np.arange(16, 27))
+    np.testing.assert_allclose(short.numpy(), exact.numpy(), atol=1e-5)
+
+
+def test_robust_accuracy_with_restarts_traces_few_signatures_and_warns_nothing(trained, digits):
+    x, y = batch(digits, 100, offset=1500)
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    tf.get_logger().addHandler(handler)
+    try:
+        attacks = [PGD(trained, eps, steps=2, step_size=eps / 2, clip_min=0.0, clip_max=1.0, seed=1) for eps in (0.03, 0.05, 0.08)]
+        for attack in attacks:
+            robust_accuracy(trained, attack, x, y, batch_size=32, restarts=4)
+    finally:
+        tf.get_logger().removeHandler(handler)
+    assert not [m for m in messages if "retracing" in m]
+    assert max(attack.tracing_count() for attack in attacks) <= 4, [sorted(a._compiled) for a in attacks]
+
+
+# ------------------------------------------------------------------------------ configuration errors
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(eps=-1.0), "eps must be a finite number >= 0"),
+        (dict(eps=float("nan")), "eps must be a finite number >= 0"),
+        (dict(norm="1"), "norm must be"),
+        (dict(reduction="none"), "reduction must be"),
+        (dict(steps=0), "steps must be an integer >= 1"),
+        (dict(step_size=-0.1), "step_size must be"),
+        (dict(clip_min=1.0, clip_max=0.0), "clip_min must be < clip_max"),
+        (dict(clip_min=0.0), "give both clip_min and clip_max"),
+        (dict(loss_scale=-2.0), "loss_scale must be"),
+        (dict(select="best"), "select must be"),
+        (dict(l2_normalization="l2"), "l2_normalization must be"),
+    ],
+)
+def test_bad_configuration_is_refused(kwargs, message):
+    model = small_cnn()
+    config = dict(eps=0.1, norm="inf", steps=2, step_size=0.05)
+    config.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        PGD(model, **config)
+
+
+@pytest.mark.parametrize(
+    "x,y,error,message",
+    [
+        (np.zeros((4, 8, 8, 1), "float32"), np.zeros(3, "int64"), ValueError, "y must be class ids"),
+        (np.zeros((4, 8, 8, 1), "float32"), np.array([0, 1, 2, 10]), ValueError, r"labels must lie in \[0, 10\)"),
+        (np.zeros((4, 8, 8, 1), "float32"), np.array([0, -1, 2, 3]), ValueError, "labels must lie"),
+        (np.zeros((4, 8, 8, 1), "float32"), np.zeros((4, 9), "float32"), ValueError, "one-hot labels have 9 columns"),
+        (np.zeros((4, 8, 8, 1), "float32"), np.full((4, 10), 0.5, "float32"), ValueError, "sum to 1"),
+        (np.zeros((4, 8, 8, 1), "float32"), np.zeros(4, "float32"), TypeError, "must be integers"),
+        (np.full((4, 8, 8, 1), np.nan, "float32"), np.zeros(4, "int64"), ValueError, "NaN or Inf"),
+        (np.full((4, 8, 8, 1), 2.0, "float32"), np.zeros(4, "int64"), ValueError, r"outside \[clip_min, clip_max\]"),
+        (np.zeros((4, 8, 8), "float32"), np.zeros(4, "int64"), ValueError, "rank 4"),
+        (np.zeros((4, 8, 8, 1), "uint8"), np.zeros(4, "int64"), TypeError, "floating point"),
+    ],
+)
+def test_bad_inputs_are_refused_before_any_compute(x, y, error, message):
+    attack = PGD(small_cnn(), 0.1, steps=2, step_size=0.05, clip_min=0.0, clip_max=1.0, from_logits=True)
+    with pytest.raises(error, match=message):
+        attack(x, y)
+    assert attack.tracing_count() == 0

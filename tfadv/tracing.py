@@ -1,0 +1,23 @@
+"""`tf.function` for functions that are traced once by design.
+
+TensorFlow warns ("N out of the last M calls triggered tf.function retracing") when one Python function is
+traced often. It keys that count on the function's code object, so every closure made by the same line
+shares one count: ten attacks, each traced once for its own input signature, read as one function
+retraced ten times. tfadv compiles one function per attack and input signature (static shapes are faster
+on CPU) and bounds how many signatures it makes, so that count measures nothing useful here.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import tensorflow as tf
+
+
+def compile_once(fn: Callable[..., Any], **kwargs: Any) -> Any:
+    """tf.function(fn, **kwargs) whose retracing count is its own, not shared with sibling closures.
+
+    A functools.partial has no code object, so TensorFlow keys the count on the partial itself.
+    """
+    return tf.function(functools.partial(fn), **kwargs)
