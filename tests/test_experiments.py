@@ -231,3 +231,13 @@ def test_limit_is_part_of_the_identity_and_caps_counts(tmp_path):
     run_toy("--profile", "smoke", "--out", out, "--limit", "3")
     with pytest.raises(SystemExit, match="limit: 3 there, None here"):
         run_toy("--profile", "smoke", "--out", out)
+
+
+def test_plan_counts_flops_and_claims_no_folder(tmp_path, capsys):
+    out = tmp_path / "never"
+    table = run_toy("--profile", "demo", "--out", str(out), "--plan")["plan"]
+    # a Dense 4 -> 3 layer: 12 multiplies and 12 adds (the bias add included) per sample
+    assert table["forward GFLOPs per sample"].item() == pytest.approx(24e-9, rel=0.5)
+    assert table["passes (fwd+bwd)"].item() == 10 * (1 + 2 + 3 + 0)
+    assert "GPU-hours" in capsys.readouterr().out
+    assert not out.exists()

@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from tfadv.experiments import Claim, Experiment, Option, Setting, judge, main, verdicts
+from tfadv.experiments.plan import Cost
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,12 +55,24 @@ def judge_all(tables, run):
                                                       verdicts.too_few(len(ys), 2, "points")])]
 
 
+def tiny_model():
+    import keras
+
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+
+
+def cost(cell, run):
+    """A point trains `points` samples for x steps; the summary reads files only."""
+    passes = run.profile.points * cell["x"]
+    return Cost(model="dense 4-3", build=tiny_model, passes=passes, steps=cell["x"])
+
+
 EXPERIMENT = Experiment(
     key="toy", title="Toy experiment", profiles=PROFILES, grid=grid, run_cell=run_cell, judge=judge_all,
     settings=lambda run: [Setting("scale", run.options["scale"], "tfadv")],
     options=(Option("--scale", "slope of y", default=1.0, type=float),
              Option("--only", "a grid selection, not part of the identity", default=None, role="selection")),
-    needs=needs, module="toy_experiment",
+    needs=needs, cost=cost, module="toy_experiment",
 )
 
 if __name__ == "__main__":
