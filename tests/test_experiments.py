@@ -241,3 +241,26 @@ def test_plan_counts_flops_and_claims_no_folder(tmp_path, capsys):
     assert table["passes (fwd+bwd)"].item() == 10 * (1 + 2 + 3 + 0)
     assert "GPU-hours" in capsys.readouterr().out
     assert not out.exists()
+
+
+def test_a_change_of_the_cell_code_makes_stored_results_stale(tmp_path, monkeypatch):
+    out = str(tmp_path / "out")
+    run_toy("--profile", "smoke", "--out", out)
+    monkeypatch.setattr(identity, "code_fingerprint", lambda module: "edited")
+    with pytest.raises(SystemExit, match="code: .* there, 'edited' here") as e:
+        run_toy("--profile", "smoke", "--out", out)
+    assert "may be stale" in str(e.value)
+
+
+def test_code_fingerprint_ignores_report_only_files_and_sees_cell_code(tmp_path, monkeypatch):
+    package = tmp_path / "paper_x"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "cells.py").write_text("A = 1\n")
+    (package / "claims.py").write_text("B = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = identity.code_fingerprint("paper_x")
+    (package / "claims.py").write_text("B = 2\n")
+    assert identity.code_fingerprint("paper_x") == first
+    (package / "cells.py").write_text("A = 2\n")
+    assert identity.code_fingerprint("paper_x") != first

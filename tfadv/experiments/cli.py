@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import tfadv
-from tfadv.experiments import grid, jobs, machine, report, store
+from tfadv.experiments import grid, identity, jobs, machine, report, store
 from tfadv.experiments.run import Run
 from tfadv.experiments.spec import PROFILES, Experiment, Tables
 from tfadv.experiments.store import ConfigurationError
@@ -65,6 +65,7 @@ def configuration(experiment: Experiment, profile_name: str, options: Mapping[st
     """Everything that can change a cell's numbers (tfadv.experiments.identity)."""
     identity_options = {o.dest: options[o.dest] for o in experiment.options if o.role == "identity"}
     return {"experiment": experiment.key, "version": experiment.version, "tfadv": tfadv.__version__,
+            "code": identity.code_fingerprint(experiment.module or f"reproduce.{experiment.key}"),
             "profile": profile_name, "profile_settings": experiment.profiles[profile_name],
             "options": identity_options, "seed": seed, "limit": limit}
 
