@@ -1,0 +1,118 @@
+"""The report's sections: one table per experiment, the search for the demo's regime, and the CPU spent."""
+from __future__ import annotations
+
+import pandas as pd
+
+from reproduce.efficient import claims, readings
+from reproduce.efficient.cells import STALENESS, STRENGTH
+from reproduce.efficient.training import PANEL
+from tfadv.experiments import markdown_table
+from tfadv.experiments.tables import pct, select
+
+
+def _table(df: pd.DataFrame) -> str:
+    return markdown_table(df.columns, df.itertuples(index=False))
+
+
+def _models_table(tables, experiment: str, by: str, steps: int | None = None) -> str:
+    wide = readings.finals(tables, experiment, by, steps)
+    summary = readings.summarise(wide, by)
+    natural = readings.summarise(wide, by, column="natural")
+    panel = select(readings.results(tables), experiment=experiment, split="test", metric="accuracy", attack=PANEL)
+    if steps is not None:
+        panel = select(panel, steps=steps)
+    rows = []
+    for (_, adv), (_, nat) in zip(summary.iterrows(), natural.iterrows()):
+        row = {by: int(adv[by]), "natural": readings.spread(nat["mean"], nat["sd"], int(nat["seeds"])),
+               "PGD-40 (mnist_challenge)": readings.spread(adv["mean"], adv["sd"], int(adv["seeds"]))}
+        mine = panel[panel[by] == adv[by]].groupby("attack_kappa")["value"].mean()
+        row.update({f"PGD-{int(k)}": pct(v) for k, v in mine.items()})
+        rows.append(row)
+    return _table(pd.DataFrame(rows).fillna("")) if rows else "(no finished model)"
+
+
+def _transfer_section(tables, steps: int) -> str:
+    matrix = readings.transfer(tables, steps)
+    if matrix.empty:
+        return "(the transfer cells wait for their strength nets)"
+    mean = matrix.groupby(["target_kappa", "source_kappa"])["accuracy"].mean().unstack()
+    grid = pd.DataFrame({"target kappa (= attack kappa)": mean.index,
+                         **{f"source kappa {c}": [pct(v) for v in mean[c]] for c in mean.columns}})
+    flags = readings.shattering(matrix)
+    shown = pd.DataFrame({
+        "target kappa": flags["target_kappa"], "white-box": flags["white_box"].map(pct),
+        "worst transfer": flags["transfer"].map(pct), "from kappa": flags["source_kappa"],
+        "gap": [f"{100 * g:+.1f} ± {100 * s:.1f}" for g, s in zip(flags["gap"], flags["gap_se"])],
+        "shattered": [claims.shattered(r) for _, r in flags.iterrows()]})
+    return (f"Mean over {int(matrix['seed'].nunique())} seed(s), {int(matrix['n'].min())} test images.\n\n"
+            + _table(grid) + "\n\n" + _table(shown))
+
+
+def search_section(tables, run) -> str:
+    """What was tried to find shattering at demo scale, and what came out (computed from this run's cells)."""
+    p = run.profile
+    if not p.search_steps:
+        return ""
+    lines = [f"Gradient shattering appears when a net is trained long enough against a weak attacker (Sec. 4). "
+             f"Tried: the kappa in {list(p.search_kappas)} nets trained for {[p.train_steps, *p.search_steps]} steps "
+             f"({p.seeds} seeds each), kappa <= 4 targets attacked white-box and by the same attack transferred from the "
+             f"other nets of the same length. Staleness: s in {list(p.staleness_values)} at kappa = "
+             f"{p.staleness_kappa} ({p.train_steps} steps, learning rate {p.learning_rate:g}).", ""]
+    found = []
+    for steps in (p.train_steps, *p.search_steps):
+        matrix = readings.transfer(tables, steps)
+        if matrix.empty:
+            continue
+        flags = readings.shattering(matrix)
+        weak = flags[flags["target_kappa"] <= 4]
+        shattered = [int(r["target_kappa"]) for _, r in weak.iterrows() if claims.shattered(r)]
+        found.append({"train steps": steps, **{f"kappa {int(r['target_kappa'])}: white-box vs transfer":
+                                                f"{pct(r['white_box'])} vs {pct(r['transfer'])}"
+                                                for _, r in weak.iterrows()},
+                      "shattered (rule of the claim)": ", ".join(map(str, shattered)) or "none"})
+    if not found:
+        return "\n".join(lines + ["(the search's transfer cells are not finished)"])
+    table = pd.DataFrame(found)
+    hits = table[table["shattered (rule of the claim)"] != "none"]
+    verdict = (f"Shattering appeared at {', '.join(map(str, hits['train steps']))} steps." if len(hits) else
+               f"Shattering did not appear in the range tried ({', '.join(map(str, table['train steps']))} steps).")
+    return "\n".join(lines + [_table(table), "", verdict])
+
+
+def _async_section(tables) -> str:
+    runs = readings.async_runs(tables)
+    if runs.empty:
+        return "(not run yet)"
+    keep = [c for c in ("experiment", "workers", "steps", "batch_size", "wall_seconds", "steps_per_second", "speedup",
+                        "staleness_mean", "staleness_max", "trainer_wait_fraction", "natural", "adversarial")
+            if c in runs]
+    shown = runs[keep].copy()
+    for column in ("natural", "adversarial"):
+        if column in shown:
+            shown[column] = shown[column].map(pct)
+    return ("Wall times on this machine: the workers share its CPU cores unless it has GPUs.\n\n" + _table(shown))
+
+
+def _cpu_section(tables) -> str:
+    cpu = select(readings.results(tables), metric="cpu_seconds")
+    if cpu.empty:
+        return ""
+    total = cpu.groupby("experiment")["value"].agg(["sum", "count"]).reset_index()
+    total.columns = ["experiment", "CPU seconds (training, all threads)", "cells"]
+    return "Recorded by each cell on this (possibly shared) machine; evaluation not included.\n\n" + _table(total)
+
+
+def sections(tables, run) -> list[tuple[str, str]]:
+    p = run.profile
+    found = [("Experiment 1: attacker strength (final test accuracy)", _models_table(tables, STRENGTH, "kappa",
+                                                                                      p.train_steps)),
+             ("Experiment 2: transfer matrix (Table 1)", _transfer_section(tables, p.train_steps))]
+    search = search_section(tables, run)
+    if search:
+        found.append(("Searching for the demo's regime", search))
+    found += [("Experiment 3: staleness (final test accuracy)", _models_table(tables, STALENESS, "staleness")),
+              ("Experiment 4: asynchronous workers", _async_section(tables))]
+    cpu = _cpu_section(tables)
+    if cpu:
+        found.append(("CPU time of the cells", cpu))
+    return found
