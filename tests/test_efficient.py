@@ -105,7 +105,7 @@ def test_grids_and_needs():
     grid = cells.grid(Run)
     assert len({identity.cell_key(c) for c in grid}) == len(grid)
     transfers = [c for c in grid if c["experiment"] == cells.TRANSFER]
-    assert len(transfers) == profiles.DEMO.seeds * (1 + len(profiles.DEMO.search_steps))
+    assert len(transfers) == profiles.DEMO.seeds + profiles.DEMO.search_seeds * len(profiles.DEMO.search_steps)
     needed = cells.needs(transfers[0], Run)
     assert {c["kappa"] for c in needed} == set(profiles.DEMO.transfer_kappas) and all(c in grid for c in needed)
     assert cells.whole_machine({"experiment": cells.ASYNC}, Run) and not cells.whole_machine(transfers[0], Run)
@@ -176,7 +176,8 @@ def test_a_killed_training_resumes_from_its_last_logged_point(tmp_path):
 
     def train(callback):
         model = training.adversarial_model(run.profile, 1, 0, batch_size=32)
-        return training.train_and_log(run, cell, data, model=model, steps=4, log_every=2, panel_kappas=(1,),
+        logged = training.attacks(model, run.profile, (1,), seed=0, reference=False)
+        return training.train_and_log(run, cell, data, model=model, steps=4, log_every=2, logged=logged,
                                       batch_size=32, seed=0, callbacks=[callback])
 
     with pytest.raises(_Interrupted):

@@ -27,13 +27,14 @@ def grid(run) -> list[dict]:
     p: Profile = run.profile
     seeds = range(p.seeds)
     cells = [{"experiment": STRENGTH, "kappa": k, "seed": r, "steps": p.train_steps} for r in seeds for k in p.kappas]
-    cells += [{"experiment": STRENGTH, "kappa": k, "seed": r, "steps": n} for n in p.search_steps for r in seeds
-              for k in p.search_kappas]
+    cells += [{"experiment": STRENGTH, "kappa": k, "seed": r, "steps": n} for n in p.search_steps
+              for r in range(p.search_seeds) for k in p.search_kappas]
     cells += [{"experiment": STALENESS, "staleness": s, "kappa": p.staleness_kappa, "seed": r}
               for r in seeds for s in p.staleness_values]
     cells += [{"experiment": ASYNC, "workers": w, "kappa": p.async_kappa} for w in p.async_workers]
     cells += [{"experiment": BASELINE, "kappa": p.baseline_kappa}]
-    cells += [{"experiment": TRANSFER, "seed": r, "steps": n} for n in (p.train_steps, *p.search_steps) for r in seeds]
+    cells += [{"experiment": TRANSFER, "seed": r, "steps": p.train_steps} for r in seeds]
+    cells += [{"experiment": TRANSFER, "seed": r, "steps": n} for n in p.search_steps for r in range(p.search_seeds)]
     return cells
 
 
@@ -113,10 +114,12 @@ def _trained(run, cell: dict, staleness: int | None) -> dict:
     batch = min(run.capped(p.batch_size), len(data["train"][0]))
     model = training.adversarial_model(p, cell["kappa"], seed, staleness=staleness, batch_size=batch)
     panel = p.panel_kappas if staleness is None else (cell["kappa"],)
-    model, curves, cpu = training.train_and_log(run, cell, data, model=model, steps=steps, log_every=log_every,
-                                                panel_kappas=panel, batch_size=batch, seed=seed)
-    atomic.save_weights(model, run.artifact(model_artifact(run, cell)))
+    # One set of compiled attacks for the curves and the final numbers (tracing costs more than the attacks).
     made = training.attacks(model, p, sorted({*panel, cell["kappa"]}), seed + EVAL_SEED)
+    logged = {key: attack for key, attack in made.items() if key[0] == training.PANEL and key[1] in panel}
+    model, curves, cpu = training.train_and_log(run, cell, data, model=model, steps=steps, log_every=log_every,
+                                                logged=logged, batch_size=batch, seed=seed)
+    atomic.save_weights(model, run.artifact(model_artifact(run, cell)))
     results = training.measure(model, *data["test"], made, split="test")
     results.append({"split": "train", "attack": "", "attack_kappa": 0, "metric": "cpu_seconds", "value": cpu, "n": 0})
     return {"results": results, "curves": curves}

@@ -156,16 +156,29 @@ def staleness_break(tables, run) -> Verdict:
                      rule=f"s <= {PAPER_STALE_HOLDS} at >= {pct(PAPER_HELD_MIN)}, s >= {PAPER_STALE_BREAKS} at "
                           f"<= {pct(PAPER_COLLAPSED_MAX)}")
     first = summary.iloc[0]
-    below = [verdicts.clearly_greater(first["mean"], r["mean"], first["se"], r["se"], Z) for _, r in summary.iterrows()]
+    below = clearly_below_freshest(summary)
     breaks = [i for i, b in enumerate(below) if b]
     collapsed = summary["mean"].iloc[-1] <= COLLAPSE_FRACTION * first["mean"] and below[-1]
     sharp = bool(breaks) and all(below[breaks[0]:]) and breaks[0] >= 2 and collapsed
-    where = f"first clearly below s = {int(first['staleness'])}: s = {int(summary['staleness'].iloc[breaks[0]])}" \
-        if breaks else "no s clearly below the freshest"
-    return judge(STALENESS_BREAK, f"{measured}; {where}", holds=sharp, partly=bool(breaks),
+    return judge(STALENESS_BREAK, f"{measured}; {break_point(summary)}", holds=sharp, partly=bool(breaks),
                  rule=f"a break: some s > {int(first['staleness'])} within noise of s = {int(first['staleness'])}, every "
                       f"larger s from the first clearly lower one on below it, the largest under "
                       f"{COLLAPSE_FRACTION:.0%} of it")
+
+
+def clearly_below_freshest(summary: pd.DataFrame) -> list[bool]:
+    """Per staleness (ascending): is its mean adversarial accuracy clearly below the freshest queue's?"""
+    first = summary.iloc[0]
+    return [verdicts.clearly_greater(first["mean"], r["mean"], first["se"], r["se"], Z) for _, r in summary.iterrows()]
+
+
+def break_point(summary: pd.DataFrame) -> str:
+    """Where robustness first drops clearly below the freshest queue's, in words."""
+    below = clearly_below_freshest(summary)
+    first = int(summary["staleness"].iloc[0])
+    if not any(below):
+        return f"no s clearly below s = {first}"
+    return f"first clearly below s = {first}: s = {int(summary['staleness'].iloc[below.index(True)])}"
 
 
 def fresh_vs_stale(tables, run) -> Verdict:

@@ -47,8 +47,9 @@ class Profile:
     baseline_step_size: float
     baseline_steps: int
     baseline_batch_size: int
-    search_steps: tuple[int, ...] = ()  # demo only: longer trainings of the kappa <= 4 nets (shattering search)
+    search_steps: tuple[int, ...] = ()  # demo only: longer trainings of weak nets and a source (shattering search)
     search_kappas: tuple[int, ...] = ()
+    search_seeds: int = 0
 
     def __post_init__(self):
         if self.train_steps % self.log_every:
@@ -131,6 +132,7 @@ PAPER_SOURCES = {
     "baseline_batch_size": REFERENCE + " (training_batch_size)",
     "search_steps": "tfadv: no search at paper scale",
     "search_kappas": "tfadv: no search at paper scale",
+    "search_seeds": "tfadv: no search at paper scale",
 }
 #: Why the demo differs where it does (a scaled-down value is tfadv's choice).
 DEMO_REASONS = {
@@ -156,6 +158,7 @@ DEMO_REASONS = {
     "baseline_steps": "a timing of the recipe, not a trained baseline",
     "search_steps": "the kappa <= 4 nets trained 3x longer: shattering needs long training with a weak attacker",
     "search_kappas": "the weak nets and the kappa = 8 source their transfer is measured from",
+    "search_seeds": "one seed: the search asks whether the phenomenon appears at all",
 }
 
 

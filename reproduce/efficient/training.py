@@ -149,9 +149,10 @@ def log_samples(data: dict, p: Profile, count: int, seed: int) -> dict:
     return picked
 
 
-def train_and_log(run, cell: dict, data: dict, *, model, steps: int, log_every: int, panel_kappas,
+def train_and_log(run, cell: dict, data: dict, *, model, steps: int, log_every: int, logged: dict,
                   batch_size: int, seed: int, callbacks=()) -> tuple[keras.Model, list[dict], float]:
-    """fit `model` for `steps` steps with the panel logged every `log_every`; resumable from run.work_dir.
+    """fit `model` for `steps` steps, the `logged` attacks ({(name, kappa): attack on `model`}) measured
+    every `log_every` steps; resumable from run.work_dir.
 
     Returns (model, logged rows, training seconds of this invocation).
     """
@@ -160,8 +161,7 @@ def train_and_log(run, cell: dict, data: dict, *, model, steps: int, log_every: 
     p = run.profile
     work = run.work_dir(cell)
     samples = log_samples(data, p, run.capped(p.log_images), seed)
-    made = attacks(model, p, panel_kappas, seed + 1, reference=False)
-    logger = PanelLogger(samples, made, log_every, work / "log.csv", stale=getattr(model, "staleness", None) is not None)
+    logger = PanelLogger(samples, logged, log_every, work / "log.csv", stale=getattr(model, "staleness", None) is not None)
     backup = keras.callbacks.BackupAndRestore(str(work / "backup"), double_checkpoint=True)
     x, y = data["train"]
     batches = training_dataset(x, y, batch_size, seed=seed, drop_remainder=True).repeat()
