@@ -77,16 +77,17 @@ PAPER = Profile(
     staleness_kappa=8, async_workers=tuple(range(8)), async_kappa=8, async_steps=60_000, refresh_every=100,
     baseline_kappa=40, baseline_step_size=0.01, baseline_steps=100_000, baseline_batch_size=50,
 )
-# Scaled to 2 CPU cores: 8x8 digits, eps 0.2 (0.3 of a coarse 8x8 digit leaves little to learn robustly),
-# minutes of steps, a rate that trains in them; the same code and rules otherwise.
+# Scaled to 2 CPU cores: 8x8 digits, hundreds of steps at a rate that trains in them, kappa <= 16, eps 0.2; the
+# same code and rules otherwise. The regime (eps, steps, s grid) was chosen by the paper's mechanisms, not by
+# the verdicts; sections.search_section says what was tried.
 DEMO = Profile(
-    dataset="digits", train_images=None, test_images=None, eps=0.2, batch_size=128, train_steps=400,
+    dataset="digits", train_images=None, test_images=None, eps=0.2, batch_size=128, train_steps=600,
     learning_rate=1e-3, adam_epsilon=1e-8, loss_reduction="sum", init="mnist_challenge", seeds=3,
-    log_every=50, log_images=256, kappas=(1, 2, 4, 8, 16), panel_kappas=(1, 4, 8, 16), eval_steps=40,
-    eval_step_size=0.2 / 30, transfer_kappas=(1, 2, 4, 8, 16), staleness_values=(1, 2, 4, 8, 16, 32, 64),
+    log_every=100, log_images=256, kappas=(1, 2, 4, 8, 16), panel_kappas=(1, 4, 8, 16), eval_steps=40,
+    eval_step_size=0.2 / 30, transfer_kappas=(1, 2, 4, 8, 16), staleness_values=(1, 2, 4, 8, 16, 32),
     staleness_kappa=4, async_workers=(0, 1, 2, 3), async_kappa=8, async_steps=150, refresh_every=10,
     baseline_kappa=40, baseline_step_size=0.2 / 30, baseline_steps=100, baseline_batch_size=50,
-    search_steps=(1200,), search_kappas=(1, 2, 4, 8),
+    search_steps=(1800,), search_kappas=(1, 2, 8), search_seeds=1,
 )
 SMOKE = Profile(
     dataset="digits", train_images=256, test_images=64, eps=0.2, batch_size=32, train_steps=4,
@@ -139,24 +140,25 @@ DEMO_REASONS = {
     "dataset": "8x8 digits: offline, minutes on a CPU",
     "train_images": "the whole digits training split",
     "test_images": "the whole digits test split",
-    "eps": "0.3 of an 8x8 digit's coarse pixels leaves little to learn robustly",
+    "eps": "at 0.3 an 8x8 digit net stays near 15% robust accuracy in minutes of training, too close to 0% to "
+           "see a drop (tried before choosing)",
     "train_steps": "minutes on a CPU",
     "learning_rate": "trains in hundreds of steps instead of 60,000",
     "seeds": "3 seeds: the verdicts use the spread over seeds",
-    "log_every": "a curve point every 50 steps",
+    "log_every": "a curve point every 100 steps",
     "log_images": "256 images per point keeps the curves cheap",
     "kappas": "kappa <= 16: kappa = 32+ costs minutes per model on a CPU",
     "panel_kappas": "the strongest training kappa replaces 128",
     "eval_step_size": "mnist_challenge's a / eps = 1/30, at the demo's eps",
+    "baseline_step_size": "mnist_challenge's a / eps = 1/30, at the demo's eps",
     "transfer_kappas": "every trained kappa",
-    "staleness_values": "1 to 64: the break must lie inside a 400-step run",
+    "staleness_values": "1 to 32: the break scales with learning rate x s (paper 1e-4 x 64), so it sits near s = 6 here",
     "staleness_kappa": "kappa = 4 keeps the sweep cheap",
     "async_workers": "up to 3 workers on logical CPU devices",
     "async_steps": "minutes on a CPU",
     "refresh_every": "scaled with the run length",
-    "baseline_step_size": "mnist_challenge's a / eps = 1/30, at the demo's eps",
     "baseline_steps": "a timing of the recipe, not a trained baseline",
-    "search_steps": "the kappa <= 4 nets trained 3x longer: shattering needs long training with a weak attacker",
+    "search_steps": "weak nets trained 3x longer: shattering needs long training with a weak attacker",
     "search_kappas": "the weak nets and the kappa = 8 source their transfer is measured from",
     "search_seeds": "one seed: the search asks whether the phenomenon appears at all",
 }
