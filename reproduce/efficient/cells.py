@@ -11,6 +11,7 @@ import time
 
 from reproduce.efficient import training
 from reproduce.efficient.profiles import Profile
+from tfadv.experiments import Run
 
 STRENGTH, TRANSFER, STALENESS, ASYNC, BASELINE = "strength", "transfer", "staleness", "async", "baseline"
 #: Offset of the final evaluation's attack seed: the same for a net's own final numbers and for Table 1, so
@@ -18,12 +19,12 @@ STRENGTH, TRANSFER, STALENESS, ASYNC, BASELINE = "strength", "transfer", "stalen
 EVAL_SEED = 2
 
 
-def seed_of(run, replicate: int) -> int:
+def seed_of(run: Run, replicate: int) -> int:
     """The training seed of replicate r under the run's base seed."""
     return 1000 * run.seed + replicate
 
 
-def grid(run) -> list[dict]:
+def grid(run: Run) -> list[dict]:
     p: Profile = run.profile
     seeds = range(p.seeds)
     cells = [{"experiment": STRENGTH, "kappa": k, "seed": r, "steps": p.train_steps} for r in seeds for k in p.kappas]
@@ -42,7 +43,7 @@ def transfer_kappas(p: Profile, steps: int) -> tuple[int, ...]:
     return p.transfer_kappas if steps == p.train_steps else p.search_kappas
 
 
-def needs(cell: dict, run) -> list[dict]:
+def needs(cell: dict, run: Run) -> list[dict]:
     """A transfer cell reads the weights of its seed's strength models."""
     if cell["experiment"] != TRANSFER:
         return []
@@ -50,12 +51,12 @@ def needs(cell: dict, run) -> list[dict]:
             for k in transfer_kappas(run.profile, cell["steps"])]
 
 
-def whole_machine(cell: dict, run) -> bool:
+def whole_machine(cell: dict, run: Run) -> bool:
     """The asynchronous runs use every device, and their speed is what they measure."""
     return cell["experiment"] in (ASYNC, BASELINE)
 
 
-def prepare(run) -> None:
+def prepare(run: Run) -> None:
     """Without GPUs, split the CPU into logical devices for the trainer and the attack workers."""
     import tensorflow as tf
 
@@ -76,7 +77,7 @@ def devices() -> list[str]:
     return [d.name for d in tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")]
 
 
-def load_data(run) -> dict:
+def load_data(run: Run) -> dict:
     """{"train": (x, y), "test": (x, y)}, images in [0, 1], cut to the profile's (and --limit's) sizes."""
 
     def load():
@@ -98,12 +99,12 @@ def load_data(run) -> dict:
     return run.cached("data", load)
 
 
-def model_artifact(run, cell: dict) -> str:
+def model_artifact(run: Run, cell: dict) -> str:
     return f"models/{cell['experiment']}_kappa{cell['kappa']}_seed{cell['seed']}_steps{cell.get('steps', 0)}" \
            f"_s{cell.get('staleness', 0)}.weights.h5"
 
 
-def _trained(run, cell: dict, staleness: int | None) -> dict:
+def _trained(run: Run, cell: dict, staleness: int | None) -> dict:
     """Train one model (strength or staleness cell), keep its weights, measure it on the test images."""
     from tfadv.experiments import atomic
 
@@ -125,7 +126,7 @@ def _trained(run, cell: dict, staleness: int | None) -> dict:
     return {"results": results, "curves": curves}
 
 
-def _transfer(run, cell: dict) -> list[dict]:
+def _transfer(run: Run, cell: dict) -> list[dict]:
     """Table 1: each target net attacked with its own kappa, the examples crafted on every source net."""
     from tfadv import evaluation
 
@@ -154,7 +155,7 @@ def _transfer(run, cell: dict) -> list[dict]:
     return rows
 
 
-def _asynchronous(run, cell: dict) -> dict:
+def _asynchronous(run: Run, cell: dict) -> dict:
     """tfadv.training.asynchronous: `workers` attack workers feeding one trainer (0: synchronous)."""
     from tfadv.datasets.pipeline import training_dataset
     from tfadv.training.asynchronous import train_async
@@ -183,7 +184,7 @@ def _asynchronous(run, cell: dict) -> dict:
                                                   for s, c in ages.items()]}
 
 
-def run_cell(cell: dict, run):
+def run_cell(cell: dict, run: Run):
     kind = cell["experiment"]
     if kind == STRENGTH:
         return _trained(run, cell, staleness=None)

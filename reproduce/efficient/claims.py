@@ -12,7 +12,8 @@ import pandas as pd
 
 from reproduce.efficient import readings
 from reproduce.efficient.cells import STALENESS, STRENGTH
-from tfadv.experiments import Claim, Verdict, inconclusive, judge, not_measured, verdicts
+from tfadv.experiments import Claim, Run, Verdict, inconclusive, judge, not_measured, verdicts
+from tfadv.experiments.spec import Tables
 from tfadv.experiments.tables import pct
 
 Z = 2.0  # standard errors that make a difference "clear"
@@ -64,7 +65,7 @@ def _n(models: pd.DataFrame) -> int:
     return int(models["n"].min()) if len(models) else 0
 
 
-def _is_paper(run) -> bool:
+def _is_paper(run: Run) -> bool:
     return run.profile_name == "paper"
 
 
@@ -79,7 +80,7 @@ def _describe(summary: pd.DataFrame, by: str) -> str:
                      f"{pct(r['natural'])} natural" for _, r in summary.iterrows())
 
 
-def strong_plateau(tables, run) -> Verdict:
+def strong_plateau(tables: Tables, run: Run) -> Verdict:
     models = readings.finals(tables, STRENGTH, "kappa", run.profile.train_steps)
     summary = readings.summarise(models, "kappa")
     strong = summary[summary["kappa"] >= 8]
@@ -97,7 +98,7 @@ def strong_plateau(tables, run) -> Verdict:
                  rule=f"{rule}; band: natural >= {pct(PAPER_NATURAL_MIN)}, adversarial {pct(low)}-{pct(high)}")
 
 
-def weak_not_robust(tables, run) -> Verdict:
+def weak_not_robust(tables: Tables, run: Run) -> Verdict:
     models = readings.finals(tables, STRENGTH, "kappa", run.profile.train_steps)
     summary = readings.summarise(models, "kappa")
     weak, strong = summary[summary["kappa"] <= 4], summary[summary["kappa"] >= 8]
@@ -119,7 +120,7 @@ def shattered(row) -> bool:
     return row["gap"] > SHATTER_GAP and row["gap"] > Z * row["gap_se"]
 
 
-def shattering(tables, run) -> Verdict:
+def shattering(tables: Tables, run: Run) -> Verdict:
     matrix = readings.transfer(tables, run.profile.train_steps)
     if matrix.empty:
         return not_measured(SHATTERING, "no transfer matrix yet (it waits for the strength nets)")
@@ -138,7 +139,7 @@ def shattering(tables, run) -> Verdict:
                       f"and > {Z:g} standard errors")
 
 
-def staleness_break(tables, run) -> Verdict:
+def staleness_break(tables: Tables, run: Run) -> Verdict:
     models = readings.finals(tables, STALENESS, "staleness")
     summary = readings.summarise(models, "staleness")
     # Only the freshest queue must have trained: a collapse at large s is the phenomenon, not a failed run.
@@ -181,7 +182,7 @@ def break_point(summary: pd.DataFrame) -> str:
     return f"first clearly below s = {first}: s = {int(summary['staleness'].iloc[below.index(True)])}"
 
 
-def fresh_vs_stale(tables, run) -> Verdict:
+def fresh_vs_stale(tables: Tables, run: Run) -> Verdict:
     both = readings.fresh_and_stale(tables, LAST_POINTS)
     if both.empty:
         return not_measured(FRESH_VS_STALE, "no staleness run")
@@ -204,7 +205,7 @@ def fresh_vs_stale(tables, run) -> Verdict:
                       f"smallest s: within {pct(MEMORISED_GAP, 0)} (mean of the last {LAST_POINTS} logged points)")
 
 
-def async_robust(tables, run) -> Verdict:
+def async_robust(tables: Tables, run: Run) -> Verdict:
     runs = readings.async_runs(tables)
     runs = runs[runs["experiment"] == "async"] if not runs.empty else runs
     if runs.empty or 0 not in set(runs["workers"]) or len(runs) < 2:
@@ -222,13 +223,13 @@ def async_robust(tables, run) -> Verdict:
                  rule=f"no run with workers more than {Z:g} standard errors below the synchronous one (one run each)")
 
 
-def _gpus(run) -> int:
+def _gpus(run: Run) -> int:
     from tfadv.experiments import machine
 
     return len(machine.gpus())
 
 
-def async_speedup(tables, run) -> Verdict:
+def async_speedup(tables: Tables, run: Run) -> Verdict:
     runs = readings.async_runs(tables)
     runs = runs[runs["experiment"] == "async"] if not runs.empty else runs
     if runs.empty or "speedup" not in runs:
@@ -244,7 +245,7 @@ def async_speedup(tables, run) -> Verdict:
                  rule=f"speedup >= {PAPER_SPEEDUP_MIN:g}x (tfadv's tolerance)")
 
 
-def twenty_six(tables, run) -> Verdict:
+def twenty_six(tables: Tables, run: Run) -> Verdict:
     runs = readings.async_runs(tables)
     if runs.empty or "baseline" not in set(runs["experiment"]) or "async" not in set(runs["experiment"]):
         return not_measured(TWENTY_SIX, "needs the baseline and the asynchronous runs")
@@ -262,5 +263,5 @@ CLAIMS = (strong_plateau, weak_not_robust, shattering, staleness_break, fresh_vs
           twenty_six)
 
 
-def judge_all(tables, run) -> list[Verdict]:
+def judge_all(tables: Tables, run: Run) -> list[Verdict]:
     return [claim(tables, run) for claim in CLAIMS]

@@ -6,11 +6,13 @@ import pandas as pd
 from reproduce.efficient import readings
 from reproduce.efficient.cells import STALENESS, STRENGTH
 from reproduce.efficient.training import PANEL
+from tfadv.experiments import Run
 from tfadv.experiments.figures import save_figure, set_style
+from tfadv.experiments.spec import Tables
 from tfadv.experiments.tables import select
 
 
-def _strength_curves(tables, run) -> list[str]:
+def _strength_curves(tables: Tables, run: Run) -> list[str]:
     import seaborn as sns
 
     logged = select(readings.curves(tables, STRENGTH), attack=PANEL, steps=run.profile.train_steps,
@@ -43,7 +45,7 @@ def _final_accuracy(wide: pd.DataFrame, by: str, xlabel: str, path) -> str:
     return save_figure(g, path).name
 
 
-def _transfer(tables, run) -> list[str]:
+def _transfer(tables: Tables, run: Run) -> list[str]:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -59,7 +61,7 @@ def _transfer(tables, run) -> list[str]:
     return [save_figure(fig, run.out / "table1_transfer.png").name]
 
 
-def _staleness(tables, run) -> list[str]:
+def _staleness(tables: Tables, run: Run) -> list[str]:
     import seaborn as sns
 
     logged = select(readings.curves(tables, STALENESS), split="train", metric="accuracy")
@@ -75,7 +77,7 @@ def _staleness(tables, run) -> list[str]:
     return names
 
 
-def _speedup(tables, run) -> list[str]:
+def _speedup(tables: Tables, run: Run) -> list[str]:
     import matplotlib.pyplot as plt
 
     runs = readings.async_runs(tables)
@@ -91,7 +93,7 @@ def _speedup(tables, run) -> list[str]:
     return [save_figure(fig, run.out / "fig9_speedup.png").name]
 
 
-def figures(tables, run) -> list[str]:
+def figures(tables: Tables, run: Run) -> list[str]:
     set_style()
     names = _strength_curves(tables, run)
     wide = readings.finals(tables, STRENGTH, "kappa", run.profile.train_steps)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from tfadv.experiments import Setting
+from tfadv.experiments import Run, Setting
 
 REFERENCE = "reference code: mnist_challenge"
 #: The paper's step rule alpha = STEP_FACTOR * eps / kappa ("2 radii to cross the ball, 0.5 to spare").
@@ -164,7 +164,7 @@ DEMO_REASONS = {
 }
 
 
-def settings(run) -> list[Setting]:
+def settings(run: Run) -> list[Setting]:
     """Every field of the run's profile with its source; scaled-down values say why."""
     p = run.profile
     rows = []

@@ -6,7 +6,8 @@ import pandas as pd
 from reproduce.efficient import claims, readings
 from reproduce.efficient.cells import STALENESS, STRENGTH
 from reproduce.efficient.training import PANEL
-from tfadv.experiments import markdown_table
+from tfadv.experiments import Run, markdown_table
+from tfadv.experiments.spec import Tables
 from tfadv.experiments.tables import pct, select
 
 
@@ -48,7 +49,7 @@ def _transfer_section(tables, steps: int) -> str:
             + _table(grid) + "\n\n" + _table(shown))
 
 
-def search_section(tables, run) -> str:
+def search_section(tables: Tables, run: Run) -> str:
     """What was tried to find shattering at demo scale, and what came out (computed from this run's cells)."""
     p = run.profile
     if not p.search_steps:
@@ -109,7 +110,7 @@ def _cpu_section(tables) -> str:
     return "Recorded by each cell on this (possibly shared) machine; evaluation not included.\n\n" + _table(total)
 
 
-def sections(tables, run) -> list[tuple[str, str]]:
+def sections(tables: Tables, run: Run) -> list[tuple[str, str]]:
     p = run.profile
     found = [("Experiment 1: attacker strength (final test accuracy)", _models_table(tables, STRENGTH, "kappa",
                                                                                       p.train_steps)),

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from reproduce.efficient.profiles import STEP_FACTOR, Profile
-from tfadv.experiments import atomic
+from tfadv.experiments import Run, atomic
 
 #: Names the train_step may log the accuracy on the batch it trained on under (the engine is renaming them).
 TRAINED_BATCH_ACCURACY = ("adv_accuracy", "adversarial_accuracy", "train_adversarial_accuracy")
@@ -149,7 +149,7 @@ def log_samples(data: dict, p: Profile, count: int, seed: int) -> dict:
     return picked
 
 
-def train_and_log(run, cell: dict, data: dict, *, model, steps: int, log_every: int, logged: dict,
+def train_and_log(run: Run, cell: dict, data: dict, *, model, steps: int, log_every: int, logged: dict,
                   batch_size: int, seed: int, callbacks=()) -> tuple[keras.Model, list[dict], float]:
     """fit `model` for `steps` steps, the `logged` attacks ({(name, kappa): attack on `model`}) measured
     every `log_every` steps; resumable from run.work_dir.
