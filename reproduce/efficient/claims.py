@@ -76,7 +76,7 @@ def _plateau(strong: pd.DataFrame) -> bool:
 
 
 def _describe(summary: pd.DataFrame, by: str) -> str:
-    return "; ".join(f"{by} {int(r[by])}: {readings.spread(r['mean'], r['sd'], int(r['seeds']))} adversarial, "
+    return "; ".join(f"{by} {int(r[by])}: {readings.spread(r['mean'], r['sd'], int(r['seeds']))} under the strongest attack, "
                      f"{pct(r['natural'])} natural" for _, r in summary.iterrows())
 
 

@@ -41,7 +41,7 @@ def _final_accuracy(wide: pd.DataFrame, by: str, xlabel: str, path) -> str:
     long = wide.melt(id_vars=[by, "seed"], value_vars=["natural", "adversarial"], var_name="test accuracy")
     g = sns.relplot(long, x=by, y="value", hue="test accuracy", kind="line", marker="o", height=3, errorbar="sd")
     g.ax.set_xscale("log", base=2)
-    g.set_axis_labels(xlabel, "final test accuracy (adversarial: PGD-40)")
+    g.set_axis_labels(xlabel, "final test accuracy (adversarial: strongest attack)")
     return save_figure(g, path).name
 
 

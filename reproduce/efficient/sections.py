@@ -5,7 +5,7 @@ import pandas as pd
 
 from reproduce.efficient import claims, readings
 from reproduce.efficient.cells import STALENESS, STRENGTH
-from reproduce.efficient.training import PANEL
+from reproduce.efficient.training import PANEL, REFERENCE
 from tfadv.experiments import Run, markdown_table
 from tfadv.experiments.spec import Tables
 from tfadv.experiments.tables import pct, select
@@ -19,15 +19,18 @@ def _models_table(tables, experiment: str, by: str, steps: int | None = None) ->
     wide = readings.finals(tables, experiment, by, steps)
     summary = readings.summarise(wide, by)
     natural = readings.summarise(wide, by, column="natural")
-    panel = select(readings.results(tables), experiment=experiment, split="test", metric="accuracy", attack=PANEL)
+    panel_or_reference = select(readings.results(tables), experiment=experiment, split="test", metric="accuracy")
     if steps is not None:
-        panel = select(panel, steps=steps)
+        panel_or_reference = select(panel_or_reference, steps=steps)
+    panel = select(panel_or_reference, attack=PANEL)
     rows = []
     for (_, adv), (_, nat) in zip(summary.iterrows(), natural.iterrows()):
         row = {by: int(adv[by]), "natural": readings.spread(nat["mean"], nat["sd"], int(nat["seeds"])),
-               "PGD-40 (mnist_challenge)": readings.spread(adv["mean"], adv["sd"], int(adv["seeds"]))}
+               "strongest attack": readings.spread(adv["mean"], adv["sd"], int(adv["seeds"]))}
         mine = panel[panel[by] == adv[by]].groupby("attack_kappa")["value"].mean()
         row.update({f"PGD-{int(k)}": pct(v) for k, v in mine.items()})
+        reference = select(panel_or_reference, attack=REFERENCE)
+        row["PGD-40 of mnist_challenge"] = pct(reference[reference[by] == adv[by]]["value"].mean())
         rows.append(row)
     return _table(pd.DataFrame(rows).fillna("")) if rows else "(no finished model)"
 
