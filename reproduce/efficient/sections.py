@@ -32,7 +32,12 @@ def _models_table(tables, experiment: str, by: str, steps: int | None = None) ->
         reference = select(panel_or_reference, attack=REFERENCE)
         row["PGD-40 of mnist_challenge"] = pct(reference[reference[by] == adv[by]]["value"].mean())
         rows.append(row)
-    return _table(pd.DataFrame(rows).fillna("")) if rows else "(no finished model)"
+    if not rows:
+        return "(no finished model)"
+    table = pd.DataFrame(rows).fillna("")
+    pgd = sorted((c for c in table.columns if c.startswith("PGD-") and c[4:].isdigit()), key=lambda c: int(c[4:]))
+    rest = [c for c in table.columns if c not in pgd]
+    return _table(table[rest[:3] + pgd + rest[3:]])
 
 
 def _transfer_section(tables, steps: int) -> str:
