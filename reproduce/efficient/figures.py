@@ -19,6 +19,7 @@ def _strength_curves(tables: Tables, run: Run) -> list[str]:
                     kappa=list(run.profile.transfer_kappas))
     if logged.empty:
         return []
+    logged = logged.astype({"kappa": int, "attack_kappa": int})
     names = []
     loss = select(logged, split="test", metric="loss")
     g = sns.relplot(loss, x="step", y="value", hue="attack_kappa", col="kappa", kind="line", palette="viridis",
@@ -67,7 +68,8 @@ def _staleness(tables: Tables, run: Run) -> list[str]:
     logged = select(readings.curves(tables, STALENESS), split="train", metric="accuracy")
     if logged.empty:
         return []
-    shown = logged.assign(examples=logged["attack"].map({PANEL: "fresh", "stale": "stale"}))
+    shown = logged.assign(examples=logged["attack"].map({PANEL: "fresh", "stale": "stale"}),
+                          staleness=logged["staleness"].astype(int))  # merged tables hold it as float
     g = sns.relplot(shown, x="step", y="value", hue="examples", col="staleness", col_wrap=4, kind="line", height=2.4,
                     errorbar="sd")
     g.set_axis_labels("training step", "train adversarial accuracy").set_titles("s = {col_name}")
