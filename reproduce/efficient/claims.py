@@ -212,7 +212,7 @@ def async_robust(tables: Tables, run: Run) -> Verdict:
         return not_measured(ASYNC_ROBUST, "needs the synchronous run and at least one with workers")
     sync = runs[runs["workers"] == 0].iloc[0]
     workers = runs[runs["workers"] > 0]
-    measured = "; ".join(f"{int(r.workers)} workers: {pct(r.adversarial)} adversarial, {pct(r.natural)} natural"
+    measured = "; ".join(f"{int(r.workers)} workers: {pct(r.adversarial)} under PGD-40, {pct(r.natural)} natural"
                          for r in runs.itertuples())
     se = lambda a: verdicts.binomial_se(a, int(sync["n"]))  # noqa: E731
     kept = [not verdicts.clearly_greater(sync["adversarial"], r.adversarial, se(sync["adversarial"]), se(r.adversarial),

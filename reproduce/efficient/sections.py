@@ -85,7 +85,7 @@ def search_section(tables: Tables, run: Run) -> str:
                       "shattered (rule of the claim)": ", ".join(map(str, shattered)) or "none"})
     if not found:
         return "\n".join(lines + ["(the search's transfer cells are not finished)"])
-    table = pd.DataFrame(found)
+    table = pd.DataFrame(found).fillna("not trained at this length")
     hits = table[table["shattered (rule of the claim)"] != "none"]
     verdict = (f"Shattering appeared at {', '.join(map(str, hits['train steps']))} steps." if len(hits) else
                f"Shattering did not appear in the range tried ({', '.join(map(str, table['train steps']))} steps).")
