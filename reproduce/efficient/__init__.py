@@ -14,7 +14,7 @@ Four experiments on Madry et al.'s MNIST CNN, trained with Adam on PGD-kappa adv
 
     python -m reproduce.efficient --profile demo
 """
-from reproduce.efficient import cells, claims, figures, profiles, sections
+from reproduce.efficient import cells, claims, figures, plan, profiles, sections
 from tfadv.experiments import Experiment
 
 EXPERIMENT = Experiment(
@@ -31,5 +31,6 @@ EXPERIMENT = Experiment(
     prepare=cells.prepare,
     needs=cells.needs,
     whole_machine=cells.whole_machine,
+    cost=plan.cost,
     description=__doc__,
 )
