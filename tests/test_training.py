@@ -357,45 +357,6 @@ def test_backup_and_restore_resumes_to_the_uninterrupted_result(tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-def test_long_attacks_run_in_a_graph_loop_with_the_same_result(monkeypatch):
-    from tfadv.training import crafting
-
-    model = build(PGDAdversarialModel, batchnorm=False, steps=1, step_size=0.05)
-    x, y = data(8)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-    def craft():
-        return crafting.pgd_perturbation(
-            lambda x_adv: loss(y, model(x_adv)), tf.constant(x), tf.zeros_like(x), steps=12, step_size=0.02,
-            threat=crafting.Threat(EPS, "inf", 0.0, 1.0),
-        ).numpy()
-
-    looped = craft()
-    monkeypatch.setattr(crafting, "UNROLL_STEPS", 12)
-    np.testing.assert_allclose(craft(), looped, atol=1e-6)
-    assert np.abs(looped).max() == pytest.approx(EPS, abs=1e-6)
-
-
-def test_mixed_float16_crafting_zeroes_overflowed_gradients_and_float32_skips_the_check():
-    from tfadv.precision import dtype_policy
-    from tfadv.training import crafting
-
-    with dtype_policy("mixed_float16"):
-        mixed = build(PGDAdversarialModel, batchnorm=False, norm="2", eps=0.5, steps=2, step_size=0.3)
-    # A loss scale far beyond float16's range: the input gradient's backward pass overflows to Inf/NaN.
-    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.01), initial_scale=2.0**100)
-    mixed.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    assert mixed.guard_nonfinite
-    x, y = (tf.constant(a) for a in data(16))
-    assert np.all(np.isfinite(mixed.craft(x, y).numpy()))
-    unguarded = crafting.pgd_perturbation(
-        mixed.attack_loss(y, training=False), x, tf.zeros_like(x), steps=1, step_size=0.3,
-        threat=mixed.threat, guard_nonfinite=False,
-    )
-    assert not np.all(np.isfinite(unguarded.numpy())), "no overflow happened: the test is void"
-    assert not compile_(build(PGDAdversarialModel, batchnorm=False, steps=1, step_size=0.1)).guard_nonfinite
-
-
 def test_inputs_outside_the_valid_range_are_refused():
     model = compile_(build(FastAdversarialModel, alpha=0.1))
     x, y = data(16)

@@ -140,13 +140,11 @@ class AdversarialModel(keras.Model):
             return tf.identity(x), y, sample_weight
 
     def attack_loss(self, y: tf.Tensor, training: bool):
-        """loss_fn(x_adv) for crafting: the compiled loss, scaled like the weight gradient's loss so
-        that float16 input gradients do not underflow (the step uses only their direction)."""
+        """loss_fn(x_adv) for crafting: the compiled loss (crafting applies the optimizer's loss scale)."""
 
         def loss_fn(x_adv: tf.Tensor) -> tf.Tensor:
             y_pred = self(x_adv, training=training)
-            loss = self.compute_loss(x=x_adv, y=y, y_pred=y_pred, training=training)
-            return self.optimizer.scale_loss(loss)
+            return self.compute_loss(x=x_adv, y=y, y_pred=y_pred, training=training)
 
         return loss_fn
 
@@ -160,15 +158,17 @@ class AdversarialModel(keras.Model):
         return precision.may_overflow(self)
 
     def random_start(self, x: tf.Tensor) -> tf.Tensor:
+        """The training attack's starting point, keyed on (seed, row, train_counter)."""
         return crafting.random_start(x, threat=self.threat, seed=self.seed, counter=self.train_counter)
 
     def perturb(
         self, x: tf.Tensor, y: tf.Tensor, start: tf.Tensor, *, steps: int, step_size: float, training: bool
     ) -> tf.Tensor:
-        """`steps` PGD steps from `start` against the compiled loss, the model in `training` mode."""
-        return crafting.pgd_perturbation(
+        """x_adv after `steps` PGD steps from the point `start`, against the compiled loss, the model in
+        `training` mode (the steps of tfadv.attacks.PGD)."""
+        return crafting.pgd(
             self.attack_loss(y, training=training), x, start, steps=steps, step_size=step_size,
-            threat=self.threat, guard_nonfinite=self.guard_nonfinite,
+            threat=self.threat, scale=precision.loss_scale(self.optimizer), guard_nonfinite=self.guard_nonfinite,
         )
 
     def l2_penalty(self) -> tf.Tensor:
@@ -218,7 +218,7 @@ class AdversarialModel(keras.Model):
         """The evaluation attack: PGD with random start, model in inference mode."""
         start = crafting.random_start(x, threat=self.threat, seed=self.seed + 1, counter=self.eval_counter)
         self.eval_counter.assign_add(1)
-        return x + self.perturb(x, y, start, steps=self.eval_steps, step_size=self.eval_step_size, training=False)
+        return self.perturb(x, y, start, steps=self.eval_steps, step_size=self.eval_step_size, training=False)
 
     def test_step(self, data):
         x, y, sample_weight = self.unpack(data)

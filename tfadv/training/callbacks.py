@@ -77,15 +77,14 @@ class CatastrophicOverfittingCallback(keras.callbacks.Callback):
         model = self.model
 
         def loss_fn(x_adv):
-            loss = model.compute_loss(x=x_adv, y=y, y_pred=model(x_adv, training=False), training=False)
-            return model.optimizer.scale_loss(loss)  # float16 input gradients must not underflow
+            return model.compute_loss(x=x_adv, y=y, y_pred=model(x_adv, training=False), training=False)
 
         start = crafting.random_start(x, threat=self.threat, seed=self.seed, counter=tf.constant(0, tf.int64))
-        delta = crafting.pgd_perturbation(
+        x_adv = crafting.pgd(
             loss_fn, x, start, steps=self.steps, step_size=self.step_size, threat=self.threat,
-            guard_nonfinite=precision.may_overflow(model),
+            scale=precision.loss_scale(model.optimizer), guard_nonfinite=precision.may_overflow(model),
         )
-        return tf.reduce_mean(correct(y, model(x + delta, training=False)))
+        return tf.reduce_mean(correct(y, model(x_adv, training=False)))
 
     def check(self) -> float:
         """Measure, compare with the best, restore on collapse. Returns the measured PGD accuracy."""

@@ -27,7 +27,7 @@ class FastAdversarialModel(AdversarialModel):
 
     def train_step(self, data):
         x, y, sample_weight = self.unpack(data)
-        delta = self.perturb(
+        x_adv = self.perturb(
             x, y, self.random_start(x), steps=1, step_size=self.alpha, training=self.attack_training_mode
         )
-        return self.fit_on_batch(x + delta, y, sample_weight)
+        return self.fit_on_batch(x_adv, y, sample_weight)

@@ -6,6 +6,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from tfadv import precision
 from tfadv.training import crafting
 from tfadv.training.base import AdversarialModel, _count, _positive
 
@@ -98,13 +99,13 @@ class FreeAdversarialModel(AdversarialModel):
                 y_pred, loss = self.descent_loss(x_adv, y, sample_weight)
                 scaled = self.optimizer.scale_loss(loss)
             grad_delta, *grad_weights = tape.gradient(scaled, [delta] + weights)
-            replace_rows(
-                self.delta,
-                crafting.ascent_step(
-                    delta, grad_delta, x, step_size=self.step_size, threat=self.threat,
-                    guard_nonfinite=self.guard_nonfinite,
-                ),
+            scale = precision.loss_scale(self.optimizer)
+            if scale is not None:  # the weight gradients are unscaled by the optimizer, this one here
+                grad_delta = grad_delta / scale
+            stepped = crafting.ascent_step(
+                x, x_adv, grad_delta, step_size=self.step_size, threat=self.threat, guard_nonfinite=self.guard_nonfinite
             )
+            replace_rows(self.delta, stepped - x)
             self.optimizer.apply(grad_weights, weights)
             self.train_counter.assign_add(1)
             logs = self.record_training(x_adv, y, y_pred, loss, sample_weight)

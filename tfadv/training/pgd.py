@@ -31,10 +31,8 @@ class PGDAdversarialModel(AdversarialModel):
 
     def craft(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         """The training attack with the current weights: x + delta."""
-        start = self.random_start(x) if self.rand_init else tf.zeros_like(x)
-        return x + self.perturb(
-            x, y, start, steps=self.steps, step_size=self.step_size, training=self.attack_training_mode
-        )
+        start = self.random_start(x) if self.rand_init else x
+        return self.perturb(x, y, start, steps=self.steps, step_size=self.step_size, training=self.attack_training_mode)
 
     def train_step(self, data):
         x, y, sample_weight = self.unpack(data)
