@@ -22,7 +22,8 @@ class CatastrophicOverfittingCallback(keras.callbacks.Callback):
     moving statistics) and uses the model's compiled loss.
 
     Attributes after fit: `history` (list of (epoch, step, pgd_accuracy)), `best_accuracy`, `collapsed_at`
-    ((epoch, step) of the detected collapse or None). Adds `pgd_check_accuracy` to the epoch logs.
+    ((epoch, step) of the detected collapse or None). Adds `adv_check_accuracy` (adversarial inputs, hence
+    the `adv_` prefix of tfadv.training's metric names) to the epoch logs.
     """
 
     def __init__(
@@ -113,4 +114,4 @@ class CatastrophicOverfittingCallback(keras.callbacks.Callback):
         if self.every_steps is None:
             self.check()
         if logs is not None and self.history:
-            logs["pgd_check_accuracy"] = self.history[-1][2]
+            logs["adv_check_accuracy"] = self.history[-1][2]

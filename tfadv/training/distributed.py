@@ -60,6 +60,8 @@ def train(
     if epochs < 1 or steps_per_epoch < 1:
         raise ValueError(f"epochs and steps_per_epoch must be >= 1, got {epochs} and {steps_per_epoch}")
     strategy = strategy or model.distribute_strategy
+    if hasattr(model, "check_before_compute"):  # the output-kind check fit would make
+        model.check_before_compute()
     with strategy.scope():
         model.optimizer.build(model.trainable_variables)
     callback_list = keras.callbacks.CallbackList(callbacks, model=model)
@@ -80,7 +82,8 @@ def train(
         for step in range(steps_per_epoch):
             run_step(iterator)
             progress.update(step + 1)
-        logs = {name: float(value) for name, value in model.get_metrics_result().items()}
+        results = model.training_logs() if hasattr(model, "training_logs") else model.get_metrics_result()
+        logs = {name: float(value) for name, value in results.items()}
         callback_list.on_epoch_end(epoch, logs)
         for name, value in logs.items():
             history.setdefault(name, []).append(value)

@@ -5,7 +5,8 @@ from typing import Any
 
 import keras
 
-from tfadv.training.base import AdversarialModel, _positive
+from tfadv import validation
+from tfadv.training.base import AdversarialModel
 
 
 @keras.saving.register_keras_serializable(package="tfadv")
@@ -23,7 +24,7 @@ class FastAdversarialModel(AdversarialModel):
 
     def __init__(self, *args: Any, eps: float, alpha: float, **kwargs: Any) -> None:
         super().__init__(*args, eps=eps, **kwargs)
-        self.alpha = _positive("alpha", alpha)
+        self.alpha = validation.real(type(self).__name__, "alpha", alpha, positive=True)
 
     def train_step(self, data):
         x, y, sample_weight = self.unpack(data)
