@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv import geometry, precision
+from tfadv import geometry, precision, tracing
 from tfadv.training import crafting
 from tfadv.training.base import correct
 
@@ -72,7 +72,7 @@ class CatastrophicOverfittingCallback(keras.callbacks.Callback):
         self.collapsed_at = None
         self._epoch = 0
         self._batches = 0
-        self._accuracy_fn = tf.function(self._pgd_accuracy)
+        self._accuracy_fn = tracing.compile_once(self._pgd_accuracy)
 
     def _pgd_accuracy(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         model = self.model

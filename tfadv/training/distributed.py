@@ -22,6 +22,8 @@ import functools
 import keras
 import tensorflow as tf
 
+from tfadv import tracing
+
 
 def mirrored_strategy(devices: tuple[str, ...] | None = None) -> tf.distribute.MirroredStrategy:
     """The process's MirroredStrategy over `devices` (default: every GPU, else every logical CPU).
@@ -67,9 +69,10 @@ def train(
     callback_list = keras.callbacks.CallbackList(callbacks, model=model)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
 
-    @tf.function
-    def run_step(iterator):
+    def step(iterator):
         strategy.run(model.train_step, args=(next(iterator),))
+
+    run_step = tracing.compile_once(step)
 
     history: dict[str, list[float]] = {}
     model.stop_training = False
