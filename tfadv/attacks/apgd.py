@@ -1,0 +1,279 @@
+"""APGD: Auto-PGD of Croce & Hein (ICML 2020, "Reliable evaluation of adversarial robustness with an
+ensemble of diverse parameter-free attacks", Algorithm 1), compiled whole into one `tf.function`.
+
+Per sample, with P the projection onto the eps ball and the input range:
+    z      = P(x_k + eta_k * dir(grad f(x_k)))                       (dir: sign for L-inf, g/||g|| for L2)
+    x_k+1  = P(x_k + a (z - x_k) + (1 - a)(x_k - x_k-1)),  a = 0.75  (a = 1 on the first step)
+The step eta starts at 2 eps. At checkpoints w_j it is halved, and the sample restarts from its best point
+(with the gradient there), when (1) the loss rose in at most rho = 0.75 of the steps since w_j-1, or (2) eta
+was not halved at w_j-1 and the best loss has not improved since. A sample counts as fooled as soon as any
+iterate fools it; the last fooling iterate is returned for it, the highest-loss iterate for the others.
+
+Where this follows the reference code (fra31/auto-attack, autopgd_base.py) rather than the paper's text, as
+AutoAttack's published numbers come from the code: the checkpoint recursion in the code's integer form
+(`checkpoint_lengths`), condition (1) tested with "<=", the loss summed over the batch, the random start on
+the sphere of radius eps. One deliberate difference: the first checkpoint's count of loss increases compares
+f(x_1) with f(x_0), as the paper's formula; the code compares it with a zero-initialised buffer.
+
+`targeted=True` is AutoAttack's APGD-T: the labels are still the TRUE labels; the attack runs once per
+target class (the `n_target_classes` highest-scoring wrong classes on the clean input, in order) on the
+targeted loss, and a sample counts as fooled when it is misclassified as any class, as in AutoAttack.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfadv import geometry, precision
+from tfadv.attacks import scores
+from tfadv.attacks.base import Attack
+
+ApgdLoss = Literal["ce", "dlr"]
+
+FIRST_CHECKPOINT = 0.22      # p_1
+CHECKPOINT_DECREASE = 0.03   # p_j+1 - p_j = max(p_j - p_j-1 - 0.03, 0.06)
+MIN_CHECKPOINT_GAP = 0.06
+MOMENTUM = 0.75
+INITIAL_STEP = 2.0           # eta_0 = 2 eps
+#: Random-start streams per restart: target rank r of restart k draws from stream k * _STREAMS + r.
+_STREAMS = 128
+
+
+def checkpoint_lengths(steps: int) -> list[int]:
+    """Iterations between consecutive checkpoints, the reference code's integer form of the paper's
+    p_0 = 0, p_1 = 0.22, p_j+1 = p_j + max(p_j - p_j-1 - 0.03, 0.06): the first gap is
+    max(floor(0.22 N), 1), then each gap shrinks by max(floor(0.03 N), 1) down to max(floor(0.06 N), 1)."""
+    first = max(int(FIRST_CHECKPOINT * steps), 1)
+    decrease = max(int(CHECKPOINT_DECREASE * steps), 1)
+    smallest = max(int(MIN_CHECKPOINT_GAP * steps), 1)
+    lengths, gap, total = [], first, 0
+    while total + gap <= steps:
+        lengths.append(gap)
+        total += gap
+        gap = max(gap - decrease, smallest)
+    return lengths
+
+
+def checkpoints(steps: int) -> list[int]:
+    """w_1, w_2, ...: after how many iterations each step-size check happens."""
+    return [int(w) for w in np.cumsum(checkpoint_lengths(steps))]
+
+
+class APGD(Attack):
+    """Auto-PGD (APGD-CE, APGD-DLR; APGD-T with `targeted=True`). Budget: `steps` + 1 gradient passes per
+    target class (one at the start); `eot_iter` gradients are averaged per pass for randomised models."""
+
+    def __init__(
+        self,
+        model: keras.Model,
+        eps: float,
+        norm: str | int | float = "inf",
+        steps: int = 100,
+        *,
+        loss: ApgdLoss = "ce",
+        targeted: bool = False,
+        n_target_classes: int = 9,
+        rho: float = 0.75,
+        eot_iter: int = 1,
+        from_logits: bool = False,
+        clip_min: float | None = None,
+        clip_max: float | None = None,
+        seed: int | None = None,
+        jit_compile: bool = False,
+    ):
+        # The labels given to APGD-T are true labels and success means misclassification: to the base
+        # class (and to robust_accuracy) it is an untargeted attack.
+        super().__init__(model, eps=eps, norm=norm, from_logits=from_logits, clip_min=clip_min,
+                         clip_max=clip_max, targeted=False, seed=seed, jit_compile=jit_compile)
+        self.steps = _positive_int("APGD", "steps", steps)
+        self.eot_iter = _positive_int("APGD", "eot_iter", eot_iter)
+        if loss not in ("ce", "dlr"):
+            raise ValueError(f"APGD: loss must be 'ce' or 'dlr', got {loss!r}")
+        if not isinstance(rho, numbers.Real) or not 0.0 < float(rho) <= 1.0:
+            raise ValueError(f"APGD: rho must be a number in (0, 1], got {rho!r}")
+        self.loss = loss
+        self.rho = float(rho)
+        self.target_classes = _positive_int("APGD", "n_target_classes", n_target_classes) if targeted else 0
+        if self.target_classes >= _STREAMS:
+            raise ValueError(f"APGD: n_target_classes must be < {_STREAMS}, got {n_target_classes}")
+        self.training = False  # evaluation attack: the model runs in inference mode
+        self.rand_init = True
+        self._guard_nonfinite = precision.may_overflow(model, loss_scaled=False)
+        lengths = checkpoint_lengths(self.steps)
+        is_check = np.zeros(self.steps, bool)
+        gap = np.ones(self.steps, np.float32)
+        is_check[np.cumsum(lengths) - 1] = True
+        gap[np.cumsum(lengths) - 1] = lengths
+        self._is_check, self._gap = tf.constant(is_check), tf.constant(gap)
+        outputs = getattr(model, "outputs", None)
+        if outputs and outputs[0].shape[-1] is not None:
+            self._check_classes(int(outputs[0].shape[-1]))
+
+    @property
+    def name(self) -> str:
+        """AutoAttack's name for this configuration: apgd-ce, apgd-dlr, apgd-t (or apgd-t-ce)."""
+        if self.target_classes:
+            return "apgd-t" if self.loss == "dlr" else "apgd-t-ce"
+        return f"apgd-{self.loss}"
+
+    def _check_classes(self, classes: int) -> None:
+        need = scores.TARGETED_DLR_MIN_CLASSES if (self.target_classes and self.loss == "dlr") else (
+            scores.DLR_MIN_CLASSES if self.loss == "dlr" else 2)
+        if classes < need:
+            raise ValueError(f"APGD ({self.name}): the loss needs at least {need} classes, the model has {classes}")
+        if self.target_classes > classes - 1:
+            raise ValueError(
+                f"APGD ({self.name}): n_target_classes = {self.target_classes} but the model has only "
+                f"{classes - 1} wrong classes to target"
+            )
+
+    def _validated(self, x: Any, y: Any) -> tuple[tf.Tensor, tf.Tensor]:
+        x, y_onehot = super()._validated(x, y)
+        self._check_classes(int(y_onehot.shape[-1]))
+        return x, y_onehot
+
+    # ------------------------------------------------------------------------------------ numerics
+    def _objective(self, z: tf.Tensor, y_onehot: tf.Tensor, t_onehot: tf.Tensor | None) -> tf.Tensor:
+        """The per-sample loss APGD maximises (z: logits or log-probabilities)."""
+        if t_onehot is None:
+            return scores.cross_entropy(z, y_onehot) if self.loss == "ce" else scores.dlr(z, y_onehot)
+        if self.loss == "ce":
+            return -scores.cross_entropy(z, t_onehot)
+        return scores.targeted_dlr(z, y_onehot, t_onehot)
+
+    def _loss_and_grad(self, x_adv, y_onehot, t_onehot):
+        """Per-sample loss, input gradient of the summed loss (so a sample's gradient ignores its batch),
+        and whether the model misclassifies x_adv; averaged over `eot_iter` passes (the last pass's
+        prediction, as the reference)."""
+        total_loss = tf.zeros([tf.shape(x_adv)[0]], tf.float32)
+        total_grad = tf.zeros_like(x_adv)
+        for _ in range(self.eot_iter):
+            with tf.GradientTape() as tape:
+                tape.watch(x_adv)
+                y_pred = self.model(x_adv, training=False)
+                loss = self._objective(scores.output_logits(y_pred, self.from_logits), y_onehot, t_onehot)
+                total = tf.reduce_sum(loss)
+            grad = tape.gradient(total, x_adv, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            total_loss += loss
+            total_grad += grad
+        grad = total_grad / self.eot_iter
+        if self._guard_nonfinite:
+            grad = geometry.finite_or_zero(grad)
+        return total_loss / self.eot_iter, grad, scores.misclassified(y_pred, y_onehot)
+
+    def _project(self, x: tf.Tensor, x_new: tf.Tensor) -> tf.Tensor:
+        delta = geometry.project(x_new - x, self.eps, self.norm)
+        return geometry.clip_to_range(x + delta, self.clip_min, self.clip_max)
+
+    def _start(self, x: tf.Tensor, sample_ids: tf.Tensor, stream: tf.Tensor) -> tf.Tensor:
+        """x + eps * t / ||t||: a uniform point of the eps sphere (L2) or of the cube scaled until it touches
+        the boundary (L-inf), as the reference; keyed on (seed, sample id, stream)."""
+        if self.seed is None:
+            base_seed = tf.random.uniform([], 0, 2**31 - 1, dtype=tf.int64)
+        else:
+            base_seed = tf.constant(self.seed, tf.int64)
+        seeds = geometry.sample_seeds(base_seed, sample_ids, stream)
+        t = geometry.random_start(tf.shape(x), 1.0, self.norm, seeds)
+        length = geometry.norm_of(t, self.norm)
+        scale = self.eps / tf.where(length > 0, length, tf.ones_like(length))
+        return geometry.clip_to_range(x + t * geometry.broadcast_per_sample(scale, t), self.clip_min, self.clip_max)
+
+    # --------------------------------------------------------------------------- the loop, in parts
+    def _begin(self, x, y_onehot, t_onehot, sample_ids, stream) -> dict[str, tf.Tensor]:
+        """State after the random start and its gradient (the first of steps + 1 passes)."""
+        x_adv = self._start(x, sample_ids, stream)
+        loss, grad, fooled = self._loss_and_grad(x_adv, y_onehot, t_onehot)
+        n = tf.shape(x)[0]
+        return {
+            "x_adv": x_adv, "x_prev": x_adv, "grad": grad, "x_best": x_adv, "grad_best": grad,
+            "x_found": x_adv, "fooled": fooled, "loss_prev": loss, "loss_best": loss,
+            "loss_best_last": loss, "reduced_last": tf.ones([n], tf.bool),
+            "increases": tf.zeros([n], tf.float32),
+            "step": tf.fill([n], tf.constant(INITIAL_STEP * self.eps, tf.float32)),
+            "zero_grad_first": tf.reduce_all(tf.equal(grad, 0.0), axis=list(range(1, x.shape.rank))),
+        }
+
+    def _iteration(self, i, x, y_onehot, t_onehot, s: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Iteration i (0-based) of Algorithm 1: momentum step, bookkeeping, and the check at a checkpoint."""
+        per_sample = lambda v: geometry.broadcast_per_sample(v, x)  # noqa: E731
+        a = tf.where(tf.equal(i, 0), 1.0, MOMENTUM)
+        direction = geometry.steepest_ascent(s["grad"], self.norm, "exact")
+        z = self._project(x, s["x_adv"] + per_sample(s["step"]) * direction)
+        x_adv = self._project(x, s["x_adv"] + a * (z - s["x_adv"]) + (1.0 - a) * (s["x_adv"] - s["x_prev"]))
+        loss, grad, fooled_now = self._loss_and_grad(x_adv, y_onehot, t_onehot)
+        s = dict(s, x_prev=s["x_adv"], x_adv=x_adv, grad=grad, fooled=s["fooled"] | fooled_now,
+                 x_found=tf.where(per_sample(fooled_now), x_adv, s["x_found"]),
+                 increases=s["increases"] + tf.cast(loss > s["loss_prev"], tf.float32), loss_prev=loss)
+        better = loss > s["loss_best"]
+        s.update(x_best=tf.where(per_sample(better), x_adv, s["x_best"]),
+                 grad_best=tf.where(per_sample(better), grad, s["grad_best"]),
+                 loss_best=tf.where(better, loss, s["loss_best"]))
+        check = tf.gather(self._is_check, i)
+        oscillating = s["increases"] <= self.rho * tf.gather(self._gap, i)
+        stalled = tf.logical_not(s["reduced_last"]) & (s["loss_best_last"] >= s["loss_best"])
+        halve = check & (oscillating | stalled)
+        s.update(step=tf.where(halve, 0.5 * s["step"], s["step"]),
+                 x_adv=tf.where(per_sample(halve), s["x_best"], s["x_adv"]),
+                 grad=tf.where(per_sample(halve), s["grad_best"], s["grad"]),
+                 reduced_last=tf.where(check, halve, s["reduced_last"]),
+                 loss_best_last=tf.where(check, s["loss_best"], s["loss_best_last"]),
+                 increases=tf.where(check, tf.zeros_like(s["increases"]), s["increases"]))
+        return s
+
+    def _iterate(self, x, y_onehot, t_onehot, state, start, stop) -> dict[str, tf.Tensor]:
+        """Iterations start .. stop - 1 (a whole run is start = 0, stop = steps)."""
+        i = tf.cast(start, tf.int32)
+        _, state = tf.while_loop(
+            lambda i, s: i < tf.cast(stop, tf.int32),
+            lambda i, s: (i + 1, self._iteration(i, x, y_onehot, t_onehot, s)),
+            (i, state),
+        )
+        return state
+
+    def _targets(self, x, y_onehot, rank):
+        """The target of rank `rank` from the clean output, or None for the untargeted attack."""
+        if not self.target_classes:
+            return None
+        z_clean = scores.output_logits(self.model(x, training=False), self.from_logits)
+        return scores.ranked_target(z_clean, y_onehot, rank)
+
+    def _run(self, x, y_onehot, sample_ids, stream, rank) -> dict[str, tf.Tensor]:
+        """One whole run (steps + 1 gradient passes) against target rank `rank` (ignored if untargeted)."""
+        t_onehot = self._targets(x, y_onehot, rank)
+        rank_stream = stream + tf.cast(rank, tf.int64)
+        state = self._begin(x, y_onehot, t_onehot, sample_ids, rank_stream)
+        return self._iterate(x, y_onehot, t_onehot, state, 0, self.steps)
+
+    def _attack(self, x, y_onehot, sample_ids, restart, with_stats: bool):
+        stream = tf.cast(restart, tf.int64) * _STREAMS
+        first = self._run(x, y_onehot, sample_ids, stream, 1)
+        fooled = first["fooled"]
+        x_out = tf.where(geometry.broadcast_per_sample(fooled, x), first["x_found"], first["x_best"])
+        if self.target_classes > 1:
+            for rank in tf.range(2, self.target_classes + 1):  # autograph: a while loop over the targets
+                run = self._run(x, y_onehot, sample_ids, stream, rank)
+                newly = run["fooled"] & tf.logical_not(fooled)
+                x_out = tf.where(geometry.broadcast_per_sample(newly, x), run["x_found"], x_out)
+                fooled = fooled | run["fooled"]
+        if not with_stats:
+            return x_out
+        prediction = tf.argmax(self.model(x_out, training=False), axis=-1)
+        delta = x_out - x
+        return x_out, {
+            "success": fooled,
+            "prediction": prediction,
+            "loss_best": first["loss_best"],
+            "grad_zero_first": first["zero_grad_first"],
+            "perturbation_l2": geometry.l2_norm(delta),
+            "perturbation_linf": geometry.linf_norm(delta),
+        }
+
+
+def _positive_int(owner: str, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{owner}: {name} must be an integer >= 1, got {value!r}")
+    return int(value)
