@@ -63,6 +63,15 @@ def checkpoints(steps: int) -> list[int]:
     return [int(w) for w in np.cumsum(checkpoint_lengths(steps))]
 
 
+def halve_step(increases, gap, rho, reduced_last, best_at_last_check, best):
+    """Per sample, at a checkpoint: halve the step (and restart from the best point)? Condition (1): the loss
+    rose in at most rho of the `gap` steps since the last checkpoint; condition (2): the step was not halved
+    at the last checkpoint and the best loss has not improved since."""
+    oscillating = increases <= rho * gap
+    stalled = tf.logical_not(reduced_last) & (best_at_last_check >= best)
+    return oscillating | stalled
+
+
 class APGD(Attack):
     """Auto-PGD (APGD-CE, APGD-DLR; APGD-T with `targeted=True`). Budget: `steps` + 1 gradient passes per
     target class (one at the start); `eot_iter` gradients are averaged per pass for randomised models."""
@@ -213,9 +222,8 @@ class APGD(Attack):
                  grad_best=tf.where(per_sample(better), grad, s["grad_best"]),
                  loss_best=tf.where(better, loss, s["loss_best"]))
         check = tf.gather(self._is_check, i)
-        oscillating = s["increases"] <= self.rho * tf.gather(self._gap, i)
-        stalled = tf.logical_not(s["reduced_last"]) & (s["loss_best_last"] >= s["loss_best"])
-        halve = check & (oscillating | stalled)
+        halve = check & halve_step(s["increases"], tf.gather(self._gap, i), self.rho, s["reduced_last"],
+                                   s["loss_best_last"], s["loss_best"])
         s.update(step=tf.where(halve, 0.5 * s["step"], s["step"]),
                  x_adv=tf.where(per_sample(halve), s["x_best"], s["x_adv"]),
                  grad=tf.where(per_sample(halve), s["grad_best"], s["grad"]),
