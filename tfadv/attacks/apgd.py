@@ -249,21 +249,43 @@ class APGD(Attack):
         z_clean = scores.output_logits(self.model(x, training=False), self.from_logits)
         return scores.ranked_target(z_clean, y_onehot, rank)
 
-    def _run(self, x, y_onehot, sample_ids, stream, rank) -> dict[str, tf.Tensor]:
-        """One whole run (steps + 1 gradient passes) against target rank `rank` (ignored if untargeted)."""
-        t_onehot = self._targets(x, y_onehot, rank)
-        rank_stream = stream + tf.cast(rank, tf.int64)
-        state = self._begin(x, y_onehot, t_onehot, sample_ids, rank_stream)
-        return self._iterate(x, y_onehot, t_onehot, state, 0, self.steps)
+    # ------------------------------------------------- segments (tfadv.evaluation.compaction drives them)
+    def segment_stages(self) -> list[int]:
+        """Independent runs per restart: one per target rank (APGD-T), else one."""
+        return list(range(1, max(self.target_classes, 1) + 1))
 
-    def _attack(self, x, y_onehot, sample_ids, restart, with_stats: bool):
-        stream = tf.cast(restart, tf.int64) * _STREAMS
-        first = self._run(x, y_onehot, sample_ids, stream, 1)
-        fooled = first["fooled"]
-        x_out = tf.where(geometry.broadcast_per_sample(fooled, x), first["x_found"], first["x_best"])
+    @property
+    def segment_steps(self) -> int:
+        return self.steps
+
+    def segment_begin(self, x, y_onehot, sample_ids, restart, stage, batch_sizes=None) -> dict[str, tf.Tensor]:
+        """A run's state after its random start (one gradient pass); it carries its own inputs. (APGD sums
+        per-sample losses, so a sample's mean-reduction batch size, `batch_sizes`, plays no part.)"""
+        t_onehot = self._targets(x, y_onehot, stage)
+        stream = tf.cast(restart, tf.int64) * _STREAMS + tf.cast(stage, tf.int64)
+        state = self._begin(x, y_onehot, t_onehot, sample_ids, stream)
+        state.update(x=x, y=y_onehot)
+        if t_onehot is not None:
+            state["t"] = t_onehot
+        return state
+
+    def segment_run(self, state, start, stop) -> dict[str, tf.Tensor]:
+        return self._iterate(state["x"], state["y"], state.get("t"), state, start, stop)
+
+    def segment_fooled(self, state) -> tf.Tensor:
+        return state["fooled"]
+
+    def segment_output(self, state) -> tf.Tensor:
+        """The last fooling iterate where the run fooled the sample, else its highest-loss iterate."""
+        return tf.where(geometry.broadcast_per_sample(state["fooled"], state["x"]), state["x_found"], state["x_best"])
+
+    def _attack(self, x, y_onehot, sample_ids, restart, with_stats: bool = False, batch_sizes=None):
+        # batch_sizes (mean-reduction emulation) is irrelevant: APGD sums its per-sample losses.
+        first = self.segment_run(self.segment_begin(x, y_onehot, sample_ids, restart, 1), 0, self.steps)
+        fooled, x_out = first["fooled"], self.segment_output(first)
         if self.target_classes > 1:
             for rank in tf.range(2, self.target_classes + 1):  # autograph: a while loop over the targets
-                run = self._run(x, y_onehot, sample_ids, stream, rank)
+                run = self.segment_run(self.segment_begin(x, y_onehot, sample_ids, restart, rank), 0, self.steps)
                 newly = run["fooled"] & tf.logical_not(fooled)
                 x_out = tf.where(geometry.broadcast_per_sample(newly, x), run["x_found"], x_out)
                 fooled = fooled | run["fooled"]

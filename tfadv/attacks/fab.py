@@ -171,10 +171,27 @@ class FAB(Attack):
         moved = geometry.clip_to_range(x + t, self.clip_min, self.clip_max)
         return tf.cond(restart > 0, lambda: moved, lambda: x)
 
-    def _run(self, x, y_onehot, t_onehot, x_start) -> dict[str, tf.Tensor]:
-        """`steps` iterations; keeps the closest adversarial point found."""
+    # ------------------------------------------------- segments (tfadv.evaluation.compaction drives them)
+    def segment_stages(self) -> list[int]:
+        return list(range(1, max(self.target_classes, 1) + 1))
+
+    @property
+    def segment_steps(self) -> int:
+        return self.steps
+
+    def segment_begin(self, x, y_onehot, sample_ids, restart, stage, batch_sizes=None) -> dict[str, tf.Tensor]:
+        """The start point of a run against target rank `stage` (no model pass for the untargeted attack)."""
         n = tf.shape(x)[0]
-        state = {"x1": x_start, "best": tf.fill([n], tf.constant(np.inf, tf.float32)), "x_best": x}
+        state = {"x": x, "y": y_onehot, "x1": self._start(x, sample_ids, tf.cast(restart, tf.int64)),
+                 "best": tf.fill([n], tf.constant(np.inf, tf.float32)), "x_best": x}
+        if self.target_classes:
+            z_clean = scores.output_logits(self.model(x, training=False), self.from_logits)
+            state["t"] = scores.ranked_target(z_clean, y_onehot, stage)
+        return state
+
+    def segment_run(self, state, start, stop) -> dict[str, tf.Tensor]:
+        """Iterations start .. stop - 1; keeps the closest adversarial point found."""
+        x, y_onehot, t_onehot = state["x"], state["y"], state.get("t")
 
         def body(i, s):
             f, grad = self._boundary(s["x1"], y_onehot, t_onehot)
@@ -183,30 +200,33 @@ class FAB(Attack):
             distance = geometry.norm_of(x1 - x, self.norm)
             closer = adversarial & (distance < s["best"])
             back = x + self.beta * (x1 - x)
-            return i + 1, {
-                "x1": tf.where(geometry.broadcast_per_sample(adversarial, x), back, x1),
-                "best": tf.where(closer, distance, s["best"]),
-                "x_best": tf.where(geometry.broadcast_per_sample(closer, x), x1, s["x_best"]),
-            }
+            return i + 1, dict(
+                s, x1=tf.where(geometry.broadcast_per_sample(adversarial, x), back, x1),
+                best=tf.where(closer, distance, s["best"]),
+                x_best=tf.where(geometry.broadcast_per_sample(closer, x), x1, s["x_best"]))
 
-        _, state = tf.while_loop(lambda i, s: i < self.steps, body, (tf.constant(0), state))
+        stop = tf.cast(stop, tf.int32)
+        _, state = tf.while_loop(lambda i, s: i < stop, body, (tf.cast(start, tf.int32), state))
         return state
 
-    def _attack(self, x, y_onehot, sample_ids, restart, with_stats: bool):
-        restart = tf.cast(restart, tf.int64)
-        x_start = self._start(x, sample_ids, restart)
-        z_clean = scores.output_logits(self.model(x, training=False), self.from_logits) if self.target_classes else None
+    def segment_fooled(self, state) -> tf.Tensor:
+        # Tolerance: the norm of a point built as x + eta d can exceed eps by float rounding alone.
+        return state["best"] <= self.eps * (1.0 + 1e-6)
+
+    def segment_output(self, state) -> tf.Tensor:
+        """The closest adversarial point if it lies within eps, else the clean input."""
+        return tf.where(geometry.broadcast_per_sample(self.segment_fooled(state), state["x"]), state["x_best"], state["x"])
+
+    def _attack(self, x, y_onehot, sample_ids, restart, with_stats: bool = False, batch_sizes=None):
         best = tf.fill([tf.shape(x)[0]], tf.constant(np.inf, tf.float32))
         x_best = x
-        for rank in range(1, max(self.target_classes, 1) + 1):
-            t_onehot = None if z_clean is None else scores.ranked_target(z_clean, y_onehot, rank)
-            run = self._run(x, y_onehot, t_onehot, x_start)
+        for rank in self.segment_stages():
+            run = self.segment_run(self.segment_begin(x, y_onehot, sample_ids, restart, rank), 0, self.steps)
             closer = run["best"] < best
             x_best = tf.where(geometry.broadcast_per_sample(closer, x), run["x_best"], x_best)
             best = tf.minimum(best, run["best"])
-        # Tolerance: the norm of a point built as x + eta d can exceed eps by float rounding alone.
-        success = best <= self.eps * (1.0 + 1e-6)
-        x_out = tf.where(geometry.broadcast_per_sample(success, x), x_best, x)
+        merged = {"x": x, "best": best, "x_best": x_best}
+        success, x_out = self.segment_fooled(merged), self.segment_output(merged)
         if not with_stats:
             return x_out
         return x_out, {"success": success, "distance": best,

@@ -221,16 +221,38 @@ class Square(Attack):
         delta = delta * (1.0 - mask2) * (1.0 - mask1) + tf.einsum("nra,nabc,nqb->nrqc", rows1, new, cols1)
         return self._rescaled(x, delta)
 
-    # ------------------------------------------------------------------------------------ the loop
-    def _run(self, x, y_onehot, t_onehot, keys, done) -> dict[str, tf.Tensor]:
-        """One whole run: the initial query and `queries` iterations. Samples fooled (or `done` before the
-        run) stop changing and stop counting queries."""
+    # ------------------------------------------------- segments (tfadv.evaluation.compaction drives them)
+    def segment_stages(self) -> list[int]:
+        return list(range(1, max(self.target_classes, 1) + 1))
+
+    @property
+    def segment_steps(self) -> int:
+        return self.queries
+
+    def segment_begin(self, x, y_onehot, sample_ids, restart, stage, batch_sizes=None, done=None) -> dict[str, tf.Tensor]:
+        """The initial query. Samples fooled (or `done` before the run) stop changing and counting queries."""
+        seed = tf.random.uniform([], 0, 2**31 - 1, dtype=tf.int64) if self.seed is None else self.seed
+        keys = draws.sample_keys(seed, sample_ids, tf.cast(restart, tf.int64) * _STREAMS + tf.cast(stage, tf.int64))
+        t_onehot = None
+        if self.target_classes:
+            z_clean = scores.output_logits(self.model(x, training=False), self.from_logits)
+            t_onehot = scores.ranked_target(z_clean, y_onehot, stage)
         x_best = self._init_linf(x, keys) if self.norm == "inf" else self._init_l2(x, keys)
         loss, fooled = self._score(x_best, y_onehot, t_onehot)
-        used = tf.where(done, 0.0, 1.0)
-        state = {"x_best": x_best, "loss": loss, "fooled": fooled | done, "used": used}
+        done = tf.zeros_like(fooled) if done is None else done
+        state = {"x": x, "y": y_onehot, "keys": keys, "x_best": x_best, "loss": loss, "fooled": fooled | done,
+                 "used": tf.where(done, 0.0, 1.0)}
+        if t_onehot is not None:
+            state["t"] = t_onehot
+        return state
+
+    def segment_run(self, state, start, stop) -> dict[str, tf.Tensor]:
+        """Iterations start .. stop - 1: one while loop per run of equal window sizes, each leaving as soon
+        as every sample is fooled."""
+        x, y_onehot, t_onehot, keys = state["x"], state["y"], state.get("t"), state["keys"]
         _, height, width, _ = x.shape
         propose = self._propose_linf if self.norm == "inf" else self._propose_l2
+        start, stop = tf.cast(start, tf.int64), tf.cast(stop, tf.int64)
         for first, end, side in _phases(self.queries, self.p_init, self.rescale_schedule, height, width, self.norm):
 
             def body(i, s, side=side):
@@ -239,27 +261,28 @@ class Square(Attack):
                 loss, fooled_now = self._score(x_new, y_onehot, t_onehot)
                 improved = active & (loss < s["loss"])
                 accept = improved | (active & fooled_now)
-                return i + 1, {
-                    "x_best": tf.where(geometry.broadcast_per_sample(accept, x), x_new, s["x_best"]),
-                    "loss": tf.where(improved, loss, s["loss"]),
-                    "fooled": s["fooled"] | (active & fooled_now),
-                    "used": s["used"] + tf.cast(active, tf.float32),
-                }
+                return i + 1, dict(
+                    s, x_best=tf.where(geometry.broadcast_per_sample(accept, x), x_new, s["x_best"]),
+                    loss=tf.where(improved, loss, s["loss"]), fooled=s["fooled"] | (active & fooled_now),
+                    used=s["used"] + tf.cast(active, tf.float32))
 
-            _, state = tf.while_loop(lambda i, s, end=end: (i < end) & tf.reduce_any(tf.logical_not(s["fooled"])),
-                                     body, (tf.constant(first, tf.int64), state))
+            begin, end_here = tf.maximum(start, first), tf.minimum(stop, end)
+            _, state = tf.while_loop(
+                lambda i, s, end_here=end_here: (i < end_here) & tf.reduce_any(tf.logical_not(s["fooled"])),
+                body, (begin, state))
         return state
 
-    def _attack(self, x, y_onehot, sample_ids, restart, with_stats: bool):
-        seed = tf.random.uniform([], 0, 2**31 - 1, dtype=tf.int64) if self.seed is None else self.seed
-        stream = tf.cast(restart, tf.int64) * _STREAMS
-        z_clean = scores.output_logits(self.model(x, training=False), self.from_logits) if self.target_classes else None
+    def segment_fooled(self, state) -> tf.Tensor:
+        return state["fooled"]
+
+    def segment_output(self, state) -> tf.Tensor:
+        return state["x_best"]
+
+    def _attack(self, x, y_onehot, sample_ids, restart, with_stats: bool = False, batch_sizes=None):
         x_out, fooled = x, tf.zeros([tf.shape(x)[0]], tf.bool)
         used, first_loss = tf.zeros([tf.shape(x)[0]]), None
-        for rank in range(1, max(self.target_classes, 1) + 1):
-            t_onehot = None if z_clean is None else scores.ranked_target(z_clean, y_onehot, rank)
-            keys = draws.sample_keys(seed, sample_ids, stream + rank)
-            run = self._run(x, y_onehot, t_onehot, keys, fooled)
+        for rank in self.segment_stages():
+            run = self.segment_run(self.segment_begin(x, y_onehot, sample_ids, restart, rank, done=fooled), 0, self.queries)
             # The first run's points for the samples it does not fool; later runs only add fooling points.
             keep = tf.logical_not(fooled) if rank == 1 else run["fooled"] & tf.logical_not(fooled)
             x_out = tf.where(geometry.broadcast_per_sample(keep, x), run["x_best"], x_out)

@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from tfadv import geometry
 from tfadv.attacks import APGD, FAB, Attack, Square
-from tfadv.evaluation import checks
+from tfadv.evaluation import checks, compaction
 from tfadv.evaluation.robust import predict_labels
 from tfadv.evaluation.state import CascadeState
 
@@ -135,9 +135,9 @@ def _check_matches(attack: Attack, model: keras.Model, settings: dict[str, Any])
             raise ValueError(f"auto_attack: attack {name} has {key} = {getattr(attack, key)!r}, the evaluation {mine!r}")
 
 
-def _confirmed(model, x, x_adv, labels, eps, norm, clip_min, clip_max) -> np.ndarray:
+def _confirmed(model, x, x_adv, labels, eps, norm, clip_min, clip_max, batch_size) -> np.ndarray:
     """Per sample: x_adv is misclassified, within eps of x and inside the input range."""
-    pred = np.argmax(model(x_adv, training=False), axis=-1)
+    pred = predict_labels(model, x_adv, batch_size)
     size = geometry.norm_of(tf.constant(x_adv - x), norm).numpy()
     ok = (pred != labels) & (size <= eps * (1.0 + BALL_TOLERANCE) + 1e-7)
     if clip_min is not None:
@@ -166,16 +166,19 @@ def auto_attack(
     steps: int = 100,
     queries: int = 5000,
     n_target_classes: int = 9,
+    compact: bool = True,
 ) -> AutoAttackResult:
     """Robust accuracy under the AutoAttack cascade. `steps`, `queries` and `n_target_classes` set the budget
-    of attacks given by name (the reference's: 100, 5,000, 9); smaller ones make a cheaper, weaker demo."""
+    of attacks given by name (the reference's: 100, 5,000, 9); smaller ones make a cheaper, weaker demo.
+    `compact=False` runs every attack whole on every batch (same result, slower: for checking)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"auto_attack: batch_size must be an integer >= 1, got {batch_size!r}")
     settings = dict(eps=eps, norm=norm, from_logits=from_logits, clip_min=clip_min, clip_max=clip_max, seed=seed)
     cascade = _resolve_attacks(model, version, attacks, settings,
                                dict(steps=steps, queries=queries, n_target_classes=n_target_classes))
-    x_tf, y_onehot = cascade[0]._validated(x, y)
-    x, labels = x_tf.numpy(), np.argmax(y_onehot.numpy(), axis=-1)
+    x_tf, y_tf = cascade[0]._validated(x, y)
+    x, y_onehot = x_tf.numpy(), y_tf.numpy()
+    labels = np.argmax(y_onehot, axis=-1)
     eps, norm = cascade[0].eps, cascade[0].norm
     config = {"version": version, "eps": eps, "norm": norm, "from_logits": bool(from_logits),
               "clip_min": clip_min, "clip_max": clip_max, "seed": seed,
@@ -186,25 +189,32 @@ def auto_attack(
     if not state.started:
         state.start(predict_labels(model, x, batch_size) == labels)
     for stage, attack in enumerate(cascade):
-        _run_stage(stage, attack, model, x, labels, state, batch_size, verbose, config)
+        _run_stage(stage, attack, model, x, y_onehot, state, batch_size, compact, verbose, config)
     result = _result(state, x, config, notes)
     for note in result.warnings:
         warnings.warn(f"auto_attack: {note}", stacklevel=2)
     return result
 
 
-def _run_stage(stage, attack, model, x, labels, state, batch_size, verbose, config) -> None:
-    """One attack on the samples still robust that it has not attacked yet; state saved as it goes."""
+def _run_stage(stage, attack, model, x, y_onehot, state, batch_size, compact, verbose, config) -> None:
+    """One attack on the samples still robust that it has not attacked yet, a window of batches at a time
+    (compacted inside when the attack runs in segments); the state is saved as it goes."""
     name = _attack_name(attack)
     todo = np.flatnonzero(state.robust & ~state.done[stage])
+    labels = np.argmax(y_onehot, axis=-1)
+    segmented = compact and compaction.supports_segments(attack)
+    window = batch_size * compaction.WINDOW_BATCHES if segmented else batch_size
     started = time.perf_counter()
-    for start in range(0, len(todo), batch_size):
-        ids = todo[start : start + batch_size]
-        x_adv, stats = attack(x[ids], labels[ids], sample_ids=ids, return_stats=True)
-        x_adv = np.asarray(x_adv)
+    for start in range(0, len(todo), window):
+        ids = todo[start : start + window]
+        if segmented:
+            claimed, x_adv = compaction.run_compacted(attack, x[ids], y_onehot[ids], ids, batch_size=batch_size)
+        else:
+            x_adv, stats = attack(x[ids], y_onehot[ids], sample_ids=ids, return_stats=True)
+            x_adv, claimed = np.asarray(x_adv), np.asarray(stats["success"])
         broken = _confirmed(model, x[ids], x_adv, labels[ids], config["eps"], config["norm"],
-                            config["clip_min"], config["clip_max"])
-        state.record(stage, ids, broken, x_adv, unconfirmed=int(np.sum(np.asarray(stats["success"]) & ~broken)))
+                            config["clip_min"], config["clip_max"], batch_size)
+        state.record(stage, ids, broken, x_adv, unconfirmed=int(np.sum(claimed & ~broken)))
         state.save(force=False)
     state.finish_stage(stage, seconds=time.perf_counter() - started)
     state.save(force=True)

@@ -1,0 +1,191 @@
+"""APGD: the paper's schedule and step-size rule, DLR on hand-computed logits, the attack contract,
+batch invariance, APGD-T's targets, errors before compute, and APGD-CE against PGD at equal cost."""
+from fractions import Fraction
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from sklearn.datasets import load_digits
+
+from tfadv import geometry
+from tfadv.attacks import APGD, PGD, scores
+from tfadv.attacks.apgd import checkpoint_lengths, checkpoints, halve_step
+from tfadv.evaluation import robust_accuracy, robust_mask
+
+EPS = {"inf": 0.1, "2": 1.0}
+
+
+def small_cnn(classes: int = 10, softmax: bool = False, seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    h = keras.layers.Flatten()(h)
+    h = keras.layers.Dense(32, activation="relu")(h)
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax" if softmax else None)(h))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_digits()
+    return (data.images / 16.0).astype("float32")[..., None], data.target.astype("int64")
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    """A small softmax CNN trained to ~95% on digits (a few seconds)."""
+    x, y = digits
+    model = small_cnn(softmax=True)
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(x[:1400], y[:1400], epochs=10, batch_size=64, verbose=0)
+    return model
+
+
+# ------------------------------------------------------------------------------------- the schedule
+def paper_checkpoints(steps: int) -> list[int]:
+    """ceil(p_j N) from the paper: p_0 = 0, p_1 = 0.22, p_j+1 = p_j + max(p_j - p_j-1 - 0.03, 0.06), exact."""
+    p_prev, p, out = Fraction(0), Fraction(22, 100), []
+    while p <= 1:
+        out.append(math.ceil(p * steps))
+        p_prev, p = p, p + max(p - p_prev - Fraction(3, 100), Fraction(6, 100))
+    return out
+
+
+@pytest.mark.parametrize("steps", [100, 200, 1000])
+def test_checkpoints_match_the_paper(steps):
+    assert checkpoints(steps) == paper_checkpoints(steps)
+
+
+def test_checkpoints_of_the_standard_budget_and_the_integer_form():
+    assert checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+    # Small budgets: the reference code's floors, each gap at least one iteration.
+    assert checkpoint_lengths(10) == [2, 1, 1, 1, 1, 1, 1, 1, 1]
+    assert checkpoint_lengths(1) == [1]
+
+
+def test_halving_conditions():
+    t, f = tf.constant(True), tf.constant(False)
+    call = lambda inc, reduced, last, best: bool(halve_step(tf.constant(inc), 20.0, 0.75, reduced, tf.constant(last), tf.constant(best)))  # noqa: E731
+    assert call(15.0, t, 1.0, 2.0)        # (1): rose in 15 <= 0.75 * 20 of the steps
+    assert not call(16.0, t, 1.0, 2.0)    # rose often enough, already halved last time
+    assert call(16.0, f, 2.0, 2.0)        # (2): not halved last time and no improvement
+    assert not call(16.0, f, 1.0, 2.0)    # improved since the last checkpoint
+
+
+def test_constant_loss_halves_the_step_at_every_checkpoint():
+    """A linear model under L-inf: the first step reaches the best corner and the loss never rises again,
+    so condition (1) halves the step at each of the 8 checkpoints of a 100-step run."""
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    attack = APGD(model, 0.1, "inf", 100, from_logits=True, seed=0)
+    x = tf.constant(np.random.default_rng(0).normal(size=(5, 4)), tf.float32)
+    y_onehot = tf.one_hot([0, 1, 2, 0, 1], 3)
+    state = attack._begin(x, y_onehot, None, tf.range(5, dtype=tf.int64), tf.constant(0, tf.int64))
+    state = attack._iterate(x, y_onehot, None, state, 0, 100)
+    np.testing.assert_allclose(state["step"].numpy(), 2 * 0.1 / 2**8, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------- DLR
+def test_dlr_and_targeted_dlr_on_hand_computed_logits():
+    z = tf.constant([[3.0, 1.0, 2.0, 0.5], [3.0, 1.0, 2.0, 0.5]])
+    y = tf.one_hot([0, 2], 4)
+    # sorted: 3, 2, 1, 0.5. Row 0: -(3 - 2) / (3 - 1); row 1 (misclassified): -(2 - 3) / (3 - 1).
+    np.testing.assert_allclose(scores.dlr(z, y).numpy(), [-0.5, 0.5], rtol=1e-6)
+    t = tf.one_hot([1, 3], 4)
+    # -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2): row 0 -(3 - 1) / 2.25, row 1 -(2 - 0.5) / 2.25.
+    np.testing.assert_allclose(scores.targeted_dlr(z, y, t).numpy(), [-2 / 2.25, -1.5 / 2.25], rtol=1e-6)
+    np.testing.assert_allclose(scores.margin(z, y).numpy(), [1.0, -1.0])
+
+
+def test_scores_read_probabilities_as_logits():
+    """log p is the logits shifted per sample, which DLR, margin and cross-entropy ignore."""
+    z = tf.constant([[3.0, 1.0, 2.0, 0.5], [-1.0, 4.0, 0.0, 2.0]])
+    y = tf.one_hot([0, 2], 4)
+    p = tf.constant(tf.nn.softmax(z).numpy())  # a plain tensor: no Keras logits attached
+    for fn in (scores.dlr, scores.margin, scores.cross_entropy):
+        np.testing.assert_allclose(fn(scores.output_logits(p, False), y).numpy(), fn(z, y).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_ranked_targets_are_the_runner_ups_in_order():
+    z = tf.constant([[0.0, 5.0, 3.0, 4.0, 1.0]])
+    y = tf.one_hot([1], 5)
+    picks = [int(tf.argmax(scores.ranked_target(z, y, r), -1)[0]) for r in (1, 2, 3, 4)]
+    assert picks == [3, 2, 4, 0]
+
+
+# ---------------------------------------------------------------------------------------- contract
+@pytest.mark.parametrize("norm", ["inf", "2"])
+@pytest.mark.parametrize("kind", ["ce", "dlr", "apgd-t"])
+def test_stays_in_ball_and_range_and_reports_success_truthfully(digits, trained, norm, kind):
+    x, y = digits[0][1400:1440], digits[1][1400:1440]
+    options = dict(loss="dlr", targeted=True, n_target_classes=2) if kind == "apgd-t" else dict(loss=kind)
+    attack = APGD(trained, EPS[norm], norm, 6, clip_min=0.0, clip_max=1.0, seed=0, **options)
+    x_adv, stats = attack(x, y, return_stats=True)
+    size = geometry.norm_of(tf.constant(x_adv.numpy() - x), norm).numpy()
+    assert np.all(size <= EPS[norm] * (1 + 1e-5)) and x_adv.numpy().min() >= 0.0 and x_adv.numpy().max() <= 1.0
+    # A sample reported fooled is fooled by the returned point.
+    np.testing.assert_array_equal(stats["success"], stats["prediction"] != y)
+    assert stats["success"].any() and not stats["success"].all()
+
+
+def test_results_do_not_depend_on_the_batch(digits, trained):
+    x, y = digits[0][1400:1440], digits[1][1400:1440]
+    attack = APGD(trained, 0.1, "inf", 5, clip_min=0.0, clip_max=1.0, seed=3)
+    whole, stats = attack(x, y, sample_ids=np.arange(40), return_stats=True)
+    parts = [attack(x[i : i + 20], y[i : i + 20], sample_ids=np.arange(i, i + 20), return_stats=True) for i in (0, 20)]
+    np.testing.assert_allclose(np.concatenate([p[0].numpy() for p in parts]), whole.numpy(), atol=1e-6)
+    np.testing.assert_array_equal(np.concatenate([p[1]["success"] for p in parts]), stats["success"])
+
+
+def test_apgd_ce_is_at_least_as_strong_as_pgd_at_equal_gradient_passes(digits, trained):
+    """20 gradient passes each: PGD-20 (counting any fooling iterate) and APGD-CE with 19 steps + start."""
+    x, y = digits[0][1400:1600], digits[1][1400:1600]
+    pgd = PGD(trained, 0.1, "inf", steps=20, clip_min=0.0, clip_max=1.0, seed=0, select="first_success")
+    apgd = APGD(trained, 0.1, "inf", 19, clip_min=0.0, clip_max=1.0, seed=0)
+    pgd_accuracy = robust_accuracy(trained, pgd, x, y, batch_size=200)
+    apgd_accuracy = robust_accuracy(trained, apgd, x, y, batch_size=200)
+    assert apgd_accuracy <= pgd_accuracy
+    assert apgd_accuracy < 0.9  # the attack does something on this non-robust model
+
+
+def test_restarts_use_fresh_random_starts(digits, trained):
+    x, y = digits[0][1400:1420], digits[1][1400:1420]
+    attack = APGD(trained, 0.1, "inf", 2, clip_min=0.0, clip_max=1.0, seed=0)
+    first = attack._start(tf.constant(x), tf.range(20, dtype=tf.int64), tf.constant(0, tf.int64)).numpy()
+    again = attack._start(tf.constant(x), tf.range(20, dtype=tf.int64), tf.constant(0, tf.int64)).numpy()
+    other = attack._start(tf.constant(x), tf.range(20, dtype=tf.int64), tf.constant(128, tf.int64)).numpy()
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other)
+    # The start lies on the boundary of the ball before clipping: at least one pixel moved by eps.
+    unclipped = (x > 0.1) & (x < 0.9)
+    assert np.all(np.max(np.abs(first - x) * unclipped, axis=(1, 2, 3)) > 0.1 - 1e-6)
+    robust_mask(trained, attack, x, y, restarts=2)  # runs with restart keys 0 and 1
+
+
+# ------------------------------------------------------------------------------------------ errors
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(loss="hinge"), "loss must be 'ce' or 'dlr'"),
+        (dict(steps=0), "steps must be an integer >= 1"),
+        (dict(rho=1.5), "rho must be a number in"),
+        (dict(eot_iter=0), "eot_iter must be an integer >= 1"),
+        (dict(eps=-1.0), "eps must be"),
+        (dict(loss="dlr", targeted=True, n_target_classes=10), "n_target_classes = 10"),
+    ],
+)
+def test_bad_arguments_fail_before_compute(kwargs, message):
+    model = small_cnn()
+    options = dict(eps=0.1, norm="inf", steps=5) | kwargs
+    with pytest.raises(ValueError, match=message):
+        APGD(model, **options)
+
+
+def test_dlr_refuses_models_with_too_few_classes():
+    with pytest.raises(ValueError, match="at least 3 classes"):
+        APGD(small_cnn(classes=2), 0.1, loss="dlr")
+    with pytest.raises(ValueError, match="at least 4 classes"):
+        APGD(small_cnn(classes=3), 0.1, loss="dlr", targeted=True, n_target_classes=2)
+    APGD(small_cnn(classes=2), 0.1, loss="ce")  # cross-entropy works with two classes
