@@ -7,39 +7,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from sklearn.datasets import load_digits
 
 from tfadv import geometry
 from tfadv.attacks import APGD, PGD, scores
 from tfadv.attacks.apgd import checkpoint_lengths, checkpoints, halve_step
-from tfadv.evaluation import robust_accuracy, robust_mask
+from tfadv.evaluation import robust_accuracy
+
+from autoattack_support import held_out, small_cnn, trained_cnn
 
 EPS = {"inf": 0.1, "2": 1.0}
-
-
-def small_cnn(classes: int = 10, softmax: bool = False, seed: int = 0) -> keras.Model:
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((8, 8, 1))
-    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
-    h = keras.layers.Flatten()(h)
-    h = keras.layers.Dense(32, activation="relu")(h)
-    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax" if softmax else None)(h))
-
-
-@pytest.fixture(scope="module")
-def digits():
-    data = load_digits()
-    return (data.images / 16.0).astype("float32")[..., None], data.target.astype("int64")
-
-
-@pytest.fixture(scope="module")
-def trained(digits):
-    """A small softmax CNN trained to ~95% on digits (a few seconds)."""
-    x, y = digits
-    model = small_cnn(softmax=True)
-    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-    model.fit(x[:1400], y[:1400], epochs=10, batch_size=64, verbose=0)
-    return model
 
 
 # ------------------------------------------------------------------------------------- the schedule
@@ -87,6 +63,28 @@ def test_constant_loss_halves_the_step_at_every_checkpoint():
     np.testing.assert_allclose(state["step"].numpy(), 2 * 0.1 / 2**8, rtol=1e-6)
 
 
+def test_one_iteration_is_the_momentum_step_of_algorithm_1():
+    """x_k+1 = P(x_k + a (z - x_k) + (1 - a)(x_k - x_k-1)), z = P(x_k + eta sign(g)), a = 0.75 after step 0."""
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    attack = APGD(model, 0.3, "inf", 100, from_logits=True, seed=0)
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.normal(size=(4, 6)), tf.float32)
+    y_onehot = tf.one_hot([0, 1, 2, 0], 3)
+    state = attack._begin(x, y_onehot, None, tf.range(4, dtype=tf.int64), tf.constant(0, tf.int64))
+    x_k = x + tf.constant(rng.uniform(-0.3, 0.3, (4, 6)), tf.float32)
+    x_prev = x + tf.constant(rng.uniform(-0.3, 0.3, (4, 6)), tf.float32)
+    grad = tf.constant(rng.normal(size=(4, 6)), tf.float32)
+    state.update(x_adv=x_k, x_prev=x_prev, grad=grad, step=tf.fill([4], 0.2))
+    after = attack._iteration(tf.constant(1), x, y_onehot, None, state)
+    project = lambda v: x.numpy() + np.clip(v - x.numpy(), -0.3, 0.3)  # noqa: E731
+    z = project(x_k.numpy() + 0.2 * np.sign(grad.numpy()))
+    expected = project(x_k.numpy() + 0.75 * (z - x_k.numpy()) + 0.25 * (x_k.numpy() - x_prev.numpy()))
+    np.testing.assert_allclose(after["x_adv"].numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(after["x_prev"].numpy(), x_k.numpy())
+
+
 # --------------------------------------------------------------------------------------------- DLR
 def test_dlr_and_targeted_dlr_on_hand_computed_logits():
     z = tf.constant([[3.0, 1.0, 2.0, 0.5], [3.0, 1.0, 2.0, 0.5]])
@@ -116,10 +114,10 @@ def test_ranked_targets_are_the_runner_ups_in_order():
 
 
 # ---------------------------------------------------------------------------------------- contract
-@pytest.mark.parametrize("norm", ["inf", "2"])
-@pytest.mark.parametrize("kind", ["ce", "dlr", "apgd-t"])
-def test_stays_in_ball_and_range_and_reports_success_truthfully(digits, trained, norm, kind):
-    x, y = digits[0][1400:1440], digits[1][1400:1440]
+@pytest.mark.parametrize("norm,kind", [("inf", "ce"), ("2", "dlr"), ("inf", "apgd-t")])
+def test_stays_in_ball_and_range_and_reports_success_truthfully(norm, kind):
+    trained = trained_cnn()
+    x, y = held_out(40)
     options = dict(loss="dlr", targeted=True, n_target_classes=2) if kind == "apgd-t" else dict(loss=kind)
     attack = APGD(trained, EPS[norm], norm, 6, clip_min=0.0, clip_max=1.0, seed=0, **options)
     x_adv, stats = attack(x, y, return_stats=True)
@@ -130,18 +128,21 @@ def test_stays_in_ball_and_range_and_reports_success_truthfully(digits, trained,
     assert stats["success"].any() and not stats["success"].all()
 
 
-def test_results_do_not_depend_on_the_batch(digits, trained):
-    x, y = digits[0][1400:1440], digits[1][1400:1440]
+def test_results_do_not_depend_on_the_batch():
+    """Sample by sample, in batches of 64 or of 32 (multiples of 16: see tfadv.evaluation.compaction)."""
+    trained = trained_cnn()
+    x, y = held_out(64)
     attack = APGD(trained, 0.1, "inf", 5, clip_min=0.0, clip_max=1.0, seed=3)
-    whole, stats = attack(x, y, sample_ids=np.arange(40), return_stats=True)
-    parts = [attack(x[i : i + 20], y[i : i + 20], sample_ids=np.arange(i, i + 20), return_stats=True) for i in (0, 20)]
-    np.testing.assert_allclose(np.concatenate([p[0].numpy() for p in parts]), whole.numpy(), atol=1e-6)
+    whole, stats = attack(x, y, sample_ids=np.arange(64), return_stats=True)
+    parts = [attack(x[i : i + 32], y[i : i + 32], sample_ids=np.arange(i, i + 32), return_stats=True) for i in (0, 32)]
+    np.testing.assert_array_equal(np.concatenate([p[0].numpy() for p in parts]), whole.numpy())
     np.testing.assert_array_equal(np.concatenate([p[1]["success"] for p in parts]), stats["success"])
 
 
-def test_apgd_ce_is_at_least_as_strong_as_pgd_at_equal_gradient_passes(digits, trained):
+def test_apgd_ce_is_at_least_as_strong_as_pgd_at_equal_gradient_passes():
     """20 gradient passes each: PGD-20 (counting any fooling iterate) and APGD-CE with 19 steps + start."""
-    x, y = digits[0][1400:1600], digits[1][1400:1600]
+    trained = trained_cnn()
+    x, y = held_out(200)
     pgd = PGD(trained, 0.1, "inf", steps=20, clip_min=0.0, clip_max=1.0, seed=0, select="first_success")
     apgd = APGD(trained, 0.1, "inf", 19, clip_min=0.0, clip_max=1.0, seed=0)
     pgd_accuracy = robust_accuracy(trained, pgd, x, y, batch_size=200)
@@ -150,18 +151,17 @@ def test_apgd_ce_is_at_least_as_strong_as_pgd_at_equal_gradient_passes(digits, t
     assert apgd_accuracy < 0.9  # the attack does something on this non-robust model
 
 
-def test_restarts_use_fresh_random_starts(digits, trained):
-    x, y = digits[0][1400:1420], digits[1][1400:1420]
-    attack = APGD(trained, 0.1, "inf", 2, clip_min=0.0, clip_max=1.0, seed=0)
+def test_restarts_use_fresh_random_starts():
+    trained = trained_cnn()
+    x, y = held_out(20)
+    attack = APGD(trained, 0.1, "inf", 2, seed=0)  # no clipping: the start itself is visible
     first = attack._start(tf.constant(x), tf.range(20, dtype=tf.int64), tf.constant(0, tf.int64)).numpy()
     again = attack._start(tf.constant(x), tf.range(20, dtype=tf.int64), tf.constant(0, tf.int64)).numpy()
     other = attack._start(tf.constant(x), tf.range(20, dtype=tf.int64), tf.constant(128, tf.int64)).numpy()
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first, other)
-    # The start lies on the boundary of the ball before clipping: at least one pixel moved by eps.
-    unclipped = (x > 0.1) & (x < 0.9)
-    assert np.all(np.max(np.abs(first - x) * unclipped, axis=(1, 2, 3)) > 0.1 - 1e-6)
-    robust_mask(trained, attack, x, y, restarts=2)  # runs with restart keys 0 and 1
+    # The start lies on the boundary of the L-inf ball (t / max|t|), not inside it.
+    np.testing.assert_allclose(np.max(np.abs(first - x), axis=(1, 2, 3)), 0.1, rtol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------ errors
