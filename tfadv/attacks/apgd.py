@@ -21,14 +21,13 @@ targeted loss, and a sample counts as fooled when it is misclassified as any cla
 """
 from __future__ import annotations
 
-import numbers
 from typing import Any, Literal
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv import geometry, precision
+from tfadv import geometry, model_outputs, precision, validation
 from tfadv.attacks import scores
 from tfadv.attacks.base import Attack
 
@@ -93,20 +92,24 @@ class APGD(Attack):
         clip_max: float | None = None,
         seed: int | None = None,
         jit_compile: bool = False,
+        output_index: model_outputs.OutputIndex = None,
+        check_output_kind: bool = True,
     ):
         # The labels given to APGD-T are true labels and success means misclassification: to the base
         # class (and to robust_accuracy) it is an untargeted attack.
+        targeted = validation.flag("APGD", "targeted", targeted)
         super().__init__(model, eps=eps, norm=norm, from_logits=from_logits, clip_min=clip_min,
-                         clip_max=clip_max, targeted=False, seed=seed, jit_compile=jit_compile)
-        self.steps = _positive_int("APGD", "steps", steps)
-        self.eot_iter = _positive_int("APGD", "eot_iter", eot_iter)
+                         clip_max=clip_max, targeted=False, seed=seed, jit_compile=jit_compile,
+                         output_index=output_index, check_output_kind=check_output_kind)
+        self.steps = validation.integer("APGD", "steps", steps, minimum=1)
+        self.eot_iter = validation.integer("APGD", "eot_iter", eot_iter, minimum=1)
         if loss not in ("ce", "dlr"):
             raise ValueError(f"APGD: loss must be 'ce' or 'dlr', got {loss!r}")
-        if not isinstance(rho, numbers.Real) or not 0.0 < float(rho) <= 1.0:
+        self.rho = validation.real("APGD", "rho", rho, positive=True)
+        if self.rho > 1.0:
             raise ValueError(f"APGD: rho must be a number in (0, 1], got {rho!r}")
         self.loss = loss
-        self.rho = float(rho)
-        self.target_classes = _positive_int("APGD", "n_target_classes", n_target_classes) if targeted else 0
+        self.target_classes = validation.integer("APGD", "n_target_classes", n_target_classes, minimum=1) if targeted else 0
         if self.target_classes >= _STREAMS:
             raise ValueError(f"APGD: n_target_classes must be < {_STREAMS}, got {n_target_classes}")
         self.training = False  # evaluation attack: the model runs in inference mode
@@ -118,9 +121,8 @@ class APGD(Attack):
         is_check[np.cumsum(lengths) - 1] = True
         gap[np.cumsum(lengths) - 1] = lengths
         self._is_check, self._gap = tf.constant(is_check), tf.constant(gap)
-        outputs = getattr(model, "outputs", None)
-        if outputs and outputs[0].shape[-1] is not None:
-            self._check_classes(int(outputs[0].shape[-1]))
+        if scores.model_classes(model) is not None:
+            self._check_classes(scores.model_classes(model))
 
     @property
     def name(self) -> str:
@@ -134,11 +136,7 @@ class APGD(Attack):
             scores.DLR_MIN_CLASSES if self.loss == "dlr" else 2)
         if classes < need:
             raise ValueError(f"APGD ({self.name}): the loss needs at least {need} classes, the model has {classes}")
-        if self.target_classes > classes - 1:
-            raise ValueError(
-                f"APGD ({self.name}): n_target_classes = {self.target_classes} but the model has only "
-                f"{classes - 1} wrong classes to target"
-            )
+        scores.check_target_count(f"APGD ({self.name})", self.target_classes, classes)
 
     def _validated(self, x: Any, y: Any) -> tuple[tf.Tensor, tf.Tensor]:
         x, y_onehot = super()._validated(x, y)
@@ -163,7 +161,7 @@ class APGD(Attack):
         for _ in range(self.eot_iter):
             with tf.GradientTape() as tape:
                 tape.watch(x_adv)
-                y_pred = self.model(x_adv, training=False)
+                y_pred = self.forward(x_adv)
                 loss = self._objective(scores.output_logits(y_pred, self.from_logits), y_onehot, t_onehot)
                 total = tf.reduce_sum(loss)
             grad = tape.gradient(total, x_adv, unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -246,7 +244,7 @@ class APGD(Attack):
         """The target of rank `rank` from the clean output, or None for the untargeted attack."""
         if not self.target_classes:
             return None
-        z_clean = scores.output_logits(self.model(x, training=False), self.from_logits)
+        z_clean = scores.output_logits(self.forward(x), self.from_logits)
         return scores.ranked_target(z_clean, y_onehot, rank)
 
     # ------------------------------------------------- segments (tfadv.evaluation.compaction drives them)
@@ -291,7 +289,7 @@ class APGD(Attack):
                 fooled = fooled | run["fooled"]
         if not with_stats:
             return x_out
-        prediction = tf.argmax(self.model(x_out, training=False), axis=-1)
+        prediction = tf.argmax(self.forward(x_out), axis=-1)
         delta = x_out - x
         return x_out, {
             "success": fooled,
@@ -301,9 +299,3 @@ class APGD(Attack):
             "perturbation_l2": geometry.l2_norm(delta),
             "perturbation_linf": geometry.linf_norm(delta),
         }
-
-
-def _positive_int(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{owner}: {name} must be an integer >= 1, got {value!r}")
-    return int(value)

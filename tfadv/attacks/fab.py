@@ -17,14 +17,13 @@ distance eps / 2 (as the reference code, fra31/auto-attack fab_base.py).
 """
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv import geometry
+from tfadv import geometry, model_outputs, validation
 from tfadv.attacks import scores
 from tfadv.attacks.base import Attack
 
@@ -85,30 +84,32 @@ class FAB(Attack):
         clip_max: float | None = None,
         seed: int | None = None,
         jit_compile: bool = False,
+        output_index: model_outputs.OutputIndex = None,
+        check_output_kind: bool = True,
     ):
+        targeted = validation.flag("FAB", "targeted", targeted)
         super().__init__(model, eps=eps, norm=norm, from_logits=from_logits, clip_min=clip_min,
-                         clip_max=clip_max, targeted=False, seed=seed, jit_compile=jit_compile)
-        for name, value in (("steps", steps), ("n_target_classes", n_target_classes)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"FAB: {name} must be an integer >= 1, got {value!r}")
-        for name, value, low, high in (("alpha_max", alpha_max, 0.0, 1.0), ("eta", eta, 1.0, np.inf),
-                                       ("beta", beta, 0.0, 1.0)):
-            if not isinstance(value, numbers.Real) or not low <= float(value) <= high:
-                raise ValueError(f"FAB: {name} must be a number in [{low}, {high}], got {value!r}")
+                         clip_max=clip_max, targeted=False, seed=seed, jit_compile=jit_compile,
+                         output_index=output_index, check_output_kind=check_output_kind)
+        self.steps = validation.integer("FAB", "steps", steps, minimum=1)
+        n_target_classes = validation.integer("FAB", "n_target_classes", n_target_classes, minimum=1)
         if targeted and n_target_classes >= _STREAMS:
             raise ValueError(f"FAB: n_target_classes must be < {_STREAMS}, got {n_target_classes}")
-        self.steps = int(steps)
-        self.target_classes = int(n_target_classes) if targeted else 0
-        self.alpha_max, self.eta, self.beta = float(alpha_max), float(eta), float(beta)
+        self.target_classes = n_target_classes if targeted else 0
+        self.alpha_max = validation.real("FAB", "alpha_max", alpha_max, minimum=0.0)
+        self.eta = validation.real("FAB", "eta", eta, minimum=1.0)
+        self.beta = validation.real("FAB", "beta", beta, minimum=0.0)
+        for name, value in (("alpha_max", self.alpha_max), ("beta", self.beta)):
+            if value > 1.0:
+                raise ValueError(f"FAB: {name} must be a number in [0, 1], got {value!r}")
         self.training = False
         self.rand_init = False
         self.name = "fab-t" if targeted else "fab"
+        scores.check_target_count("FAB", self.target_classes, scores.model_classes(model))
 
     def _validated(self, x: Any, y: Any) -> tuple[tf.Tensor, tf.Tensor]:
         x, y_onehot = super()._validated(x, y)
-        if self.target_classes > y_onehot.shape[-1] - 1:
-            raise ValueError(f"FAB: n_target_classes = {self.target_classes} but the model has only "
-                             f"{y_onehot.shape[-1] - 1} wrong classes")
+        scores.check_target_count("FAB", self.target_classes, int(y_onehot.shape[-1]))
         return x, y_onehot
 
     # ------------------------------------------------------------------------------------ numerics
@@ -118,13 +119,13 @@ class FAB(Attack):
         if t_onehot is not None:
             with tf.GradientTape() as tape:
                 tape.watch(x1)
-                z = scores.output_logits(self.model(x1, training=False), self.from_logits)
+                z = scores.output_logits(self.forward(x1), self.from_logits)
                 f = tf.reduce_sum(z * (t_onehot - y_onehot), axis=-1)
                 total = tf.reduce_sum(f)  # summed: each sample's gradient is its own
             return f, tape.gradient(total, x1, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         with tf.GradientTape() as tape:
             tape.watch(x1)
-            z = scores.output_logits(self.model(x1, training=False), self.from_logits)
+            z = scores.output_logits(self.forward(x1), self.from_logits)
             z_true = tf.reduce_sum(z * y_onehot, axis=-1, keepdims=True)
         jac = tape.batch_jacobian(z, x1, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         jac = tf.reshape(jac, [tf.shape(x1)[0], tf.shape(z)[1], -1])
@@ -185,7 +186,7 @@ class FAB(Attack):
         state = {"x": x, "y": y_onehot, "x1": self._start(x, sample_ids, tf.cast(restart, tf.int64)),
                  "best": tf.fill([n], tf.constant(np.inf, tf.float32)), "x_best": x}
         if self.target_classes:
-            z_clean = scores.output_logits(self.model(x, training=False), self.from_logits)
+            z_clean = scores.output_logits(self.forward(x), self.from_logits)
             state["t"] = scores.ranked_target(z_clean, y_onehot, stage)
         return state
 
@@ -196,7 +197,7 @@ class FAB(Attack):
         def body(i, s):
             f, grad = self._boundary(s["x1"], y_onehot, t_onehot)
             x1 = self._step(x, s["x1"], f, grad)
-            adversarial = scores.misclassified(self.model(x1, training=False), y_onehot)
+            adversarial = scores.misclassified(self.forward(x1), y_onehot)
             distance = geometry.norm_of(x1 - x, self.norm)
             closer = adversarial & (distance < s["best"])
             back = x + self.beta * (x1 - x)
@@ -230,4 +231,4 @@ class FAB(Attack):
         if not with_stats:
             return x_out
         return x_out, {"success": success, "distance": best,
-                       "prediction": tf.argmax(self.model(x_out, training=False), axis=-1)}
+                       "prediction": tf.argmax(self.forward(x_out), axis=-1)}

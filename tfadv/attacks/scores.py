@@ -75,6 +75,22 @@ def ranked_target(z: tf.Tensor, y_onehot: tf.Tensor, rank: int | tf.Tensor) -> t
     return tf.one_hot(target, tf.shape(z)[-1], dtype=tf.float32)
 
 
+def model_classes(model) -> int | None:
+    """The class count of a single-output model whose output shape is known before any call, else None."""
+    from tfadv import model_outputs
+
+    outputs = model_outputs.known_outputs(model)
+    if outputs is None or len(outputs) != 1 or outputs[0].shape[-1] is None:
+        return None
+    return int(outputs[0].shape[-1])
+
+
+def check_target_count(owner: str, targets: int, classes: int | None) -> None:
+    """A targeted run per target rank needs that many wrong classes."""
+    if classes is not None and targets > classes - 1:
+        raise ValueError(f"{owner}: n_target_classes = {targets} but the model has only {classes - 1} wrong classes")
+
+
 def misclassified(y_pred: tf.Tensor, y_onehot: tf.Tensor) -> tf.Tensor:
     """argmax(output) != y: the one success test every attack and the cascade share."""
     return tf.not_equal(tf.argmax(y_pred, axis=-1), tf.argmax(y_onehot, axis=-1))

@@ -15,14 +15,13 @@ leaving as soon as every sample of the batch is fooled.
 """
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv import geometry
+from tfadv import geometry, model_outputs, validation
 from tfadv.attacks import draws, scores
 from tfadv.attacks.base import Attack
 
@@ -117,26 +116,28 @@ class Square(Attack):
         clip_max: float | None = None,
         seed: int | None = None,
         jit_compile: bool = False,
+        output_index: model_outputs.OutputIndex = None,
+        check_output_kind: bool = True,
     ):
+        targeted = validation.flag("Square", "targeted", targeted)
         super().__init__(model, eps=eps, norm=norm, from_logits=from_logits, clip_min=clip_min,
-                         clip_max=clip_max, targeted=False, seed=seed, jit_compile=jit_compile)
-        if isinstance(queries, bool) or not isinstance(queries, numbers.Integral) or queries < 1:
-            raise ValueError(f"Square: queries must be an integer >= 1, got {queries!r}")
-        if not isinstance(p_init, numbers.Real) or not 0.0 < float(p_init) <= 1.0:
+                         clip_max=clip_max, targeted=False, seed=seed, jit_compile=jit_compile,
+                         output_index=output_index, check_output_kind=check_output_kind)
+        self.queries = validation.integer("Square", "queries", queries, minimum=1)
+        self.p_init = validation.real("Square", "p_init", p_init, positive=True)
+        if self.p_init > 1.0:
             raise ValueError(f"Square: p_init must be a number in (0, 1], got {p_init!r}")
-        if targeted and (isinstance(n_target_classes, bool) or not isinstance(n_target_classes, numbers.Integral)
-                         or not 1 <= n_target_classes < _STREAMS):
-            raise ValueError(f"Square: n_target_classes must be an integer in [1, {_STREAMS}), got {n_target_classes!r}")
-        self.queries = int(queries)
-        self.p_init = float(p_init)
-        self.rescale_schedule = bool(rescale_schedule)
-        self.target_classes = int(n_target_classes) if targeted else 0
+        self.rescale_schedule = validation.flag("Square", "rescale_schedule", rescale_schedule)
+        self.target_classes = validation.integer("Square", "n_target_classes", n_target_classes, minimum=1) if targeted else 0
+        if self.target_classes >= _STREAMS:
+            raise ValueError(f"Square: n_target_classes must be < {_STREAMS}, got {n_target_classes!r}")
         self.training = False
         self.rand_init = True
         self.name = "square-t" if targeted else "square"
         inputs = getattr(model, "inputs", None)
         if inputs and len(inputs) == 1:
             self._check_image_shape(tuple(inputs[0].shape))
+        scores.check_target_count("Square", self.target_classes, scores.model_classes(model))
 
     def _check_image_shape(self, shape: tuple) -> None:
         if len(shape) != 4 or None in shape[1:]:
@@ -147,15 +148,13 @@ class Square(Attack):
     def _validated(self, x: Any, y: Any) -> tuple[tf.Tensor, tf.Tensor]:
         x, y_onehot = super()._validated(x, y)
         self._check_image_shape(tuple(x.shape))
-        if self.target_classes > y_onehot.shape[-1] - 1:
-            raise ValueError(f"Square: n_target_classes = {self.target_classes} but the model has only "
-                             f"{y_onehot.shape[-1] - 1} wrong classes")
+        scores.check_target_count("Square", self.target_classes, int(y_onehot.shape[-1]))
         return x, y_onehot
 
     # ------------------------------------------------------------------------------------ numerics
     def _score(self, x_query, y_onehot, t_onehot):
         """One query: the loss to lower (the margin, or the targeted margin) and misclassification."""
-        y_pred = self.model(x_query, training=False)
+        y_pred = self.forward(x_query)
         z = scores.output_logits(y_pred, self.from_logits)
         loss = scores.margin(z, y_onehot) if t_onehot is None else -scores.margin(z, t_onehot)
         return loss, scores.misclassified(y_pred, y_onehot)
@@ -235,7 +234,7 @@ class Square(Attack):
         keys = draws.sample_keys(seed, sample_ids, tf.cast(restart, tf.int64) * _STREAMS + tf.cast(stage, tf.int64))
         t_onehot = None
         if self.target_classes:
-            z_clean = scores.output_logits(self.model(x, training=False), self.from_logits)
+            z_clean = scores.output_logits(self.forward(x), self.from_logits)
             t_onehot = scores.ranked_target(z_clean, y_onehot, stage)
         x_best = self._init_linf(x, keys) if self.norm == "inf" else self._init_l2(x, keys)
         loss, fooled = self._score(x_best, y_onehot, t_onehot)
@@ -291,4 +290,4 @@ class Square(Attack):
         if not with_stats:
             return x_out
         return x_out, {"success": fooled, "queries": used, "loss": first_loss,
-                       "prediction": tf.argmax(self.model(x_out, training=False), axis=-1)}
+                       "prediction": tf.argmax(self.forward(x_out), axis=-1)}

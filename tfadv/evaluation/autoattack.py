@@ -26,7 +26,7 @@ import tensorflow as tf
 from tfadv import geometry
 from tfadv.attacks import APGD, FAB, Attack, Square
 from tfadv.evaluation import checks, compaction
-from tfadv.evaluation.robust import predict_labels
+from tfadv.evaluation.clean import predict_labels
 from tfadv.evaluation.state import CascadeState
 
 VERSIONS = {
@@ -74,9 +74,11 @@ class AutoAttackResult:
 
 def build_attack(name: str, model: keras.Model, *, eps: float, norm: str, from_logits: bool,
                  clip_min: float | None, clip_max: float | None, seed: int | None, steps: int = 100,
-                 queries: int = 5000, n_target_classes: int = 9, eot_iter: int = 1) -> Attack:
+                 queries: int = 5000, n_target_classes: int = 9, eot_iter: int = 1,
+                 output_index: Any = None) -> Attack:
     """One AutoAttack component by its reference name, with the reference's settings."""
-    common = dict(from_logits=from_logits, clip_min=clip_min, clip_max=clip_max, seed=seed)
+    common = dict(from_logits=from_logits, clip_min=clip_min, clip_max=clip_max, seed=seed,
+                  output_index=output_index)
     if name in ("apgd-ce", "apgd-dlr"):
         return APGD(model, eps, norm, steps, loss=name[5:], eot_iter=eot_iter, **common)
     if name == "apgd-t":
@@ -129,15 +131,16 @@ def _check_matches(attack: Attack, model: keras.Model, settings: dict[str, Any])
         raise ValueError(f"auto_attack: attack {name} was built for a different model")
     if attack.targeted or getattr(attack, "training", False):
         raise ValueError(f"auto_attack: attack {name} must be untargeted (true labels) and in inference mode")
-    for key in ("eps", "norm", "from_logits", "clip_min", "clip_max"):
+    for key in ("eps", "norm", "from_logits", "clip_min", "clip_max", "output_index"):
         mine = geometry.canonical_norm(settings[key]) if key == "norm" else settings[key]
         if getattr(attack, key) != mine:
             raise ValueError(f"auto_attack: attack {name} has {key} = {getattr(attack, key)!r}, the evaluation {mine!r}")
 
 
-def _confirmed(model, x, x_adv, labels, eps, norm, clip_min, clip_max, batch_size) -> np.ndarray:
+def _confirmed(model, x, x_adv, labels, config, batch_size) -> np.ndarray:
     """Per sample: x_adv is misclassified, within eps of x and inside the input range."""
-    pred = predict_labels(model, x_adv, batch_size)
+    eps, norm, clip_min, clip_max = (config[k] for k in ("eps", "norm", "clip_min", "clip_max"))
+    pred = predict_labels(model, x_adv, batch_size, config["output_index"])
     size = geometry.norm_of(tf.constant(x_adv - x), norm).numpy()
     ok = (pred != labels) & (size <= eps * (1.0 + BALL_TOLERANCE) + 1e-7)
     if clip_min is not None:
@@ -167,13 +170,15 @@ def auto_attack(
     queries: int = 5000,
     n_target_classes: int = 9,
     compact: bool = True,
+    output_index: Any = None,
 ) -> AutoAttackResult:
     """Robust accuracy under the AutoAttack cascade. `steps`, `queries` and `n_target_classes` set the budget
     of attacks given by name (the reference's: 100, 5,000, 9); smaller ones make a cheaper, weaker demo.
     `compact=False` runs every attack whole on every batch (same result, slower: for checking)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"auto_attack: batch_size must be an integer >= 1, got {batch_size!r}")
-    settings = dict(eps=eps, norm=norm, from_logits=from_logits, clip_min=clip_min, clip_max=clip_max, seed=seed)
+    settings = dict(eps=eps, norm=norm, from_logits=from_logits, clip_min=clip_min, clip_max=clip_max, seed=seed,
+                    output_index=output_index)
     cascade = _resolve_attacks(model, version, attacks, settings,
                                dict(steps=steps, queries=queries, n_target_classes=n_target_classes))
     x_tf, y_tf = cascade[0]._validated(x, y)
@@ -181,13 +186,14 @@ def auto_attack(
     labels = np.argmax(y_onehot, axis=-1)
     eps, norm = cascade[0].eps, cascade[0].norm
     config = {"version": version, "eps": eps, "norm": norm, "from_logits": bool(from_logits),
-              "clip_min": clip_min, "clip_max": clip_max, "seed": seed,
+              "clip_min": cascade[0].clip_min, "clip_max": cascade[0].clip_max, "seed": seed,
+              "output_index": output_index,
               "attacks": [_attack_fingerprint(a) for a in cascade]}
-    notes = checks.quick_checks(model, x[:batch_size], labels[:batch_size], cascade, from_logits=from_logits,
+    notes = checks.quick_checks(model, x[:batch_size], from_logits=from_logits, output_index=output_index,
                                 randomised_expected=version == "rand")
     state = CascadeState.open(state_path, config, model, x, labels, [_attack_name(a) for a in cascade])
     if not state.started:
-        state.start(predict_labels(model, x, batch_size) == labels)
+        state.start(predict_labels(model, x, batch_size, output_index) == labels)
     for stage, attack in enumerate(cascade):
         _run_stage(stage, attack, model, x, y_onehot, state, batch_size, compact, verbose, config)
     result = _result(state, x, config, notes)
@@ -212,8 +218,7 @@ def _run_stage(stage, attack, model, x, y_onehot, state, batch_size, compact, ve
         else:
             x_adv, stats = attack(x[ids], y_onehot[ids], sample_ids=ids, return_stats=True)
             x_adv, claimed = np.asarray(x_adv), np.asarray(stats["success"])
-        broken = _confirmed(model, x[ids], x_adv, labels[ids], config["eps"], config["norm"],
-                            config["clip_min"], config["clip_max"], batch_size)
+        broken = _confirmed(model, x[ids], x_adv, labels[ids], config, batch_size)
         state.record(stage, ids, broken, x_adv, unconfirmed=int(np.sum(claimed & ~broken)))
         state.save(force=False)
     state.finish_stage(stage, seconds=time.perf_counter() - started)

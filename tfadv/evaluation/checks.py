@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadv import model_outputs
 from tfadv.attacks import scores
 
 #: Output changes between identical passes above this (relative L2) mean a randomised model (reference: 1e-4).
@@ -63,8 +64,10 @@ class MaskingReport:
 
 
 # ------------------------------------------------------------------------------- cheap output checks
-def output_passes(model: keras.Model, x: np.ndarray, passes: int = 3) -> list[np.ndarray]:
-    return [np.asarray(model(x, training=False), np.float32) for _ in range(passes)]
+def output_passes(model: keras.Model, x: np.ndarray, passes: int = 3, output_index: Any = None) -> list[np.ndarray]:
+    """The class scores of `passes` identical inference-mode passes over x."""
+    return [np.asarray(model_outputs.select_output("check", model(x, training=False), output_index), np.float32)
+            for _ in range(passes)]
 
 
 def randomness_flag(outputs: Sequence[np.ndarray]) -> Flag:
@@ -124,13 +127,13 @@ def dynamic_flag(before: list[np.ndarray], after: list[np.ndarray]) -> Flag:
     )
 
 
-def quick_checks(model: keras.Model, x: np.ndarray, labels: np.ndarray, attacks: Sequence[Any], *,
-                 from_logits: bool, randomised_expected: bool) -> list[str]:
+def quick_checks(model: keras.Model, x: np.ndarray, *, from_logits: bool, output_index: Any = None,
+                 randomised_expected: bool) -> list[str]:
     """The checks auto_attack runs on one batch before its cascade; returns warnings (empty if fine)."""
     if len(x) == 0:
         return []
     before = _variables(model)
-    outputs = output_passes(model, x)
+    outputs = output_passes(model, x, output_index=output_index)
     flags = [dynamic_flag(before, _variables(model)), probability_flag(outputs[0], from_logits)]
     if not randomised_expected:
         flags.append(randomness_flag(outputs))
@@ -139,7 +142,7 @@ def quick_checks(model: keras.Model, x: np.ndarray, labels: np.ndarray, attacks:
 
 # ------------------------------------------------------------------------------------ gradients
 def gradient_flags(model: keras.Model, x: np.ndarray, labels: np.ndarray, from_logits: bool,
-                   batch_size: int) -> list[Flag]:
+                   batch_size: int, output_index: Any = None) -> list[Flag]:
     """Input gradients at the clean points of the correctly classified samples: exactly zero (per sample)
     or non-finite, for Keras' cross-entropy (what FGM/PGD see) and for the logit-space cross-entropy."""
     keras_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits, reduction="sum")
@@ -149,7 +152,7 @@ def gradient_flags(model: keras.Model, x: np.ndarray, labels: np.ndarray, from_l
         yb = tf.constant(labels[start : start + batch_size])
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(xb)
-            out = model(xb, training=False)
+            out = model_outputs.select_output("check", model(xb, training=False), output_index)
             loss_keras = keras_loss(yb, out)
             z = scores.output_logits(out, from_logits)
             loss_logit = tf.reduce_sum(scores.cross_entropy(z, tf.one_hot(yb, tf.shape(z)[-1])))

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfadv import tracing
+
 #: Smallest padded batch: a multiple of 16 (see the module docstring), large enough to bound tracing.
 MIN_BUCKET = 32
 #: Samples whose states are held at once: this many batches (bounds memory on large inputs).
@@ -83,7 +85,7 @@ class _Compiled:
                     tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.int64)]
             fn = lambda x, y, ids, batch, restart, stage: self.attack.segment_begin(  # noqa: E731
                 x, y, ids, restart, stage, batch_sizes=batch)
-            self.cache[key] = tf.function(fn, input_signature=spec, jit_compile=self.attack.jit_compile)
+            self.cache[key] = tracing.compile_once(fn, input_signature=spec, jit_compile=self.attack.jit_compile)
         return self.cache[key](x, y, ids, batch, tf.constant(restart, tf.int64), tf.constant(stage, tf.int64))
 
     def run(self, state: dict[str, tf.Tensor], start: int, stop: int, method: str = "segment_run"):
@@ -91,9 +93,9 @@ class _Compiled:
         if key not in self.cache:
             spec = {k: tf.TensorSpec(v.shape, v.dtype) for k, v in state.items()}
             fn = getattr(self.attack, method)
-            self.cache[key] = tf.function(fn, input_signature=[spec, tf.TensorSpec((), tf.int32),
-                                                                tf.TensorSpec((), tf.int32)],
-                                          jit_compile=self.attack.jit_compile)
+            self.cache[key] = tracing.compile_once(fn, input_signature=[spec, tf.TensorSpec((), tf.int32),
+                                                                      tf.TensorSpec((), tf.int32)],
+                                                   jit_compile=self.attack.jit_compile)
         return self.cache[key](state, tf.constant(start, tf.int32), tf.constant(stop, tf.int32))
 
 
@@ -167,13 +169,13 @@ def robust_mask_compacted(model: Any, attack: Any, x: Any, y: Any, *, batch_size
                           compact: bool = True) -> np.ndarray:
     """Per-sample bool, as tfadv.evaluation.robust_mask: correct clean and not fooled by any restart, with
     fooled samples leaving the batch after every segment (compact=False: each stage run whole)."""
-    from tfadv.evaluation.robust import predict_labels
+    from tfadv.evaluation.clean import predict_labels
 
     if restarts < 1:
         raise ValueError(f"restarts must be >= 1, got {restarts}")
     x_tf, y_tf = attack._validated(x, y)
     x, y_onehot = x_tf.numpy(), y_tf.numpy()
-    robust = predict_labels(model, x, batch_size) == np.argmax(y_onehot, axis=-1)
+    robust = predict_labels(model, x, batch_size, attack.output_index) == np.argmax(y_onehot, axis=-1)
     for restart in range(restarts):
         remaining = np.flatnonzero(robust)
         if not len(remaining):

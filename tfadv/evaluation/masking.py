@@ -10,7 +10,8 @@ import numpy as np
 from tfadv.attacks import APGD, Square
 from tfadv.evaluation import checks
 from tfadv.evaluation.checks import Flag, MaskingReport
-from tfadv.evaluation.robust import predict_labels, robust_mask
+from tfadv.evaluation.clean import predict_labels
+from tfadv.evaluation.robust import robust_mask
 
 #: Robust accuracy left at the large eps above this means the attack cannot reach the whole input space.
 LARGE_EPS_MAX_ACCURACY = 0.02
@@ -37,10 +38,11 @@ def check_gradient_masking(
     eps_factors: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0),
     large_eps: float | None = None,
     batch_size: int = 256,
+    output_index: Any = None,
 ) -> MaskingReport:
     """Run every check and return the report (flags in the order measured). APGD-CE with `steps` iterations
     is the reference attack; the convergence checks rerun it with 4x the steps and with `restarts` restarts."""
-    common = dict(from_logits=from_logits, clip_min=clip_min, clip_max=clip_max, seed=seed)
+    common = dict(from_logits=from_logits, clip_min=clip_min, clip_max=clip_max, seed=seed, output_index=output_index)
     base = APGD(model, eps, norm, steps, **common)
     x_tf, y_onehot = base._validated(x, y)
     x, labels = x_tf.numpy(), np.argmax(y_onehot.numpy(), axis=-1)
@@ -55,11 +57,11 @@ def check_gradient_masking(
     tolerance = max(TREND_TOLERANCE, 1.5 / max(n, 1))
 
     before = checks._variables(model)
-    outputs = checks.output_passes(model, x[:batch_size])
+    outputs = checks.output_passes(model, x[:batch_size], output_index=output_index)
     flags = [checks.randomness_flag(outputs), checks.dynamic_flag(before, checks._variables(model)),
              checks.probability_flag(outputs[0], from_logits), checks.classes_flag(classes)]
-    correct = predict_labels(model, x, batch_size) == labels
-    flags += checks.gradient_flags(model, x[correct], labels[correct], from_logits, batch_size)
+    correct = predict_labels(model, x, batch_size, output_index) == labels
+    flags += checks.gradient_flags(model, x[correct], labels[correct], from_logits, batch_size, output_index)
 
     def accuracy(attack, restarts=1) -> np.ndarray:
         return robust_mask(model, attack, x, labels, batch_size=batch_size, restarts=restarts)
