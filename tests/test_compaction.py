@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfadv.attacks import APGD, FAB, Square
+from tfadv.attacks import APGD, FAB, PGD, Square
 from tfadv.evaluation import robust_mask
-from tfadv.evaluation.compaction import bucket_sizes, pack, robust_mask_compacted, segment_bounds
+from tfadv.evaluation.compaction import bucket_sizes, pack, robust_mask_compacted, segment_bounds, supports_segments
 
 from autoattack_support import held_out, trained_cnn
 
@@ -26,18 +26,21 @@ ATTACKS = {
                              clip_max=1.0, seed=0),
     "square-l2": lambda m: Square(m, 1.0, "2", 40, clip_min=0.0, clip_max=1.0, seed=0),
     "fab-t": lambda m: FAB(m, 0.1, "inf", 8, targeted=True, n_target_classes=2, clip_min=0.0, clip_max=1.0, seed=0),
+    "pgd-linf-mean": lambda m: PGD(m, 0.1, "inf", steps=10, clip_min=0.0, clip_max=1.0, seed=0, select="first_success"),
+    "pgd-l2-sum": lambda m: PGD(m, 1.0, "2", steps=10, reduction="sum", clip_min=0.0, clip_max=1.0, seed=0,
+                                select="first_success"),
 }
 
 
-@pytest.mark.parametrize("name", [
-    "apgd-t", *(pytest.param(n, marks=pytest.mark.slow) for n in ("apgd-ce", "fab-t", "square-l2"))])
+@pytest.mark.parametrize("name", ["apgd-t", "pgd-linf-mean", *(
+    pytest.param(n, marks=pytest.mark.slow) for n in ("apgd-ce", "fab-t", "square-l2", "pgd-l2-sum"))])
 def test_same_per_sample_answers_as_the_plain_attack(name):
     """192 samples in batches of 64; two restarts, so the second runs on the first's survivors."""
     model = trained_cnn()
     x, y = held_out(192)
     attack = ATTACKS[name](model)
-    plain = robust_mask(model, attack, x, y, batch_size=64, restarts=2)
-    compacted = robust_mask_compacted(model, attack, x, y, batch_size=64, restarts=2)
+    plain = robust_mask(model, attack, x, y, batch_size=64, restarts=2, early_exit=False)
+    compacted = robust_mask(model, attack, x, y, batch_size=64, restarts=2)  # early exit by default
     np.testing.assert_array_equal(compacted, plain)
     clean = np.argmax(model.predict(x, verbose=0), -1) == y
     assert 0 < plain.sum() < clean.sum()  # the attack breaks some samples and not all
@@ -62,7 +65,7 @@ def test_fooled_samples_stop_costing():
     x, y = held_out(256)
     attack = APGD(counted, 0.2, "inf", 32, clip_min=0.0, clip_max=1.0, seed=0)  # eps 0.2: most samples fall
     before = int(counter.rows.numpy())
-    plain = robust_mask(counted, attack, x, y, batch_size=128)
+    plain = robust_mask(counted, attack, x, y, batch_size=128, early_exit=False)
     plain_rows = int(counter.rows.numpy()) - before
     before = int(counter.rows.numpy())
     compacted = robust_mask_compacted(counted, attack, x, y, batch_size=128)
@@ -70,3 +73,15 @@ def test_fooled_samples_stop_costing():
     np.testing.assert_array_equal(compacted, plain)
     assert plain.mean() < 0.2
     assert compacted_rows < 0.5 * plain_rows
+
+
+def test_attacks_judged_on_one_iterate_are_not_cut_short():
+    """PGD returning its last iterate (the default) counts a sample fooled only if that iterate fools it:
+    stopping at the first fooling iterate would change the answer, so it runs whole."""
+    model = trained_cnn()
+    last = PGD(model, 0.1, "inf", steps=5, clip_min=0.0, clip_max=1.0, seed=0)
+    assert not supports_segments(last)
+    assert supports_segments(PGD(model, 0.1, "inf", steps=5, clip_min=0.0, clip_max=1.0, seed=0, select="first_success"))
+    assert not supports_segments(PGD(model, 1.0, "2", steps=5, seed=0, select="first_success", l2_rand_init="batch_radius"))
+    x, y = held_out(64)
+    np.testing.assert_array_equal(robust_mask(model, last, x, y), robust_mask(model, last, x, y, early_exit=False))

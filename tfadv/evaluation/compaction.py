@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv import tracing
+from tfadv.attacks import segments
 
 #: Smallest padded batch: a multiple of 16 (see the module docstring), large enough to bound tracing.
 MIN_BUCKET = 32
@@ -32,8 +33,8 @@ WINDOW_BATCHES = 8
 
 
 def supports_segments(attack: Any) -> bool:
-    return all(hasattr(attack, name) for name in ("segment_stages", "segment_begin", "segment_run",
-                                                  "segment_fooled", "segment_output", "segment_steps"))
+    """Can `attack` be driven here (tfadv.attacks.segments)?"""
+    return segments.segmented(attack) is not None
 
 
 def segment_bounds(steps: int) -> list[tuple[int, int]]:
@@ -71,11 +72,11 @@ def _pad(t: tf.Tensor, rows: int) -> tf.Tensor:
 
 
 class _Compiled:
-    """The attack's segment functions compiled once per padded batch size (cached on the attack)."""
+    """The segment functions compiled once per padded batch size (cached on the attack `owner`)."""
 
-    def __init__(self, attack: Any):
+    def __init__(self, attack: Any, owner: Any):
         self.attack = attack
-        self.cache: dict[tuple, Any] = attack.__dict__.setdefault("_segment_compiled", {})
+        self.cache: dict[tuple, Any] = owner.__dict__.setdefault("_segment_compiled", {})
 
     def begin(self, x, y, ids, batch, restart: int, stage: int):
         key = ("begin", tuple(x.shape), y.shape[-1])
@@ -103,18 +104,19 @@ def run_compacted(attack: Any, x: np.ndarray, y_onehot: np.ndarray, sample_ids: 
                   batch_size: int, restart: int = 0, compact: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Every stage of one restart of `attack` on x; returns (fooled, x_adv) per sample. x_adv is the fooling
     point where fooled, else the first stage's output. `compact=False` runs each stage whole, for checking."""
-    if not supports_segments(attack):
-        raise TypeError(f"{type(attack).__name__} cannot run in segments (see tfadv.evaluation.compaction)")
+    driver = segments.segmented(attack)
+    if driver is None:
+        raise TypeError(f"{type(attack).__name__} cannot run in segments (see tfadv.attacks.segments)")
     fooled = np.zeros(len(x), bool)
     x_adv = np.array(x, np.float32, copy=True)
     plain_batch = np.zeros(len(x), np.float32)
     for start in range(0, len(x), batch_size):  # the batch each sample is in when not compacted
         plain_batch[start : start + batch_size] = min(batch_size, len(x) - start)
     window = batch_size * WINDOW_BATCHES
-    compiled = _Compiled(attack)
+    compiled = _Compiled(driver, owner=attack)
     for first in range(0, len(x), window):
         part = slice(first, first + window)
-        f, out = _window(attack, compiled, x[part], y_onehot[part], sample_ids[part], plain_batch[part],
+        f, out = _window(driver, compiled, x[part], y_onehot[part], sample_ids[part], plain_batch[part],
                          batch_size, restart, compact)
         fooled[part], x_adv[part] = f, out
     return fooled, x_adv
@@ -168,11 +170,10 @@ def _harvest(attack, chunks, fooled, x_adv, batch_size, keep_unfooled: bool):
 def robust_mask_compacted(model: Any, attack: Any, x: Any, y: Any, *, batch_size: int = 128, restarts: int = 1,
                           compact: bool = True) -> np.ndarray:
     """Per-sample bool, as tfadv.evaluation.robust_mask: correct clean and not fooled by any restart, with
-    fooled samples leaving the batch after every segment (compact=False: each stage run whole)."""
+    fooled samples leaving the batch after every segment (compact=False: each stage run whole).
+    Arguments are checked by robust_mask, which calls this for attacks that run in segments."""
     from tfadv.evaluation.clean import predict_labels
 
-    if restarts < 1:
-        raise ValueError(f"restarts must be >= 1, got {restarts}")
     x_tf, y_tf = attack._validated(x, y)
     x, y_onehot = x_tf.numpy(), y_tf.numpy()
     robust = predict_labels(model, x, batch_size, attack.output_index) == np.argmax(y_onehot, axis=-1)
