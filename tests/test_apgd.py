@@ -77,7 +77,7 @@ def test_one_iteration_is_the_momentum_step_of_algorithm_1():
     x_prev = x + tf.constant(rng.uniform(-0.3, 0.3, (4, 6)), tf.float32)
     grad = tf.constant(rng.normal(size=(4, 6)), tf.float32)
     state.update(x_adv=x_k, x_prev=x_prev, grad=grad, step=tf.fill([4], 0.2))
-    after = attack._iteration(tf.constant(1), x, y_onehot, None, state)
+    after = attack._iteration(tf.constant(1), x, attack._bounds(x), y_onehot, None, state)
     project = lambda v: x.numpy() + np.clip(v - x.numpy(), -0.3, 0.3)  # noqa: E731
     z = project(x_k.numpy() + 0.2 * np.sign(grad.numpy()))
     expected = project(x_k.numpy() + 0.75 * (z - x_k.numpy()) + 0.25 * (x_k.numpy() - x_prev.numpy()))

@@ -13,10 +13,12 @@ from autoattack_support import held_out, trained_cnn
 
 
 def test_segments_buckets_and_packing():
-    assert segment_bounds(100) == [(0, 1), (1, 2), (2, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, 100)]
+    ends = [stop for _, stop in segment_bounds(100)]
+    assert ends == [1, 2, 3, 4, 6, 8, 11, 16, 23, 33, 47, 66, 93, 100]
     assert segment_bounds(1) == [(0, 1)]
-    assert bucket_sizes(128) == [32, 64, 128] and bucket_sizes(100) == [32, 64, 100] and bucket_sizes(16) == [16]
-    assert pack(300, 128) == [(0, 128, 128), (128, 256, 128), (256, 300, 64)]
+    assert bucket_sizes(128) == [32, 48, 64, 96, 128] and bucket_sizes(100) == [32, 48, 64, 96, 100]
+    assert bucket_sizes(448) == [32, 48, 64, 96, 128, 192, 256, 384, 448] and bucket_sizes(16) == [16]
+    assert pack(300, 128) == [(0, 128, 128), (128, 256, 128), (256, 300, 48)]
     assert pack(20, 128) == [(0, 20, 32)] and pack(0, 128) == []
 
 
@@ -24,6 +26,7 @@ ATTACKS = {
     "apgd-ce": lambda m: APGD(m, 0.1, "inf", 12, clip_min=0.0, clip_max=1.0, seed=0),
     "apgd-t": lambda m: APGD(m, 0.1, "inf", 6, loss="dlr", targeted=True, n_target_classes=3, clip_min=0.0,
                              clip_max=1.0, seed=0),
+    "apgd-dlr-l2": lambda m: APGD(m, 1.0, "2", 12, loss="dlr", clip_min=0.0, clip_max=1.0, seed=0),
     "square-l2": lambda m: Square(m, 1.0, "2", 40, clip_min=0.0, clip_max=1.0, seed=0),
     "fab-t": lambda m: FAB(m, 0.1, "inf", 8, targeted=True, n_target_classes=2, clip_min=0.0, clip_max=1.0, seed=0),
     "pgd-linf-mean": lambda m: PGD(m, 0.1, "inf", steps=10, clip_min=0.0, clip_max=1.0, seed=0, select="first_success"),
@@ -33,7 +36,7 @@ ATTACKS = {
 
 
 @pytest.mark.parametrize("name", ["apgd-t", "pgd-linf-mean", *(
-    pytest.param(n, marks=pytest.mark.slow) for n in ("apgd-ce", "fab-t", "square-l2", "pgd-l2-sum"))])
+    pytest.param(n, marks=pytest.mark.slow) for n in ("apgd-ce", "apgd-dlr-l2", "fab-t", "square-l2", "pgd-l2-sum"))])
 def test_same_per_sample_answers_as_the_plain_attack(name):
     """192 samples in batches of 64; two restarts, so the second runs on the first's survivors."""
     model = trained_cnn()

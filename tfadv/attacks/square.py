@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv import geometry, model_outputs, validation
+from tfadv import geometry, model_outputs, tracing, validation
 from tfadv.attacks import draws, scores
 from tfadv.attacks.base import Attack
 
@@ -134,6 +134,10 @@ class Square(Attack):
         self.training = False
         self.rand_init = True
         self.name = "square-t" if targeted else "square"
+        # A proposal is a dozen image-sized element-wise operations against one forward pass: fused by XLA
+        # (as APGD's step) they cost a fraction of the query instead of about as much again.
+        self._propose = tracing.compile_once(self._propose_linf if self.norm == "inf" else self._propose_l2,
+                                             jit_compile=True)
         inputs = getattr(model, "inputs", None)
         if inputs and len(inputs) == 1:
             self._check_image_shape(tuple(inputs[0].shape))
@@ -250,13 +254,12 @@ class Square(Attack):
         as every sample is fooled."""
         x, y_onehot, t_onehot, keys = state["x"], state["y"], state.get("t"), state["keys"]
         _, height, width, _ = x.shape
-        propose = self._propose_linf if self.norm == "inf" else self._propose_l2
         start, stop = tf.cast(start, tf.int64), tf.cast(stop, tf.int64)
         for first, end, side in _phases(self.queries, self.p_init, self.rescale_schedule, height, width, self.norm):
 
             def body(i, s, side=side):
                 active = tf.logical_not(s["fooled"])
-                x_new = propose(x, s["x_best"], keys, i, side)
+                x_new = self._propose(x, s["x_best"], keys, i, side)
                 loss, fooled_now = self._score(x_new, y_onehot, t_onehot)
                 improved = active & (loss < s["loss"])
                 accept = improved | (active & fooled_now)

@@ -4,17 +4,17 @@ For robust accuracy a sample is decided once any iterate fools it, so the rest o
 An attack that can run in segments (APGD, Square, FAB, and PGD with select="first_success" through
 tfadv.attacks.segments) is driven here segment by segment: after each segment the fooled samples leave, and
 the survivors of all batches of a window are packed together into as few batches as possible. Segments end
-after iterations 1, 2, 4, 8, ... (most samples of a non-robust model fall in the first few steps), then the
+after iterations 1, 2, 3, 4, 6, 8, 11, 16, ... (most samples of a non-robust model fall early), then the
 attack's last iteration; stages (APGD-T's targets, restarts) run only on the samples still robust.
 
 Exactness. A sample's trajectory is a function of its own inputs and random keys only: the attacks sum
 per-sample losses (or take each sample's mean-reduction batch size as an input), the model runs in inference
 mode, and random numbers are keyed on (seed, sample id, restart, stage). Each leftover batch is padded (by
-repeating a real row, whose results are dropped) up to a power-of-two bucket, so that few shapes are traced.
+repeating a real row, whose results are dropped) up to the next bucket size, so that few shapes are traced.
 The floating-point kernels must also give a row the same result in every batch size used: on x86 CPUs with
 oneDNN that holds for batch sizes that are multiples of 16 and fails for some others, so the buckets are
-powers of two from MIN_BUCKET, and a `batch_size` that is a multiple of 16 gives per-sample results identical
-to the plain attack's (the tests check this sample by sample).
+multiples of 16 from MIN_BUCKET, and a `batch_size` that is a multiple of 16 gives per-sample results
+identical to the plain attack's (the tests check this sample by sample).
 """
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ from tfadv.attacks import segments
 MIN_BUCKET = 32
 #: Samples whose states are held at once: this many batches (bounds memory on large inputs).
 WINDOW_BATCHES = 8
+#: Segment ends grow geometrically by this factor (sqrt 2).
+SEGMENT_GROWTH = 1.4142
 
 
 def supports_segments(attack: Any) -> bool:
@@ -38,21 +40,23 @@ def supports_segments(attack: Any) -> bool:
 
 
 def segment_bounds(steps: int) -> list[tuple[int, int]]:
-    """(start, stop) iteration ranges ending after iterations 1, 2, 4, 8, ... and after the last one."""
+    """(start, stop) iteration ranges ending after iterations 1, 2, 3, 4, 6, 8, 11, 16, 23, 32, ... (each end
+    about sqrt(2) times the last) and after the last iteration: frequent where most samples fall."""
     ends, end = [], 1
     while end < steps:
         ends.append(end)
-        end *= 2
+        end = max(end + 1, int(round(end * SEGMENT_GROWTH)))
     ends.append(steps)
     return list(zip([0] + ends[:-1], ends))
 
 
 def bucket_sizes(batch_size: int) -> list[int]:
-    """Powers of two from MIN_BUCKET (or batch_size, if smaller) up to batch_size, and batch_size itself."""
-    sizes, size = {batch_size}, MIN_BUCKET
-    while size < batch_size:
-        sizes.add(size)
-        size *= 2
+    """Padded batch sizes: powers of two and 1.5 times powers of two (32, 48, 64, 96, 128, 192, ...: all
+    multiples of 16) from MIN_BUCKET up to batch_size, and batch_size itself. Padding wastes < 1/3 of a batch."""
+    sizes, power = {batch_size}, MIN_BUCKET
+    while power < batch_size:
+        sizes.update(size for size in (power, power * 3 // 2) if size < batch_size)
+        power *= 2
     return sorted(sizes)
 
 
@@ -146,12 +150,13 @@ def _window(attack, compiled, x, y_onehot, ids, plain_batch, batch_size, restart
 def _harvest(attack, chunks, fooled, x_adv, batch_size, keep_unfooled: bool):
     """Record the fooled rows of every chunk (and, with keep_unfooled, the outputs of the others), then
     repack the survivors into as few padded batches as possible."""
+    hits = [np.asarray(attack.segment_fooled(state))[: len(pos)] for pos, state in chunks]
+    if not keep_unfooled and not any(hit.any() for hit in hits):
+        return chunks  # nothing left: the batches stay as they are
     survivors_pos, survivors = [], []
-    for pos, state in chunks:
-        n = len(pos)
-        hit = np.asarray(attack.segment_fooled(state))[:n]
+    for (pos, state), hit in zip(chunks, hits):
         if hit.any() or keep_unfooled:
-            output = np.asarray(attack.segment_output(state))[:n]
+            output = np.asarray(attack.segment_output(state))[: len(pos)]
             fooled[pos[hit]] = True
             x_adv[pos[hit]] = output[hit]
             if keep_unfooled:
