@@ -85,6 +85,17 @@ def test_one_iteration_is_the_momentum_step_of_algorithm_1():
     np.testing.assert_allclose(after["x_prev"].numpy(), x_k.numpy())
 
 
+def test_eot_averages_gradients_and_losses():
+    """On a deterministic model, EOT over 3 draws gives the single-draw loss and gradient (a mean, not a sum)."""
+    model = trained_cnn()
+    x, y = held_out(8)
+    y_onehot = tf.one_hot(y, 10)
+    one = APGD(model, 0.1, "inf", 5)._loss_and_grad(tf.constant(x), y_onehot, None)
+    three = APGD(model, 0.1, "inf", 5, eot_iter=3)._loss_and_grad(tf.constant(x), y_onehot, None)
+    np.testing.assert_allclose(three[0].numpy(), one[0].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(three[1].numpy(), one[1].numpy(), rtol=1e-5, atol=1e-9)
+
+
 # --------------------------------------------------------------------------------------------- DLR
 def test_dlr_and_targeted_dlr_on_hand_computed_logits():
     z = tf.constant([[3.0, 1.0, 2.0, 0.5], [3.0, 1.0, 2.0, 0.5]])

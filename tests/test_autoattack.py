@@ -7,7 +7,7 @@ import tensorflow as tf
 from tfadv import geometry
 from tfadv.attacks import APGD, Square
 from tfadv.evaluation import auto_attack, compaction, predict_labels
-from tfadv.evaluation.autoattack import build_attack
+from tfadv.evaluation.autoattack import _resolve_attacks, build_attack
 
 from autoattack_support import held_out, small_cnn, trained_cnn
 
@@ -115,3 +115,43 @@ def test_bad_settings_fail_before_compute():
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
             auto_attack(model, x, y, **dict(SETTINGS, **kwargs))
+
+
+def test_the_standard_version_is_the_reference_cascade():
+    model = small_cnn(softmax=True)
+    cascade = _resolve_attacks(
+        model, "standard", None, dict(from_logits=False, **SETTINGS, output_index=None),
+        dict(steps=100, queries=5000, n_target_classes=9))
+    assert [a.name for a in cascade] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    apgd_ce, apgd_t, fab_t, square = cascade
+    assert apgd_ce.steps == apgd_t.steps == fab_t.steps == 100 and apgd_ce.loss == "ce" and apgd_t.loss == "dlr"
+    assert apgd_t.target_classes == fab_t.target_classes == 9 and apgd_ce.rho == 0.75
+    assert square.queries == 5000 and square.p_init == 0.8 and not square.rescale_schedule
+    rand = _resolve_attacks(
+        model, "rand", None, dict(from_logits=False, **SETTINGS, output_index=None),
+        dict(steps=100, queries=5000, n_target_classes=9))
+    assert [(a.name, a.eot_iter) for a in rand] == [("apgd-ce", 20), ("apgd-dlr", 20)]
+
+
+@pytest.mark.slow
+def test_on_the_trained_digits_cnn_apgd_beats_pgd_and_the_cascade_beats_each_attack():
+    """The demo model of the reproductions (tfadv.models.digits_cnn, 32 x 32 RGB in [0, 255]) at eps = 0.1 * 255:
+    APGD-CE with 99 steps (100 gradient passes) against PGD-100, then the standard cascade on 100 samples."""
+    from tfadv.attacks import PGD
+    from tfadv.datasets.digits import load_digits
+    from tfadv.evaluation import robust_accuracy
+    from tfadv.models.digits_cnn import train_digits_cnn
+
+    x_train, y_train, x_test, y_test = load_digits(image_size=32, channels=3, value_range=(0, 255))
+    model, _ = train_digits_cnn(x_train, y_train, epochs=10)
+    x, y = x_test[:192], y_test[:192]
+    settings = dict(clip_min=0.0, clip_max=255.0, seed=0)
+    eps = 0.1 * 255
+    pgd = robust_accuracy(model, PGD(model, eps, steps=100, select="first_success", **settings), x, y)
+    apgd = robust_accuracy(model, APGD(model, eps, "inf", 99, **settings), x, y)
+    assert apgd <= pgd
+    x, y = x[:100], y[:100]
+    result = auto_attack(model, x, y, eps=eps, norm="inf", version="standard", batch_size=100, **settings)
+    for row in result.summary:
+        single = build_attack(row["attack"], model, eps=eps, norm="inf", from_logits=False, **settings)
+        assert result.robust_accuracy <= robust_accuracy(model, single, x, y, batch_size=100)

@@ -49,6 +49,22 @@ def test_gradient_flags_are_quiet_on_a_healthy_model():
     assert not checks.randomness_flag(checks.output_passes(model, x)).raised
 
 
+def test_a_saturated_softmax_read_through_clipped_probabilities_is_flagged():
+    """softmax(30 z) times 1.0: Keras loses its logits shortcut and clips p to [1e-7, 1 - 1e-7], so the
+    cross-entropy FGM/PGD use has a zero gradient on every confident sample; log p (APGD's path) does not."""
+    model = trained_cnn()
+    features = keras.Model(model.inputs, model.layers[-2].output)
+    head = model.layers[-1]
+    inputs = keras.Input((8, 8, 1))
+    scores = keras.layers.Lambda(lambda h: tf.nn.softmax(30.0 * (h @ head.kernel + head.bias)) * 1.0)(features(inputs))
+    saturated = keras.Model(inputs, scores)
+    x, y = held_out(64)
+    zero, _ = checks.gradient_flags(saturated, x, y, from_logits=False, batch_size=64)
+    assert zero.raised
+    assert zero.values["zero_keras_cross_entropy"] > 32
+    assert zero.values["zero_logit_cross_entropy"] < zero.values["zero_keras_cross_entropy"]
+
+
 def test_randomised_and_self_updating_models_are_flagged():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 1))

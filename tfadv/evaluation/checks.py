@@ -27,13 +27,15 @@ PROBABILITY_TOLERANCE = 1e-5
 
 @dataclasses.dataclass(frozen=True)
 class Flag:
-    """One check: whether it fired, what was measured, what that means and what to do about it."""
+    """One check: whether it fired, what was measured (in words, and as numbers in `values`), what that
+    means and what to do about it."""
 
     name: str
     raised: bool
     measured: str
     meaning: str
     advice: str
+    values: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -170,11 +172,13 @@ def gradient_flags(model: keras.Model, x: np.ndarray, labels: np.ndarray, from_l
         "gradient attacks cannot move these samples: their robustness is not measured, only assumed",
         "find the non-differentiable or saturating part (quantisation, clipping, saturated softmax) and attack "
         "through a differentiable approximation (BPDA); rely on Square and larger budgets meanwhile",
+        {"samples": n, "zero_keras_cross_entropy": counts["keras"], "zero_logit_cross_entropy": counts["logit"]},
     )
     nonfinite = Flag(
         "nonfinite_gradients", counts["nonfinite"] > 0,
         f"samples with NaN/Inf in the input gradient: {counts['nonfinite']}/{n}",
         "the attack steps of these samples are undefined (tfadv zeroes non-finite entries, i.e. no step)",
         "look for overflow (float16, exp of large logits) or a division by zero in the model",
+        {"samples": n, "nonfinite": counts["nonfinite"]},
     )
     return [zero, nonfinite]

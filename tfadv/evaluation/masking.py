@@ -100,6 +100,7 @@ def _monotonic_flag(eps: float, sweep: dict[float, float], tolerance: float) -> 
         "a larger ball contains the smaller one, so accuracy can only fall as eps grows; a rise means the "
         "attack fails at larger eps (steps too large for the loss surface, or masked gradients)",
         "inspect the loss along the attack path; try more steps, restarts, a different loss (DLR) and Square",
+        {f"eps={eps * f:.6g}": sweep[f] for f in sorted(sweep)},
     )
 
 
@@ -111,6 +112,7 @@ def _large_eps_flag(large: float, accuracy: float, n: int) -> Flag:
         "reach ~0%; accuracy left there is the attack failing, not robustness",
         "find why gradients do not lead across the boundary (zero or noisy gradients, saturation); use "
         "Square and an adaptive attack",
+        {"eps": large, "robust_accuracy": accuracy},
     )
 
 
@@ -126,6 +128,8 @@ def _square_flag(white: np.ndarray, square: np.ndarray, queries: int) -> Flag:
         "(gradient masking)",
         "do not trust gradient-only evaluations of this model: report the full AutoAttack cascade, and build an "
         "adaptive attack (BPDA/EOT) for the masking component",
+        {"gradient_robust_accuracy": float(np.mean(white)), "square_robust_accuracy": float(np.mean(square)),
+         "broken_by_square_only": only_square},
     )
 
 
@@ -135,9 +139,10 @@ def _convergence_flags(base: float, steps: int, longer: float, restarts: int, re
     return [
         Flag("more_steps_lower", longer < base - tolerance,
              f"APGD-CE robust accuracy {base:.1%} with {steps} steps, {longer:.1%} with {4 * steps}",
-             "the attack had not converged: the reported accuracy overstates robustness", advice),
+             "the attack had not converged: the reported accuracy overstates robustness", advice,
+             {"robust_accuracy": base, "robust_accuracy_4x_steps": longer}),
         Flag("more_restarts_lower", restarted < base - tolerance,
              f"APGD-CE robust accuracy {base:.1%} with 1 restart, {restarted:.1%} with {restarts}",
              "the result depends on the random start: the loss surface has many local maxima and one start "
-             "misses some of them", advice),
+             "misses some of them", advice, {"robust_accuracy": base, f"robust_accuracy_{restarts}_restarts": restarted}),
     ]
