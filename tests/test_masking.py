@@ -18,23 +18,19 @@ def masked():
     return trained_cnn(quantise=True)
 
 
-def test_pgd_reports_robustness_that_square_does_not_find(masked):
+def test_pgd_reports_robustness_that_square_does_not_find_and_the_checks_flag_it(masked):
     x, y = held_out(128)
     clean = np.mean(predict_labels(masked, x) == y)
     pgd = robust_accuracy(masked, PGD(masked, EPS, steps=20, clip_min=0.0, clip_max=1.0, seed=0), x, y)
-    square = robust_accuracy(masked, Square(masked, EPS, "inf", 300, clip_min=0.0, clip_max=1.0, seed=0), x, y)
     assert clean > 0.85 and pgd > clean - 0.1  # PGD barely moves the model: its gradient is zero
-    assert square < pgd - 0.4
-
-
-def test_the_checks_flag_the_masked_model(masked):
-    x, y = held_out(128)
     report = check_gradient_masking(masked, x, y, eps=EPS, norm="inf", clip_min=0.0, clip_max=1.0, steps=8,
                                     queries=300, restarts=2, eps_factors=(0.5, 1.0))
+    square = report["square_beats_gradient_attacks"].values
+    assert square["gradient_robust_accuracy"] > clean - 0.1 and square["square_robust_accuracy"] < pgd - 0.4
     raised = {flag.name for flag in report.raised}
     assert {"zero_gradients", "square_beats_gradient_attacks"} <= raised
     assert "randomised_outputs" not in raised and "probability_outputs" not in raised
-    assert "128/" not in report["nonfinite_gradients"].measured  # none are non-finite
+    assert report["nonfinite_gradients"].values["nonfinite"] == 0
     text = report.to_markdown()
     assert all(flag.name in text for flag in report.flags) and "**raised**" in text
     for flag in report.raised:
