@@ -179,6 +179,8 @@ def robust_mask_compacted(model: Any, attack: Any, x: Any, y: Any, *, batch_size
     Arguments are checked by robust_mask, which calls this for attacks that run in segments."""
     from tfadv.evaluation.clean import predict_labels
 
+    if len(x) == 0:
+        return np.zeros(0, bool)
     x_tf, y_tf = attack._validated(x, y)
     x, y_onehot = x_tf.numpy(), y_tf.numpy()
     robust = predict_labels(model, x, batch_size, attack.output_index) == np.argmax(y_onehot, axis=-1)

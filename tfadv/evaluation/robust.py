@@ -34,6 +34,7 @@ def robust_mask(
     `check_output_kind` of tfadv.attacks.Attack) on the first samples of `x`.
     `early_exit`: attacks that run in segments (APGD, Square, FAB, PGD with select="first_success") stop
     paying for fooled samples (tfadv.evaluation.compaction); the answer is the same sample by sample.
+    `verbose` (a progress bar per batch) runs the plain path.
     """
     if attack.targeted:
         raise ValueError("robust_accuracy: needs an untargeted attack")
