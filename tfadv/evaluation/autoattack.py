@@ -35,6 +35,8 @@ VERSIONS = {
 }
 ATTACK_NAMES = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
 RAND_EOT_ITER = 20
+#: (steps, queries, n_target_classes) of the reference's standard version.
+REFERENCE_BUDGET = (100, 5000, 9)
 #: Relative slack when checking that an example lies in the eps ball (float32 rounding of x + delta).
 BALL_TOLERANCE = 1e-5
 #: Square lowering robust accuracy by more than this after the gradient attacks suggests masking (reference).
@@ -189,7 +191,11 @@ def auto_attack(
               "clip_min": cascade[0].clip_min, "clip_max": cascade[0].clip_max, "seed": seed,
               "output_index": output_index,
               "attacks": [_attack_fingerprint(a) for a in cascade]}
-    notes = checks.quick_checks(model, x[:batch_size], from_logits=from_logits, output_index=output_index,
+    notes = []
+    if version != "custom" and (steps, queries, n_target_classes) != REFERENCE_BUDGET:
+        notes.append(f"version={version!r} with steps={steps}, queries={queries}, n_target_classes={n_target_classes}: "
+                     f"not the reference budget {REFERENCE_BUDGET}, so not the published protocol")
+    notes += checks.quick_checks(model, x[:batch_size], from_logits=from_logits, output_index=output_index,
                                 randomised_expected=version == "rand")
     state = CascadeState.open(state_path, config, model, x, labels, [_attack_name(a) for a in cascade])
     if not state.started:
