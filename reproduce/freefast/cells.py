@@ -1,0 +1,92 @@
+"""The grid and what one cell computes: train one model (resumably), then evaluate it as the seed does.
+
+A cell returns two tables: "results" (one row: the final accuracies, train time, the protocol's numbers)
+and "curves" (one row per epoch: time, training metrics, natural and PGD accuracy on the curve points).
+The trained float32 weights are kept as an artifact (OUT/artifacts/models/<cell id>.weights.h5, written
+atomically): a run killed during the final evaluation does not train again.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import keras
+import tensorflow as tf
+
+from tfadv.experiments import Run, atomic, identity
+
+from reproduce.freefast import data as datasets
+from reproduce.freefast import training
+from reproduce.freefast.evaluation import evaluator
+
+#: The --only selection: "key=value[,key=value...]" over cell coordinates, e.g. "method=fast,epochs=90".
+ONLY_SEPARATOR = ","
+
+
+def parse_only(text: str | None) -> dict[str, str]:
+    """{coordinate: value as text} from --only; a clear error for anything else."""
+    if not text:
+        return {}
+    pairs = [part.split("=", 1) for part in text.split(ONLY_SEPARATOR)]
+    if any(len(p) != 2 or not p[0].strip() for p in pairs):
+        raise SystemExit(f"freefast: --only takes key=value pairs separated by commas, e.g. method=fast,epochs=90; "
+                         f"got {text!r}")
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def grid(run: Run) -> list[dict]:
+    """The profile's cells, narrowed by --only."""
+    cells = [dict(c) for c in run.profile.cells]
+    only = parse_only(run.options.get("only"))
+    unknown = sorted(set(only) - set(cells[0]))
+    if unknown:
+        raise SystemExit(f"freefast: --only names unknown coordinates {unknown}; a cell has {sorted(cells[0])}")
+    chosen = [c for c in cells if all(str(c[k]) == v for k, v in only.items())]
+    if not chosen:
+        raise SystemExit(f"freefast: --only {run.options['only']!r} selects none of the profile's cells")
+    return chosen
+
+
+@contextlib.contextmanager
+def functions_eagerly(eager: bool) -> Iterator[None]:
+    """tf.config.run_functions_eagerly for one cell, restored afterwards."""
+    previous = tf.config.functions_run_eagerly()
+    tf.config.run_functions_eagerly(eager)
+    try:
+        yield
+    finally:
+        tf.config.run_functions_eagerly(previous)
+
+
+def run_cell(cell: dict, run: Run) -> dict:
+    """Train (or reload) the cell's model, evaluate it; returns {"results": [row], "curves": rows}."""
+    profile, seed = run.profile, training.training_seed(cell, run)
+    data = datasets.load(run, cell["architecture"])
+    keras.utils.set_random_seed(seed)
+    evaluation_net = training.network(run, cell["architecture"], data)  # float32: the seed evaluates in fp32
+    curve_x, curve_y = (a[:run.capped(profile.curve_points)] for a in (data.x_test, data.y_test))
+    measure_curve = evaluator(evaluation_net, run, (profile.curve_steps,), seed)
+
+    def curve_point() -> dict:
+        measured = measure_curve(curve_x, curve_y)
+        return {"val_natural_accuracy": measured["natural_accuracy"],
+                "val_pgd_accuracy": measured[f"pgd{profile.curve_steps}_accuracy"]}
+
+    weights = run.artifact(f"models/{identity.cell_id(run.store.fingerprint, identity.cell_key(cell))}.weights.h5")
+    epochs = run.capped(int(cell["epochs"]))
+    with functions_eagerly(profile.eager):
+        if weights.is_file():
+            evaluation_net.load_weights(weights)
+            curve = training.read_curve(run.work_dir(cell) / training.CURVE_FILE, epochs)
+        else:
+            curve = training.train(cell, run, data, evaluation_net, curve_point)
+            atomic.save_weights(evaluation_net, weights)
+        final = evaluator(evaluation_net, run, profile.eval_steps, seed + 1)(data.x_test, data.y_test)
+    steps_per_epoch = -(-len(data.x_train) // int(cell["batch_size"]))
+    row = {**final, "train_minutes": curve["epoch_seconds"].sum() / 60,
+           "avg_epoch_seconds": curve["epoch_seconds"].mean(), "train_cpu_minutes": curve["epoch_cpu_seconds"].sum() / 60,
+           "trained_epochs": epochs, "sgd_steps": training.optimizer_steps(cell, epochs, steps_per_epoch),
+           "eps": profile.eps, "alpha": None if cell["alpha_ratio"] is None else cell["alpha_ratio"] * profile.eps,
+           "eval_points": len(data.x_test), "curve_points": len(curve_x), "curve_steps": profile.curve_steps,
+           "training_seed": seed}
+    return {"results": [row], "curves": curve.to_dict("records")}

@@ -1,0 +1,38 @@
+"""The seed's evaluation protocol: natural accuracy and L-inf PGD-k accuracy, model in inference mode and
+float32, a random start in the eps ball, a fixed step, and (like the seed's `attack_pgd`) a sample stops
+moving once it is misclassified. A sample is robust only if it is correct clean and every restart fails.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+
+from tfadv.attacks import PGD
+from tfadv.evaluation import accuracy, robust_accuracy
+from tfadv.experiments import Run, machine
+
+
+def pgd_attack(model: keras.Model, run: Run, steps: int, seed: int) -> PGD:
+    """PGD-`steps` as the seed evaluates (tfadv's networks output logits, hence from_logits=True)."""
+    profile = run.profile
+    return PGD(model, eps=profile.eps, norm="inf", steps=steps, step_size=profile.eval_step_size, rand_init=True,
+               from_logits=True, clip_min=0.0, clip_max=1.0, seed=seed, select="first_success", training=False,
+               jit_compile=profile.xla and bool(machine.gpus()))
+
+
+def evaluator(model: keras.Model, run: Run, steps: Sequence[int], seed: int):
+    """measure(x, y) -> {"natural_accuracy", "pgd<k>_accuracy" for each k}. The attacks are built once, so
+    repeated calls (one per epoch) reuse their compiled graphs."""
+    attacks = {k: pgd_attack(model, run, k, seed) for k in steps}
+    batch_size, restarts = run.profile.eval_batch_size, run.profile.restarts
+
+    def measure(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        result = {"natural_accuracy": accuracy(model, x, y, batch_size)}
+        for k, attack in attacks.items():
+            result[f"pgd{k}_accuracy"] = robust_accuracy(model, attack, x, y, batch_size=batch_size,
+                                                         restarts=restarts)
+        return result
+
+    return measure

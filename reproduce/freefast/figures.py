@@ -1,0 +1,85 @@
+"""The paper's figures from the merged tables: per-epoch accuracy curves (Figs 1-8) and final accuracies.
+
+Where cells were repeated over seeds, a line is the mean over seeds and the band seaborn's 95% interval.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from tfadv.experiments import Run
+from tfadv.experiments.figures import save_figure, set_style
+
+from reproduce.freefast.paper import NETWORK, label
+
+MEASURES = {"train_accuracy": "train (adversarial batches)", "val_natural_accuracy": "validation (natural)",
+            "val_pgd_accuracy": "validation (PGD)"}
+
+
+def long_curves(curves: pd.DataFrame) -> pd.DataFrame:
+    """One row per (cell, epoch, measure) with readable configuration and network names."""
+    named = curves.assign(config=[label(**r) for r in curves.to_dict("records")],
+                          network=curves["architecture"].map(NETWORK))
+    present = [c for c in MEASURES if c in named]
+    ids = ["config", "network", "method", "epochs", "epoch", "replays", "alpha_ratio", "repeat", "batch_size"]
+    long = named.melt(id_vars=ids, value_vars=present, var_name="measure", value_name="accuracy")
+    return long.assign(measure=long["measure"].map(MEASURES))
+
+
+def two_panels(data: pd.DataFrame, hue: str, title: str, path, pgd_label: str, first: list[str]) -> str:
+    """(a) the `first` measures, (b) PGD validation accuracy, per epoch; saved atomically."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, measures, panel in ((axes[0], first, "(a) train / validation accuracy"),
+                                (axes[1], [MEASURES["val_pgd_accuracy"]], f"(b) {pgd_label} validation accuracy")):
+        part = data[data["measure"].isin(measures)]
+        sns.lineplot(part, x="epoch", y="accuracy", hue=hue, style="measure" if len(measures) > 1 else None, ax=ax)
+        ax.set_title(panel)
+        ax.set_ylim(-0.02, 1.02)
+    fig.suptitle(title)
+    save_figure(fig, path)
+    return path.name
+
+
+def figures(tables: dict[str, pd.DataFrame], run: Run) -> list[str]:
+    """Figs 1-8 as far as the grid ran, and the final accuracies; returns the PNG names written in run.out."""
+    set_style()
+    curves, results = tables.get("curves", pd.DataFrame()), tables["results"]
+    if curves.empty or "epoch" not in curves:
+        return []
+    long, names = long_curves(curves), []
+    pgd = f"PGD-{run.profile.curve_steps}"
+    both = [MEASURES["train_accuracy"], MEASURES["val_natural_accuracy"]]
+    for (network, method, epochs), group in long.groupby(["network", "method", "epochs"]):
+        names.append(two_panels(group, "config", f"{method.capitalize()} training, {network}, {epochs} epochs",
+                                run.out / f"curves_{method}_{network.lower()}_{epochs}ep.png", pgd, both))
+    headline = long[(long["replays"] == 8) | (long["alpha_ratio"] == 1.25)]
+    for network, group in headline.groupby("network"):
+        group = group[group["epochs"] == group["epochs"].max()]
+        if group["method"].nunique() == 2:
+            names.append(two_panels(group, "config", f"Free vs Fast, {network}, {group['epochs'].max()} epochs",
+                                    run.out / f"free_vs_fast_{network.lower()}.png", pgd,
+                                    [MEASURES["val_natural_accuracy"]]))
+    for method, group in headline.groupby("method"):
+        if group["network"].nunique() == 2:
+            epochs = group.groupby("network")["epochs"].max().min()
+            names.append(two_panels(group[group["epochs"] == epochs], "network",
+                                    f"PreActResNet18 vs ResNet50, {method.capitalize()}, {epochs} epochs",
+                                    run.out / f"preact_vs_resnet50_{method}.png", pgd,
+                                    [MEASURES["val_natural_accuracy"]]))
+    names.append(final_accuracy(results, run))
+    return names
+
+
+def final_accuracy(results: pd.DataFrame, run: Run) -> str:
+    """Bars: natural and PGD-k accuracy of every configuration (mean over seeds, with their spread)."""
+    columns = ["natural_accuracy"] + [f"pgd{k}_accuracy" for k in run.profile.eval_steps]
+    named = results.assign(config=[f"{label(**r)}, {NETWORK[r['architecture']]}, bs {int(r['batch_size'])}, "
+                                   f"{int(r['epochs'])} ep" for r in results.to_dict("records")])
+    long = named.melt(id_vars=["config"], value_vars=columns, var_name="evaluation", value_name="accuracy")
+    long["evaluation"] = long["evaluation"].str.replace("_accuracy", "").str.replace("pgd", "PGD-")
+    grid = sns.catplot(long, kind="bar", y="config", x="accuracy", hue="evaluation", errorbar="sd",
+                       height=0.45 * named["config"].nunique() + 2, aspect=2.2)
+    grid.set(xlim=(0, 1), title=f"Final test accuracy ({run.profile_name} profile)")
+    save_figure(grid, run.out / "final_accuracy.png")
+    return "final_accuracy.png"

@@ -1,0 +1,161 @@
+"""What the claims read off the merged tables: an accuracy with its uncertainty over seeds and test points,
+whether a training run overfitted catastrophically, and the rows of the paper's sweeps.
+
+Thresholds are named here beside the paper's numbers they stand for.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from tfadv.experiments import verdicts
+from tfadv.experiments.tables import select
+
+#: Catastrophic overfitting = PGD accuracy falls to (near) zero: the paper's Fast alpha = 16/255 rows read
+#: 0.000; tfadv counts a model as collapsed at or below 5%.
+COLLAPSE_ACCURACY = 0.05
+#: ... or, along a training curve, PGD accuracy falls more than this below its best epoch (Wong et al.'s
+#: early-stopping threshold; the seed's 90-epoch Fast log falls 0.434 -> 0.103 in one epoch).
+COLLAPSE_DROP = 0.2
+#: Two measurements differ "clearly" when they are more than this many combined standard errors apart.
+Z = 2.0
+CLASSES = 10
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An accuracy over one or more seeds: mean, standard error (seeds' spread and test-set noise), n seeds."""
+
+    mean: float
+    se: float
+    seeds: int
+    sd: float = math.nan
+
+    def text(self) -> str:
+        spread = f" ± {self.sd:.3f} (s.d., {self.seeds} seeds)" if self.seeds > 1 else ""
+        return f"{self.mean:.3f}{spread}"
+
+
+def estimate(rows: pd.DataFrame, column: str, points_column: str = "eval_points") -> Estimate:
+    """Mean of `column` over the rows (seeds) with se = hypot(s.d./sqrt(n), binomial s.e. on the test points)."""
+    mean, sd, n = verdicts.mean_sd(rows[column])
+    if n == 0:
+        return Estimate(math.nan, math.nan, 0)
+    points = int(rows[points_column].min())
+    seeds_se = sd / math.sqrt(n) if n > 1 else 0.0
+    return Estimate(mean, math.hypot(seeds_se, verdicts.binomial_se(mean, points)), n, sd)
+
+
+def clearly_above(a: Estimate, b: Estimate) -> bool:
+    return verdicts.clearly_greater(a.mean, b.mean, a.se, b.se, Z)
+
+
+def curve_drop(curve: pd.DataFrame) -> tuple[float, int, float]:
+    """(best PGD accuracy on the curve, its epoch, final PGD accuracy) of one run's per-epoch curve."""
+    ordered = curve.sort_values("epoch")
+    best = int(ordered["val_pgd_accuracy"].to_numpy().argmax())
+    return (float(ordered["val_pgd_accuracy"].iloc[best]), int(ordered["epoch"].iloc[best]),
+            float(ordered["val_pgd_accuracy"].iloc[-1]))
+
+
+def curve_collapse(curve: pd.DataFrame, points: int) -> str:
+    """"collapsed", "healthy" or "unclear" along one run's curve: did PGD accuracy fall more than
+    COLLAPSE_DROP below its best epoch, beyond the noise (2 combined s.e. on the curve's test points)?"""
+    best, _, last = curve_drop(curve)
+    drop = best - last
+    se = math.hypot(verdicts.binomial_se(best, points), verdicts.binomial_se(last, points))
+    if drop - Z * se > COLLAPSE_DROP:
+        return "collapsed"
+    return "healthy" if drop + Z * se <= COLLAPSE_DROP else "unclear"
+
+
+def collapse_status(final_pgd: float, points: int, curve: pd.DataFrame | None = None,
+                    curve_points: int | None = None) -> str:
+    """"collapsed", "healthy" or "unclear" (the noise could put it on either side of a threshold).
+
+    Collapsed: final PGD accuracy <= COLLAPSE_ACCURACY, or a fall along the curve (curve_collapse).
+    Healthy: the final accuracy is clearly (2 s.e.) above the threshold and the curve clearly does not fall.
+    """
+    final = ("collapsed" if final_pgd <= COLLAPSE_ACCURACY else "healthy"
+             if final_pgd - Z * verdicts.binomial_se(final_pgd, points) > COLLAPSE_ACCURACY else "unclear")
+    along = curve_collapse(curve, curve_points or points) if curve is not None and len(curve) else "healthy"
+    if "collapsed" in (final, along):
+        return "collapsed"
+    return "unclear" if "unclear" in (final, along) else "healthy"
+
+
+def run_curve(curves: pd.DataFrame, row: pd.Series) -> pd.DataFrame:
+    """The per-epoch curve of the cell that produced `row` of the results table."""
+    return curves[curves["cell"] == row["cell"]] if "cell" in curves else curves.iloc[0:0]
+
+
+def sweep(results: pd.DataFrame, method: str, vary: str, batch_size: int | None = 128) -> pd.DataFrame:
+    """The rows of one of the paper's sweeps (over Free's m or Fast's alpha): PreActResNet18, batch 128 (or
+    every batch size with None), at the epochs where the grid varies `vary` the most (the paper: 45)."""
+    where = {} if batch_size is None else {"batch_size": batch_size}
+    rows = select(results, method=method, architecture="preact_resnet18", **where)
+    if rows.empty:
+        return rows
+    counts = rows.groupby("epochs")[vary].nunique()
+    return rows[rows["epochs"] == counts.idxmax()]
+
+
+def common_epochs(rows: pd.DataFrame, key: str, values: tuple) -> tuple[pd.DataFrame, ...]:
+    """The rows of each of `values` of `key` at the longest epochs they all ran (empty frames if none)."""
+    groups = [rows[rows[key] == v] for v in values]
+    common = set.intersection(*(set(g["epochs"]) for g in groups)) if all(len(g) for g in groups) else set()
+    if not common:
+        return tuple(rows.iloc[0:0] for _ in values)
+    return tuple(g[g["epochs"] == max(common)] for g in groups)
+
+
+def pairs(results: pd.DataFrame, first: tuple[str, dict], second: tuple[str, dict]):
+    """Per network: (architecture, rows of `first`, rows of `second`) at batch 128 and the longest epochs both
+    ran; each of first/second is (method, {column: value})."""
+    for architecture in sorted(set(results["architecture"].dropna())):
+        a, b = (select(results, method=method, architecture=architecture, batch_size=128, **where)
+                for method, where in (first, second))
+        a, b = common_epochs(pd.concat([a.assign(_side=0), b.assign(_side=1)]), "_side", (0, 1))
+        if len(a) and len(b):
+            yield architecture, a.drop(columns="_side"), b.drop(columns="_side")
+
+
+def epoch_times(curves: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
+    """Per-epoch wall times of the cells in `rows`, without each run's first epoch (which compiles)."""
+    part = curves[curves["cell"].isin(rows["cell"])] if "cell" in curves else curves.iloc[0:0]
+    return part.loc[part["epoch"] > 1, "epoch_seconds"].to_numpy(float)
+
+
+def median(values) -> float:
+    return float(np.median(values))
+
+
+def untrained(rows: pd.DataFrame) -> str | None:
+    """A reason if a model's natural accuracy is not clearly (2 s.e.) above chance plus the layer's margin."""
+    if not len(rows):
+        return None
+    lower = [r["natural_accuracy"] - Z * verdicts.binomial_se(r["natural_accuracy"], int(r["eval_points"]))
+             for _, r in rows.iterrows()]
+    reason = verdicts.untrained(lower, classes=CLASSES)
+    return None if reason is None else reason.replace("accuracies", "accuracies (less 2 s.e.)")
+
+
+def by_value(rows: pd.DataFrame, key: str, column: str) -> dict[float, Estimate]:
+    """{value of `key` (m or alpha): Estimate of `column` over its seeds}, sorted by key."""
+    return {value: estimate(group, column) for value, group in sorted(rows.groupby(key), key=lambda kv: kv[0])}
+
+
+def arrow_text(estimates: dict, name: str) -> str:
+    """"0.40 (m=2) → 0.45 (m=4)": measured values along a sweep."""
+    return " → ".join(f"{e.text()} ({name}={k:g})" for k, e in estimates.items())
+
+
+def spread_ratio(slow: np.ndarray, fast: np.ndarray) -> tuple[float, float, float]:
+    """(median ratio, lowest plausible, highest plausible) of two sets of per-epoch times: the ratio of
+    medians, and the ratios of Free's 10th to Fast's 90th percentile and the reverse."""
+    slow, fast = np.asarray(slow, float), np.asarray(fast, float)
+    return (float(np.median(slow) / np.median(fast)), float(np.percentile(slow, 10) / np.percentile(fast, 90)),
+            float(np.percentile(slow, 90) / np.percentile(fast, 10)))

@@ -1,0 +1,188 @@
+"""The three profiles (paper, demo, smoke), the runner's own options, and the settings table with sources.
+
+Every field of a `Profile` is part of the results' identity (tfadv.experiments.identity) and appears in
+the report's settings table with its source: the paper, the reference code it ran (the seed's fork of
+locuslab/fast_adversarial: not-a-genius/neuralNetworkExam CIFAR10/{fast,free,utils}.py), or tfadv.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from tfadv.experiments import Option, Run, Setting
+
+from reproduce.freefast.paper import CIFAR_EPS, label
+
+SEED_CODE = "reference code: neuralNetworkExam CIFAR10/{fast,free,utils}.py (the seed's fork of fast_adversarial)"
+WONG_CODE = "reference code: fast_adversarial CIFAR10/train_{fgsm,free}.py, utils.py"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything a profile fixes (each field's source: SOURCES)."""
+
+    dataset: str                  # "cifar10" (tensorflow-datasets) or "digits" (scikit-learn, offline)
+    image_size: int               # PreActResNet18's input side; ResNet50 always gets 32x32
+    channels: int
+    train_points: int | None      # None = the whole training split
+    eval_points: int | None       # None = the whole test split
+    width: int                    # base width of both networks (64 = the paper's)
+    eps: float
+    cells: tuple[dict, ...]       # the grid: one trained model per cell
+    lr_max: dict                  # peak of the triangular cyclic rate, per method
+    momentum: float
+    weight_decay: float           # coupled L2 on every trainable variable (PyTorch SGD's weight_decay)
+    augment: bool                 # RandomCrop(32, padding=4) + horizontal flip
+    dtype_policy: str
+    loss_scaling: str             # "none" (apex O2 with loss_scale 1.0) or "dynamic" (Keras' default)
+    xla: bool                     # XLA where Keras compiles with it ("auto": GPUs only)
+    pgd_train_steps: int          # PGD-k training (a baseline cell; step = eval_step_size)
+    eval_steps: tuple[int, ...]   # PGD-k evaluations of the final model
+    eval_step_size: float
+    restarts: int
+    eval_batch_size: int
+    curve_points: int | None      # test points of the per-epoch curves (None = all)
+    curve_steps: int              # PGD steps of the per-epoch curves
+    eager: bool                   # run every tf.function eagerly (smoke: tracing costs more than it saves)
+
+
+def cell(method: str, epochs: int, *, batch_size: int = 128, architecture: str = "preact_resnet18",
+         replays: int | None = None, alpha_ratio: float | None = None, repeat: int = 0) -> dict:
+    """One trained model: Free's m (`replays`) or Fast's alpha as a multiple of eps; `repeat` numbers seeds."""
+    return {"method": method, "architecture": architecture, "batch_size": batch_size, "epochs": epochs,
+            "replays": replays, "alpha_ratio": alpha_ratio, "repeat": repeat}
+
+
+def paper_cells() -> tuple[dict, ...]:
+    """The paper's Tables 1-6: Free m sweep and Fast alpha x batch at 45 epochs, then Free-8 vs Fast-10/255
+    for 90 epochs on both networks. One seed each, as the paper."""
+    cells = [cell("free", 45, replays=m) for m in (2, 4, 8, 10)]
+    cells += [cell("fast", 45, batch_size=b, alpha_ratio=a) for a in (1.25, 2.0) for b in (128, 256)]
+    for architecture in ("preact_resnet18", "resnet50"):
+        cells += [cell("free", 90, architecture=architecture, replays=8),
+                  cell("fast", 90, architecture=architecture, alpha_ratio=1.25)]
+    return tuple(cells)
+
+
+PAPER = Profile(
+    dataset="cifar10", image_size=32, channels=3, train_points=None, eval_points=None, width=64, eps=CIFAR_EPS,
+    cells=paper_cells(), lr_max={"free": 0.04, "fast": 0.2, "pgd": 0.2}, momentum=0.9, weight_decay=5e-4,
+    augment=True, dtype_policy="mixed_float16", loss_scaling="none", xla=True, pgd_train_steps=7,
+    eval_steps=(10, 20, 50), eval_step_size=2 / 255, restarts=1, eval_batch_size=256, curve_points=1000,
+    curve_steps=50, eager=False)
+
+_PAPER_SOURCES = {
+    "dataset": "paper", "image_size": "paper", "channels": "paper", "train_points": "paper",
+    "eval_points": SEED_CODE + " (evaluate_pgd runs the whole test set)",
+    "width": "reference code: fast_adversarial preact_resnet.py, torchvision resnet50()",
+    "eps": "paper", "cells": "paper (Tables 1-6; one seed per model, as the paper)",
+    "lr_max": SEED_CODE + " (--lr-max defaults 0.2 Fast, 0.04 Free; configs.ini's 0.1 was added later, unused)",
+    "momentum": SEED_CODE, "weight_decay": SEED_CODE + " (PyTorch SGD: coupled, on every parameter)",
+    "augment": SEED_CODE + " (get_loaders)",
+    "dtype_policy": "paper (apex O2); tfadv: Keras mixed_float16 keeps float32 variables, apex O2 without "
+                    "--master-weights keeps float16 ones",
+    "loss_scaling": "paper (\"O2 without loss scaling\"), " + SEED_CODE + " (--loss-scale 1.0)",
+    "xla": "tfadv: XLA on GPUs (Keras' jit_compile='auto'), off on CPUs",
+    "pgd_train_steps": "reference code: fast_adversarial train_pgd.py (no PGD cell in this profile's grid)",
+    "eval_steps": "paper", "eval_step_size": SEED_CODE + " (attack_pgd, alpha 2/255)",
+    "restarts": "paper", "eval_batch_size": "tfadv: does not change the numbers (per-sample random starts)",
+    "curve_points": "tfadv: the seed runs PGD-50 on all 10,000 test images after every epoch of its 90-epoch "
+                    "runs; 1,000 cost a tenth and still resolve a collapse of 0.4 (binomial s.e. <= 1.6 points)",
+    "curve_steps": SEED_CODE + " (PGD-50, 1 restart, after every epoch)",
+    "eager": "tfadv: compiled graphs",
+}
+
+
+def demo_cells() -> tuple[dict, ...]:
+    """Fast at both alphas over three seeds (catastrophic overfitting is decided run by run), Free m = 2, 4, 8."""
+    cells = [cell("fast", 20, alpha_ratio=a, repeat=r) for a in (1.25, 2.0) for r in range(3)]
+    return tuple(cells + [cell("free", 20, replays=m) for m in (2, 4, 8)])
+
+
+DEMO = Profile(
+    dataset="digits", image_size=8, channels=1, train_points=None, eval_points=None, width=8, eps=0.3,
+    cells=demo_cells(), lr_max=PAPER.lr_max, momentum=0.9, weight_decay=5e-4, augment=False,
+    dtype_policy="float32", loss_scaling="none", xla=False, pgd_train_steps=7, eval_steps=(10, 20, 50),
+    eval_step_size=0.3 / 4, restarts=1, eval_batch_size=256, curve_points=150, curve_steps=10, eager=False)
+
+_DEMO_SOURCES = {
+    "dataset": "tfadv: scikit-learn's digits (8x8 grey, 1,347 train / 450 test, stratified): offline, minutes on "
+               "a CPU",
+    "image_size": "tfadv: the digits' own size", "channels": "tfadv: the digits' one grey channel",
+    "train_points": "tfadv: the whole digits training split", "eval_points": "tfadv: the whole digits test split",
+    "width": "tfadv: PreActResNet18 at base width 8 (the paper's 64) for CPU minutes",
+    "eps": "tfadv: 0.3 on [0, 1] pixels, the MNIST budget of Madry et al. and Wong et al. (digits are MNIST-like)",
+    "cells": "tfadv: the paper's Fast alpha and Free m sweeps at 20 epochs (the paper: 45), Fast over 3 seeds",
+    "lr_max": _PAPER_SOURCES["lr_max"], "momentum": SEED_CODE, "weight_decay": SEED_CODE,
+    "augment": "tfadv: no crop-and-flip on 8x8 digits (a 4-pixel shift would remove half a digit)",
+    "dtype_policy": "tfadv: float32 (mixed_float16 is several times slower on a CPU)",
+    "loss_scaling": "tfadv: none needed in float32",
+    "xla": "tfadv: off on a CPU", "pgd_train_steps": "reference code: fast_adversarial train_pgd.py (unused here)",
+    "eval_steps": "paper", "eval_step_size": "tfadv: eps/4, the paper's ratio 2/255 : 8/255",
+    "restarts": "paper", "eval_batch_size": _PAPER_SOURCES["eval_batch_size"],
+    "curve_points": "tfadv: 150 test points after every epoch (s.e. <= 4 points: a collapse of 0.2 shows)",
+    "curve_steps": "tfadv: PGD-10 (the seed: PGD-50) to keep the per-epoch curves cheap",
+    "eager": "tfadv: compiled graphs",
+}
+
+SMOKE = Profile(
+    dataset="digits", image_size=8, channels=1, train_points=64, eval_points=16, width=4, eps=0.3,
+    cells=(cell("fast", 2, batch_size=32, alpha_ratio=1.25), cell("fast", 2, batch_size=32, alpha_ratio=2.0),
+           cell("free", 2, batch_size=32, replays=2)),
+    lr_max=PAPER.lr_max, momentum=0.9, weight_decay=5e-4, augment=False, dtype_policy="float32", loss_scaling="none",
+    xla=False, pgd_train_steps=2, eval_steps=(10, 20, 50), eval_step_size=0.3 / 4, restarts=1, eval_batch_size=16,
+    curve_points=16, curve_steps=2, eager=True)
+
+_SMOKE_SOURCES = {name: _DEMO_SOURCES[name] if getattr(SMOKE, name) == getattr(DEMO, name) else
+                  "tfadv: a tiny run that checks the plumbing in seconds" for name in _DEMO_SOURCES}
+
+PROFILES = {"paper": PAPER, "demo": DEMO, "smoke": SMOKE}
+SOURCES = {"paper": _PAPER_SOURCES, "demo": _DEMO_SOURCES, "smoke": _SMOKE_SOURCES}
+
+OPTIONS = (
+    Option("--only", "run only the cells whose coordinates match, e.g. method=fast,epochs=90 (a selection of the "
+                     "grid; the cells keep their identity)", role="selection"),
+)
+
+#: Protocol facts fixed in the code (not profile fields), each with its source.
+FIXED = (
+    ("optimizer", "SGD, momentum as above; Keras' form v = μv − lr·g (PyTorch: b = μb + g, w −= lr·b: the same "
+                  "for a constant rate, slightly different under the cyclic one)", "tfadv: Keras' SGD"),
+    ("learning-rate schedule", "triangular 0 → lr_max → 0 over every optimizer step (peak at half)", SEED_CODE),
+    ("Free step and δ", "step ε; δ persists across replays and minibatches, a short last batch uses its first rows",
+     WONG_CODE),
+    ("Fast start", "δ0 ~ U(−ε, ε) clipped to the valid range, one step α, projection on the ε-ball", SEED_CODE),
+    ("BatchNorm while crafting", "training mode (batch statistics), as every training forward", SEED_CODE),
+    ("early stopping", "none (the seed parses --early-stop but never uses it)", SEED_CODE),
+    ("evaluation model", "float32 copy of the weights, inference mode", SEED_CODE + " (model_test.float().eval())"),
+    ("evaluation attack", "PGD with random start; a sample stops once misclassified", SEED_CODE + " (attack_pgd)"),
+    ("epoch of Free-m", "one pass with m replays per minibatch (not Shafahi's N_ep/m passes)", SEED_CODE),
+)
+
+
+def describe_cells(cells: tuple[dict, ...]) -> str:
+    """The grid in words: "Fast α=1.25ε bs 128 × 20 ep (3 seeds); ..."."""
+    groups: dict[str, int] = {}
+    for c in cells:
+        name = f"{label(**c)}, {c['architecture']}, bs {c['batch_size']}, {c['epochs']} ep"
+        groups[name] = groups.get(name, 0) + 1
+    return "; ".join(f"{name}{f' ({n} seeds)' if n > 1 else ''}" for name, n in groups.items())
+
+
+def _value(name: str, value) -> str:
+    if name == "cells":
+        return describe_cells(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v:g}" for k, v in value.items())
+    if isinstance(value, tuple):
+        return ", ".join(map(str, value))
+    if isinstance(value, float) and abs(value * 255 - round(value * 255)) < 1e-9 and value < 0.2:
+        return f"{round(value * 255)}/255"
+    return "all" if value is None else str(value)
+
+
+def settings(run: Run) -> list[Setting]:
+    """Every profile field and every fixed protocol fact, with its source."""
+    sources = SOURCES[run.profile_name]
+    found = [Setting(f.name, _value(f.name, getattr(run.profile, f.name)), sources[f.name])
+             for f in fields(run.profile)]
+    return found + [Setting(name, value, source) for name, value, source in FIXED]

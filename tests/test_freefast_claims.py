@@ -1,0 +1,164 @@
+"""The freefast claims on small hand-made tables: no training. Includes the overclaims of the old runner
+(a Fast alpha = 2 eps that did not collapse, Free most robust at m = 4, Free-8 within noise of Fast, curves
+still rising at the last epoch) and the preconditions (untrained, saturated, noise, --limit)."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from reproduce.freefast import claims, paper
+from tfadv.experiments.verdicts import INCONCLUSIVE, NOT_REPRODUCED, PARTLY, REPRODUCED
+
+POINTS = 450
+
+
+def row(method, *, replays=None, alpha_ratio=None, natural=0.9, pgd=0.4, architecture="preact_resnet18",
+        epochs=20, batch_size=128, repeat=0, points=POINTS, seconds=1.0):
+    key = f"{method},{architecture},{batch_size},{epochs},{replays},{alpha_ratio},{repeat}"
+    return {"cell": key, "method": method, "architecture": architecture, "batch_size": batch_size, "epochs": epochs,
+            "replays": replays, "alpha_ratio": alpha_ratio, "repeat": repeat, "natural_accuracy": natural,
+            "pgd10_accuracy": pgd, "pgd20_accuracy": pgd, "pgd50_accuracy": pgd, "eval_points": points,
+            "curve_points": points, "curve_steps": 10, "avg_epoch_seconds": seconds, "train_minutes": 1.0}
+
+
+def curve(result, pgd_values, seconds=None):
+    seconds = seconds if seconds is not None else [result["avg_epoch_seconds"]] * len(pgd_values)
+    return [{"cell": result["cell"], "epoch": e + 1, "val_pgd_accuracy": p, "val_natural_accuracy": 0.9,
+             "epoch_seconds": s} for e, (p, s) in enumerate(zip(pgd_values, seconds))]
+
+
+def tables(rows, curves=()):
+    results = pd.DataFrame(rows)
+    return results, pd.DataFrame(list(curves)) if curves else pd.DataFrame(columns=["cell", "epoch"])
+
+
+def fast_seeds(pgd_large, pgd_small, natural=0.9):
+    return ([row("fast", alpha_ratio=2.0, pgd=p, repeat=i, natural=natural) for i, p in enumerate(pgd_large)]
+            + [row("fast", alpha_ratio=1.25, pgd=p, repeat=i, natural=natural) for i, p in enumerate(pgd_small)])
+
+
+@pytest.mark.parametrize("large, small, natural, outcome", [
+    ((0.0, 0.01, 0.0), (0.40, 0.42, 0.39), 0.9, REPRODUCED),
+    ((0.0, 0.41, 0.40), (0.40, 0.42, 0.39), 0.9, PARTLY),
+    ((0.391, 0.40, 0.38), (0.387, 0.39, 0.40), 0.9, NOT_REPRODUCED),  # the old demo: 2 eps did not collapse
+    ((0.0, 0.0, 0.0), (0.40, 0.42, 0.39), 0.11, INCONCLUSIVE),         # models at chance: did not train
+    ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 0.9, INCONCLUSIVE),             # saturated at 0%
+    ((0.06, 0.0, 0.0), (0.40, 0.42, 0.39), 0.9, INCONCLUSIVE),         # 6% on 450 points: noise spans 5%
+])
+def test_catastrophic_overfitting(large, small, natural, outcome):
+    results, curves = tables(fast_seeds(large, small, natural))
+    assert claims.catastrophic_overfitting(results, curves).outcome == outcome
+
+
+def test_a_collapse_along_the_curve_counts_even_if_the_final_value_recovers():
+    rows = fast_seeds((0.30,), (0.40,))
+    results, curves = tables(rows, curve(rows[0], [0.6, 0.7, 0.02, 0.30]) + curve(rows[1], [0.3, 0.35, 0.4, 0.4]))
+    verdict = claims.catastrophic_overfitting(results, curves)
+    assert verdict.outcome == REPRODUCED and "collapsed in 1 of 1" in verdict.measured
+
+
+def free_sweep(natural, pgd, points=POINTS):
+    return [row("free", replays=m, natural=n, pgd=p, points=points) for m, n, p in zip((2, 4, 8, 10), natural, pgd)]
+
+
+def test_free_claims_on_the_papers_own_numbers_are_reproduced():
+    results, _ = tables(free_sweep((0.895, 0.867, 0.839, 0.821), (0.297, 0.457, 0.486, 0.482), points=10_000))
+    assert claims.free_natural(results).outcome == REPRODUCED
+    assert claims.free_robust(results).outcome == REPRODUCED
+
+
+@pytest.mark.parametrize("natural, outcome", [
+    ((0.95, 0.93, 0.85), REPRODUCED), ((0.95, 0.78, 0.85), PARTLY), ((0.85, 0.90, 0.95), NOT_REPRODUCED),
+    ((0.95, 0.94, 0.94), INCONCLUSIVE),
+])
+def test_free_natural_accuracy_falls(natural, outcome):
+    results, _ = tables(free_sweep(natural, (0.3, 0.4, 0.45)))
+    assert claims.free_natural(results).outcome == outcome
+
+
+@pytest.mark.parametrize("pgd, outcome", [
+    ((0.30, 0.45, 0.36), PARTLY),            # the old demo: m = 4 clearly the most robust
+    ((0.30, 0.42, 0.40), PARTLY),            # m = 4 best, but within noise of m = 8
+    ((0.40, 0.41, 0.42), INCONCLUSIVE),      # every m within noise
+    ((0.45, 0.40, 0.30), NOT_REPRODUCED),    # robustness falls with m
+])
+def test_free_robustness_best_at_m8(pgd, outcome):
+    results, _ = tables(free_sweep((0.95, 0.93, 0.90), pgd))
+    verdict = claims.free_robust(results)
+    assert verdict.outcome == outcome, verdict
+
+
+@pytest.mark.parametrize("free8, fast, points, outcome", [
+    (0.485, 0.434, 10_000, REPRODUCED), (0.36, 0.39, POINTS, INCONCLUSIVE), (0.30, 0.40, POINTS, NOT_REPRODUCED),
+])
+def test_free8_more_robust_than_fast(free8, fast, points, outcome):
+    results, _ = tables([row("free", replays=8, pgd=free8, points=points),
+                         row("fast", alpha_ratio=1.25, pgd=fast, points=points)])
+    assert claims.free_vs_fast(results).outcome == outcome
+
+
+def test_free_vs_fast_uses_the_spread_over_seeds():
+    free8 = [row("free", replays=8, pgd=p, repeat=i) for i, p in enumerate((0.30, 0.50, 0.40))]
+    fast = [row("fast", alpha_ratio=1.25, pgd=p, repeat=i) for i, p in enumerate((0.33, 0.34, 0.35))]
+    results, _ = tables(free8 + fast)
+    # 0.40 vs 0.34 on 450 points would be clear; with a seed s.d. of 0.1 it is noise
+    assert claims.free_vs_fast(results).outcome == INCONCLUSIVE
+
+
+@pytest.mark.parametrize("free_seconds, outcome", [
+    ([4.5, 4.6, 4.4, 4.5], REPRODUCED), ([2.0, 2.1, 1.9, 2.0], PARTLY), ([0.9, 1.0, 0.95, 0.9], NOT_REPRODUCED),
+    ([1.0, 9.0, 2.0, 6.0], INCONCLUSIVE),
+])
+def test_speed_ratio_with_timing_noise(free_seconds, outcome):
+    free8, fast = row("free", replays=8), row("fast", alpha_ratio=1.25)
+    results, curves = tables([free8, fast], curve(free8, [0.4] * 4, free_seconds) + curve(fast, [0.4] * 4, [1.0] * 4))
+    assert claims.speed(results, curves).outcome == outcome
+
+
+def test_speed_ignores_the_first_epoch_which_compiles():
+    free8, fast = row("free", replays=8), row("fast", alpha_ratio=1.25)
+    results, curves = tables([free8, fast], curve(free8, [0.4] * 3, [5.0, 4.5, 4.5]) + curve(fast, [0.4] * 3,
+                                                                                           [60.0, 1.0, 1.0]))
+    assert claims.speed(results, curves).outcome == REPRODUCED
+
+
+@pytest.mark.parametrize("pgd_curve, outcome", [
+    ([0.1, 0.2, 0.3, 0.38, 0.41], NOT_REPRODUCED),   # the old demo: still improving at the last epoch
+    ([0.3, 0.43, 0.44, 0.10, 0.01], REPRODUCED),
+    ([0.3, 0.40, 0.42, 0.30, 0.22], INCONCLUSIVE),   # a fall of 0.2 on 450 points: within noise of the threshold
+])
+def test_late_collapse_along_the_longest_fast_curve(pgd_curve, outcome):
+    fast = row("fast", alpha_ratio=1.25, pgd=pgd_curve[-1])
+    results, curves = tables([fast], curve(fast, pgd_curve))
+    assert claims.late_collapse(results, curves).outcome == outcome
+
+
+def test_networks_preact_beats_resnet50():
+    rows = [row(m, architecture=a, natural=n, pgd=p, points=10_000, **w)
+            for m, w in (("free", {"replays": 8}), ("fast", {"alpha_ratio": 1.25}))
+            for a, n, p in (("preact_resnet18", 0.84, 0.48), ("resnet50", 0.74, 0.40))]
+    results, _ = tables(rows)
+    assert claims.networks(results).outcome == REPRODUCED
+    results, _ = tables([r for r in rows if r["architecture"] == "preact_resnet18"])
+    assert claims.networks(results).outcome == INCONCLUSIVE  # not measured
+
+
+def test_paper_numbers_judged_only_on_cifar10_within_tolerance():
+    measured = paper.table().assign(eval_points=10_000, repeat=0)
+    measured["cell"] = [str(i) for i in range(len(measured))]
+    assert all(v.outcome == REPRODUCED for v in claims.paper_numbers(measured, "cifar10"))
+    shifted = measured.assign(natural_accuracy=measured["natural_accuracy"] - 0.05)
+    assert all(v.outcome == PARTLY for v in claims.paper_numbers(shifted, "cifar10"))
+    assert all(v.outcome == INCONCLUSIVE for v in claims.paper_numbers(measured, "digits"))
+
+
+def test_limit_makes_every_verdict_inconclusive_and_says_why():
+    results, curves = tables(fast_seeds((0.0,), (0.4,)))
+    assert claims.judge_tables(results, curves, "digits")[0].outcome == REPRODUCED
+    limited = claims.judge_tables(results, curves, "digits", limit=2)
+    assert {v.outcome for v in limited} == {INCONCLUSIVE} and "--limit 2" in limited[0].why
+
+
+def test_an_empty_table_is_judged_not_measured():
+    verdicts = claims.judge_tables(pd.DataFrame(), pd.DataFrame(), "digits")
+    assert {v.outcome for v in verdicts} == {INCONCLUSIVE}
+    assert np.all(["not measured" in v.why for v in verdicts])
