@@ -1,193 +1,182 @@
-"""The freefast runner: its grid, its evaluation protocol, its claims, and a smoke run end to end."""
+"""The freefast runner: its grids and settings, its evaluation protocol, and a smoke run end to end (with a
+kill and a resume). The claims are tested on hand-made tables in test_freefast_claims.py."""
 import dataclasses
+import types
 
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 
-from reproduce import freefast
-from tfadv.experiments.runner import cell_key
+from reproduce.freefast import EXPERIMENT, cells, evaluation, profiles, training
+from reproduce.freefast.paper import CIFAR_EPS
+from tfadv.experiments import identity, main
+
+
+def fake_run(profile_name="smoke", only=None, **changes):
+    profile = dataclasses.replace(profiles.PROFILES[profile_name], **changes)
+    return types.SimpleNamespace(profile=profile, profile_name=profile_name, options={"only": only}, seed=0,
+                                 limit=None, capped=lambda v: v)
 
 
 def test_paper_grid_is_the_papers_tables():
-    cells = pd.DataFrame(freefast.PROFILES["paper"].cells)
-    free45 = cells[(cells.method == "free") & (cells.epochs == 45)]
+    grid = pd.DataFrame(profiles.PAPER.cells)
+    free45 = grid[(grid.method == "free") & (grid.epochs == 45)]
     assert sorted(free45.replays) == [2, 4, 8, 10] and set(free45.batch_size) == {128}
-    fast45 = cells[(cells.method == "fast") & (cells.epochs == 45)]
+    fast45 = grid[(grid.method == "fast") & (grid.epochs == 45)]
     assert sorted(zip(fast45.alpha_ratio, fast45.batch_size)) == [(1.25, 128), (1.25, 256), (2.0, 128), (2.0, 256)]
-    long = cells[cells.epochs == 90]
+    long = grid[grid.epochs == 90]
     assert sorted(zip(long.method, long.architecture)) == sorted(
-        [(m, a) for m in ("free", "fast") for a in ("preact_resnet18", "resnet50")])
-    assert len({cell_key(c) for c in freefast.PROFILES["paper"].cells}) == len(cells) == 12
-    # alpha ratios are the paper's 10/255 and 16/255 at eps = 8/255.
-    assert 1.25 * freefast.CIFAR_EPS == pytest.approx(10 / 255) and 2.0 * freefast.CIFAR_EPS == pytest.approx(16 / 255)
-    paper = freefast.PROFILES["paper"]
-    assert (paper.eps, paper.eval_step_size, paper.eval_steps, paper.restarts) == (8 / 255, 2 / 255, (10, 20, 50), 1)
-    assert paper.dtype_policy == "mixed_float16" and paper.lr("free") == 0.04 and paper.lr("fast") == 0.2
+        (m, a) for m in ("free", "fast") for a in ("preact_resnet18", "resnet50"))
+    assert len({identity.cell_key(c) for c in profiles.PAPER.cells}) == len(grid) == 12
+    assert 1.25 * CIFAR_EPS == pytest.approx(10 / 255) and 2.0 * CIFAR_EPS == pytest.approx(16 / 255)
+
+
+def test_paper_profile_is_the_reference_codes_protocol():
+    p = profiles.PAPER
+    assert (p.eps, p.eval_step_size, p.eval_steps, p.restarts, p.eval_points) == (8 / 255, 2 / 255, (10, 20, 50), 1, None)
+    assert p.lr_max["free"] == 0.04 and p.lr_max["fast"] == 0.2 and (p.momentum, p.weight_decay) == (0.9, 5e-4)
+    assert p.dtype_policy == "mixed_float16" and p.loss_scaling == "none"  # apex O2, --loss-scale 1.0
+    assert p.augment and p.width == 64 and p.curve_steps == 50
+
+
+@pytest.mark.parametrize("name", sorted(profiles.PROFILES))
+def test_every_setting_of_every_profile_has_a_source(name):
+    run = fake_run(name)
+    listed = {s.name: s for s in profiles.settings(run)}
+    assert {f.name for f in dataclasses.fields(profiles.Profile)} <= set(listed)
+    assert all(s.source for s in listed.values())
 
 
 def test_free_epochs_follow_the_seed_convention():
-    # 45 passes of m replays: the LR schedule spans epochs * batches * m optimizer steps.
-    free8 = {"method": "free", "epochs": 45, "replays": 8}
-    fast = {"method": "fast", "epochs": 45, "replays": None}
-    assert freefast.optimizer_steps(free8, 391) == 45 * 391 * 8
-    assert freefast.optimizer_steps(fast, 391) == 45 * 391
+    # 45 passes of m replays: the schedule spans epochs * batches * m optimizer steps.
+    assert training.optimizer_steps({"replays": 8}, 45, 391) == 45 * 391 * 8
+    assert training.optimizer_steps({"replays": None}, 45, 391) == 45 * 391
 
 
-def test_dtype_policy_is_restored_even_on_error():
-    before = keras.config.dtype_policy().name
-    with pytest.raises(RuntimeError):
-        with freefast.dtype_policy("mixed_float16"):
-            assert keras.config.dtype_policy().name == "mixed_float16"
-            raise RuntimeError("boom")
-    assert keras.config.dtype_policy().name == before
-
-
-def _row(method, replays=None, alpha_ratio=None, natural=0.8, pgd=0.4, architecture="preact_resnet18",
-         epochs=45, batch_size=128, seconds=30.0):
-    return {"method": method, "architecture": architecture, "batch_size": batch_size, "epochs": epochs,
-            "replays": replays, "alpha_ratio": alpha_ratio, "natural_accuracy": natural, "pgd10_accuracy": pgd,
-            "pgd20_accuracy": pgd, "pgd50_accuracy": pgd, "avg_epoch_seconds": seconds, "train_minutes": 1.0}
-
-
-def _verdicts(claims):
-    return {c.claim: c.verdict for c in claims}
-
-
-def test_claims_follow_the_measured_numbers():
-    profile = freefast.PROFILES["demo"]
-    empty = pd.DataFrame()
-    collapsed = pd.DataFrame([_row("fast", alpha_ratio=1.25, pgd=0.4), _row("fast", alpha_ratio=2.0, pgd=0.0)])
-    survived = pd.DataFrame([_row("fast", alpha_ratio=1.25, pgd=0.4), _row("fast", alpha_ratio=2.0, pgd=0.3)])
-    claim = "Fast with α=16/255 (2ε) collapses to 0 PGD accuracy, α=10/255 (1.25ε) does not"
-    assert _verdicts(freefast.phenomenon_claims(collapsed, empty, profile))[claim] == "reproduced"
-    assert _verdicts(freefast.phenomenon_claims(survived, empty, profile))[claim] == "not reproduced"
-    assert _verdicts(freefast.phenomenon_claims(empty, empty, profile))[claim] == "not measured"
-
-    free = pd.DataFrame([_row("free", replays=m, natural=n, pgd=p, seconds=s) for m, n, p, s in
-                         ((2, 0.9, 0.3, 30), (4, 0.87, 0.45, 60), (8, 0.84, 0.49, 120), (10, 0.82, 0.48, 150))]
-                        + [_row("fast", alpha_ratio=1.25, natural=0.85, pgd=0.46, seconds=30)])
-    verdicts = _verdicts(freefast.phenomenon_claims(free, empty, profile))
-    assert verdicts["Free: natural accuracy falls as m grows"] == "reproduced"
-    assert verdicts["Free: robustness rises with m up to m=8, the best m"] == "reproduced"
-    assert verdicts["Fast (α=10/255) trains about 4× faster per epoch than Free m=8"] == "reproduced"
-    assert verdicts["PreActResNet18: Free m=8 is more robust (PGD-50) than Fast α=10/255"] == "reproduced"
-
-
-def test_paper_numbers_are_judged_only_on_cifar10():
-    paper_rows = freefast.paper_table()
-    as_measured = paper_rows.rename(columns={})
-    claims = freefast.number_claims(as_measured, freefast.PROFILES["paper"])
-    assert len(claims) == len(paper_rows) and all(c.verdict == "reproduced" for c in claims)
-    shifted = as_measured.assign(natural_accuracy=as_measured.natural_accuracy - 0.05)
-    assert all(c.verdict == "partly reproduced" for c in freefast.number_claims(shifted, freefast.PROFILES["paper"]))
-    demo = freefast.number_claims(as_measured, freefast.PROFILES["demo"])
-    assert all(c.verdict == "not measured" for c in demo)
+def test_only_selects_cells_and_rejects_what_matches_nothing():
+    assert {c["method"] for c in cells.grid(fake_run("paper", only="method=fast,epochs=90"))} == {"fast"}
+    assert len(cells.grid(fake_run("paper", only="epochs=90"))) == 4
+    for bad in ("method", "colour=red", "method=sgd"):
+        with pytest.raises(SystemExit, match="--only"):
+            cells.grid(fake_run("paper", only=bad))
 
 
 def test_robust_evaluation_is_monotone_in_steps_and_restarts():
-    profile = freefast.PROFILES["smoke"]
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     x = np.random.default_rng(0).random((24, 8, 8, 1), dtype=np.float32)
     y = np.argmax(model(x), axis=-1)  # all correct clean, so every loss of accuracy is the attack's
-    one = freefast.robust_evaluator(model, profile, seed=0, steps=(1, 5))(x, y)
-    assert one["natural_accuracy"] == 1.0
-    assert 1.0 >= one["pgd1_accuracy"] >= one["pgd5_accuracy"]
+    one = evaluation.evaluator(model, fake_run(), (1, 5), seed=0)(x, y)
+    assert one["natural_accuracy"] == 1.0 and 1.0 >= one["pgd1_accuracy"] >= one["pgd5_accuracy"]
     assert one["pgd5_accuracy"] < 1.0  # eps = 0.3 on an untrained linear model: the attack must bite
-    more = freefast.robust_evaluator(model, dataclasses.replace(profile, restarts=3), seed=0, steps=(1,))(x, y)
+    more = evaluation.evaluator(model, fake_run(restarts=3), (1,), seed=0)(x, y)
     assert more["pgd1_accuracy"] <= one["pgd1_accuracy"]
 
 
+def run_smoke(out, *extra):
+    return main(EXPERIMENT, ["--profile", "smoke", "--out", str(out), "--no-progress", "--jobs", "1", *extra])
+
+
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
+def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("freefast_smoke")
-    table = freefast.run(["--profile", "smoke", "--out", str(out), "--no-progress"])
-    return out, table
+    return out, run_smoke(out)
 
 
-def test_smoke_run_writes_table_curves_figures_report(smoke_run):
-    out, table = smoke_run
-    cells = freefast.PROFILES["smoke"].cells
+def test_smoke_run_writes_results_curves_figures_and_report(smoke):
+    out, tables = smoke
     results = pd.read_csv(out / "results.csv")
-    assert sorted(results["cell"]) == sorted(cell_key(c) for c in cells)
+    assert sorted(results["cell"]) == sorted(identity.cell_key(c) for c in profiles.SMOKE.cells)
     accuracy = results[["natural_accuracy", "pgd10_accuracy", "pgd20_accuracy", "pgd50_accuracy"]].to_numpy()
-    assert np.all((accuracy >= 0) & (accuracy <= 1))
-    assert np.all(np.diff(accuracy, axis=1) <= 1e-9)  # natural >= PGD-10 >= PGD-20 >= PGD-50
-    assert np.all(results["train_minutes"] > 0) and np.all(results["avg_epoch_seconds"] > 0)
-    np.testing.assert_allclose(results["train_minutes"] * 60 / results["epochs"], results["avg_epoch_seconds"])
+    assert np.all((accuracy >= 0) & (accuracy <= 1)) and np.all(np.diff(accuracy, axis=1) <= 1e-9)
+    assert np.all(results["train_minutes"] > 0) and set(results["eval_points"]) == {16}
     curves = pd.read_csv(out / "curves.csv")
-    per_cell = curves.groupby("cell")["epoch"].apply(sorted)
-    for cell in cells:
-        assert per_cell[cell_key(cell)] == list(range(1, cell["epochs"] + 1))
-    assert {"val_natural_accuracy", "val_pgd_accuracy", "train_accuracy", "epoch_seconds"} <= set(curves.columns)
-    figures = sorted(p.name for p in out.glob("*.png"))
-    assert "final_accuracy.png" in figures and any(f.startswith("curves_free") for f in figures)
+    assert curves.groupby("cell")["epoch"].apply(list).tolist() == [[1, 2]] * 3
+    assert {"val_natural_accuracy", "val_pgd_accuracy", "train_adv_accuracy", "epoch_seconds"} <= set(curves)
+    assert {"final_accuracy.png", "curves_fast_preactresnet18_2ep.png"} <= {p.name for p in out.glob("*.png")}
     report = (out / "report.md").read_text()
-    assert "profile **smoke**" in report and "Free m=8" in report and "0.486" in report  # paper numbers beside
-    assert "(smoke)" in report and "passes" in report
+    assert "profile **smoke**" in report and "| eps | 0.3 |" in report and "Free m = 8 is more robust" in report
+    assert len(list((out / "artifacts" / "models").glob("*.weights.h5"))) == 3
     assert not any((out / "work").iterdir())  # finished cells leave no scratch behind
 
 
+def test_a_cell_whose_weights_exist_is_not_trained_again(smoke, monkeypatch):
+    out, _ = smoke
+    first = sorted((out / "cells").glob("*.json"))[0]
+    first.unlink()  # as if killed after saving the weights, during the final evaluation
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the weights exist: the cell must not train again")
+
+    monkeypatch.setattr(training, "train", no_training)
+    monkeypatch.setattr(training, "read_curve", lambda path, n: pd.DataFrame(
+        {"epoch": range(1, n + 1), "epoch_seconds": 1.0, "epoch_cpu_seconds": 1.0}))
+    tables = run_smoke(out)
+    assert len(tables["results"]) == 3 and first.is_file()
+
+
 @pytest.mark.slow
-def test_killed_run_resumes_mid_cell_and_skips_finished_cells(tmp_path, monkeypatch):
-    cells = (freefast._cell("fast", "preact_resnet18", 32, 2, alpha_ratio=1.25),
-             freefast._cell("free", "preact_resnet18", 32, 2, replays=2))
-    monkeypatch.setitem(freefast.PROFILES, "smoke", dataclasses.replace(freefast.PROFILES["smoke"], cells=cells))
-    argv = ["--profile", "smoke", "--out", str(tmp_path), "--no-progress"]
+def test_a_killed_cell_resumes_from_its_last_epoch(tmp_path, monkeypatch):
     started = []
-    original = freefast.EpochLog.on_epoch_begin
+    original = training.EpochLog.on_epoch_begin
 
     class Killed(Exception):
         pass
 
     def killing(self, epoch, logs=None):
-        key = (self.path.parent / "cell.txt").read_text().strip()
-        started.append((key, epoch))
-        if "method=free" in key and epoch == 1 and kill[0]:
-            raise Killed("simulated kill after the first epoch was backed up")
+        started.append((self.path.parent.name, epoch))
+        if len(started) == 2 and kill:  # the first cell's second epoch: its first is backed up
+            raise Killed("simulated kill")
         original(self, epoch, logs)
 
-    kill = [True]
-    monkeypatch.setattr(freefast.EpochLog, "on_epoch_begin", killing)
+    kill = True
+    monkeypatch.setattr(training.EpochLog, "on_epoch_begin", killing)
     with pytest.raises(Killed):
-        freefast.run(argv)
-    assert len(list((tmp_path / "cells").iterdir())) == 1, started  # the finished cell is on disk
-    first_run = list(started)
+        run_smoke(tmp_path, "--only", "method=free")
+    work = started[0][0]
     started.clear()
-    kill[0] = False
-    freefast.run(argv)
-    free_key, fast_key = cell_key(cells[1]), cell_key(cells[0])
-    assert (fast_key, 0) in first_run and not any(k == fast_key for k, _ in started)  # finished cell skipped
-    assert [e for k, e in started if k == free_key] == [1]  # resumed at the second epoch
-    results = pd.read_csv(tmp_path / "results.csv")
-    assert sorted(results["cell"]) == sorted([free_key, fast_key])
+    kill = False
+    run_smoke(tmp_path, "--only", "method=free")
+    assert started == [(work, 1)]  # resumed at the second epoch
     curves = pd.read_csv(tmp_path / "curves.csv")
-    assert sorted(curves[curves["cell"] == free_key]["epoch"]) == [1, 2]
-
-
-@pytest.mark.slow
-def test_resnet50_and_pgd_cells_run(tmp_path, monkeypatch):
-    cells = (freefast._cell("fast", "resnet50", 32, 1, alpha_ratio=1.25),
-             freefast._cell("pgd", "preact_resnet18", 32, 1))
-    monkeypatch.setitem(freefast.PROFILES, "smoke", dataclasses.replace(freefast.PROFILES["smoke"], cells=cells))
-    freefast.run(["--profile", "smoke", "--out", str(tmp_path), "--no-progress"])
-    results = pd.read_csv(tmp_path / "results.csv").set_index("architecture")
-    assert set(results.index) == {"resnet50", "preact_resnet18"}
-    assert results.loc["resnet50", "eval_points"] == 16 and 0 <= results.loc["resnet50", "pgd50_accuracy"] <= 1
-    assert (tmp_path / "preact_vs_resnet50_fast.png").exists() is False  # only one network ran Fast
+    assert curves["epoch"].tolist() == [1, 2]
 
 
 def test_paper_data_path_reads_cifar10_through_tfds(tmp_path):
     import tensorflow_datasets as tfds
 
-    freefast.load_data.cache_clear()
+    from reproduce.freefast import data
+
+    run = fake_run("paper")
+    run.data_dir, run.cache = str(tmp_path), {}
+    run.cached = lambda key, make: run.cache.setdefault(key, make())
     with tfds.testing.mock_data(num_examples=8):
-        data = freefast.load_data("cifar10", 32, 3, None, None, str(tmp_path))
-    freefast.load_data.cache_clear()
-    assert data.x_train.shape == (8, 32, 32, 3) and data.x_test.shape == (8, 32, 32, 3)
-    assert data.x_train.min() >= 0.0 and data.x_train.max() <= 1.0 and data.x_train.max() > 0.5  # /255 once
-    assert set(np.unique(data.y_train)) <= set(range(10))
-    batch_x, batch_y = next(iter(freefast.training_dataset(data, 4, augment=True, seed=0)))
-    assert batch_x.shape == (4, 32, 32, 3) and batch_y.shape == (4,)
+        loaded = data.load(run, "resnet50")
+    assert loaded.x_train.shape == (8, 32, 32, 3) and loaded.x_test.shape == (8, 32, 32, 3)
+    assert 0.0 <= loaded.x_train.min() and loaded.x_train.max() <= 1.0 and loaded.x_train.max() > 0.5  # /255 once
+    assert set(np.unique(loaded.y_train)) <= set(range(10))
+
+
+@pytest.mark.slow
+def test_paper_profile_code_path_runs_on_cpu_with_stand_ins(tmp_path):
+    """The paper profile's own code (CIFAR-10 through tfds, mixed_float16 without loss scaling, PreActResNet18
+    at width 64 and the seed's 1000-way ResNet50, Free and Fast, PGD-10/20/50 and per-epoch PGD-50) on mocked
+    CIFAR-10 with random weights, capped by --limit: a first GPU run must not die on a wiring error."""
+    import tensorflow_datasets as tfds
+
+    out = tmp_path / "paper"
+    argv = ["--profile", "paper", "--out", str(out), "--limit", "2", "--jobs", "1", "--no-progress",
+            "--data-dir", str(tmp_path / "tfds")]
+    with tfds.testing.mock_data(num_examples=4):
+        main(EXPERIMENT, [*argv, "--only", "method=fast,epochs=90"])  # both networks
+        tables = main(EXPERIMENT, [*argv, "--only", "replays=2"])    # Free on PreActResNet18
+    results = tables["results"].set_index("architecture")
+    assert sorted(results.index) == ["preact_resnet18", "preact_resnet18", "resnet50"]
+    assert set(results["eval_points"]) == {2} and set(results["trained_epochs"]) == {2}
+    assert set(tables["curves"].groupby("cell")["epoch"].max()) == {2}
+    assert (out / "final_accuracy.png").is_file() and (out / "curves_fast_resnet50_90ep.png").is_file()
+    report = (out / "report.md").read_text()
+    assert "--limit 2" in report and "profile **paper**" in report
+    verdict_rows = [line for line in report.splitlines() if "**" in line and "(paper)" in line]
+    assert verdict_rows and all("**inconclusive** (paper)" in line for line in verdict_rows)
