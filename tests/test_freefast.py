@@ -34,7 +34,9 @@ def test_paper_grid_is_the_papers_tables():
 
 def test_paper_profile_is_the_reference_codes_protocol():
     p = profiles.PAPER
-    assert (p.eps, p.eval_step_size, p.eval_steps, p.restarts, p.eval_points) == (8 / 255, 2 / 255, (10, 20, 50), 1, None)
+    assert (p.eps, p.eval_step_ratio * p.eps, p.eval_steps, p.restarts, p.eval_points) == (
+        8 / 255, pytest.approx(2 / 255), (10, 20, 50), 1, None)
+    assert {c["eps"] for c in p.cells} == {8 / 255}
     assert p.lr_max["free"] == 0.04 and p.lr_max["fast"] == 0.2 and (p.momentum, p.weight_decay) == (0.9, 5e-4)
     assert p.dtype_policy == "mixed_float16" and p.loss_scaling == "none"  # apex O2, --loss-scale 1.0
     assert p.augment and p.width == 64 and p.curve_steps == 50
@@ -67,10 +69,10 @@ def test_robust_evaluation_is_monotone_in_steps_and_restarts():
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     x = np.random.default_rng(0).random((24, 8, 8, 1), dtype=np.float32)
     y = np.argmax(model(x), axis=-1)  # all correct clean, so every loss of accuracy is the attack's
-    one = evaluation.evaluator(model, fake_run(), (1, 5), seed=0)(x, y)
+    one = evaluation.evaluator(model, fake_run(), 0.3, (1, 5), seed=0)(x, y)
     assert one["natural_accuracy"] == 1.0 and 1.0 >= one["pgd1_accuracy"] >= one["pgd5_accuracy"]
     assert one["pgd5_accuracy"] < 1.0  # eps = 0.3 on an untrained linear model: the attack must bite
-    more = evaluation.evaluator(model, fake_run(restarts=3), (1,), seed=0)(x, y)
+    more = evaluation.evaluator(model, fake_run(restarts=3), 0.3, (1,), seed=0)(x, y)
     assert more["pgd1_accuracy"] <= one["pgd1_accuracy"]
 
 

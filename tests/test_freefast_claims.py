@@ -155,6 +155,7 @@ def test_limit_makes_every_verdict_inconclusive_and_says_why():
     results, curves = tables(fast_seeds((0.0,), (0.4,)))
     assert claims.judge_tables(results, curves, "digits")[0].outcome == REPRODUCED
     limited = claims.judge_tables(results, curves, "digits", limit=2)
+    assert claims.judge_tables(results.assign(eps=0.4), curves, "digits", eps=0.3)[0].outcome == INCONCLUSIVE
     assert {v.outcome for v in limited} == {INCONCLUSIVE} and "--limit 2" in limited[0].why
 
 

@@ -8,12 +8,13 @@ atomically): a run killed during the final evaluation does not train again.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Iterator
 
 import keras
 import tensorflow as tf
 
-from tfadv.experiments import Run, atomic, identity
+from tfadv.experiments import Run, atomic, identity, machine
 
 from reproduce.freefast import data as datasets
 from reproduce.freefast import training
@@ -60,12 +61,14 @@ def functions_eagerly(eager: bool) -> Iterator[None]:
 
 def run_cell(cell: dict, run: Run) -> dict:
     """Train (or reload) the cell's model, evaluate it; returns {"results": [row], "curves": rows}."""
+    started = time.process_time()
     profile, seed = run.profile, training.training_seed(cell, run)
     data = datasets.load(run, cell["architecture"])
     keras.utils.set_random_seed(seed)
     evaluation_net = training.network(run, cell["architecture"], data)  # float32: the seed evaluates in fp32
     curve_x, curve_y = (a[:run.capped(profile.curve_points)] for a in (data.x_test, data.y_test))
-    measure_curve = evaluator(evaluation_net, run, (profile.curve_steps,), seed)
+    eps = float(cell["eps"])
+    measure_curve = evaluator(evaluation_net, run, eps, (profile.curve_steps,), seed)
 
     def curve_point() -> dict:
         measured = measure_curve(curve_x, curve_y)
@@ -81,12 +84,12 @@ def run_cell(cell: dict, run: Run) -> dict:
         else:
             curve = training.train(cell, run, data, evaluation_net, curve_point)
             atomic.save_weights(evaluation_net, weights)
-        final = evaluator(evaluation_net, run, profile.eval_steps, seed + 1)(data.x_test, data.y_test)
+        final = evaluator(evaluation_net, run, eps, profile.eval_steps, seed + 1)(data.x_test, data.y_test)
     steps_per_epoch = -(-len(data.x_train) // int(cell["batch_size"]))
     row = {**final, "train_minutes": curve["epoch_seconds"].sum() / 60,
            "avg_epoch_seconds": curve["epoch_seconds"].mean(), "train_cpu_minutes": curve["epoch_cpu_seconds"].sum() / 60,
            "trained_epochs": epochs, "sgd_steps": training.optimizer_steps(cell, epochs, steps_per_epoch),
-           "eps": profile.eps, "alpha": None if cell["alpha_ratio"] is None else cell["alpha_ratio"] * profile.eps,
+           "alpha": None if cell["alpha_ratio"] is None else cell["alpha_ratio"] * eps,
            "eval_points": len(data.x_test), "curve_points": len(curve_x), "curve_steps": profile.curve_steps,
-           "training_seed": seed}
+           "training_seed": seed, "device": "gpu" if machine.gpus() else "cpu", "cell_cpu_seconds": time.process_time() - started}
     return {"results": [row], "curves": curve.to_dict("records")}

@@ -109,15 +109,16 @@ def free_vs_fast(results: pd.DataFrame) -> Verdict:
 
 
 def speed(results: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
-    """Ratio of Free-8's to Fast-1.25 eps' epoch wall times (epochs after the first, which compiles)."""
+    """Ratio of Free-8's to Fast-1.25 eps' epoch times (m.timing_column; epochs after the first, which compiles)."""
     texts, lows, highs = [], [], []
     for architecture, free8, fast in m.pairs(results, ("free", {"replays": 8}), ("fast", {"alpha_ratio": 1.25})):
         times = [m.epoch_times(curves, rows) for rows in (free8, fast)]
         if min(len(t) for t in times) == 0:
             continue
         ratio, low, high = m.spread_ratio(*times)
-        texts.append(f"{NETWORK[architecture]}: {m.median(times[0]):.2f} s vs {m.median(times[1]):.2f} s "
-                     f"({ratio:.1f}×, plausible {low:.1f}-{high:.1f}×)")
+        kind = "CPU" if m.timing_column(free8) == "epoch_cpu_seconds" else "wall"
+        texts.append(f"{NETWORK[architecture]}: {m.median(times[0]):.2f} s vs {m.median(times[1]):.2f} s {kind} "
+                     f"per epoch ({ratio:.1f}×, plausible {low:.1f}-{high:.1f}×)")
         lows.append(low)
         highs.append(high)
     if not texts:
@@ -198,11 +199,14 @@ def paper_numbers(results: pd.DataFrame, dataset: str) -> list[Verdict]:
     return found
 
 
-def judge_tables(results: pd.DataFrame, curves: pd.DataFrame, dataset: str, limit: int | None = None
-                 ) -> list[Verdict]:
-    """Every claim; with --limit every verdict is inconclusive (its numbers are not the profile's)."""
+def judge_tables(results: pd.DataFrame, curves: pd.DataFrame, dataset: str, eps: float | None = None,
+                 limit: int | None = None) -> list[Verdict]:
+    """Every claim, on the cells at budget `eps` (the others are the search's); with --limit every verdict is
+    inconclusive (its numbers are not the profile's)."""
     if "natural_accuracy" not in results:
         results = results.reindex(columns=[*results.columns, *paper.CONFIG_COLUMNS, "natural_accuracy", "cell"])
+    if eps is not None and "eps" in results:
+        results = select(results, eps=float(eps))
     found = [catastrophic_overfitting(results, curves), free_natural(results), free_robust(results),
              free_vs_fast(results), speed(results, curves), networks(results), late_collapse(results, curves),
              *paper_numbers(results, dataset)]
@@ -214,4 +218,5 @@ def judge_tables(results: pd.DataFrame, curves: pd.DataFrame, dataset: str, limi
 
 
 def judge_run(tables: dict[str, pd.DataFrame], run: Run) -> list[Verdict]:
-    return judge_tables(tables["results"], tables.get("curves", pd.DataFrame()), run.profile.dataset, run.limit)
+    return judge_tables(tables["results"], tables.get("curves", pd.DataFrame()), run.profile.dataset,
+                        run.profile.eps, run.limit)

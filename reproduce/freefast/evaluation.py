@@ -10,29 +10,30 @@ import keras
 import numpy as np
 
 from tfadv.attacks import PGD
-from tfadv.evaluation import accuracy, robust_accuracy
+from tfadv.evaluation import accuracy
+from tfadv.evaluation.same_shape import robust_accuracy_same_shape
 from tfadv.experiments import Run, machine
 
 
-def pgd_attack(model: keras.Model, run: Run, steps: int, seed: int) -> PGD:
+def pgd_attack(model: keras.Model, run: Run, eps: float, steps: int, seed: int) -> PGD:
     """PGD-`steps` as the seed evaluates (tfadv's networks output logits, hence from_logits=True)."""
     profile = run.profile
-    return PGD(model, eps=profile.eps, norm="inf", steps=steps, step_size=profile.eval_step_size, rand_init=True,
+    return PGD(model, eps=eps, norm="inf", steps=steps, step_size=profile.eval_step_ratio * eps, rand_init=True,
                from_logits=True, clip_min=0.0, clip_max=1.0, seed=seed, select="first_success", training=False,
                jit_compile=profile.xla and bool(machine.gpus()))
 
 
-def evaluator(model: keras.Model, run: Run, steps: Sequence[int], seed: int):
-    """measure(x, y) -> {"natural_accuracy", "pgd<k>_accuracy" for each k}. The attacks are built once, so
-    repeated calls (one per epoch) reuse their compiled graphs."""
-    attacks = {k: pgd_attack(model, run, k, seed) for k in steps}
+def evaluator(model: keras.Model, run: Run, eps: float, steps: Sequence[int], seed: int):
+    """measure(x, y) -> {"natural_accuracy", "pgd<k>_accuracy" for each k}. The attacks are built once and
+    always see batches of one shape, so repeated calls (one per epoch) reuse their compiled graphs."""
+    attacks = {k: pgd_attack(model, run, eps, k, seed) for k in steps}
     batch_size, restarts = run.profile.eval_batch_size, run.profile.restarts
 
     def measure(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         result = {"natural_accuracy": accuracy(model, x, y, batch_size)}
         for k, attack in attacks.items():
-            result[f"pgd{k}_accuracy"] = robust_accuracy(model, attack, x, y, batch_size=batch_size,
-                                                         restarts=restarts)
+            result[f"pgd{k}_accuracy"] = robust_accuracy_same_shape(model, attack, x, y, batch_size=batch_size,
+                                                                    restarts=restarts)
         return result
 
     return measure

@@ -123,10 +123,16 @@ def pairs(results: pd.DataFrame, first: tuple[str, dict], second: tuple[str, dic
             yield architecture, a.drop(columns="_side"), b.drop(columns="_side")
 
 
+def timing_column(rows: pd.DataFrame) -> str:
+    """Per-epoch wall time on a GPU; CPU time of the process on a CPU, where wall time on a shared machine
+    measures the neighbours as much as the run."""
+    return "epoch_cpu_seconds" if "device" in rows and set(rows["device"]) == {"cpu"} else "epoch_seconds"
+
+
 def epoch_times(curves: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
-    """Per-epoch wall times of the cells in `rows`, without each run's first epoch (which compiles)."""
+    """Per-epoch times of the cells in `rows` (timing_column), without each run's first epoch (which compiles)."""
     part = curves[curves["cell"].isin(rows["cell"])] if "cell" in curves else curves.iloc[0:0]
-    return part.loc[part["epoch"] > 1, "epoch_seconds"].to_numpy(float)
+    return part.loc[part["epoch"] > 1, timing_column(rows)].to_numpy(float)
 
 
 def median(values) -> float:

@@ -26,7 +26,7 @@ class Profile:
     train_points: int | None      # None = the whole training split
     eval_points: int | None       # None = the whole test split
     width: int                    # base width of both networks (64 = the paper's)
-    eps: float
+    eps: float                    # the budget the claims are judged at (search cells may use others)
     cells: tuple[dict, ...]       # the grid: one trained model per cell
     lr_max: dict                  # peak of the triangular cyclic rate, per method
     momentum: float
@@ -35,9 +35,9 @@ class Profile:
     dtype_policy: str
     loss_scaling: str             # "none" (apex O2 with loss_scale 1.0) or "dynamic" (Keras' default)
     xla: bool                     # XLA where Keras compiles with it ("auto": GPUs only)
-    pgd_train_steps: int          # PGD-k training (a baseline cell; step = eval_step_size)
+    pgd_train_steps: int          # PGD-k training (a baseline cell; step = eval_step_ratio * eps)
     eval_steps: tuple[int, ...]   # PGD-k evaluations of the final model
-    eval_step_size: float
+    eval_step_ratio: float        # PGD step as a fraction of eps (evaluation and PGD training)
     restarts: int
     eval_batch_size: int
     curve_points: int | None      # test points of the per-epoch curves (None = all)
@@ -45,21 +45,22 @@ class Profile:
     eager: bool                   # run every tf.function eagerly (smoke: tracing costs more than it saves)
 
 
-def cell(method: str, epochs: int, *, batch_size: int = 128, architecture: str = "preact_resnet18",
+def cell(method: str, epochs: int, eps: float, *, batch_size: int = 128, architecture: str = "preact_resnet18",
          replays: int | None = None, alpha_ratio: float | None = None, repeat: int = 0) -> dict:
     """One trained model: Free's m (`replays`) or Fast's alpha as a multiple of eps; `repeat` numbers seeds."""
-    return {"method": method, "architecture": architecture, "batch_size": batch_size, "epochs": epochs,
+    return {"method": method, "architecture": architecture, "batch_size": batch_size, "epochs": epochs, "eps": eps,
             "replays": replays, "alpha_ratio": alpha_ratio, "repeat": repeat}
 
 
 def paper_cells() -> tuple[dict, ...]:
     """The paper's Tables 1-6: Free m sweep and Fast alpha x batch at 45 epochs, then Free-8 vs Fast-10/255
     for 90 epochs on both networks. One seed each, as the paper."""
-    cells = [cell("free", 45, replays=m) for m in (2, 4, 8, 10)]
-    cells += [cell("fast", 45, batch_size=b, alpha_ratio=a) for a in (1.25, 2.0) for b in (128, 256)]
+    eps = CIFAR_EPS
+    cells = [cell("free", 45, eps, replays=m) for m in (2, 4, 8, 10)]
+    cells += [cell("fast", 45, eps, batch_size=b, alpha_ratio=a) for a in (1.25, 2.0) for b in (128, 256)]
     for architecture in ("preact_resnet18", "resnet50"):
-        cells += [cell("free", 90, architecture=architecture, replays=8),
-                  cell("fast", 90, architecture=architecture, alpha_ratio=1.25)]
+        cells += [cell("free", 90, eps, architecture=architecture, replays=8),
+                  cell("fast", 90, eps, architecture=architecture, alpha_ratio=1.25)]
     return tuple(cells)
 
 
@@ -67,23 +68,23 @@ PAPER = Profile(
     dataset="cifar10", image_size=32, channels=3, train_points=None, eval_points=None, width=64, eps=CIFAR_EPS,
     cells=paper_cells(), lr_max={"free": 0.04, "fast": 0.2, "pgd": 0.2}, momentum=0.9, weight_decay=5e-4,
     augment=True, dtype_policy="mixed_float16", loss_scaling="none", xla=True, pgd_train_steps=7,
-    eval_steps=(10, 20, 50), eval_step_size=2 / 255, restarts=1, eval_batch_size=256, curve_points=1000,
+    eval_steps=(10, 20, 50), eval_step_ratio=0.25, restarts=1, eval_batch_size=256, curve_points=1000,
     curve_steps=50, eager=False)
 
 _PAPER_SOURCES = {
     "dataset": "paper", "image_size": "paper", "channels": "paper", "train_points": "paper",
     "eval_points": SEED_CODE + " (evaluate_pgd runs the whole test set)",
     "width": "reference code: fast_adversarial preact_resnet.py, torchvision resnet50()",
-    "eps": "paper", "cells": "paper (Tables 1-6; one seed per model, as the paper)",
+    "eps": "paper", "cells": "paper: Tables 1-6, one seed per model as the paper",
     "lr_max": SEED_CODE + " (--lr-max defaults 0.2 Fast, 0.04 Free; configs.ini's 0.1 was added later, unused)",
     "momentum": SEED_CODE, "weight_decay": SEED_CODE + " (PyTorch SGD: coupled, on every parameter)",
     "augment": SEED_CODE + " (get_loaders)",
-    "dtype_policy": "paper (apex O2); tfadv: Keras mixed_float16 keeps float32 variables, apex O2 without "
-                    "--master-weights keeps float16 ones",
-    "loss_scaling": "paper (\"O2 without loss scaling\"), " + SEED_CODE + " (--loss-scale 1.0)",
+    "dtype_policy": "paper: apex O2 (tfadv: Keras' mixed_float16 keeps float32 variables where apex O2 "
+                    "without --master-weights keeps float16 ones)",
+    "loss_scaling": "paper: \"O2 without loss scaling\"; " + SEED_CODE[len("reference code: "):] + " --loss-scale 1.0",
     "xla": "tfadv: XLA on GPUs (Keras' jit_compile='auto'), off on CPUs",
     "pgd_train_steps": "reference code: fast_adversarial train_pgd.py (no PGD cell in this profile's grid)",
-    "eval_steps": "paper", "eval_step_size": SEED_CODE + " (attack_pgd, alpha 2/255)",
+    "eval_steps": "paper", "eval_step_ratio": SEED_CODE + " (attack_pgd: alpha 2/255 at eps 8/255)",
     "restarts": "paper", "eval_batch_size": "tfadv: does not change the numbers (per-sample random starts)",
     "curve_points": "tfadv: the seed runs PGD-50 on all 10,000 test images after every epoch of its 90-epoch "
                     "runs; 1,000 cost a tenth and still resolve a collapse of 0.4 (binomial s.e. <= 1.6 points)",
@@ -92,17 +93,30 @@ _PAPER_SOURCES = {
 }
 
 
+#: The demo's budget (the claims') and the larger ones its search for catastrophic overfitting tries.
+DEMO_EPS = 0.3
+SEARCH_EPS = (0.35, 0.4)
+#: Free at equal cost (Shafahi et al.'s convention: N_ep / m passes of m replays), N_ep replay-epochs.
+EQUAL_COST_REPLAY_EPOCHS = 40
+
+
 def demo_cells() -> tuple[dict, ...]:
-    """Fast at both alphas over three seeds (catastrophic overfitting is decided run by run), Free m = 2, 4, 8."""
-    cells = [cell("fast", 20, alpha_ratio=a, repeat=r) for a in (1.25, 2.0) for r in range(3)]
-    return tuple(cells + [cell("free", 20, replays=m) for m in (2, 4, 8)])
+    """The paper's sweeps at 20 epochs: Fast at both alphas over three seeds (catastrophic overfitting is
+    decided run by run), Free m = 2, 4, 8 (the seed's epochs); then the search: Fast at larger budgets (with
+    PGD-7 training at the largest, to tell an overfitted FGSM from a budget no training can defend), and Free
+    m = 4, 8 at the cost of Free-2 (Shafahi's N_ep / m passes)."""
+    cells = [cell("fast", 20, DEMO_EPS, alpha_ratio=a, repeat=r) for a in (1.25, 2.0) for r in range(3)]
+    cells += [cell("free", 20, DEMO_EPS, replays=m) for m in (2, 4, 8)]
+    cells += [cell("fast", 20, eps, alpha_ratio=a) for eps in SEARCH_EPS for a in (1.25, 2.0)]
+    cells += [cell("pgd", 20, max(SEARCH_EPS))]
+    return tuple(cells + [cell("free", EQUAL_COST_REPLAY_EPOCHS // m, DEMO_EPS, replays=m) for m in (4, 8)])
 
 
 DEMO = Profile(
-    dataset="digits", image_size=8, channels=1, train_points=None, eval_points=None, width=8, eps=0.3,
+    dataset="digits", image_size=8, channels=1, train_points=None, eval_points=None, width=8, eps=DEMO_EPS,
     cells=demo_cells(), lr_max=PAPER.lr_max, momentum=0.9, weight_decay=5e-4, augment=False,
     dtype_policy="float32", loss_scaling="none", xla=False, pgd_train_steps=7, eval_steps=(10, 20, 50),
-    eval_step_size=0.3 / 4, restarts=1, eval_batch_size=256, curve_points=150, curve_steps=10, eager=False)
+    eval_step_ratio=0.25, restarts=1, eval_batch_size=256, curve_points=150, curve_steps=10, eager=False)
 
 _DEMO_SOURCES = {
     "dataset": "tfadv: scikit-learn's digits (8x8 grey, 1,347 train / 450 test, stratified): offline, minutes on "
@@ -111,13 +125,15 @@ _DEMO_SOURCES = {
     "train_points": "tfadv: the whole digits training split", "eval_points": "tfadv: the whole digits test split",
     "width": "tfadv: PreActResNet18 at base width 8 (the paper's 64) for CPU minutes",
     "eps": "tfadv: 0.3 on [0, 1] pixels, the MNIST budget of Madry et al. and Wong et al. (digits are MNIST-like)",
-    "cells": "tfadv: the paper's Fast alpha and Free m sweeps at 20 epochs (the paper: 45), Fast over 3 seeds",
+    "cells": "tfadv: the paper's Fast alpha and Free m sweeps at 20 epochs (the paper: 45), Fast over 3 seeds; "
+             "the searches: Fast at eps 0.35 and 0.4 with a PGD-7 reference, Free at equal cost",
     "lr_max": _PAPER_SOURCES["lr_max"], "momentum": SEED_CODE, "weight_decay": SEED_CODE,
     "augment": "tfadv: no crop-and-flip on 8x8 digits (a 4-pixel shift would remove half a digit)",
     "dtype_policy": "tfadv: float32 (mixed_float16 is several times slower on a CPU)",
     "loss_scaling": "tfadv: none needed in float32",
-    "xla": "tfadv: off on a CPU", "pgd_train_steps": "reference code: fast_adversarial train_pgd.py (unused here)",
-    "eval_steps": "paper", "eval_step_size": "tfadv: eps/4, the paper's ratio 2/255 : 8/255",
+    "xla": "tfadv: off on a CPU",
+    "pgd_train_steps": "reference code: fast_adversarial train_pgd.py (PGD-7, the search's reference cell)",
+    "eval_steps": "paper", "eval_step_ratio": _PAPER_SOURCES["eval_step_ratio"],
     "restarts": "paper", "eval_batch_size": _PAPER_SOURCES["eval_batch_size"],
     "curve_points": "tfadv: 150 test points after every epoch (s.e. <= 4 points: a collapse of 0.2 shows)",
     "curve_steps": "tfadv: PGD-10 (the seed: PGD-50) to keep the per-epoch curves cheap",
@@ -126,10 +142,10 @@ _DEMO_SOURCES = {
 
 SMOKE = Profile(
     dataset="digits", image_size=8, channels=1, train_points=64, eval_points=16, width=4, eps=0.3,
-    cells=(cell("fast", 2, batch_size=32, alpha_ratio=1.25), cell("fast", 2, batch_size=32, alpha_ratio=2.0),
-           cell("free", 2, batch_size=32, replays=2)),
+    cells=(cell("fast", 2, 0.3, batch_size=32, alpha_ratio=1.25), cell("fast", 2, 0.3, batch_size=32, alpha_ratio=2.0),
+           cell("free", 2, 0.3, batch_size=32, replays=2)),
     lr_max=PAPER.lr_max, momentum=0.9, weight_decay=5e-4, augment=False, dtype_policy="float32", loss_scaling="none",
-    xla=False, pgd_train_steps=2, eval_steps=(10, 20, 50), eval_step_size=0.3 / 4, restarts=1, eval_batch_size=16,
+    xla=False, pgd_train_steps=2, eval_steps=(10, 20, 50), eval_step_ratio=0.25, restarts=1, eval_batch_size=16,
     curve_points=16, curve_steps=2, eager=True)
 
 _SMOKE_SOURCES = {name: _DEMO_SOURCES[name] if getattr(SMOKE, name) == getattr(DEMO, name) else

@@ -5,7 +5,7 @@ import pandas as pd
 
 from tfadv.experiments import Run, markdown_table
 
-from reproduce.freefast import paper
+from reproduce.freefast import paper, search
 from reproduce.freefast.paper import NETWORK, label
 
 ACCURACIES = ("natural_accuracy", "pgd10_accuracy", "pgd20_accuracy", "pgd50_accuracy")
@@ -54,7 +54,8 @@ def protocol(run: Run) -> str:
         "An epoch is one pass over the training set. In a Free-m epoch each minibatch is replayed m times (the "
         "seed's convention: its cyclic schedule spans epochs × batches × m steps), so Free-m makes m times as many "
         "SGD steps as Fast in the same epochs; Shafahi et al. count N_ep/m passes instead. "
-        f"Evaluation: L∞ PGD-{steps}, ε = {p.eps:.4g}, step {p.eval_step_size:.4g}, {p.restarts} random start(s) "
+        f"Evaluation: L∞ PGD-{steps} at the cell's ε (the claims: ε = {p.eps:.4g}), step {p.eval_step_ratio:g}ε, "
+        f"{p.restarts} random start(s) "
         "(a sample counts robust only if every start fails); a sample stops moving once misclassified (the seed's "
         "`attack_pgd`); model in inference mode and float32. Curves: natural and "
         f"PGD-{p.curve_steps} accuracy on the first {p.curve_points or 'all'} test points after every epoch. "
@@ -71,5 +72,5 @@ def limit_note(run: Run) -> str | None:
 
 def sections(tables: dict[str, pd.DataFrame], run: Run) -> list[tuple[str, str]]:
     found = [("Note", limit_note(run))] if run.limit is not None else []
-    found += [("Measured vs paper", measured_vs_paper(tables["results"], run)), ("Protocol", protocol(run))]
-    return found
+    found += [("Measured vs paper", measured_vs_paper(tables["results"], run))]
+    return found + search.sections(tables, run) + [("Protocol", protocol(run))]

@@ -48,16 +48,17 @@ def adversarial_model(cell: dict, run: Run, net: keras.Model, seed: int) -> kera
     (eval_steps=0): the cell evaluates a float32 copy with tfadv.attacks.PGD.
     """
     profile, method = run.profile, cell["method"]
-    common = {"eps": profile.eps, "clip_min": 0.0, "clip_max": 1.0, "weight_decay": profile.weight_decay,
+    eps = float(cell["eps"])
+    common = {"eps": eps, "clip_min": 0.0, "clip_max": 1.0, "weight_decay": profile.weight_decay,
               "eval_steps": 0, "seed": seed, "name": f"{method}_{net.name}"}
     if method == "fast":
-        return FastAdversarialModel(net.inputs, net.outputs, alpha=cell["alpha_ratio"] * profile.eps, **common)
+        return FastAdversarialModel(net.inputs, net.outputs, alpha=cell["alpha_ratio"] * eps, **common)
     if method == "free":
         return FreeAdversarialModel(net.inputs, net.outputs, replays=int(cell["replays"]),
                                     batch_size=int(cell["batch_size"]), **common)
     if method == "pgd":
         return PGDAdversarialModel(net.inputs, net.outputs, steps=profile.pgd_train_steps,
-                                   step_size=profile.eval_step_size, **common)
+                                   step_size=profile.eval_step_ratio * eps, **common)
     raise ValueError(f"unknown method {method!r}: expected 'free', 'fast' or 'pgd'")
 
 

@@ -1,0 +1,97 @@
+"""The report's account of the demo's searches, computed from the run's own tables.
+
+Catastrophic overfitting: the literature ties it to a large step alpha, a large budget eps, long training
+and the learning rate (Wong et al. 2020; Andriushchenko & Flammarion 2020). The grid varies alpha and eps
+(and the seeds); this section tabulates every Fast run and says where a collapse appeared.
+Free's m: the seed gives Free-m m times Fast's SGD steps (E passes of m replays); at equal cost (Shafahi et
+al.'s N_ep / m passes) larger m means fewer passes. This section compares m under both conventions.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from tfadv.experiments import Run, markdown_table
+from tfadv.experiments.tables import select
+
+from reproduce.freefast import measures as m
+from reproduce.freefast.paper import label
+
+WHY_NOT_LARGER_ALPHA = (
+    "Steps above 2ε are not searched: from a start δ0 in [−ε, ε], δ0 + α·sign(g) lands on the face of the ε-ball "
+    "for every α ≥ 2ε, so α = 2.5ε crafts the same perturbation as 2ε (ε·sign of the gradient at the random "
+    "start).")
+
+
+def _last_adversarial_accuracy(curves: pd.DataFrame, rows: pd.DataFrame) -> str:
+    """Mean accuracy on the adversarial batches the weights learned from in each run's last epoch."""
+    part = curves[curves["cell"].isin(rows["cell"])] if "train_adv_accuracy" in curves else curves.iloc[0:0]
+    if part.empty:
+        return "–"
+    last = part.sort_values("epoch").groupby("cell").tail(1)
+    return f"{last['train_adv_accuracy'].mean():.3f}"
+
+
+def fast_table(results: pd.DataFrame, curves: pd.DataFrame) -> tuple[str, list[str]]:
+    """Markdown table of every Fast (and PGD reference) run grouped by (eps, training, epochs), and one
+    sentence per Fast group."""
+    runs = select(results, method=["fast", "pgd"]).assign(training=lambda t: [label(**r) for r in t.to_dict("records")])
+    rows, found = [], []
+    for (eps, training, epochs), group in runs.groupby(["eps", "training", "epochs"], sort=True):
+        status = [m.collapse_status(r["pgd20_accuracy"], int(r["eval_points"]), m.run_curve(curves, r),
+                                    int(r["curve_points"])) for _, r in group.iterrows()]
+        drops = [m.curve_drop(m.run_curve(curves, r)) for _, r in group.iterrows() if len(m.run_curve(curves, r))]
+        fast = group["method"].iloc[0] == "fast"
+        rows.append([f"{eps:g}", training, int(epochs), len(group), m.estimate(group, "natural_accuracy").text(),
+                     _last_adversarial_accuracy(curves, group), m.estimate(group, "pgd20_accuracy").text(),
+                     "; ".join(f"{b:.2f}@{e} → {last:.2f}" for b, e, last in drops) or "–",
+                     f"{status.count('collapsed')} / {status.count('healthy')} / {status.count('unclear')}"
+                     if fast else "(reference)"])
+        if fast:
+            found.append(f"ε = {eps:g}, {training}: collapsed in {status.count('collapsed')} of {len(status)} run(s)")
+    columns = ["ε", "training", "epochs", "runs", "natural", "train batches (last epoch)", "PGD-20",
+               "curve PGD best@epoch → final", "collapsed / healthy / unclear"]
+    return markdown_table(columns, rows), found
+
+
+def free_table(results: pd.DataFrame, eps: float) -> tuple[str, list[str]]:
+    """Markdown table of the Free runs at the claims' budget, with their cost, and the best m per convention."""
+    free = select(results, method="free", architecture="preact_resnet18", eps=float(eps))
+    free = free.assign(replay_epochs=free["replays"] * free["epochs"])
+    rows = [[int(r["replays"]), int(r["epochs"]), int(r["replay_epochs"]), int(r["sgd_steps"]),
+             f"{r['natural_accuracy']:.3f}", f"{r['pgd20_accuracy']:.3f}", f"{r['pgd50_accuracy']:.3f}"]
+            for _, r in free.sort_values(["replay_epochs", "replays"]).iterrows()]
+    found = []
+    for name, group in (("at the seed's epochs (equal passes)", m.sweep(free, "free", "replays")),
+                        ("at equal cost (equal replay-epochs, Shafahi's convention)",
+                         free[free["replay_epochs"] == free.groupby("replay_epochs")["replays"].nunique().idxmax()]
+                         if len(free) else free)):
+        if group["replays"].nunique() > 1:
+            best = group.loc[group["pgd20_accuracy"].idxmax()]
+            found.append(f"{name}: m = {', '.join(str(int(v)) for v in sorted(group['replays']))}, most robust "
+                         f"(PGD-20) m = {int(best['replays'])}")
+    columns = ["m", "epochs (passes)", "replay-epochs", "SGD steps", "natural", "PGD-20", "PGD-50"]
+    return markdown_table(columns, rows), found
+
+
+def sections(tables: dict[str, pd.DataFrame], run: Run) -> list[tuple[str, str]]:
+    """The two search sections (only where the grid has more than the paper's own cells to show)."""
+    results, curves = tables["results"], tables.get("curves", pd.DataFrame(columns=["cell"]))
+    if "method" not in results:
+        return []
+    found = []
+    table, lines = fast_table(results, curves)
+    if lines:
+        found.append(("Catastrophic overfitting: where it was searched", "\n\n".join([
+            "Every Fast run of this grid, and PGD-7 training as a reference at the largest budget (what a "
+            "multi-step attack in training reaches there). Collapsed: final PGD-20 ≤ "
+            f"{m.COLLAPSE_ACCURACY} or a fall of more than {m.COLLAPSE_DROP} below the curve's best epoch; healthy: "
+            "clearly (2 s.e.) neither. 'Train batches' is the accuracy on the adversarial batches the weights "
+            "learned from (FGSM's for Fast): it stays high when a model has overfitted to its training attack.", table, "Found: " + "; ".join(lines) + ".",
+            WHY_NOT_LARGER_ALPHA])))
+    table, lines = free_table(results, run.profile.eps)
+    if lines:
+        found.append(("Free's m: the seed's epochs and equal cost", "\n\n".join([
+            "Free runs at the claims' budget. The seed counts an epoch as one pass of m replays (Free-m makes m times "
+            "Fast's SGD steps); Shafahi et al. hold the replay-epochs fixed (N_ep / m passes).", table,
+            "Found: " + "; ".join(lines) + "."])))
+    return found
