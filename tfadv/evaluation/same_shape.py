@@ -1,9 +1,11 @@
 """Robust accuracy for evaluations repeated on the same points (a curve measured after every epoch).
 
-`tfadv.evaluation.robust_accuracy` attacks only the points still robust, so each call hands the compiled
-attack a different number of points and TensorFlow traces it again: about 2 s of CPU per epoch for a
-PGD-10 on a small ResNet, where the attack itself takes 0.1 s. Here every point is attacked, in batches
-of one shape (the last batch is padded with repeated rows), so the attack is traced once per model.
+`tfadv.evaluation.robust_accuracy` attacks only the points still robust. The attack pads a batch shorter
+than one it has compiled, but a batch longer than any so far is traced anew: along a training curve the
+number of correctly classified points grows epoch after epoch, and each new maximum costs a trace (about
+2 s of CPU for a PGD-10 on a small ResNet, where the attack itself takes 0.1 s). Here every point is
+attacked, in batches of `batch_size` (the last one padded by the attack), so it is traced at most twice
+per model and point count (full batches, and the padded last one), however many points are still correct.
 
 The answer is the same: a point counts robust only if it is correct clean and no restart fools it, and
 each point's random start is keyed on (seed, point index, restart). An L-inf attack, or one with
@@ -21,20 +23,19 @@ from tfadv.evaluation.clean import predict_labels
 def robust_accuracy_same_shape(model, attack: Attack, x: np.ndarray, y: np.ndarray, *, batch_size: int = 128,
                                restarts: int = 1) -> float:
     """Fraction of points correct clean and not fooled by any of `restarts` runs of `attack`."""
-    if attack.targeted or attack.training:
-        raise ValueError("robust accuracy needs an untargeted attack run in inference mode (training=False)")
+    if attack.targeted or attack.training or model is not attack.model:
+        raise ValueError("robust accuracy needs an untargeted attack on `model`, run in inference mode "
+                         "(training=False)")
     if restarts < 1 or batch_size < 1:
         raise ValueError(f"restarts and batch_size must be >= 1, got {restarts} and {batch_size}")
     x, y = np.asarray(x, np.float32), np.asarray(y)
     if len(x) == 0:
         return float("nan")
     labels = np.argmax(y, axis=-1) if y.ndim == 2 else y.astype(np.int64)
-    robust = predict_labels(model, x, batch_size) == labels
-    size = min(batch_size, len(x))
+    robust = predict_labels(model, x, batch_size, attack.output_index) == labels
     for restart in range(restarts):
-        for start in range(0, len(x), size):
-            ids = np.arange(start, min(start + size, len(x)))
-            padded = np.concatenate([ids, np.resize(ids, size - len(ids))])  # one shape for every batch
-            _, stats = attack(x[padded], y[padded], sample_ids=padded, restart=restart, return_stats=True)
-            robust[ids] &= ~stats["success"][: len(ids)]
+        for start in range(0, len(x), batch_size):
+            ids = np.arange(start, min(start + batch_size, len(x)))
+            _, stats = attack(x[ids], y[ids], sample_ids=ids, restart=restart, return_stats=True)
+            robust[ids] &= ~stats["success"]
     return float(np.mean(robust))
