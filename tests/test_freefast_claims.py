@@ -97,10 +97,10 @@ def test_free8_more_robust_than_fast(free8, fast, points, outcome):
 
 
 def test_free_vs_fast_uses_the_spread_over_seeds():
-    free8 = [row("free", replays=8, pgd=p, repeat=i) for i, p in enumerate((0.30, 0.50, 0.40))]
+    free8 = [row("free", replays=8, pgd=p, repeat=i) for i, p in enumerate((0.35, 0.55, 0.45))]
     fast = [row("fast", alpha_ratio=1.25, pgd=p, repeat=i) for i, p in enumerate((0.33, 0.34, 0.35))]
     results, _ = tables(free8 + fast)
-    # 0.40 vs 0.34 on 450 points would be clear; with a seed s.d. of 0.1 it is noise
+    # 0.45 vs 0.34 on 450 points would be clear; with a seed s.d. of 0.1 it is noise
     assert claims.free_vs_fast(results).outcome == INCONCLUSIVE
 
 

@@ -16,9 +16,10 @@ from tfadv.experiments import Run, machine
 
 
 def pgd_attack(model: keras.Model, run: Run, eps: float, steps: int, seed: int) -> PGD:
-    """PGD-`steps` as the seed evaluates (tfadv's networks output logits, hence from_logits=True)."""
+    """PGD-`steps` as the seed evaluates (tfadv's networks output logits, hence from_logits=True). --limit caps
+    the steps too (a wiring check: its numbers are not the profile's, and the report says so)."""
     profile = run.profile
-    return PGD(model, eps=eps, norm="inf", steps=steps, step_size=profile.eval_step_ratio * eps, rand_init=True,
+    return PGD(model, eps=eps, norm="inf", steps=run.capped(steps), step_size=profile.eval_step_ratio * eps, rand_init=True,
                from_logits=True, clip_min=0.0, clip_max=1.0, seed=seed, select="first_success", training=False,
                jit_compile=profile.xla and bool(machine.gpus()))
 

@@ -91,7 +91,7 @@ def sections(tables: dict[str, pd.DataFrame], run: Run) -> list[tuple[str, str]]
             f"{m.COLLAPSE_ACCURACY} or a fall of more than {m.COLLAPSE_DROP} below the curve's best epoch; healthy: "
             "clearly (2 s.e.) neither. 'Train batches' is the accuracy on the adversarial batches the weights "
             "learned from (FGSM's for Fast): it stays high when a model has overfitted to its training attack.", table, "Found: " + "; ".join(lines) + ".",
-            WHY_NOT_LARGER_ALPHA, EXPLORED_BY_HAND])))
+            WHY_NOT_LARGER_ALPHA, *([EXPLORED_BY_HAND] if run.profile_name == "demo" else [])])))
     table, lines = free_table(results, run.profile.eps)
     if lines:
         found.append(("Free's m: the seed's epochs and equal cost", "\n\n".join([

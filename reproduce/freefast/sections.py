@@ -65,8 +65,8 @@ def protocol(run: Run) -> str:
 def limit_note(run: Run) -> str | None:
     if run.limit is None:
         return None
-    return (f"This run used --limit {run.limit}: images, training epochs and curve points were capped at "
-            f"{run.limit}. It checks that the {run.profile_name} profile's code path runs end to end; its numbers "
+    return (f"This run used --limit {run.limit}: images, training epochs, curve points and attack steps were "
+            f"capped at {run.limit} (a column named PGD-50 holds PGD-{run.limit}). It checks that the {run.profile_name} profile's code path runs end to end; its numbers "
             "are not the profile's, and every verdict is inconclusive.")
 
 
