@@ -59,16 +59,27 @@ def functions_eagerly(eager: bool) -> Iterator[None]:
         tf.config.run_functions_eagerly(previous)
 
 
+def evaluation_network(run: Run, architecture: str, data: datasets.Data) -> keras.Model:
+    """The float32 network a cell's weights are evaluated in (the seed evaluates a float32 copy): one per
+    process and network, so cells reuse its compiled attacks (their graphs read the variables, not values)."""
+    return run.cached(("evaluation network", architecture, data.x_test.shape[1:]),
+                      lambda: training.network(run, architecture, data))
+
+
+def measure(run: Run, net: keras.Model, eps: float, steps: tuple[int, ...], final: bool):
+    """The evaluator of `net` at `eps`, one per process. Its seed is the run's, not the cell's: every model
+    meets the same random starts, and cells share the compiled attacks."""
+    seed = 1000 * run.seed + int(final)
+    return run.cached(("evaluator", id(net), eps, steps, seed), lambda: evaluator(net, run, eps, steps, seed))
+
+
 def run_cell(cell: dict, run: Run) -> dict:
     """Train (or reload) the cell's model, evaluate it; returns {"results": [row], "curves": rows}."""
-    started = time.process_time()
-    profile, seed = run.profile, training.training_seed(cell, run)
-    data = datasets.load(run, cell["architecture"])
-    keras.utils.set_random_seed(seed)
-    evaluation_net = training.network(run, cell["architecture"], data)  # float32: the seed evaluates in fp32
+    started, profile = time.process_time(), run.profile
+    data, eps = datasets.load(run, cell["architecture"]), float(cell["eps"])
+    net = evaluation_network(run, cell["architecture"], data)
     curve_x, curve_y = (a[:run.capped(profile.curve_points)] for a in (data.x_test, data.y_test))
-    eps = float(cell["eps"])
-    measure_curve = evaluator(evaluation_net, run, eps, (profile.curve_steps,), seed)
+    measure_curve = measure(run, net, eps, (profile.curve_steps,), final=False)
 
     def curve_point() -> dict:
         measured = measure_curve(curve_x, curve_y)
@@ -78,18 +89,19 @@ def run_cell(cell: dict, run: Run) -> dict:
     weights = run.artifact(f"models/{identity.cell_id(run.store.fingerprint, identity.cell_key(cell))}.weights.h5")
     epochs = run.capped(int(cell["epochs"]))
     with functions_eagerly(profile.eager):
-        if weights.is_file():
-            evaluation_net.load_weights(weights)
+        if weights.is_file():  # trained before a kill during the evaluation
+            net.load_weights(weights)
             curve = training.read_curve(run.work_dir(cell) / training.CURVE_FILE, epochs)
         else:
-            curve = training.train(cell, run, data, evaluation_net, curve_point)
-            atomic.save_weights(evaluation_net, weights)
-        final = evaluator(evaluation_net, run, eps, profile.eval_steps, seed + 1)(data.x_test, data.y_test)
+            curve = training.train(cell, run, data, net, curve_point)
+            atomic.save_weights(net, weights)
+        final = measure(run, net, eps, profile.eval_steps, final=True)(data.x_test, data.y_test)
     steps_per_epoch = -(-len(data.x_train) // int(cell["batch_size"]))
-    row = {**final, "train_minutes": curve["epoch_seconds"].sum() / 60,
-           "avg_epoch_seconds": curve["epoch_seconds"].mean(), "train_cpu_minutes": curve["epoch_cpu_seconds"].sum() / 60,
-           "trained_epochs": epochs, "sgd_steps": training.optimizer_steps(cell, epochs, steps_per_epoch),
+    row = {**final, "train_minutes": curve["epoch_seconds"].sum() / 60, "avg_epoch_seconds": curve["epoch_seconds"].mean(),
+           "train_cpu_minutes": curve["epoch_cpu_seconds"].sum() / 60, "trained_epochs": epochs,
+           "sgd_steps": training.optimizer_steps(cell, epochs, steps_per_epoch),
            "alpha": None if cell["alpha_ratio"] is None else cell["alpha_ratio"] * eps,
            "eval_points": len(data.x_test), "curve_points": len(curve_x), "curve_steps": profile.curve_steps,
-           "training_seed": seed, "device": "gpu" if machine.gpus() else "cpu", "cell_cpu_seconds": time.process_time() - started}
+           "training_seed": training.training_seed(cell, run), "device": "gpu" if machine.gpus() else "cpu",
+           "cell_cpu_seconds": time.process_time() - started}
     return {"results": [row], "curves": curve.to_dict("records")}
