@@ -5,6 +5,7 @@ Where cells were repeated over seeds, a line is the mean over seeds and the band
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -22,8 +23,9 @@ def long_curves(curves: pd.DataFrame) -> pd.DataFrame:
     named = curves.assign(config=[label(**r) for r in curves.to_dict("records")],
                           network=curves["architecture"].map(NETWORK))
     present = [c for c in MEASURES if c in named]
-    ids = ["config", "network", "method", "epochs", "epoch", "replays", "alpha_ratio", "repeat", "batch_size"]
-    long = named.melt(id_vars=ids, value_vars=present, var_name="measure", value_name="accuracy")
+    ids = ["config", "network", "method", "epochs", "eps", "epoch", "replays", "alpha_ratio", "repeat", "batch_size"]
+    long = named.melt(id_vars=[c for c in ids if c in named], value_vars=present, var_name="measure",
+                      value_name="accuracy")
     return long.assign(measure=long["measure"].map(MEASURES))
 
 
@@ -41,14 +43,9 @@ def two_panels(data: pd.DataFrame, hue: str, title: str, path, pgd_label: str, f
     return path.name
 
 
-def figures(tables: dict[str, pd.DataFrame], run: Run) -> list[str]:
-    """Figs 1-8 as far as the grid ran, and the final accuracies; returns the PNG names written in run.out."""
-    set_style()
-    curves, results = tables.get("curves", pd.DataFrame()), tables["results"]
-    if curves.empty or "epoch" not in curves:
-        return []
-    long, names = long_curves(curves), []
-    pgd = f"PGD-{run.profile.curve_steps}"
+def paper_figures(long: pd.DataFrame, run: Run) -> list[str]:
+    """Figs 1-8 at the claims' budget: per method and network, Free vs Fast, and the two networks."""
+    names, pgd = [], f"PGD-{run.profile.curve_steps}"
     both = [MEASURES["train_accuracy"], MEASURES["val_natural_accuracy"]]
     for (network, method, epochs), group in long.groupby(["network", "method", "epochs"]):
         names.append(two_panels(group, "config", f"{method.capitalize()} training, {network}, {epochs} epochs",
@@ -67,15 +64,39 @@ def figures(tables: dict[str, pd.DataFrame], run: Run) -> list[str]:
                                     f"PreActResNet18 vs ResNet50, {method.capitalize()}, {epochs} epochs",
                                     run.out / f"preact_vs_resnet50_{method}.png", pgd,
                                     [MEASURES["val_natural_accuracy"]]))
-    names.append(final_accuracy(results, run))
     return names
+
+
+def search_figure(long: pd.DataFrame, run: Run) -> list[str]:
+    """The catastrophic-overfitting search: PGD accuracy per epoch of every Fast (and PGD) run, one panel per
+    budget eps (mean over seeds, 95% band)."""
+    runs = long[long["method"].isin(["fast", "pgd"]) & (long["measure"] == MEASURES["val_pgd_accuracy"])]
+    if runs["eps"].nunique() < 2:
+        return []
+    runs = runs.assign(run=runs["config"] + ", " + runs["epochs"].astype(int).astype(str) + " ep")
+    grid = sns.relplot(runs, kind="line", x="epoch", y="accuracy", hue="run", col="eps", height=3.2, aspect=1.1)
+    grid.set(ylim=(-0.02, 1.02), ylabel=f"PGD-{run.profile.curve_steps} accuracy (curve points)")
+    grid.figure.suptitle("Catastrophic overfitting search: Fast's PGD accuracy per epoch", y=1.04)
+    save_figure(grid, run.out / "overfitting_search.png")
+    return ["overfitting_search.png"]
+
+
+def figures(tables: dict[str, pd.DataFrame], run: Run) -> list[str]:
+    """Figs 1-8 as far as the grid ran, the search, and the final accuracies; PNG names written in run.out."""
+    set_style()
+    curves, results = tables.get("curves", pd.DataFrame()), tables["results"]
+    if curves.empty or "epoch" not in curves:
+        return []
+    long = long_curves(curves)
+    main = long[np.isclose(long["eps"], run.profile.eps)] if "eps" in long else long
+    return paper_figures(main, run) + search_figure(long, run) + [final_accuracy(results, run)]
 
 
 def final_accuracy(results: pd.DataFrame, run: Run) -> str:
     """Bars: natural and PGD-k accuracy of every configuration (mean over seeds, with their spread)."""
     columns = ["natural_accuracy"] + [f"pgd{k}_accuracy" for k in run.profile.eval_steps]
     named = results.assign(config=[f"{label(**r)}, {NETWORK[r['architecture']]}, bs {int(r['batch_size'])}, "
-                                   f"{int(r['epochs'])} ep" for r in results.to_dict("records")])
+                                   f"{int(r['epochs'])} ep, ε {r['eps']:.3g}" for r in results.to_dict("records")])
     long = named.melt(id_vars=["config"], value_vars=columns, var_name="evaluation", value_name="accuracy")
     long["evaluation"] = long["evaluation"].str.replace("_accuracy", "").str.replace("pgd", "PGD-")
     grid = sns.catplot(long, kind="bar", y="config", x="accuracy", hue="evaluation", errorbar="sd",

@@ -22,13 +22,15 @@ def measured_vs_paper(results: pd.DataFrame, run: Run) -> str:
     """Every configuration measured (mean ± s.d. over its seeds), beside the paper's row on CIFAR-10."""
     reference = paper.table()
     rows = []
-    for keys, group in results.groupby(list(paper.CONFIG_COLUMNS), dropna=False, sort=True):
-        config = dict(zip(paper.CONFIG_COLUMNS, keys))
-        name = f"{label(**config)}, {NETWORK[config['architecture']]}, bs {int(config['batch_size'])}"
+    columns = [*paper.CONFIG_COLUMNS, "eps"]
+    for keys, group in results.groupby(columns, dropna=False, sort=True):
+        config = dict(zip(columns, keys))
+        eps = config.pop("eps")
+        name = f"{label(**config)}, {NETWORK[config['architecture']]}, bs {int(config['batch_size'])}, ε {eps:.3g}"
         rows.append([f"{name} (measured, {len(group)} seed{'s' * (len(group) > 1)})",
                      *(_mean_sd(group[c]) if c in group else "–" for c in ACCURACIES), int(config["epochs"]),
                      f"{group['train_minutes'].mean():.2f}", f"{group['avg_epoch_seconds'].mean():.2f}"])
-        theirs = _paper_row(reference, config) if run.profile.dataset == "cifar10" else None
+        theirs = _paper_row(reference, config) if run.profile.dataset == "cifar10" and abs(eps - paper.CIFAR_EPS) < 1e-9 else None
         if theirs is not None:
             rows.append([f"{name} (paper)", *("–" if pd.isna(theirs[c]) else f"{theirs[c]:.3f}" for c in ACCURACIES),
                          int(theirs["epochs"]), f"{theirs['train_minutes']:g}", f"{theirs['avg_epoch_seconds']:g}"])
