@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Iterator
-
 import keras
 import tensorflow as tf
 
@@ -48,17 +46,6 @@ def grid(run: Run) -> list[dict]:
     return chosen
 
 
-@contextlib.contextmanager
-def functions_eagerly(eager: bool) -> Iterator[None]:
-    """tf.config.run_functions_eagerly for one cell, restored afterwards."""
-    previous = tf.config.functions_run_eagerly()
-    tf.config.run_functions_eagerly(eager)
-    try:
-        yield
-    finally:
-        tf.config.run_functions_eagerly(previous)
-
-
 def evaluation_network(run: Run, architecture: str, data: datasets.Data) -> keras.Model:
     """The float32 network a cell's weights are evaluated in (the seed evaluates a float32 copy): one per
     process and network, so cells reuse its compiled attacks (their graphs read the variables, not values)."""
@@ -88,7 +75,9 @@ def run_cell(cell: dict, run: Run) -> dict:
 
     weights = run.artifact(f"models/{identity.cell_id(run.store.fingerprint, identity.cell_key(cell))}.weights.h5")
     epochs = run.capped(int(cell["epochs"]))
-    with functions_eagerly(profile.eager):
+    with contextlib.ExitStack() as restore:
+        restore.callback(tf.config.run_functions_eagerly, tf.config.functions_run_eagerly())
+        tf.config.run_functions_eagerly(profile.eager)  # smoke: tracing would cost more than it saves
         if weights.is_file():  # trained before a kill during the evaluation
             net.load_weights(weights)
             curve = training.read_curve(run.work_dir(cell) / training.CURVE_FILE, epochs)
