@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reproduce.freefast import EXPERIMENT, cells, evaluation, profiles, training
+from reproduce.freefast import EXPERIMENT, cells, cost, evaluation, profiles, training
 from reproduce.freefast.paper import CIFAR_EPS
 from tfadv.experiments import identity, main
 
@@ -54,6 +54,15 @@ def test_free_epochs_follow_the_seed_convention():
     # 45 passes of m replays: the schedule spans epochs * batches * m optimizer steps.
     assert training.optimizer_steps({"replays": 8}, 45, 391) == 45 * 391 * 8
     assert training.optimizer_steps({"replays": None}, 45, 391) == 45 * 391
+
+
+def test_plan_counts_free_replays_and_the_evaluation_passes():
+    run = fake_run("demo")
+    fast = cost.cost(profiles.cell("fast", 20, 0.3, alpha_ratio=1.25), run)
+    free = cost.cost(profiles.cell("free", 20, 0.3, replays=8), run)
+    evaluation_passes = 20 * 150 * 10 + 450 * (10 + 20 + 50)  # curves after every epoch, then PGD-10/20/50
+    assert fast.passes == 1347 * 20 * 2 + evaluation_passes and free.passes == 1347 * 20 * 8 + evaluation_passes
+    assert fast.precision == "float32" and "preact_resnet18" in fast.model
 
 
 def test_only_selects_cells_and_rejects_what_matches_nothing():

@@ -17,10 +17,10 @@ mid-training resumes from its last finished epoch (keras.callbacks.BackupAndRest
 """
 from tfadv.experiments import Experiment
 
-from reproduce.freefast import cells, claims, figures, profiles, sections
+from reproduce.freefast import cells, claims, cost, figures, profiles, sections
 
 EXPERIMENT = Experiment(
     key="freefast", title="Free vs Fast adversarial training (Capaldi & Capozzi 2020)", profiles=profiles.PROFILES,
     grid=cells.grid, run_cell=cells.run_cell, judge=claims.judge_run, figures=figures.figures,
-    sections=sections.sections, settings=profiles.settings, options=profiles.OPTIONS, version=2,
+    sections=sections.sections, settings=profiles.settings, options=profiles.OPTIONS, cost=cost.cost, version=2,
     description=__doc__)
