@@ -183,7 +183,7 @@ def describe_cells(cells: tuple[dict, ...]) -> str:
     """The grid in words: "Fast α=1.25ε bs 128 × 20 ep (3 seeds); ..."."""
     groups: dict[str, int] = {}
     for c in cells:
-        name = f"{label(**c)}, {c['architecture']}, bs {c['batch_size']}, {c['epochs']} ep"
+        name = f"{label(**c)}, {c['architecture']}, bs {c['batch_size']}, {c['epochs']} ep, ε {c['eps']:.3g}"
         groups[name] = groups.get(name, 0) + 1
     return "; ".join(f"{name}{f' ({n} seeds)' if n > 1 else ''}" for name, n in groups.items())
 

@@ -51,10 +51,29 @@ def fast_table(results: pd.DataFrame, curves: pd.DataFrame) -> tuple[str, list[s
                      f"{status.count('collapsed')} / {status.count('healthy')} / {status.count('unclear')}"
                      if fast else "(reference)"])
         if fast:
-            found.append(f"ε = {eps:g}, {training}: collapsed in {status.count('collapsed')} of {len(status)} run(s)")
+            found.append(f"ε = {eps:g}, {training}, {int(epochs)} epochs: collapsed in {status.count('collapsed')} "
+                         f"of {len(status)} run(s)")
     columns = ["ε", "training", "epochs", "runs", "natural", "train batches (last epoch)", "PGD-20",
                "curve PGD best@epoch → final", "collapsed / healthy / unclear"]
     return markdown_table(columns, rows), found
+
+
+def pattern(results: pd.DataFrame, curves: pd.DataFrame) -> str:
+    """Where the paper's pattern (alpha = 2 eps collapses, 1.25 eps does not) appeared, where both step sizes
+    collapsed, and where neither did, over the (eps, epochs) pairs that ran both."""
+    names = {"pattern": "the paper's pattern (α = 2ε collapsed in every run, 1.25ε in none)",
+             "both": "both step sizes collapsed", "neither": "neither collapsed", "mixed": "mixed or unclear"}
+    places: dict[str, list[str]] = {key: [] for key in names}
+    for (eps, epochs), group in select(results, method="fast").groupby(["eps", "epochs"], sort=True):
+        status = {ratio: "+".join(sorted({m.collapse_status(r["pgd20_accuracy"], int(r["eval_points"]),
+                                                            m.run_curve(curves, r), int(r["curve_points"]))
+                                          for _, r in rows.iterrows()}))
+                  for ratio, rows in group.groupby("alpha_ratio")}
+        if set(status) == {1.25, 2.0}:
+            where = {("collapsed", "healthy"): "pattern", ("collapsed", "collapsed"): "both",
+                     ("healthy", "healthy"): "neither"}.get((status[2.0], status[1.25]), "mixed")
+            places[where].append(f"ε = {eps:g} ({int(epochs)} epochs)")
+    return " ".join(f"{names[key].capitalize()}: {', '.join(at) or 'nowhere'}." for key, at in places.items())
 
 
 def free_table(results: pd.DataFrame, eps: float) -> tuple[str, list[str]]:
@@ -90,7 +109,8 @@ def sections(tables: dict[str, pd.DataFrame], run: Run) -> list[tuple[str, str]]
             "multi-step attack in training reaches there). Collapsed: final PGD-20 ≤ "
             f"{m.COLLAPSE_ACCURACY} or a fall of more than {m.COLLAPSE_DROP} below the curve's best epoch; healthy: "
             "clearly (2 s.e.) neither. 'Train batches' is the accuracy on the adversarial batches the weights "
-            "learned from (FGSM's for Fast): it stays high when a model has overfitted to its training attack.", table, "Found: " + "; ".join(lines) + ".",
+            "learned from (FGSM's for Fast): it stays high when a model has overfitted to its training attack.", table,
+            "Found: " + "; ".join(lines) + ".", pattern(results, curves),
             WHY_NOT_LARGER_ALPHA, *([EXPLORED_BY_HAND] if run.profile_name == "demo" else [])])))
     table, lines = free_table(results, run.profile.eps)
     if lines:
