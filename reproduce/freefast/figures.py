@@ -14,7 +14,7 @@ from tfadv.experiments.figures import save_figure, set_style
 
 from reproduce.freefast.paper import NETWORK, label
 
-MEASURES = {"train_accuracy": "train (adversarial batches)", "val_natural_accuracy": "validation (natural)",
+MEASURES = {"train_adv_accuracy": "train (adversarial batches)", "val_natural_accuracy": "validation (natural)",
             "val_pgd_accuracy": "validation (PGD)"}
 
 
@@ -46,7 +46,7 @@ def two_panels(data: pd.DataFrame, hue: str, title: str, path, pgd_label: str, f
 def paper_figures(long: pd.DataFrame, run: Run) -> list[str]:
     """Figs 1-8 at the claims' budget: per method and network, Free vs Fast, and the two networks."""
     names, pgd = [], f"PGD-{run.profile.curve_steps}"
-    both = [MEASURES["train_accuracy"], MEASURES["val_natural_accuracy"]]
+    both = [MEASURES["train_adv_accuracy"], MEASURES["val_natural_accuracy"]]
     for (network, method, epochs), group in long.groupby(["network", "method", "epochs"]):
         names.append(two_panels(group, "config", f"{method.capitalize()} training, {network}, {epochs} epochs",
                                 run.out / f"curves_{method}_{network.lower()}_{epochs}ep.png", pgd, both))

@@ -42,7 +42,7 @@ def network(run: Run, architecture: str, data: Data) -> keras.Model:
 
 
 def adversarial_model(cell: dict, run: Run, net: keras.Model, seed: int) -> keras.Model:
-    """The cell's adversarial-training model around `net` (it shares net's layers and weights).
+    """The cell's adversarial-training model wrapping `net` (it trains net's own weights).
 
     The training attack runs BatchNorm in training mode (the seed's code); `evaluate`'s own attack is off
     (eval_steps=0): the cell evaluates a float32 copy with tfadv.attacks.PGD.
@@ -52,13 +52,12 @@ def adversarial_model(cell: dict, run: Run, net: keras.Model, seed: int) -> kera
     common = {"eps": eps, "clip_min": 0.0, "clip_max": 1.0, "weight_decay": profile.weight_decay,
               "eval_steps": 0, "seed": seed, "name": f"{method}_{net.name}"}
     if method == "fast":
-        return FastAdversarialModel(net.inputs, net.outputs, alpha=cell["alpha_ratio"] * eps, **common)
+        return FastAdversarialModel(net, alpha=cell["alpha_ratio"] * eps, **common)
     if method == "free":
-        return FreeAdversarialModel(net.inputs, net.outputs, replays=int(cell["replays"]),
-                                    batch_size=int(cell["batch_size"]), **common)
+        return FreeAdversarialModel(net, replays=int(cell["replays"]), batch_size=int(cell["batch_size"]), **common)
     if method == "pgd":
-        return PGDAdversarialModel(net.inputs, net.outputs, steps=profile.pgd_train_steps,
-                                   step_size=profile.eval_step_ratio * eps, **common)
+        return PGDAdversarialModel(net, steps=profile.pgd_train_steps, step_size=profile.eval_step_ratio * eps,
+                                   **common)
     raise ValueError(f"unknown method {method!r}: expected 'free', 'fast' or 'pgd'")
 
 
@@ -116,17 +115,18 @@ def train(cell: dict, run: Run, data: Data, evaluation_net: keras.Model,
                                  seed=seed)
     with dtype_policy(profile.dtype_policy):
         keras.utils.set_random_seed(seed)
-        model = adversarial_model(cell, run, network(run, cell["architecture"], data), seed)
+        net = network(run, cell["architecture"], data)
+        model = adversarial_model(cell, run, net, seed)
         compile_model(model, cell, run, optimizer_steps(cell, epochs, int(train_set.cardinality())))
 
     def copied_and_measured() -> dict:
-        cifar_resnets.copy_weights(model, evaluation_net)
+        cifar_resnets.copy_weights(net, evaluation_net)
         return curve_point()
 
     callbacks = [EpochLog(work / CURVE_FILE, copied_and_measured),
                  keras.callbacks.BackupAndRestore(str(work / "backup"), double_checkpoint=True)]
     model.fit(train_set, epochs=epochs, callbacks=callbacks, verbose=2 if run.show_progress else 0)
-    cifar_resnets.copy_weights(model, evaluation_net)
+    cifar_resnets.copy_weights(net, evaluation_net)
     return read_curve(work / CURVE_FILE, epochs)
 
 
