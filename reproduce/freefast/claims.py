@@ -25,6 +25,9 @@ FREE_ROBUST = Claim("Free: robustness rises with m up to m = 8, the best m",
                     "PGD-20 0.297, 0.457, 0.486, 0.482 at m = 2, 4, 8, 10")
 FREE_VS_FAST = Claim("Free m = 8 is more robust (PGD-50) than Fast α = 10/255",
                      "0.485 vs 0.434 (PreActResNet18), 0.404 vs 0.391 (ResNet50), 90 epochs")
+#: A collapse is a chance event (the seed's own Fast collapsed in one 90-epoch run of one): one collapse shows
+#: it, but ruling it out takes this many runs without one.
+RUNS_TO_RULE_OUT = 3
 SPEED = Claim("Fast trains about 4× faster per epoch than Free m = 8", "28.8 s vs 117 s per epoch (4.1×)")
 #: "About 4x" (117 / 28.8 = 4.1): tfadv reads it as at least 3x.
 SPEED_RATIO = 3.0
@@ -51,14 +54,17 @@ def catastrophic_overfitting(results: pd.DataFrame, curves: pd.DataFrame) -> Ver
         f"α={ratio:g}ε: collapsed in {s.count('collapsed')} of {len(s)} runs, PGD-20 "
         f"{m.estimate(rows, 'pgd20_accuracy').text()}" for (ratio, s), rows in zip(status.items(), (large, small)))
     unclear = sum(s.count("unclear") for s in status.values())
+    none = "collapsed" not in status[2.0]
     return judge(CATASTROPHIC, measured,
                  holds=all(s == "collapsed" for s in status[2.0]) and all(s == "healthy" for s in status[1.25]),
-                 partly="collapsed" in status[2.0],
+                 partly=not none,
                  rule=f"collapsed = PGD-20 ≤ {m.COLLAPSE_ACCURACY} or a fall of > {m.COLLAPSE_DROP} below the "
                       "curve's best epoch; healthy = clearly above (2 s.e.)",
                  unless=[m.untrained(fast), pre.saturated(fast["pgd20_accuracy"]),
                          f"{unclear} run(s) within 2 s.e. of the {m.COLLAPSE_ACCURACY} collapse threshold"
-                         if unclear else None])
+                         if unclear else None,
+                         pre.too_few(len(status[2.0]), RUNS_TO_RULE_OUT, "α = 2ε runs to rule a collapse out")
+                         if none else None])
 
 
 def free_natural(results: pd.DataFrame) -> Verdict:
@@ -173,7 +179,9 @@ def late_collapse(results: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     return judge(LATE_COLLAPSE, measured, holds=all(s == "collapsed" for s in status), partly="collapsed" in status,
                  rule=f"collapse = a fall of more than {m.COLLAPSE_DROP} below the curve's best epoch",
                  unless=[m.untrained(fast), f"{unclear} run(s) fall within 2 s.e. of {m.COLLAPSE_DROP}"
-                         if unclear else None])
+                         if unclear else None,
+                         pre.too_few(len(runs), RUNS_TO_RULE_OUT, "runs to rule a collapse out")
+                         if "collapsed" not in status else None])
 
 
 def paper_numbers(results: pd.DataFrame, dataset: str) -> list[Verdict]:
