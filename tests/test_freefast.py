@@ -59,9 +59,16 @@ def test_free_epochs_follow_the_seed_convention():
 def test_plan_counts_free_replays_and_the_evaluation_passes():
     run = fake_run("demo")
     fast = cost.cost(profiles.cell("fast", 20, 0.3, alpha_ratio=1.25), run)
-    free = cost.cost(profiles.cell("free", 20, 0.3, replays=8), run)
+    free = cost.cost(profiles.cell("free", 20, 0.3, replays=2), run)
     evaluation_passes = 20 * 150 * 10 + 450 * (10 + 20 + 50)  # curves after every epoch, then PGD-10/20/50
-    assert fast.passes == 1347 * 20 * 2 + evaluation_passes and free.passes == 1347 * 20 * 8 + evaluation_passes
+    # beyond the paper at the claims' eps: AutoAttack (APGD-CE, APGD-T over 3 targets, PGD-50 again) on 150
+    # points; the masking checks (12 APGD-CE runs of 20 steps on 100 points) on Fast seed 0 and Free-8, not Free-2.
+    autoattack, masking = 150 * 50 * (1 + 3) + 150 * 50, 100 * 20 * (3 + 7 + 2)
+    assert fast.passes == 1347 * 20 * 2 + evaluation_passes + autoattack + masking
+    assert free.passes == 1347 * 20 * 2 + evaluation_passes + autoattack
+    search = cost.cost(profiles.cell("fast", 20, 0.4, alpha_ratio=1.25), run)  # the search's cells: neither
+    longer = cost.cost(profiles.cell("fast", 40, 0.3, alpha_ratio=2.0), run)
+    assert search.passes == 1347 * 20 * 2 + evaluation_passes and longer.passes == 1347 * 40 * 2 + 40 * 150 * 10 + 450 * 80
     assert fast.precision == "float32" and "preact_resnet18" in fast.model
 
 
@@ -109,6 +116,13 @@ def test_smoke_run_writes_results_curves_figures_and_report(smoke):
     report = (out / "report.md").read_text()
     assert "profile **smoke**" in report and "| eps | 0.3 |" in report and "Free m = 8 is more robust" in report
     assert len(list((out / "artifacts" / "models").glob("*.weights.h5"))) == 3
+    # beyond the paper: AutoAttack on every cell (all at the claims' eps), the masking checks on one
+    assert set(results["aa_points"]) == {16} and np.all(results["aa_robust_accuracy"] <= results["aa_clean_accuracy"])
+    paired = (results["aa_only_pgd_robust"] - results["aa_only_aa_robust"]) / 16
+    assert np.allclose(results["aa_pgd_accuracy"] - results["aa_robust_accuracy"], paired)
+    masking = pd.read_csv(out / "masking.csv")
+    assert masking["cell"].nunique() == 1 and len(masking) >= 8 and set(masking["raised"]) <= {True, False}
+    assert "## AutoAttack beside PGD (beyond the paper)" in report and "## Gradient-masking checks" in report
     assert not any((out / "work").iterdir())  # finished cells leave no scratch behind
 
 
@@ -190,5 +204,6 @@ def test_paper_profile_code_path_runs_on_cpu_with_stand_ins(tmp_path):
     assert (out / "final_accuracy.png").is_file() and (out / "curves_fast_resnet50_90ep.png").is_file()
     report = (out / "report.md").read_text()
     assert "--limit 2" in report and "profile **paper**" in report
+    assert "apgd-ce, apgd-t, fab-t, square" in report and "## Gradient-masking checks" in report
     verdict_rows = [line for line in report.splitlines() if "**" in line and "(paper)" in line]
     assert verdict_rows and all("**inconclusive** (paper)" in line for line in verdict_rows)

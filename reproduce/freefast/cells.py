@@ -15,7 +15,7 @@ import tensorflow as tf
 from tfadv.experiments import Run, atomic, identity, machine
 
 from reproduce.freefast import data as datasets
-from reproduce.freefast import training
+from reproduce.freefast import robustness, training
 from reproduce.freefast.evaluation import evaluator
 
 #: The --only selection: "key=value[,key=value...]" over cell coordinates, e.g. "method=fast,epochs=90".
@@ -84,7 +84,9 @@ def run_cell(cell: dict, run: Run) -> dict:
         else:
             curve = training.train(cell, run, data, net, curve_point)
             atomic.save_weights(net, weights)
-        final = measure(run, net, eps, profile.eval_steps, final=True)(data.x_test, data.y_test)
+        evaluate = measure(run, net, eps, profile.eval_steps, final=True)
+        final = evaluate(data.x_test, data.y_test)
+        beyond, masking = beyond_the_paper(cell, run, net, data, evaluate.attacks[max(profile.eval_steps)])
     steps_per_epoch = -(-len(data.x_train) // int(cell["batch_size"]))
     row = {**final, "train_minutes": curve["epoch_seconds"].sum() / 60, "avg_epoch_seconds": curve["epoch_seconds"].mean(),
            "train_cpu_minutes": curve["epoch_cpu_seconds"].sum() / 60, "trained_epochs": epochs,
@@ -92,5 +94,21 @@ def run_cell(cell: dict, run: Run) -> dict:
            "alpha": None if cell["alpha_ratio"] is None else cell["alpha_ratio"] * eps,
            "eval_points": len(data.x_test), "curve_points": len(curve_x), "curve_steps": profile.curve_steps,
            "training_seed": training.training_seed(cell, run), "device": "gpu" if machine.gpus() else "cpu",
-           "cell_cpu_seconds": time.process_time() - started}
-    return {"results": [row], "curves": curve.to_dict("records")}
+           **beyond, "cell_cpu_seconds": time.process_time() - started}
+    return {"results": [row], "curves": curve.to_dict("records"), "masking": masking}
+
+
+def beyond_the_paper(cell: dict, run: Run, net: keras.Model, data: datasets.Data, pgd) -> tuple[dict, list[dict]]:
+    """AutoAttack beside PGD (`pgd`: the final evaluation's strongest) and the gradient-masking checks, each
+    on the profile's cells for it (all at the claims' eps)."""
+    p, eps = run.profile, float(cell["eps"])
+    row, masking = {}, []
+    if cell in [dict(c) for c in p.aa_cells]:
+        started, n = time.process_time(), run.capped(p.aa_points)
+        row = robustness.autoattack_row(run, net, eps, data.x_test[:n], data.y_test[:n], pgd)
+        row["aa_cpu_seconds"] = time.process_time() - started
+    if cell in [dict(c) for c in p.masking_cells]:
+        started, n = time.process_time(), run.capped(p.masking_points)
+        masking = robustness.masking_rows(run, net, eps, data.x_test[:n], data.y_test[:n])
+        row["masking_cpu_seconds"] = time.process_time() - started
+    return row, masking

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from tfadv.attacks import PGD
-from tfadv.evaluation import accuracy
+from tfadv.evaluation.clean import accuracy
 from tfadv.evaluation.same_shape import robust_accuracy_same_shape
 from tfadv.experiments import Run, machine
 
@@ -26,7 +26,8 @@ def pgd_attack(model: keras.Model, run: Run, eps: float, steps: int, seed: int) 
 
 def evaluator(model: keras.Model, run: Run, eps: float, steps: Sequence[int], seed: int):
     """measure(x, y) -> {"natural_accuracy", "pgd<k>_accuracy" for each k}. The attacks are built once and
-    always see batches of one shape, so repeated calls (one per epoch) reuse their compiled graphs."""
+    always see batches of one shape, so repeated calls (one per epoch) reuse their compiled graphs;
+    `measure.attacks` holds them by step count."""
     attacks = {k: pgd_attack(model, run, eps, k, seed) for k in steps}
     batch_size, restarts = run.profile.eval_batch_size, run.profile.restarts
 
@@ -37,4 +38,5 @@ def evaluator(model: keras.Model, run: Run, eps: float, steps: Sequence[int], se
                                                                     restarts=restarts)
         return result
 
+    measure.attacks = attacks
     return measure

@@ -42,6 +42,18 @@ class Profile:
     eval_batch_size: int
     curve_points: int | None      # test points of the per-epoch curves (None = all)
     curve_steps: int              # PGD steps of the per-epoch curves
+    aa_cells: tuple[dict, ...]    # beyond the paper: the models AutoAttack runs on (at the claims' eps)
+    aa_points: int | None         # ... on their first test points
+    aa_attacks: tuple[str, ...]   # the cascade (tfadv.evaluation.autoattack names)
+    aa_steps: int                 # iterations of APGD / FAB
+    aa_queries: int               # Square's queries
+    aa_targets: int               # target classes of APGD-T / FAB-T
+    masking_cells: tuple[dict, ...]  # the models the gradient-masking checks run on
+    masking_points: int | None
+    masking_steps: int            # APGD-CE steps of the checks (the convergence check runs 4x)
+    masking_queries: int
+    masking_restarts: int
+    masking_eps_factors: tuple[float, ...]
     eager: bool                   # run every tf.function eagerly (smoke: tracing costs more than it saves)
 
 
@@ -69,7 +81,9 @@ PAPER = Profile(
     cells=paper_cells(), lr_max={"free": 0.04, "fast": 0.2, "pgd": 0.2}, momentum=0.9, weight_decay=5e-4,
     augment=True, dtype_policy="mixed_float16", loss_scaling="none", xla=True, pgd_train_steps=7,
     eval_steps=(10, 20, 50), eval_step_ratio=0.25, restarts=1, eval_batch_size=256, curve_points=1000,
-    curve_steps=50, eager=False)
+    curve_steps=50, aa_cells=paper_cells(), aa_points=1000, aa_attacks=("apgd-ce", "apgd-t", "fab-t", "square"), aa_steps=100,
+    aa_queries=5000, aa_targets=9, masking_cells=paper_cells(), masking_points=1000, masking_steps=50,
+    masking_queries=1000, masking_restarts=3, masking_eps_factors=(0.25, 0.5, 1.0, 2.0, 4.0), eager=False)
 
 _PAPER_SOURCES = {
     "dataset": "paper", "image_size": "paper", "channels": "paper", "train_points": "paper",
@@ -89,6 +103,14 @@ _PAPER_SOURCES = {
     "curve_points": "tfadv: the seed runs PGD-50 on all 10,000 test images after every epoch of its 90-epoch "
                     "runs; 1,000 cost a tenth and still resolve a collapse of 0.4 (binomial s.e. <= 1.6 points)",
     "curve_steps": SEED_CODE + " (PGD-50, 1 restart, after every epoch)",
+    "aa_cells": "tfadv: beyond the paper, which runs PGD only; every model",
+    "aa_points": "tfadv: the first 1,000 test images, s.e. <= 1.6 points",
+    "aa_attacks": "tfadv: AutoAttack's standard cascade (Croce & Hein 2020; reference code fra31/auto-attack)",
+    "aa_steps": "tfadv: the AutoAttack reference's 100", "aa_queries": "tfadv: the AutoAttack reference's 5,000",
+    "aa_targets": "tfadv: the AutoAttack reference's 9",
+    "masking_cells": "tfadv: every model", "masking_points": "tfadv: the AutoAttack points",
+    "masking_steps": "tfadv: check_gradient_masking's defaults", "masking_queries": "tfadv: its default",
+    "masking_restarts": "tfadv: its default", "masking_eps_factors": "tfadv: its default",
     "eager": "tfadv: compiled graphs",
 }
 
@@ -121,7 +143,13 @@ DEMO = Profile(
     dataset="digits", image_size=8, channels=1, train_points=None, eval_points=None, width=8, eps=DEMO_EPS,
     cells=demo_cells(), lr_max=PAPER.lr_max, momentum=0.9, weight_decay=5e-4, augment=False,
     dtype_policy="float32", loss_scaling="none", xla=False, pgd_train_steps=7, eval_steps=(10, 20, 50),
-    eval_step_ratio=0.25, restarts=1, eval_batch_size=256, curve_points=150, curve_steps=10, eager=False)
+    eval_step_ratio=0.25, restarts=1, eval_batch_size=256, curve_points=150, curve_steps=10,
+    aa_cells=tuple(c for c in demo_cells() if c["epochs"] == 20 and c["eps"] == DEMO_EPS), aa_points=150,
+    aa_attacks=("apgd-ce", "apgd-t", "square"), aa_steps=50, aa_queries=500, aa_targets=3,
+    masking_cells=tuple(cell(m, 20, DEMO_EPS, **w) for m, w in (("fast", {"alpha_ratio": 1.25}),
+                                                                ("fast", {"alpha_ratio": 2.0}), ("free", {"replays": 8}))),
+    masking_points=100, masking_steps=20, masking_queries=300, masking_restarts=2, masking_eps_factors=(0.5, 1.0, 2.0),
+    eager=False)
 
 _DEMO_SOURCES = {
     "dataset": "tfadv: scikit-learn's digits (8x8 grey, 1,347 train / 450 test, stratified): offline, minutes on "
@@ -143,16 +171,28 @@ _DEMO_SOURCES = {
     "restarts": "paper", "eval_batch_size": _PAPER_SOURCES["eval_batch_size"],
     "curve_points": "tfadv: 150 test points after every epoch (s.e. <= 4 points: a collapse of 0.2 shows)",
     "curve_steps": "tfadv: PGD-10 (the seed: PGD-50) to keep the per-epoch curves cheap",
+    "aa_cells": "tfadv: beyond the paper; the paper's sweeps (Fast at both alphas, 3 seeds; Free m = 2, 4, 8), "
+                "not the search's longer runs, for CPU minutes",
+    "aa_points": "tfadv: the curve points, for CPU minutes",
+    "aa_attacks": "tfadv: AutoAttack's standard cascade without FAB-T (its slowest member) for CPU minutes",
+    "aa_steps": "tfadv: half the reference's 100", "aa_queries": "tfadv: a tenth of the reference's 5,000",
+    "aa_targets": "tfadv: a third of the reference's 9",
+    "masking_cells": "tfadv: one seed each of the models the claims compare (Fast at both alphas, Free-8)",
+    "masking_points": "tfadv: 100 test points", "masking_steps": "tfadv: 20 (the default 50) for CPU minutes",
+    "masking_queries": "tfadv: 300 (the default 1,000)", "masking_restarts": "tfadv: 2 (the default 3)",
+    "masking_eps_factors": "tfadv: three budgets (the default five)",
     "eager": "tfadv: compiled graphs",
 }
 
+SMOKE_CELLS = (cell("fast", 2, 0.3, batch_size=32, alpha_ratio=1.25), cell("fast", 2, 0.3, batch_size=32, alpha_ratio=2.0),
+               cell("free", 2, 0.3, batch_size=32, replays=2))
 SMOKE = Profile(
-    dataset="digits", image_size=8, channels=1, train_points=64, eval_points=16, width=4, eps=0.3,
-    cells=(cell("fast", 2, 0.3, batch_size=32, alpha_ratio=1.25), cell("fast", 2, 0.3, batch_size=32, alpha_ratio=2.0),
-           cell("free", 2, 0.3, batch_size=32, replays=2)),
+    dataset="digits", image_size=8, channels=1, train_points=64, eval_points=16, width=4, eps=0.3, cells=SMOKE_CELLS,
     lr_max=PAPER.lr_max, momentum=0.9, weight_decay=5e-4, augment=False, dtype_policy="float32", loss_scaling="none",
     xla=False, pgd_train_steps=2, eval_steps=(10, 20, 50), eval_step_ratio=0.25, restarts=1, eval_batch_size=16,
-    curve_points=16, curve_steps=2, eager=True)
+    curve_points=16, curve_steps=2, aa_cells=SMOKE_CELLS, aa_points=16, aa_attacks=("apgd-ce", "square"), aa_steps=5, aa_queries=20,
+    aa_targets=3, masking_cells=SMOKE_CELLS[:1], masking_points=16,
+    masking_steps=3, masking_queries=20, masking_restarts=2, masking_eps_factors=(0.5, 1.0, 2.0), eager=True)
 
 _SMOKE_SOURCES = {name: _DEMO_SOURCES[name] if getattr(SMOKE, name) == getattr(DEMO, name) else
                   "tfadv: a tiny run that checks the plumbing in seconds" for name in _DEMO_SOURCES}
@@ -191,7 +231,7 @@ def describe_cells(cells: tuple[dict, ...]) -> str:
 
 
 def _value(name: str, value) -> str:
-    if name == "cells":
+    if name in ("cells", "aa_cells", "masking_cells"):
         return describe_cells(value)
     if isinstance(value, dict):
         return ", ".join(f"{k} {v:g}" for k, v in value.items())

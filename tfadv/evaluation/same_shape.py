@@ -20,22 +20,29 @@ from tfadv.attacks import Attack
 from tfadv.evaluation.clean import predict_labels
 
 
-def robust_accuracy_same_shape(model, attack: Attack, x: np.ndarray, y: np.ndarray, *, batch_size: int = 128,
-                               restarts: int = 1) -> float:
-    """Fraction of points correct clean and not fooled by any of `restarts` runs of `attack`."""
+def robust_mask_same_shape(model, attack: Attack, x: np.ndarray, y: np.ndarray, *, batch_size: int = 128,
+                           restarts: int = 1) -> np.ndarray:
+    """Per point: correct clean and not fooled by any of `restarts` runs of `attack`."""
     if attack.targeted or attack.training or model is not attack.model:
         raise ValueError("robust accuracy needs an untargeted attack on `model`, run in inference mode "
                          "(training=False)")
     if restarts < 1 or batch_size < 1:
         raise ValueError(f"restarts and batch_size must be >= 1, got {restarts} and {batch_size}")
     x, y = np.asarray(x, np.float32), np.asarray(y)
-    if len(x) == 0:
-        return float("nan")
     labels = np.argmax(y, axis=-1) if y.ndim == 2 else y.astype(np.int64)
+    if len(x) == 0:
+        return np.zeros(0, bool)
     robust = predict_labels(model, x, batch_size, attack.output_index) == labels
     for restart in range(restarts):
         for start in range(0, len(x), batch_size):
             ids = np.arange(start, min(start + batch_size, len(x)))
             _, stats = attack(x[ids], y[ids], sample_ids=ids, restart=restart, return_stats=True)
             robust[ids] &= ~stats["success"]
-    return float(np.mean(robust))
+    return robust
+
+
+def robust_accuracy_same_shape(model, attack: Attack, x: np.ndarray, y: np.ndarray, *, batch_size: int = 128,
+                               restarts: int = 1) -> float:
+    """Fraction of points correct clean and not fooled by any of `restarts` runs of `attack`."""
+    mask = robust_mask_same_shape(model, attack, x, y, batch_size=batch_size, restarts=restarts)
+    return float(np.mean(mask)) if len(mask) else float("nan")
