@@ -1,0 +1,5 @@
+from tfadv.experiments import main
+
+from reproduce.minibatch import EXPERIMENT
+
+main(EXPERIMENT)
