@@ -28,7 +28,9 @@ def test_smoke_end_to_end_holds_the_grid(smoke):
     assert keras.config.dtype_policy().name == "float32"  # restored after the float16 cells
     p = profiles.PROFILES["smoke"]
     per_setting = len(p.batch_sizes) * (1 + p.runs)  # FGM once, PGD `runs` times, at each batch size
-    assert len(table) == len(profiles.PRECISIONS) * 2 * 2 * per_setting and table["cell"].is_unique
+    search = len(p.search_sharpness) * 2 * 2  # logit scales x norms x (smallest, largest batch)
+    assert len(table) == len(profiles.PRECISIONS) * 2 * 2 * per_setting + search and table["cell"].is_unique
+    assert (table["sharpness"] == 1.0).sum() == len(table) - search
     on_disk = pd.read_csv(out / "results.csv")
     assert len(on_disk) == len(table)
     for name in ("fig2_success_l2.png", "fig3_success_linf.png", "fig_mechanism.png", "report.md"):
@@ -50,7 +52,7 @@ def test_smoke_report_is_honest(smoke):
     assert "94.54%" in report and "not measured in this profile" in report
     verdicts = EXPERIMENT.judge({"results": table}, None)
     assert all(v.outcome == INCONCLUSIVE for v in verdicts), verdicts  # 8 images: saturated or noise
-    assert "up to float rounding" in report and "fig2_success_l2.png" in report
+    assert "up to float rounding" in report and "fig2_success_l2.png" in report and "regime search" in report
     for setting in ("eps (pixel units)", "batching", "PGD random start", "L2 step normalisation"):
         assert f"| {setting} |" in report
 
@@ -160,16 +162,18 @@ def write_random_weights(folder: Path, size: int) -> None:
 @pytest.mark.slow
 def test_paper_profile_runs_on_local_stand_ins(tmp_path, monkeypatch):
     """The paper profile's own code path, offline: ImageNetV2's tarball layout, the four models with random
-    weights under their official file names, --limit 2, at 75 px (InceptionV3 and Xception need >= 75)."""
+    weights under their official file names, --limit 1 (one image, one PGD step, batch 1), at 75 px
+    (InceptionV3 and Xception need >= 75), float32 and mixed_float16."""
     monkeypatch.setitem(profiles.PROFILES, "paper", dataclasses.replace(profiles.PROFILES["paper"], image_size=75))
     write_imagenet_v2(tmp_path / "imagenetv2")
     write_random_weights(tmp_path / "weights", 75)
     out = tmp_path / "out"
-    table = run("--profile", "paper", "--out", str(out), "--limit", "2", "--imagenet-dir",
+    table = run("--profile", "paper", "--out", str(out), "--limit", "1", "--imagenet-dir",
                 str(tmp_path / "imagenetv2"), "--weights-dir", str(tmp_path / "weights"), "--norms", "l2",
                 "--losses", "mean", "--attacks", "PGD", "--precisions", "float32,mixed_float16")["results"]
-    assert set(table["model"]) == set(profiles.IMAGENET_MODELS) and set(table["batch_size"]) == {1, 2}
-    assert (table["steps"] == 2).all() and (table["classes"] == 1000).all() and (table["batching"] == "real").all()
+    assert set(table["model"]) == set(profiles.IMAGENET_MODELS) and set(table["batch_size"]) == {1}
+    assert len(table) == 4 * 2 and (table["steps"] == 1).all() and (table["images"] == 1).all()
+    assert (table["classes"] == 1000).all() and (table["batching"] == "real").all()
     assert (out / "fig2_success_l2.png").is_file() and (out / "results.csv").is_file()
     verdicts = EXPERIMENT.judge({"results": table}, None)
     assert all(v.outcome == INCONCLUSIVE for v in verdicts)

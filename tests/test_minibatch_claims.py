@@ -143,3 +143,19 @@ def test_batching_sentence_says_whether_the_emulation_matched_real_batches():
     t.loc[3, ["check_max_abs_diff", "check_max_rel_diff", "check_success_mismatches"]] = [50.0, 0.05, 1]
     assert "does NOT reproduce" in sections.batching_text(t, "emulated")
     assert "real batches of its batch size" in sections.batching_text(t, "real")
+
+
+def test_the_regime_search_says_where_the_drop_appeared():
+    def success(model, precision, norm, loss, attack, size):
+        return 0.9 - (0.4 if norm == "l2" and loss == "mean" and size > 1 else 0.0)
+    t = table(success, images=10000).assign(sharpness=1.0, floor_clamp_frac=0.5, zero_grad_frac=0.0)
+    sharper = table(lambda *_: 0.05, images=10000).assign(sharpness=16.0, floor_clamp_frac=1.0, zero_grad_frac=0.9)
+    text = sections.regime_search(pd.concat([t, sharper]))
+    assert "L2: a drop beyond the noise at k=1 (tried k=1, k=16)" in text
+    assert "L∞: no drop beyond the noise at any logit scale tried (k=1, k=16)" in text
+    assert claims.mean_degrades(claims.main_regime(pd.concat([t, sharper]))).outcome == PARTLY
+
+
+def test_an_untrained_model_is_named_even_when_the_measurement_is_saturated():
+    verdict = claims.fp16_weaker(table(lambda *_: 1.0, clean_error=1.0, classes=1000))
+    assert verdict.outcome == INCONCLUSIVE and "did not train" in verdict.why and "saturated" in verdict.why

@@ -71,8 +71,16 @@ def grid(run: Run) -> list[dict]:
                         for size in batch_sizes(run):
                             for repeat in range(1 if attack == "FGM" else run.capped(run.profile.runs)):
                                 cells.append(dict(model=model, precision=precision, norm=norm, loss=loss,
-                                                  attack=attack, batch_size=size, run=repeat))
-    return cells
+                                                  attack=attack, batch_size=size, run=repeat, sharpness=1.0))
+    return cells + search_cells(run, models)
+
+
+def search_cells(run: Run, models) -> list[dict]:
+    """The regime search: PGD, mean loss, float32, smallest and largest batch, each logit scale k."""
+    sizes = batch_sizes(run)
+    return [dict(model=model, precision="float32", norm=norm, loss="mean", attack="PGD", batch_size=size, run=0,
+                 sharpness=k) for model in models for k in run.profile.search_sharpness
+            for norm in selected(run, "norms", NORMS) for size in sorted({sizes[0], sizes[-1]})]
 
 
 def prepare(run: Run) -> None:
@@ -94,10 +102,11 @@ def attack_for(run: Run, cell: dict, emulate: int | None = None):
     `emulate` and an engine without emulated_batch_size, an attack whose per-sample losses carry the weight
     1/emulate under a summed reduction: the gradient the mean over a batch of that size gives each sample."""
     interim = emulate is not None and cell["loss"] == "mean" and not emulation_available()
-    key = ("attack", *(cell[k] for k in ("model", "precision", "norm", "loss", "attack")), interim and emulate)
+    key = ("attack", *(cell[k] for k in ("model", "precision", "norm", "loss", "attack", "sharpness")),
+           interim and emulate)
 
     def build():
-        model = data.model(run, cell["model"], cell["precision"])
+        model = data.model(run, cell["model"], cell["precision"], cell["sharpness"])
         eps = run.profile.eps[cell["norm"]]
         common = dict(norm=_ENGINE_NORMS[cell["norm"]], reduction=LOSSES[cell["loss"]], from_logits=False,
                       clip_min=0.0, clip_max=255.0, l2_normalization=run.options["l2_normalization"],
@@ -134,7 +143,7 @@ def craft(run: Run, cell: dict, count: int, size: int, emulate: int | None, keep
     `emulate`: craft as if in batches of that size (per-sample weights 1/emulate), or None for real batches.
     """
     attack = attack_for(run, cell, emulate)
-    model = data.model(run, cell["model"], cell["precision"])
+    model = data.model(run, cell["model"], cell["precision"], cell["sharpness"])
     extra = {"emulated_batch_size": emulate} if emulate is not None and emulation_available() else {}
     total = -(-count // size)
     bar = run.progress_bar(total, "batch") if total >= PROGRESS_MIN_BATCHES else None

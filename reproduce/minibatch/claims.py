@@ -209,7 +209,8 @@ def fp16_weaker(table: pd.DataFrame) -> Verdict:
     gaps = precision_gaps(table, "mean", "float32", "mixed_float16")
     if not gaps:
         if select(table, loss="mean", precision=["float32", "mixed_float16"])["precision"].nunique() == 2:
-            return inconclusive(FP16_WEAKER, "measurement saturated: every cell is at 0% or 100% in both")
+            reasons = [not_trained(table), "measurement saturated: every cell is at 0% or 100% in both"]
+            return inconclusive(FP16_WEAKER, "; ".join(r for r in reasons if r))
         return not_measured(FP16_WEAKER, "needs float32 and mixed_float16 with the mean loss")
     weaker, stronger = sum(g > 0 for _, g, _ in gaps), sum(g < 0 for _, g, _ in gaps)
     p = sign_test(weaker, weaker + stronger)
@@ -242,7 +243,12 @@ def fp16_sum_beats(table: pd.DataFrame) -> Verdict:
                       f"than {MOST:.0%})")
 
 
+def main_regime(table: pd.DataFrame) -> pd.DataFrame:
+    """The cells the claims are judged on: the model as trained (logit scale 1), not the regime search."""
+    return table[table["sharpness"] == 1.0] if "sharpness" in table else table
+
+
 def judge_all(tables: dict[str, pd.DataFrame], run: Run) -> list[Verdict]:
-    table = tables["results"]
+    table = main_regime(tables["results"])
     return [inception_l2(table), mean_degrades(table), sum_restores(table), l2_larger(table),
             arch_larger(table), fp16_weaker(table), fp16_sum_beats(table)]

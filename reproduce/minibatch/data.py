@@ -56,9 +56,18 @@ def classes(model_name: str) -> int:
 
 
 # ------------------------------------------------------------------------------------------- models
-def model(run: Run, name: str, precision: str) -> keras.Model:
-    """The frozen classifier `name` built under `precision`'s dtype policy (once per process)."""
-    return run.cached(("model", name, precision), lambda: _build(run, name, PRECISIONS[precision][0]))
+def model(run: Run, name: str, precision: str, sharpness: float = 1.0) -> keras.Model:
+    """The frozen classifier `name` built under `precision`'s dtype policy (once per process), its logits
+    multiplied by `sharpness` (the regime search: same predictions, sharper softmax)."""
+    def build():
+        built = _build(run, name, PRECISIONS[precision][0])
+        if sharpness != 1.0:
+            if name != DIGITS_MODEL:
+                raise ValueError(f"the logit scale is a knob of the digits demo, not of {name}")
+            head = built.layers[-1]  # Dense(softmax): scaling kernel and bias scales the logits
+            head.set_weights([w * sharpness for w in head.get_weights()])
+        return built
+    return run.cached(("model", name, precision, sharpness), build)
 
 
 def _build(run: Run, name: str, policy: str) -> keras.Model:

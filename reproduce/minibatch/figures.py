@@ -6,6 +6,7 @@ import pandas as pd
 from tfadv.experiments import Run
 from tfadv.experiments.figures import save_figure, set_style
 
+from reproduce.minibatch.claims import main_regime
 from reproduce.minibatch.profiles import NORM_NAMES
 
 
@@ -26,7 +27,7 @@ def figures(tables: dict[str, pd.DataFrame], run: Run) -> list[str]:
     import seaborn as sns
 
     set_style()
-    table = labelled(tables["results"])
+    table = labelled(main_regime(tables["results"]))
     order = sorted(table["setting"].unique())
     written = []
     for norm, name, number in (("l2", "fig2_success_l2.png", 2), ("linf", "fig3_success_linf.png", 3)):
