@@ -52,7 +52,7 @@ def test_smoke_report_is_honest(smoke):
     assert "94.54%" in report and "not measured in this profile" in report
     verdicts = EXPERIMENT.judge({"results": table}, None)
     assert all(v.outcome == INCONCLUSIVE for v in verdicts), verdicts  # 8 images: saturated or noise
-    assert "up to float rounding" in report and "fig2_success_l2.png" in report and "regime search" in report
+    assert "No larger than float rounding" in report and "fig2_success_l2.png" in report and "regime search" in report
     for setting in ("eps (pixel units)", "batching", "PGD random start", "L2 step normalisation"):
         assert f"| {setting} |" in report
 
@@ -64,6 +64,8 @@ def test_emulated_batching_matches_real_batches(smoke):
     assert len(emulated) > 0 and (emulated["check_images"] > 0).all()
     assert (emulated["check_success_mismatches"] == 0).all()
     assert (emulated["check_max_rel_diff"] <= sections.ROUNDING).all(), emulated["check_max_rel_diff"].max()
+    assert (emulated["check_grad_rel_diff"] <= sections.GRADIENT_ROUNDING).all(), emulated["check_grad_rel_diff"].max()
+    assert "No larger than float rounding" in sections.batching_text(table, "emulated")
 
 
 def test_emulated_and_real_give_the_same_success(smoke, tmp_path):

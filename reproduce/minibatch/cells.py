@@ -177,7 +177,8 @@ def run_cell(cell: dict, run: Run) -> dict:
         check = emulation_check(run, cell, found, checked, size)
     else:
         found = craft(run, cell, count, size, emulate=None)
-        check = dict(check_images=0, check_max_abs_diff=np.nan, check_success_mismatches=0, check_max_rel_diff=np.nan)
+        check = dict(check_images=0, check_max_abs_diff=np.nan, check_max_rel_diff=np.nan, check_grad_rel_diff=np.nan,
+                     check_success_mismatches=0)
     return dict(**summary(run, cell, found), batching=mode, **check,
                 seconds=round(time.monotonic() - started, 3))
 
@@ -189,12 +190,17 @@ def shares_start(run: Run, cell: dict) -> bool:
 
 
 def emulation_check(run: Run, cell: dict, emulated: dict, checked: int, size: int) -> dict:
-    """Craft the first `checked` images again in real batches of `size`; the largest difference found."""
+    """Craft the first `checked` images again in real batches of `size`: the largest differences found in
+    success, in x_adv (relative to eps) and in the first step's gradient norm (which carries the 1/B of the
+    mean, so a wrong weight shows even where the step itself is scale-free)."""
     real = craft(run, cell, checked, size, emulate=None, keep=checked)
     diff = np.abs(real["x_adv"] - emulated["x_adv"])
-    mismatches = int(np.sum(real["success"] != emulated["success"][:checked]))
-    return dict(check_images=checked, check_max_abs_diff=float(diff.max()), check_success_mismatches=mismatches,
-                check_max_rel_diff=float(diff.max()) / run.profile.eps[cell["norm"]])
+    g_real, g_emulated = real["grad_l2_first"], emulated["grad_l2_first"][:checked]
+    grad = np.abs(g_emulated - g_real) / np.maximum(g_real, np.finfo(np.float32).tiny)
+    return dict(check_images=checked, check_max_abs_diff=float(diff.max()),
+                check_max_rel_diff=float(diff.max()) / run.profile.eps[cell["norm"]],
+                check_grad_rel_diff=float(grad.max()),
+                check_success_mismatches=int(np.sum(real["success"] != emulated["success"][:checked])))
 
 
 def summary(run: Run, cell: dict, found: dict) -> dict:
