@@ -12,10 +12,8 @@ real batches of B and records the largest difference it finds.
 """
 from __future__ import annotations
 
-import inspect
 import time
 
-import keras
 import numpy as np
 
 from tfadv.attacks import FGM, PGD
@@ -76,7 +74,11 @@ def grid(run: Run) -> list[dict]:
 
 
 def search_cells(run: Run, models) -> list[dict]:
-    """The regime search: PGD, mean loss, float32, smallest and largest batch, each logit scale k."""
+    """The regime search: PGD, mean loss, float32, smallest and largest batch, each logit scale k (only
+    when the selections keep that setting)."""
+    if not all(wanted in selected(run, name, every) for name, wanted, every in (
+            ("attacks", "PGD", ATTACKS), ("losses", "mean", LOSSES), ("precisions", "float32", PRECISIONS))):
+        return []
     sizes = batch_sizes(run)
     return [dict(model=model, precision="float32", norm=norm, loss="mean", attack="PGD", batch_size=size, run=0,
                  sharpness=k) for model in models for k in run.profile.search_sharpness
@@ -93,17 +95,9 @@ def prepare(run: Run) -> None:
             raise SystemExit(_too_large(largest, count))
 
 
-def emulation_available() -> bool:
-    return "emulated_batch_size" in inspect.signature(PGD.__call__).parameters
-
-
-def attack_for(run: Run, cell: dict, emulate: int | None = None):
-    """The compiled attack of a cell's configuration (once per process; batch sizes share it). With
-    `emulate` and an engine without emulated_batch_size, an attack whose per-sample losses carry the weight
-    1/emulate under a summed reduction: the gradient the mean over a batch of that size gives each sample."""
-    interim = emulate is not None and cell["loss"] == "mean" and not emulation_available()
-    key = ("attack", *(cell[k] for k in ("model", "precision", "norm", "loss", "attack", "sharpness")),
-           interim and emulate)
+def attack_for(run: Run, cell: dict):
+    """The compiled attack of a cell's configuration (once per process; batch sizes and batching share it)."""
+    key = ("attack", *(cell[k] for k in ("model", "precision", "norm", "loss", "attack", "sharpness")))
 
     def build():
         model = data.model(run, cell["model"], cell["precision"], cell["sharpness"])
@@ -111,8 +105,6 @@ def attack_for(run: Run, cell: dict, emulate: int | None = None):
         common = dict(norm=_ENGINE_NORMS[cell["norm"]], reduction=LOSSES[cell["loss"]], from_logits=False,
                       clip_min=0.0, clip_max=255.0, l2_normalization=run.options["l2_normalization"],
                       loss_scale=PRECISIONS[cell["precision"]][1])
-        if interim:
-            common.update(reduction="sum", loss=WeightedCrossentropy(weight=1.0 / emulate))
         if cell["attack"] == "FGM":
             return FGM(model, eps=eps, **common)
         count = steps(run, "PGD")
@@ -122,35 +114,21 @@ def attack_for(run: Run, cell: dict, emulate: int | None = None):
     return run.cached(key, build)
 
 
-class WeightedCrossentropy(keras.losses.CategoricalCrossentropy):
-    """Interim, until the engine's emulated_batch_size: Keras' cross-entropy times a constant weight."""
-
-    def __init__(self, weight: float = 1.0, **kwargs):
-        super().__init__(**kwargs)
-        self.weight = float(weight)
-
-    def call(self, y_true, y_pred):
-        return super().call(y_true, y_pred) * self.weight
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "weight": self.weight}
-
-
 def craft(run: Run, cell: dict, count: int, size: int, emulate: int | None, keep: int = 0) -> dict[str, np.ndarray]:
     """Attack the first `count` images in batches of `size`: per-image clean error and statistics, and the
     adversarial examples of the first `keep` images (all of them would not fit in memory at 224 px).
 
     `emulate`: craft as if in batches of that size (per-sample weights 1/emulate), or None for real batches.
     """
-    attack = attack_for(run, cell, emulate)
+    attack = attack_for(run, cell)
     model = data.model(run, cell["model"], cell["precision"], cell["sharpness"])
-    extra = {"emulated_batch_size": emulate} if emulate is not None and emulation_available() else {}
     total = -(-count // size)
     bar = run.progress_bar(total, "batch") if total >= PROGRESS_MIN_BATCHES else None
     parts: dict[str, list] = {}
     with dtype_policy(PRECISIONS[cell["precision"]][0]):
         for i, (x, y, ids) in enumerate(data.batches(run, cell["model"], count, size)):
-            x_adv, stats = attack(x, y, sample_ids=ids, restart=cell["run"], return_stats=True, **extra)
+            x_adv, stats = attack(x, y, sample_ids=ids, restart=cell["run"], emulated_batch_size=emulate,
+                                  return_stats=True)
             stats.pop("loss_path")
             stats["clean_wrong"] = np.argmax(model(x, training=False), -1) != y
             if i * size < keep:
