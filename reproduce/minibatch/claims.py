@@ -150,7 +150,7 @@ def sum_restores(table: pd.DataFrame) -> Verdict:
     restored = [total[c.label].state != "drop" and c.drop - total[c.label].drop > Z * math.hypot(
         c.se, total[c.label].se) for c in degraded]
     holds, some = tally(restored)
-    measured = "; ".join(f"{c.label}: mean −{100 * c.drop:.1f} pp, sum {-100 * total[c.label].drop:+.1f} pp"
+    measured = "; ".join(f"{c.label}: mean −{100 * c.drop:.1f} pp, sum {0.0 - 100 * total[c.label].drop:+.1f} pp"
                          for c in degraded)
     return judge(SUM_RESTORES, measured, holds=holds, partly=some, unless=[not_trained(table)],
                  rule=f"removed in {sum(restored)} of {len(degraded)} degraded comparisons: the sum's drop is "
