@@ -11,9 +11,8 @@ first-step gradient diagnostics (floor-clamped and zero gradients) that explain 
     python -m reproduce.minibatch --profile demo            # digits CNN, minutes on a CPU, offline
     python -m reproduce.minibatch --profile paper --weights-dir W --imagenet-dir D
 """
-from tfadv.experiments import Experiment
-
 from reproduce.minibatch import cells, claims, figures, profiles, sections
+from tfadv.experiments import Experiment
 
 EXPERIMENT = Experiment(
     key="minibatch",

@@ -1,5 +1,4 @@
-from tfadv.experiments import main
-
 from reproduce.minibatch import EXPERIMENT
+from tfadv.experiments import main
 
 main(EXPERIMENT)

@@ -16,12 +16,19 @@ import time
 
 import numpy as np
 
+from reproduce.minibatch import data
+from reproduce.minibatch.profiles import (
+    ATTACKS,
+    LOSSES,
+    NORMS,
+    PRECISIONS,
+    batching,
+    l2_rand_init,
+    steps,
+)
 from tfadv.attacks import FGM, PGD
 from tfadv.experiments import Run
 from tfadv.precision import dtype_policy
-
-from reproduce.minibatch import data
-from reproduce.minibatch.profiles import ATTACKS, LOSSES, NORMS, PRECISIONS, batching, l2_rand_init, steps
 
 #: A cell with at least this many batches shows a progress bar (the paper's batch-1 cells: 10,000 calls).
 PROGRESS_MIN_BATCHES = 200

@@ -14,11 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from reproduce.minibatch.profiles import NORM_NAMES
 from tfadv.experiments import Claim, Run, Verdict, inconclusive, judge, not_measured
 from tfadv.experiments.tables import pct, select
-from tfadv.experiments.verdicts import binomial_se, saturated, sign_test, tally, untrained
-
-from reproduce.minibatch.profiles import NORM_NAMES
+from tfadv.experiments.verdicts import (
+    binomial_se,
+    saturated,
+    sign_test,
+    tally,
+    untrained,
+)
 
 INCEPTION_L2 = Claim("InceptionV3, PGD-L2, mean loss, float32: success falls as the batch grows",
                      "94.54% at batch 1 → 85.47% at batch 128 (§4.1)")

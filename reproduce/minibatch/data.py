@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import keras
 import numpy as np
 
+from reproduce.minibatch.profiles import DIGITS_MODEL, PRECISIONS
 from tfadv.experiments import Run, atomic
 from tfadv.precision import dtype_policy
-
-from reproduce.minibatch.profiles import DIGITS_MODEL, PRECISIONS
 
 DIGITS_WEIGHTS = "digits_cnn.weights.h5"
 DIGITS_FACTS = "digits_cnn.json"

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tfadv.experiments import Run
-from tfadv.experiments.figures import save_figure, set_style
-
 from reproduce.minibatch.claims import main_regime
 from reproduce.minibatch.profiles import NORM_NAMES
+from tfadv.experiments import Run
+from tfadv.experiments.figures import save_figure, set_style
 
 
 def setting(row) -> str:

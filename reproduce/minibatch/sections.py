@@ -9,13 +9,12 @@ import math
 import numpy as np
 import pandas as pd
 
-from tfadv.experiments import Run, markdown_table
-from tfadv.experiments.tables import pct
-
 from reproduce.minibatch import data
-from reproduce.minibatch.claims import MIN_DROP, Z, Change, main_regime, rate
+from reproduce.minibatch.claims import MIN_DROP, Change, Z, main_regime, rate
 from reproduce.minibatch.figures import labelled
 from reproduce.minibatch.profiles import NORM_NAMES, batching
+from tfadv.experiments import Run, markdown_table
+from tfadv.experiments.tables import pct
 
 KEYS = ["model", "norm", "attack", "loss", "batch_size"]
 
