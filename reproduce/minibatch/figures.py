@@ -51,9 +51,9 @@ def mechanism_figure(table: pd.DataFrame, order: list[str], run: Run) -> str:
     import seaborn as sns
 
     own_norm = table["median_pert_l2"].where(table["norm"] == "l2", table["median_pert_linf"])
-    metrics = {"median ||δ|| / eps (attack's norm)": own_norm / table["eps"],
-               "floor-clamped fraction (1st step)": table["floor_clamp_frac"],
-               "zero-gradient fraction (1st step)": table["zero_grad_frac"]}
+    metrics = {"median ‖δ‖ / eps": own_norm / table["eps"],
+               "floor-clamped (1st step)": table["floor_clamp_frac"],
+               "zero gradient (1st step)": table["zero_grad_frac"]}
     long = pd.concat([table.assign(metric=m, value=v) for m, v in metrics.items()], ignore_index=True)
     long["panel"] = long["model"] + " · " + long["norm"].map(NORM_NAMES)
     grid = sns.relplot(data=long.dropna(subset=["value"]), x="batch_size", y="value", row="metric", col="panel",
