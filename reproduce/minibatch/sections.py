@@ -120,7 +120,8 @@ def beyond_rounding(checked: pd.DataFrame) -> pd.DataFrame:
     setting = ["precision", "norm", "attack"]
     yardstick = checked[checked["loss"] == "sum"].groupby(setting)["check_max_rel_diff"].max().rename("sum_diff")
     rows = checked.join(yardstick, on=setting)
-    return rows[rows["check_max_rel_diff"] > np.maximum(ROUNDING, rows["sum_diff"].fillna(0.0))]
+    # Twice the sum's difference: the same order of rounding, not a bit-exact bound.
+    return rows[rows["check_max_rel_diff"] > np.maximum(ROUNDING, 2.0 * rows["sum_diff"].fillna(0.0))]
 
 
 def batching_text(table: pd.DataFrame, mode: str) -> str:
@@ -146,15 +147,15 @@ def batching_text(table: pd.DataFrame, mode: str) -> str:
                                   "emulated, or rerun with --batching real.")
     apart = beyond_rounding(checked)
     if apart.empty:
-        return text + measured + (f"No larger than float rounding (≤ {ROUNDING:g} eps, or what the sum loss shows "
-                                  "in the same setting, where emulated and real batches compute the same thing at "
+        return text + measured + (f"No larger than float rounding (≤ {ROUNDING:g} eps, or the order of what the sum "
+                                  "loss shows in the same setting, where emulated and real batches compute the same thing at "
                                   "two batch sizes): these numbers are those of real batches.")
     where = "; ".join(sorted({f"{r.attack}-{NORM_NAMES.get(r.norm, r.norm)} {r.precision} {r.loss} b={r.batch_size}"
                               for r in apart.itertuples()}))
     return text + measured + (f"Success and the first step agree on every checked image, but the final adversarial "
                               f"examples of {len(apart)} cell(s) ({where}) differ by more than float rounding: "
-                              "the steps amplified a difference (a float16 gradient entry at the underflow edge "
-                              "flips sign(g)). The success rates are those of real batches on every checked image; "
+                              "PGD's steps amplified a small difference (e.g. a float16 gradient entry at the "
+                              "underflow edge changes sign(g)). The success rates are those of real batches on every checked image; "
                               "the examples themselves are not bit-identical.")
 
 
