@@ -151,7 +151,8 @@ def settings(run: Run) -> list[Setting]:
                 "tfadv: one run (the paper and the reference code repeat it with each PGD run)"),
         Setting("PGD random start", f"on; L2: {l2_rand_init(run)}", "reference code: attack_model.py"
                 if l2_rand_init(run) == "batch_radius" else "tfadv: each image draws its own start (uniform in "
-                "its ball), so emulated batching is exact; the reference code shares one radius per batch"),
+                "its ball), so emulated batching can reproduce real batches; the reference code shares one radius "
+                "per batch"),
         Setting("random starts keyed on", f"(seed {run.seed}, image index, run)", "tfadv: stateless, so a "
                 "sample's start does not depend on its batch; the reference code uses the global RNG"),
         Setting("L2 step normalisation", run.options["l2_normalization"], "reference code: attack_model.py"
