@@ -165,16 +165,16 @@ def write_random_weights(folder: Path, size: int) -> None:
 def test_paper_profile_runs_on_local_stand_ins(tmp_path, monkeypatch):
     """The paper profile's own code path, offline: ImageNetV2's tarball layout, the four models with random
     weights under their official file names, --limit 1 (one image, one PGD step, batch 1), at 75 px
-    (InceptionV3 and Xception need >= 75), float32 and mixed_float16."""
+    (InceptionV3 and Xception need >= 75), mixed_float16 (the path most likely to break on a GPU)."""
     monkeypatch.setitem(profiles.PROFILES, "paper", dataclasses.replace(profiles.PROFILES["paper"], image_size=75))
     write_imagenet_v2(tmp_path / "imagenetv2")
     write_random_weights(tmp_path / "weights", 75)
     out = tmp_path / "out"
     table = run("--profile", "paper", "--out", str(out), "--limit", "1", "--imagenet-dir",
                 str(tmp_path / "imagenetv2"), "--weights-dir", str(tmp_path / "weights"), "--norms", "l2",
-                "--losses", "mean", "--attacks", "PGD", "--precisions", "float32,mixed_float16")["results"]
+                "--losses", "mean", "--attacks", "PGD", "--precisions", "mixed_float16")["results"]
     assert set(table["model"]) == set(profiles.IMAGENET_MODELS) and set(table["batch_size"]) == {1}
-    assert len(table) == 4 * 2 and (table["steps"] == 1).all() and (table["images"] == 1).all()
+    assert len(table) == 4 and (table["steps"] == 1).all() and (table["images"] == 1).all()
     assert (table["classes"] == 1000).all() and (table["batching"] == "real").all()
     assert (out / "fig2_success_l2.png").is_file() and (out / "results.csv").is_file()
     verdicts = EXPERIMENT.judge({"results": table}, None)

@@ -171,3 +171,14 @@ def test_the_regime_search_says_where_the_drop_appeared():
 def test_an_untrained_model_is_named_even_when_the_measurement_is_saturated():
     verdict = claims.fp16_weaker(table(lambda *_: 1.0, clean_error=1.0, classes=1000))
     assert verdict.outcome == INCONCLUSIVE and "did not train" in verdict.why and "saturated" in verdict.why
+
+
+def test_an_untrained_model_is_named_from_float16_cells_alone():
+    t = table(lambda *_: 1.0, clean_error=1.0, classes=1000)
+    assert "did not train" in claims.not_trained(t[t["precision"] == "mixed_float16"])
+
+
+def test_every_verdict_names_an_untrained_model():
+    t = table(lambda *_: 1.0, clean_error=1.0, classes=1000, sizes=(1,))
+    verdicts = claims.judge_all({"results": t[t["precision"] == "mixed_float16"]}, None)
+    assert all(v.outcome == INCONCLUSIVE and "did not train" in v.why for v in verdicts)

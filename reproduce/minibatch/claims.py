@@ -18,6 +18,7 @@ from reproduce.minibatch.profiles import NORM_NAMES
 from tfadv.experiments import Claim, Run, Verdict, inconclusive, judge, not_measured
 from tfadv.experiments.tables import pct, select
 from tfadv.experiments.verdicts import (
+    INCONCLUSIVE,
     binomial_se,
     saturated,
     sign_test,
@@ -105,9 +106,10 @@ def changes(table: pd.DataFrame, loss: str, precision: str = "float32") -> list[
 
 
 def not_trained(table: pd.DataFrame) -> str | None:
-    """The reason if any model's clean accuracy (float32) is within the margin of chance."""
+    """The reason if any model's clean accuracy (float32, else any precision) is within the margin of chance."""
     reasons = []
-    for model, rows in select(table, precision="float32").groupby("model"):
+    fp32 = select(table, precision="float32")
+    for model, rows in (fp32 if len(fp32) else table).groupby("model"):
         reason = untrained(1.0 - rows["clean_error"], int(rows["classes"].iloc[0]))
         if reason:
             reasons.append(f"{model}: {reason}")
@@ -255,5 +257,9 @@ def main_regime(table: pd.DataFrame) -> pd.DataFrame:
 
 def judge_all(tables: dict[str, pd.DataFrame], run: Run) -> list[Verdict]:
     table = main_regime(tables["results"])
-    return [inception_l2(table), mean_degrades(table), sum_restores(table), l2_larger(table),
-            arch_larger(table), fp16_weaker(table), fp16_sum_beats(table)]
+    verdicts = [inception_l2(table), mean_degrades(table), sum_restores(table), l2_larger(table),
+                arch_larger(table), fp16_weaker(table), fp16_sum_beats(table)]
+    reason = not_trained(table) if len(table) else None
+    # A model that did not train is a fact of the run: said beside every reason, not only where a rule ran.
+    return [v if reason is None or reason in v.why else
+            Verdict(v.claim, INCONCLUSIVE, v.measured, f"{reason}; {v.why}") for v in verdicts]
