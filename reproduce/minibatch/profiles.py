@@ -92,12 +92,12 @@ OPTIONS = (
     Option("--batching", "real: craft each batch size in real batches (the reference code); emulated: craft "
            "every image in batches of the profile's craft_batch with per-sample reduction weights 1/B, exact "
            "and much faster, checked against real batches on a few images (default: the profile's)",
-           choices=BATCHING),
+           choices=BATCHING, profile_field="batching"),
     Option("--l2-normalization", "clamped: the reference code's L2 step g / sqrt(max(1e-12, ||g||^2)); exact: "
            "tfadv's scale-free step", default="clamped", choices=("clamped", "exact")),
     Option("--l2-rand-init", "PGD-L2 random start: batch_radius, the reference code's one U(0,1) radius per "
            "batch; uniform_ball, uniform in each sample's ball (default: the profile's)",
-           choices=("batch_radius", "uniform_ball")),
+           choices=("batch_radius", "uniform_ball"), profile_field="l2_rand_init"),
     Option("--models", f"comma-separated subset of the profile's models ({', '.join(IMAGENET_MODELS)} or "
            f"{DIGITS_MODEL})", type=_choices((*IMAGENET_MODELS, DIGITS_MODEL)), role="selection"),
     Option("--norms", "comma-separated subset of l2, linf (2 and inf also accepted)",
@@ -117,11 +117,11 @@ OPTIONS = (
 
 
 def batching(run: Run) -> str:
-    return run.options.get("batching") or run.profile.batching
+    return run.options["batching"]
 
 
 def l2_rand_init(run: Run) -> str:
-    return run.options.get("l2_rand_init") or run.profile.l2_rand_init
+    return run.options["l2_rand_init"]
 
 
 def steps(run: Run, attack: str) -> int:
