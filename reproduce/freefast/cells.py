@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfadv.experiments import Run, atomic, identity, machine
@@ -84,9 +85,9 @@ def run_cell(cell: dict, run: Run) -> dict:
         else:
             curve = training.train(cell, run, data, net, curve_point)
             atomic.save_weights(net, weights)
-        evaluate = measure(run, net, eps, profile.eval_steps, final=True)
-        final = evaluate(data.x_test, data.y_test)
-        beyond, masking = beyond_the_paper(cell, run, net, data, evaluate.attacks[max(profile.eval_steps)])
+        final = measure(run, net, eps, profile.eval_steps, final=True)(data.x_test, data.y_test, masks=True)
+        robust = {k: final.pop(f"pgd{k}_robust") for k in profile.eval_steps}
+        beyond, masking = beyond_the_paper(cell, run, net, data, robust[max(profile.eval_steps)])
     steps_per_epoch = -(-len(data.x_train) // int(cell["batch_size"]))
     row = {**final, "train_minutes": curve["epoch_seconds"].sum() / 60, "avg_epoch_seconds": curve["epoch_seconds"].mean(),
            "train_cpu_minutes": curve["epoch_cpu_seconds"].sum() / 60, "trained_epochs": epochs,
@@ -98,14 +99,15 @@ def run_cell(cell: dict, run: Run) -> dict:
     return {"results": [row], "curves": curve.to_dict("records"), "masking": masking}
 
 
-def beyond_the_paper(cell: dict, run: Run, net: keras.Model, data: datasets.Data, pgd) -> tuple[dict, list[dict]]:
-    """AutoAttack beside PGD (`pgd`: the final evaluation's strongest) and the gradient-masking checks, each
-    on the profile's cells for it (all at the claims' eps)."""
+def beyond_the_paper(cell: dict, run: Run, net: keras.Model, data: datasets.Data,
+                     pgd_robust: np.ndarray) -> tuple[dict, list[dict]]:
+    """AutoAttack beside PGD (`pgd_robust`: the final evaluation's strongest PGD, per test point) and the
+    gradient-masking checks, each on the profile's cells for it (all at the claims' eps)."""
     p, eps = run.profile, float(cell["eps"])
     row, masking = {}, []
     if cell in [dict(c) for c in p.aa_cells]:
         started, n = time.process_time(), run.capped(p.aa_points)
-        row = robustness.autoattack_row(run, net, eps, data.x_test[:n], data.y_test[:n], pgd)
+        row = robustness.autoattack_row(run, net, eps, data.x_test[:n], data.y_test[:n], pgd_robust[:n])
         row["aa_cpu_seconds"] = time.process_time() - started
     if cell in [dict(c) for c in p.masking_cells]:
         started, n = time.process_time(), run.capped(p.masking_points)

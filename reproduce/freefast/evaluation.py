@@ -11,7 +11,7 @@ import numpy as np
 
 from tfadv.attacks import PGD
 from tfadv.evaluation.clean import accuracy
-from tfadv.evaluation.same_shape import robust_accuracy_same_shape
+from tfadv.evaluation.same_shape import robust_mask_same_shape
 from tfadv.experiments import Run, machine
 
 
@@ -25,18 +25,19 @@ def pgd_attack(model: keras.Model, run: Run, eps: float, steps: int, seed: int) 
 
 
 def evaluator(model: keras.Model, run: Run, eps: float, steps: Sequence[int], seed: int):
-    """measure(x, y) -> {"natural_accuracy", "pgd<k>_accuracy" for each k}. The attacks are built once and
-    always see batches of one shape, so repeated calls (one per epoch) reuse their compiled graphs;
-    `measure.attacks` holds them by step count."""
+    """measure(x, y) -> {"natural_accuracy", "pgd<k>_accuracy" for each k}; with masks=True also
+    "pgd<k>_robust", the per-point mask (for comparisons on the same points). The attacks are built once and
+    always see batches of one shape, so repeated calls (one per epoch) reuse their compiled graphs."""
     attacks = {k: pgd_attack(model, run, eps, k, seed) for k in steps}
     batch_size, restarts = run.profile.eval_batch_size, run.profile.restarts
 
-    def measure(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    def measure(x: np.ndarray, y: np.ndarray, masks: bool = False) -> dict:
         result = {"natural_accuracy": accuracy(model, x, y, batch_size)}
         for k, attack in attacks.items():
-            result[f"pgd{k}_accuracy"] = robust_accuracy_same_shape(model, attack, x, y, batch_size=batch_size,
-                                                                    restarts=restarts)
+            robust = robust_mask_same_shape(model, attack, x, y, batch_size=batch_size, restarts=restarts)
+            result[f"pgd{k}_accuracy"] = float(np.mean(robust)) if len(robust) else float("nan")
+            if masks:
+                result[f"pgd{k}_robust"] = robust
         return result
 
-    measure.attacks = attacks
     return measure

@@ -15,7 +15,6 @@ import numpy as np
 
 from tfadv.evaluation import auto_attack, check_gradient_masking
 from tfadv.evaluation.autoattack import build_attack
-from tfadv.evaluation.same_shape import robust_mask_same_shape
 from tfadv.experiments import Run, verdicts
 
 #: "Clearly" means beyond this many standard errors of the paired gap (the claims' rule).
@@ -37,14 +36,13 @@ def cascade(run: Run, net: keras.Model, eps: float) -> list:
     return run.cached(("autoattack", id(net), eps), build)
 
 
-def autoattack_row(run: Run, net: keras.Model, eps: float, x: np.ndarray, y: np.ndarray, pgd) -> dict:
-    """AutoAttack's robust accuracy on (x, y), PGD's on the same points (`pgd`: the final evaluation's
-    PGD, same seed and restarts), and their paired difference: points only PGD leaves robust, points only
+def autoattack_row(run: Run, net: keras.Model, eps: float, x: np.ndarray, y: np.ndarray,
+                   pgd_robust: np.ndarray) -> dict:
+    """AutoAttack's robust accuracy on (x, y), PGD's on the same points (`pgd_robust`: the final evaluation's
+    per-point result there), and their paired difference: points only PGD leaves robust, points only
     AutoAttack does."""
-    p = run.profile
     result = auto_attack(net, x, y, eps=eps, version="custom", attacks=cascade(run, net, eps),
-                         seed=1000 * run.seed + 2, batch_size=p.eval_batch_size, **THREAT)
-    pgd_robust = robust_mask_same_shape(net, pgd, x, y, batch_size=p.eval_batch_size, restarts=p.restarts)
+                         seed=1000 * run.seed + 2, batch_size=run.profile.eval_batch_size, **THREAT)
     row = {"aa_points": len(x), "aa_clean_accuracy": result.clean_accuracy, "aa_robust_accuracy": result.robust_accuracy,
            "aa_pgd_accuracy": float(np.mean(pgd_robust)),
            "aa_only_pgd_robust": int(np.sum(pgd_robust & ~result.robust)),
