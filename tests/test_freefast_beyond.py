@@ -47,7 +47,7 @@ def test_section_pools_seeds_and_names_where_pgd_overstated():
     text = sections.autoattack(pd.DataFrame(rows), demo_run())
     assert "Fast α=2ε, PreActResNet18, 20 ep (3 seeds)" in text and "+0.027 ± " in text
     assert "PGD overstated robustness clearly for: Fast α=2ε, PreActResNet18, 20 ep." in text
-    assert "no clear overstatement for: Free m=8, PreActResNet18, 20 ep." in text
+    assert "No clear overstatement for: Free m=8, PreActResNet18, 20 ep." in text
     assert "apgd-ce, apgd-t, square" in text and f"first {N} test points" in text
 
 

@@ -165,3 +165,18 @@ def test_an_empty_table_is_judged_not_measured():
     verdicts = claims.judge_tables(pd.DataFrame(), pd.DataFrame(), "digits")
     assert {v.outcome for v in verdicts} == {INCONCLUSIVE}
     assert np.all(["not measured" in v.why for v in verdicts])
+
+
+def test_search_counts_a_model_at_chance_as_not_trained_not_collapsed():
+    from reproduce.freefast import search
+
+    rows = [{**r, "eps": 0.3} for r in fast_seeds((0.0,), (0.0,), natural=0.12)]  # at chance: PGD 0 means nothing
+    rows += [{**r, "eps": 0.4} for r in fast_seeds((0.0,), (0.4,))]
+    results, curves = tables(rows)
+    table, found = search.fast_table(results, curves)
+    assert found[:2] == ["ε = 0.3, Fast α=1.25ε, 20 epochs: collapsed in 0 of 1 run(s); 1 did not train",
+                         "ε = 0.3, Fast α=2ε, 20 epochs: collapsed in 0 of 1 run(s); 1 did not train"]
+    assert "| 0 / 0 / 0 / 1 |" in table and "| 1 / 0 / 0 / 0 |" in table
+    text = search.pattern(results, curves)
+    assert "pattern (α = 2ε collapsed in every run, 1.25ε in none): ε = 0.4 (20 epochs)." in text
+    assert "Mixed, unclear or not trained: ε = 0.3 (20 epochs)." in text

@@ -12,14 +12,16 @@ import math
 
 import keras
 import numpy as np
+import pandas as pd
 
 from tfadv.evaluation import auto_attack, check_gradient_masking
 from tfadv.evaluation.autoattack import build_attack
-from tfadv.experiments import Run, verdicts
+from tfadv.experiments import Run
+
+from reproduce.freefast import measures
 
 #: "Clearly" means beyond this many standard errors of the paired gap (the claims' rule).
 GAP_Z = 2.0
-CLASSES = 10
 THREAT = {"norm": "inf", "from_logits": True, "clip_min": 0.0, "clip_max": 1.0}
 
 
@@ -63,7 +65,8 @@ def gap_reading(row) -> str:
     """What the paired gap of one configuration (its seeds' counts pooled) says, in words: whether PGD
     overstated robustness, and the reason when the comparison cannot say."""
     gap, se = paired_gap(row)
-    if reason := verdicts.untrained([row["aa_clean_accuracy"]], CLASSES):
+    clean = pd.DataFrame([{"natural_accuracy": row["aa_clean_accuracy"], "eval_points": row["aa_points"]}])
+    if reason := measures.untrained(clean):
         return f"cannot say: {reason}"
     if row["aa_pgd_accuracy"] <= 0:
         return "cannot say: PGD already finds no robust point"

@@ -35,26 +35,34 @@ def _last_adversarial_accuracy(curves: pd.DataFrame, rows: pd.DataFrame) -> str:
     return f"{last['train_adv_accuracy'].mean():.3f}"
 
 
+def run_status(row: pd.Series, curves: pd.DataFrame) -> str:
+    """measures.collapse_status of one run, or "untrained": a model at chance has nothing to collapse from."""
+    if m.untrained(pd.DataFrame([row])):
+        return "untrained"
+    return m.collapse_status(row["pgd20_accuracy"], int(row["eval_points"]), m.run_curve(curves, row),
+                             int(row["curve_points"]))
+
+
 def fast_table(results: pd.DataFrame, curves: pd.DataFrame) -> tuple[str, list[str]]:
     """Markdown table of every Fast (and PGD reference) run grouped by (eps, training, epochs), and one
     sentence per Fast group."""
     runs = select(results, method=["fast", "pgd"]).assign(training=lambda t: [label(**r) for r in t.to_dict("records")])
     rows, found = [], []
     for (eps, training, epochs), group in runs.groupby(["eps", "training", "epochs"], sort=True):
-        status = [m.collapse_status(r["pgd20_accuracy"], int(r["eval_points"]), m.run_curve(curves, r),
-                                    int(r["curve_points"])) for _, r in group.iterrows()]
+        status = [run_status(r, curves) for _, r in group.iterrows()]
         drops = [m.curve_drop(m.run_curve(curves, r)) for _, r in group.iterrows() if len(m.run_curve(curves, r))]
         fast = group["method"].iloc[0] == "fast"
         rows.append([f"{eps:g}", training, int(epochs), len(group), m.estimate(group, "natural_accuracy").text(),
                      _last_adversarial_accuracy(curves, group), m.estimate(group, "pgd20_accuracy").text(),
                      "; ".join(f"{b:.2f}@{e} → {last:.2f}" for b, e, last in drops) or "–",
-                     f"{status.count('collapsed')} / {status.count('healthy')} / {status.count('unclear')}"
-                     if fast else "(reference)"])
+                     f"{status.count('collapsed')} / {status.count('healthy')} / {status.count('unclear')} / "
+                     f"{status.count('untrained')}" if fast else "(reference)"])
         if fast:
+            untrained = f"; {status.count('untrained')} did not train" if "untrained" in status else ""
             found.append(f"ε = {eps:g}, {training}, {int(epochs)} epochs: collapsed in {status.count('collapsed')} "
-                         f"of {len(status)} run(s)")
+                         f"of {len(status)} run(s){untrained}")
     columns = ["ε", "training", "epochs", "runs", "natural", "train batches (last epoch)", "PGD-20",
-               "curve PGD best@epoch → final", "collapsed / healthy / unclear"]
+               "curve PGD best@epoch → final", "collapsed / healthy / unclear / did not train"]
     return markdown_table(columns, rows), found
 
 
@@ -62,12 +70,10 @@ def pattern(results: pd.DataFrame, curves: pd.DataFrame) -> str:
     """Where the paper's pattern (alpha = 2 eps collapses, 1.25 eps does not) appeared, where both step sizes
     collapsed, and where neither did, over the (eps, epochs) pairs that ran both."""
     names = {"pattern": "the paper's pattern (α = 2ε collapsed in every run, 1.25ε in none)",
-             "both": "both step sizes collapsed", "neither": "neither collapsed", "mixed": "mixed or unclear"}
+             "both": "both step sizes collapsed", "neither": "neither collapsed", "mixed": "mixed, unclear or not trained"}
     places: dict[str, list[str]] = {key: [] for key in names}
     for (eps, epochs), group in select(results, method="fast").groupby(["eps", "epochs"], sort=True):
-        status = {ratio: "+".join(sorted({m.collapse_status(r["pgd20_accuracy"], int(r["eval_points"]),
-                                                            m.run_curve(curves, r), int(r["curve_points"]))
-                                          for _, r in rows.iterrows()}))
+        status = {ratio: "+".join(sorted({run_status(r, curves) for _, r in rows.iterrows()}))
                   for ratio, rows in group.groupby("alpha_ratio")}
         if set(status) == {1.25, 2.0}:
             where = {("collapsed", "healthy"): "pattern", ("collapsed", "collapsed"): "both",
@@ -108,7 +114,8 @@ def sections(tables: dict[str, pd.DataFrame], run: Run) -> list[tuple[str, str]]
             "Every Fast run of this grid, and PGD-7 training as a reference at the largest budget (what a "
             "multi-step attack in training reaches there). Collapsed: final PGD-20 ≤ "
             f"{m.COLLAPSE_ACCURACY} or a fall of more than {m.COLLAPSE_DROP} below the curve's best epoch; healthy: "
-            "clearly (2 s.e.) neither. 'Train batches' is the accuracy on the adversarial batches the weights "
+            "clearly (2 s.e.) neither; did not train: natural accuracy not clearly (2 s.e.) above chance plus 5 "
+            "points (such a run decides nothing). 'Train batches' is the accuracy on the adversarial batches the weights "
             "learned from (FGSM's for Fast): it stays high when a model has overfitted to its training attack.", table,
             "Found: " + "; ".join(lines) + ".", pattern(results, curves),
             WHY_NOT_LARGER_ALPHA, *([EXPLORED_BY_HAND] if run.profile_name == "demo" else [])])))

@@ -86,8 +86,8 @@ def autoattack(results: pd.DataFrame, run: Run) -> str | None:
     table = markdown_table(["model", "clean", f"PGD-{steps}", "AutoAttack", f"PGD-{steps} − AutoAttack",
                             "PGD overstated robustness?"], rows)
     targets = f", {p.aa_targets} target classes" if any(a.endswith("-t") for a in p.aa_attacks) else ""
-    summary = {"yes": "PGD overstated robustness clearly", "no": "no clear overstatement",
-               "cannot say": "the comparison cannot say"}
+    summary = {"yes": "PGD overstated robustness clearly", "no": "No clear overstatement",
+               "cannot say": "The comparison cannot say"}
     warnings = sorted({w for w in measured["aa_warnings"].dropna() if w})
     return "\n\n".join([
         f"The paper measures robustness with PGD only. Beyond it, tfadv runs an AutoAttack-style cascade "
