@@ -1,0 +1,264 @@
+"""The paper's claims, each judged on the measured table with the noise in view.
+
+A point of a figure (dataset, model, setting, batch size) is the mean over seeds. Its standard error
+combines the spread over seeds (sd / sqrt(n), the training noise) with the binomial error of an accuracy
+measured on n test images; λ1 is compared on a log scale (its ratios matter) with the spread over seeds.
+A comparison holds when it clears its threshold by Z standard errors, fails when it misses it by Z, and
+is undecided in between: a claim with an undecided case is inconclusive, never a verdict the noise could
+flip. "In most cases" is a sign test over the cases. Claims on models that did not train (accuracy
+within 5 points of chance), on measurements saturated at 0% or 100%, or with fewer than MIN_SEEDS runs per
+point are inconclusive and say why. The paper gives no numbers (its figures only), so every threshold is
+tfadv's reading of its words, named here.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from reproduce.batchsize.profiles import in_regime
+from tfadv.experiments import Claim, Verdict, inconclusive, judge, not_measured
+from tfadv.experiments.tables import select
+from tfadv.experiments.verdicts import CHANCE_MARGIN, binomial_se, mean_sd, saturated, sign_test, too_few, untrained
+
+#: Standard errors a comparison must clear (both ways) to be decided.
+Z = 2.0
+#: Runs per point before a spread over seeds can stand for the training noise.
+MIN_SEEDS = 3
+#: "Roughly constant" / "very little variation" (section 3): accuracies within 5 points across batch sizes.
+FLAT_ACCURACY = 0.05
+#: ... and λ1 within a factor of 2 (largest / smallest mean over seeds).
+FLAT_CURVATURE = 2.0
+#: "Drops" (Figs 1, 6): at the largest batch at least 2 points below the smallest.
+DROP = 0.02
+#: Significance of the sign test behind "in most cases".
+ALPHA = 0.05
+CLASSES = 10
+HOLDS, FAILS, UNDECIDED = "holds", "fails", "undecided"
+
+PURPLE = "purple (LR/BS) lines nearly flat; figures only"
+LRBS_ACCURACY = Claim("LR/BS keeps test accuracy roughly constant across batch sizes", f"Figs 1, 4, 6, 9: {PURPLE}")
+LRBS_ROBUST = Claim("LR/BS keeps FGSM and PGD accuracy roughly constant across batch sizes",
+                    f"Figs 1, 2, 4, 6, 7, 9: {PURPLE}")
+LRBS_CURVATURE = Claim("LR/BS keeps the top Hessian eigenvalue λ1 roughly constant", f"Figs 3, 5, 8, 10: {PURPLE}")
+LR_DROP = Claim("Fixed LR: test and FGSM accuracy drop as the batch size grows", "Figs 1, 6 (light blue)")
+BENCHMARK_DROP = Claim("Benchmark: test and FGSM accuracy drop as the batch size grows, as in Yao et al.",
+                       "section 2, Figs 1, 6 (red)")
+SHARPER = Claim("λ1 grows with the batch size (fixed LR and Benchmark)",
+                "Figs 3, 8: \"with increase in batch size the curvature increases\"")
+LR_MOMENTUM_CURVATURE = Claim("LR: momentum lowers λ1 in most cases", "Figs 13, 16")
+LRBS_MOMENTUM_CURVATURE = Claim("LR/BS: momentum lowers λ1 in most cases", "Figs 19, 22")
+LR_MOMENTUM_FGSM = Claim("LR: larger momentum gives better FGSM accuracy in most cases", "Figs 11, 14")
+COUNTER_EXAMPLE = Claim("Counter-example: StdCNN on Fashion-MNIST with fixed LR has higher λ1 and higher FGSM "
+                        "and PGD accuracy at the largest batch than at the smallest", "Figs 9, 10")
+YAO_VALUES = Claim("Benchmark: test accuracy and λ1 similar to Yao et al. (2018b)", "section 2")
+SAMPLES = {"test_accuracy": "test_samples", "fgsm_accuracy": "eval_samples", "pgd_accuracy": "eval_samples"}
+SHORT = {"test_accuracy": "test", "fgsm_accuracy": "FGSM", "pgd_accuracy": "PGD", "lambda1": "λ1"}
+
+
+# ------------------------------------------------------------------------------------------------ points
+def points(line: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per batch size: mean, sd and number of seeds of `metric`, and the standard error of the mean
+    (λ1: of the mean log λ1)."""
+    rows = []
+    for b, runs in line.groupby("batch_size"):
+        values = runs[metric].to_numpy(float)
+        if metric == "lambda1":
+            values = np.log(values[values > 0])
+        mean, sd, n = mean_sd(values)
+        se = sd / math.sqrt(n) if n > 1 else math.nan
+        if metric in SAMPLES:
+            se = math.hypot(se, binomial_se(mean, int(runs[SAMPLES[metric]].min())))
+        rows.append({"batch_size": b, "mean": mean, "sd": sd, "n": n, "se": se})
+    return pd.DataFrame(rows, columns=["batch_size", "mean", "sd", "n", "se"])
+
+
+def exceeds(estimate: float, se: float, threshold: float) -> str:
+    """HOLDS if estimate > threshold by Z standard errors, FAILS if below it by Z, else UNDECIDED."""
+    if not np.isfinite(estimate) or not np.isfinite(se):
+        return UNDECIDED
+    if estimate - Z * se > threshold:
+        return HOLDS
+    if estimate + Z * se < threshold:
+        return FAILS
+    return UNDECIDED
+
+
+def flip(outcome: str) -> str:
+    return {HOLDS: FAILS, FAILS: HOLDS}.get(outcome, UNDECIDED)
+
+
+def show(pts: pd.DataFrame, metric: str) -> str:
+    values = np.exp(pts["mean"]) if metric == "lambda1" else pts["mean"]
+    return f"{SHORT[metric]} " + " → ".join(f"{v:.3g}" if metric == "lambda1" else f"{v:.2f}" for v in values)
+
+
+# ------------------------------------------------------------------------------------------------ lines
+def lines(table: pd.DataFrame, schedule: str, momentum: float, **where) -> list[tuple[str, pd.DataFrame]]:
+    """("dataset/model", its rows) for every study with this setting at two or more batch sizes."""
+    rows = select(table, schedule=schedule, momentum=momentum, **where)
+    found = []
+    for (dataset, model), line in rows.groupby(["dataset", "model"], sort=True):
+        if line["batch_size"].nunique() >= 2:
+            found.append((f"{dataset}/{model}", line))
+    return found
+
+
+def preconditions(name: str, line: pd.DataFrame, metrics: list[str]) -> list[str | None]:
+    """Why a line cannot be judged: too few seeds, untrained models, or saturated attack accuracies."""
+    seeds = int(line.groupby("batch_size")["seed"].nunique().min())
+    reasons = [too_few(seeds, MIN_SEEDS, "seeds per point"), untrained(line["test_accuracy"], CLASSES)]
+    reasons += [saturated(line[m]) for m in metrics if m in ("fgsm_accuracy", "pgd_accuracy")]
+    if "lambda1" in metrics and not (line["lambda1"] > 0).all():
+        reasons.append("λ1 ≤ 0 or not measured (diverged, or not at a minimum)")
+    return [f"{name}: {r}" for r in reasons if r]
+
+
+def judge_lines(claim: Claim, found: list[tuple[str, pd.DataFrame]], metrics: list[str], decide, rule: str,
+                what: str) -> Verdict:
+    """decide(points) -> (outcome, text) per line and metric; all hold: reproduced; some: partly; an
+    undecided case or a failed precondition: inconclusive."""
+    if not found:
+        return not_measured(claim, what)
+    outcomes, texts, reasons = [], [], []
+    for name, line in found:
+        failed = preconditions(name, line, metrics)
+        reasons += failed
+        parts = []
+        for metric in metrics:
+            pts = points(line, metric)
+            outcome, text = decide(pts, metric) if pts["mean"].notna().all() else (UNDECIDED, "not measured")
+            outcomes.append(outcome)
+            parts.append(text)
+            if outcome == UNDECIDED and not failed:
+                reasons.append(f"{name} {SHORT[metric]}: within noise of the threshold ({text})")
+        texts.append(f"{name}: " + "; ".join(parts))
+    holds = [o == HOLDS for o in outcomes]
+    return judge(claim, "<br>".join(texts), holds=all(holds), partly=any(holds), rule=rule, unless=reasons)
+
+
+def spread_within(limit: float):
+    def decide(pts: pd.DataFrame, metric: str) -> tuple[str, str]:
+        top, bottom = pts.loc[pts["mean"].idxmax()], pts.loc[pts["mean"].idxmin()]
+        spread, se = top["mean"] - bottom["mean"], math.hypot(top["se"], bottom["se"])
+        if metric == "lambda1":
+            text = f"max/min {math.exp(spread):.2f} (×/÷ {math.exp(Z * se):.2f})"
+            return flip(exceeds(spread, se, math.log(limit))), f"{show(pts, metric)}, {text}"
+        return flip(exceeds(spread, se, limit)), f"{show(pts, metric)}, spread {spread:.3f} ± {Z * se:.3f}"
+    return decide
+
+
+def change(threshold: float, sign: int):
+    """Largest vs smallest batch: sign=+1 the value rises by more than `threshold`, -1 it falls by more."""
+    def decide(pts: pd.DataFrame, metric: str) -> tuple[str, str]:
+        first, last = pts.iloc[0], pts.iloc[-1]
+        delta, se = sign * (last["mean"] - first["mean"]), math.hypot(first["se"], last["se"])
+        shown = f"×{math.exp(last['mean'] - first['mean']):.2f}" if metric == "lambda1" else \
+            f"{last['mean'] - first['mean']:+.3f} ± {Z * se:.3f}"
+        return exceeds(delta, se, threshold), f"{show(pts, metric)} ({shown})"
+    return decide
+
+
+# ------------------------------------------------------------------------------------------------ claims
+def _flat_rule(limit: str) -> str:
+    return (f"per study, the spread of the means over batch sizes: flat if spread + {Z:g} s.e. ≤ {limit}, not "
+            f"flat if spread − {Z:g} s.e. > {limit}; values from the smallest to the largest batch")
+
+
+def lrbs_accuracy(table: pd.DataFrame) -> Verdict:
+    return judge_lines(LRBS_ACCURACY, lines(table, "LR/BS", 0.0), ["test_accuracy"],
+                       spread_within(FLAT_ACCURACY), _flat_rule(f"{FLAT_ACCURACY:g}"), "LR/BS without momentum")
+
+
+def lrbs_robust(table: pd.DataFrame) -> Verdict:
+    return judge_lines(LRBS_ROBUST, lines(table, "LR/BS", 0.0), ["fgsm_accuracy", "pgd_accuracy"],
+                       spread_within(FLAT_ACCURACY), _flat_rule(f"{FLAT_ACCURACY:g}"), "LR/BS without momentum")
+
+
+def lrbs_curvature(table: pd.DataFrame) -> Verdict:
+    return judge_lines(LRBS_CURVATURE, lines(table, "LR/BS", 0.0), ["lambda1"], spread_within(FLAT_CURVATURE),
+                       _flat_rule(f"a factor {FLAT_CURVATURE:g}") + " (on log λ1)", "LR/BS without momentum")
+
+
+def _drop_rule() -> str:
+    return (f"largest vs smallest batch: drops if the fall − {Z:g} s.e. > {DROP:g} for both, does not if "
+            f"the fall + {Z:g} s.e. < {DROP:g}")
+
+
+def lr_drop(table: pd.DataFrame) -> Verdict:
+    return judge_lines(LR_DROP, lines(table, "LR", 0.0), ["test_accuracy", "fgsm_accuracy"], change(DROP, -1),
+                       _drop_rule(), "fixed LR without momentum")
+
+
+def benchmark_drop(table: pd.DataFrame) -> Verdict:
+    return judge_lines(BENCHMARK_DROP, lines(table, "Benchmark", 0.9), ["test_accuracy", "fgsm_accuracy"],
+                       change(DROP, -1), _drop_rule(), "the Benchmark schedule")
+
+
+def sharper(table: pd.DataFrame) -> Verdict:
+    found = [(f"{name} {kind}", line) for kind, m in (("LR", 0.0), ("Benchmark", 0.9))
+             for name, line in lines(table, kind, m)]
+    return judge_lines(SHARPER, found, ["lambda1"], change(0.0, +1),
+                       f"largest vs smallest batch: log λ1 higher by more than {Z:g} s.e.",
+                       "fixed LR or the Benchmark")
+
+
+def counter_example(table: pd.DataFrame) -> Verdict:
+    found = lines(table, "LR", 0.0, dataset="fashion_mnist", model="StdCNN")
+    return judge_lines(COUNTER_EXAMPLE, found, ["fgsm_accuracy", "pgd_accuracy", "lambda1"], change(0.0, +1),
+                       f"largest vs smallest batch: each higher by more than {Z:g} s.e.",
+                       "no StdCNN on Fashion-MNIST with fixed LR")
+
+
+def momentum_cases(table: pd.DataFrame, schedule: str, metric: str) -> tuple[int, int, int]:
+    """(cases where the larger momentum gives the better `metric`, decided cases, runs left out).
+
+    A case is a pair of adjacent momenta at one study and batch size, compared by their means over the
+    seeds that trained; better = lower λ1, higher accuracy."""
+    rows = select(table, schedule=schedule)
+    trained = rows[rows["test_accuracy"] > 1.0 / CLASSES + CHANCE_MARGIN]
+    trained = trained[np.isfinite(trained[metric]) & ((trained[metric] > 0) | (metric != "lambda1"))]
+    better = total = 0
+    for _, point in trained.groupby(["dataset", "model", "batch_size"]):
+        means = point.groupby("momentum")[metric].mean().sort_index().to_numpy()
+        for low, high in zip(means[:-1], means[1:]):
+            if high != low:
+                total += 1
+                better += bool(high < low) if metric == "lambda1" else bool(high > low)
+    return better, total, len(rows) - len(trained)
+
+
+def most_cases(claim: Claim, table: pd.DataFrame, schedule: str, metric: str) -> Verdict:
+    better, total, left_out = momentum_cases(table, schedule, metric)
+    if total == 0:
+        return not_measured(claim, f"{schedule} at two or more momenta")
+    p = sign_test(better, total)
+    measured = f"better with the larger momentum in {better} of {total} cases (sign test p = {p:.2g})" + (
+        f"; {left_out} runs that did not train left out" if left_out else "")
+    if p >= ALPHA:
+        return inconclusive(claim, f"{better} of {total} could be chance: sign test p = {p:.2g} ≥ {ALPHA:g}"
+                            + (" (so few cases can never reach it)" if sign_test(total, total) >= ALPHA else ""),
+                            measured)
+    return judge(claim, measured, holds=better > total / 2,
+                 rule=f"cases: adjacent momenta at each study and batch size (means over seeds); sign test "
+                      f"p < {ALPHA:g} and a majority")
+
+
+def judge_all(tables: dict[str, pd.DataFrame], run=None) -> list[Verdict]:
+    """Every claim, judged on the profile's own grid (the regime search's runs are reported apart)."""
+    table = tables["results"]
+    if table.empty:
+        return []
+    if run is not None:
+        table = in_regime(table, run.profile)
+    return [
+        lrbs_accuracy(table), lrbs_robust(table), lrbs_curvature(table), lr_drop(table), benchmark_drop(table),
+        sharper(table),
+        most_cases(LR_MOMENTUM_CURVATURE, table, "LR", "lambda1"),
+        most_cases(LRBS_MOMENTUM_CURVATURE, table, "LR/BS", "lambda1"),
+        most_cases(LR_MOMENTUM_FGSM, table, "LR", "fgsm_accuracy"),
+        counter_example(table),
+        inconclusive(YAO_VALUES, "Yao et al.'s values could not be read from any stored copy of their paper; "
+                                 "tfadv compares nothing"),
+    ]

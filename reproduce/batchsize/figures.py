@@ -1,0 +1,123 @@
+"""The paper's figures (a metric against the batch size, one line per setting or momentum, the spread over
+seeds as error bars) and the report's sections, all drawn from the merged table."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from reproduce.batchsize import search
+from reproduce.batchsize.claims import CLASSES
+from reproduce.batchsize.profiles import in_regime
+from tfadv.experiments import markdown_table
+from tfadv.experiments.figures import save_figure, set_style
+from tfadv.experiments.tables import pct
+from tfadv.experiments.verdicts import CHANCE_MARGIN
+
+METRICS = {"test_accuracy": "test accuracy", "fgsm_accuracy": "FGSM accuracy", "pgd_accuracy": "PGD accuracy",
+           "lambda1": "λ1 (top Hessian eigenvalue)"}
+#: Final weights this far below the last epoch's running training accuracy: training ended on a loss spike.
+SPIKE_GAP = 0.1
+
+
+def _panels(df: pd.DataFrame, hue: str, title: str):
+    import seaborn as sns
+
+    long = df.melt(id_vars=["batch_size", hue], value_vars=list(METRICS), var_name="metric", value_name="value")
+    long["metric"] = long["metric"].map(METRICS)
+    g = sns.relplot(data=long, x="batch_size", y="value", hue=hue, col="metric", kind="line", marker="o",
+                    errorbar="sd", err_style="bars", facet_kws={"sharey": False}, col_wrap=2, height=2.6,
+                    aspect=1.3)
+    g.set_titles("{col_name}")
+    batch_sizes = sorted(df["batch_size"].unique())
+    for ax in g.axes.flat:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(batch_sizes, [str(b) for b in batch_sizes])
+        ax.minorticks_off()
+        if "accuracy" in ax.get_title():  # one scale for all accuracies, so that "flat" looks flat
+            ax.set_ylim(-0.02, 1.02)
+    g.set_axis_labels("batch size", "")
+    g.figure.suptitle(title, y=1.03)
+    return g
+
+
+def figures(tables: dict[str, pd.DataFrame], run) -> list[str]:
+    """Per study: the settings figure (Figs 1-10) and a figure per momentum sweep (Figs 11-22)."""
+    set_style()
+    table, names = in_regime(tables["results"], run.profile), []
+    seeds = table["seed"].nunique()
+    for (dataset, model), df in table.groupby(["dataset", "model"]):
+        base = df[(df["momentum"] == 0) | (df["schedule"] == "Benchmark")]
+        views = [("settings", base, "setting", "LR and LR/BS without momentum, and the Benchmark")]
+        for schedule in ("LR", "LR/BS"):
+            sweep = df[df["schedule"] == schedule]
+            if sweep["momentum"].nunique() > 1:
+                views.append((f"momentum_{schedule.replace('/', '')}", sweep, "momentum", f"{schedule}: momentum"))
+        for view, data, hue, title in views:
+            name = f"{dataset}_{model}_{view}.png".lower()
+            caption = f"{model} on {dataset} ({run.profile_name}): {title}; mean and s.d. over {seeds} seed(s)"
+            save_figure(_panels(data, hue, caption), run.out / name)
+            names.append(name)
+    return names + search.figure(tables["results"], run.profile, run.out)
+
+
+# ------------------------------------------------------------------------------------------------ sections
+def _mean_sd(values: pd.Series, percent: bool) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "n/a"
+    if percent:
+        return pct(values.mean()) + ("" if len(values) < 2 else f" ± {100 * values.std(ddof=1):.1f}")
+    return f"{values.mean():.3g}" + ("" if len(values) < 2 else f" ± {values.std(ddof=1):.2g}")
+
+
+def measurements(table: pd.DataFrame) -> str:
+    """One row per point: the mean ± s.d. over seeds of every metric."""
+    rows = []
+    keys = ["dataset", "model", "setting", "batch_size"]
+    for (dataset, model, setting, b), runs in table.groupby(keys, sort=True):
+        rows.append((dataset, model, setting, b, f"{runs['learning_rate'].iloc[0]:.4g}", len(runs),
+                     _mean_sd(runs["test_accuracy"], True), _mean_sd(runs["fgsm_accuracy"], True),
+                     _mean_sd(runs["pgd_accuracy"], True), _mean_sd(runs["lambda1"], False),
+                     f"{int(runs['lambda1_converged'].sum())} of {len(runs)}"))
+    return ("Mean ± standard deviation over seeds (each seed: its own initial weights and data order, shared by "
+            "every setting and batch size).\n\n"
+            + markdown_table(["dataset", "model", "setting", "batch", "learning rate", "seeds", "test", "FGSM",
+                              "PGD", "λ1", "λ1 converged"], rows))
+
+
+def unstable(table: pd.DataFrame) -> str | None:
+    """Runs that did not train, diverged, or ended on a loss spike, or None if there are none."""
+    chance = 1.0 / CLASSES + CHANCE_MARGIN
+    spike = table["final_train_accuracy"] < table["train_accuracy"] - SPIKE_GAP
+    bad = table[(table["test_accuracy"] <= chance) | spike | table["diverged"].astype(bool)]
+    if bad.empty:
+        return None
+    rows = bad[["dataset", "model", "setting", "batch_size", "seed", "learning_rate", "train_loss",
+                "train_accuracy", "final_train_accuracy", "test_accuracy"]]
+    return (f"{len(bad)} of {len(table)} runs: test accuracy ≤ {chance:.0%} (did not train: the claims on their "
+            f"study are inconclusive), a diverged loss, or final weights more than {SPIKE_GAP:g} below the last "
+            "epoch's running training accuracy (training ended on a loss spike).\n\n"
+            + markdown_table(rows.columns, rows.itertuples(index=False)))
+
+
+def cpu_time(table: pd.DataFrame) -> str:
+    by_batch = table.groupby("batch_size")["cpu_seconds"].sum()
+    return (f"{table['cpu_seconds'].sum():.0f} CPU-seconds over {len(table)} cells (training and measurement, "
+            "summed over processes; a loaded machine inflates them). By batch size: "
+            + ", ".join(f"{b}: {s:.0f} s" for b, s in by_batch.items()) + ".")
+
+
+def sections(tables: dict[str, pd.DataFrame], run) -> list[tuple[str, str]]:
+    everything = tables["results"]
+    if everything.empty:
+        return []
+    table = in_regime(everything, run.profile)
+    found = [("Measurements", measurements(table))]
+    bad = unstable(table)
+    if bad:
+        found.append(("Runs that did not train or ended on a loss spike", bad))
+    regime = search.section(everything, run.profile)
+    if regime:
+        found.append(("Regime search", regime))
+    found.append(("CPU time", cpu_time(everything)))
+    return found

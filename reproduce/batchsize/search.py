@@ -1,0 +1,86 @@
+"""The regime search of a scaled-down profile: where LR/BS can keep accuracy flat at all, measured in the run.
+
+Jastrzebski et al.'s rule holds the SGD noise scale LR/B and the progress per epoch (LR x N/B) constant.
+It can keep the accuracy flat only where every batch size gets enough updates and the largest learning
+rate is stable. Kamath et al.'s largest batch, 2048 of 55,000 images, gets 26 updates per epoch for 100
+epochs. A 1,347-image demo has to stop its batch sizes far lower and scale the ratio up to train in 30
+epochs. The search runs the LR/BS line beyond the demo's batch sizes and at other learning-rate scales (one
+seed each), so the report shows where the phenomenon can show and where it cannot.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from reproduce.batchsize.profiles import Profile
+from tfadv.experiments import markdown_table
+from tfadv.experiments.figures import save_figure, set_style
+from tfadv.experiments.tables import select
+from tfadv.experiments.verdicts import CHANCE_MARGIN
+
+CLASSES = 10
+#: The same reading of "roughly constant" as the claims (reproduce.batchsize.claims.FLAT_ACCURACY).
+FLAT = 0.05
+
+
+def searched(table: pd.DataFrame, profile: Profile) -> list[tuple[str, pd.DataFrame]]:
+    """("model, setting", all its rows: the profile's own and the search's) per searched line."""
+    found = {}
+    for s in profile.search:
+        name = f"{s.model} on {s.dataset}, {s.schedule} m={s.momentum:g}"
+        found[name] = select(table, dataset=s.dataset, model=s.model, schedule=s.schedule, momentum=s.momentum)
+    return [(name, rows) for name, rows in found.items() if not rows.empty]
+
+
+def _row(scale: float, runs: pd.DataFrame, own_batches: tuple[int, ...]) -> tuple:
+    means = runs.groupby("batch_size")["test_accuracy"].mean()
+    chance = 1.0 / CLASSES + CHANCE_MARGIN
+    failed = [int(b) for b, acc in means.items() if acc <= chance]
+    own = means[means.index.isin(own_batches)]
+    spread = own.max() - own.min() if len(own) >= 2 else float("nan")
+    verdict = ("does not train at B = " + ", ".join(map(str, failed)) if failed else "trains at every batch size")
+    if len(own) >= 2:
+        verdict += f"; spread over B ≤ {max(own_batches)}: {spread:.3f} ({'≤' if spread <= FLAT else '>'} {FLAT:g})"
+    cells = [f"{means[b]:.2f}" if b in means else "" for b in sorted(runs["batch_size"].unique())]
+    return scale, *cells, verdict
+
+
+def section(table: pd.DataFrame, profile: Profile) -> str | None:
+    """Test accuracy of each searched line per learning-rate scale and batch size, and what it shows."""
+    lines = searched(table, profile)
+    if not lines:
+        return None
+    text = [__doc__.split("\n\n", 1)[1].strip(), ""]
+    for name, rows in lines:
+        batches = sorted(rows["batch_size"].unique())
+        updates = rows.groupby("batch_size")["updates_per_epoch"].first()
+        table_rows = [_row(scale, runs, profile.batch_sizes) for scale, runs in rows.groupby("lr_scale")]
+        seeds = rows.groupby(["lr_scale", "batch_size"])["seed"].nunique()
+        text += [f"**{name}**: test accuracy (mean over {seeds.min()}-{seeds.max()} seeds) by learning-rate scale "
+                 f"(x the paper's ratio; the profile's: x{profile.lr_scale:g}) and batch size; updates per epoch: "
+                 + ", ".join(f"B={b}: {updates[b]:g}" for b in batches), "",
+                 markdown_table(["lr scale", *[f"B={b}" for b in batches], "what it shows"], table_rows), ""]
+    return "\n".join(text)
+
+
+def figure(table: pd.DataFrame, profile: Profile, out) -> list[str]:
+    """Test accuracy against the batch size, one line per learning-rate scale, per searched line."""
+    import seaborn as sns
+
+    lines = searched(table, profile)
+    if not lines:
+        return []
+    set_style()
+    data = pd.concat([rows.assign(line=name) for name, rows in lines])
+    g = sns.relplot(data=data, x="batch_size", y="test_accuracy", hue="lr_scale", col="line", kind="line",
+                    marker="o", errorbar=None, palette="viridis", height=2.8, aspect=1.3)
+    g.set_titles("{col_name}")
+    for ax in g.axes.flat:
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(-0.02, 1.02)
+        ax.axvline(max(profile.batch_sizes), color="grey", linestyle=":", linewidth=1)
+    g.set_axis_labels("batch size", "test accuracy")
+    g.figure.suptitle("Regime search: LR/BS at other learning-rate scales and batch sizes (dotted: the profile's "
+                      "largest batch)", y=1.04)
+    name = "regime_search.png"
+    save_figure(g, out / name)
+    return [name]
