@@ -155,7 +155,8 @@ def test_paper_grid_and_only():
 
 def test_demo_search_cells_do_not_repeat_the_grid():
     grid = cells.grid(FakeRun("demo"))
-    search = [c for c in grid if c["lr_scale"] != profiles.DEMO.lr_scale or c["batch_size"] > 128]
+    search = [c for c in grid if c["lr_scale"] != profiles.DEMO.lr_scale or c["batch_size"] > 128
+              or c["epochs"] != profiles.DEMO.epochs]
     assert search and len(grid) == len({json.dumps(c, sort_keys=True) for c in grid})
     assert all(c["schedule"] == "LR/BS" and c["seed"] == 0 for c in search)
 
@@ -231,3 +232,16 @@ def test_paper_profile_code_path_on_mock_data(tmp_path):
     report = (out / "report.md").read_text()
     assert "**reproduced**" not in report and "**not reproduced**" not in report and "**partly" not in report
     assert len(list(out.glob("*.png"))) == 6  # one settings figure per study
+
+
+def test_regime_search_section_says_where_lr_bs_trains():
+    from reproduce.batchsize import search
+
+    accuracy = {(4.0, 16): 0.97, (4.0, 128): 0.95, (4.0, 512): 0.10, (1.0, 16): 0.90, (1.0, 128): 0.60}
+    rows = [{"dataset": "digits", "model": "M1", "schedule": "LR/BS", "momentum": 0.0, "lr_scale": scale,
+             "epochs": 30, "batch_size": b, "seed": 0, "test_accuracy": acc, "updates_per_epoch": 1347 // b}
+            for (scale, b), acc in accuracy.items()]
+    text = search.section(pd.DataFrame(rows), profiles.DEMO)
+    assert "| x4, 30 epochs | 0.97 | 0.95 | 0.10 | does not train at B = 512; spread over B ≤ 128: 0.020 (≤ 0.05) |" in text
+    assert "| x1, 30 epochs | 0.90 | 0.60 |  | trains at every batch size; spread over B ≤ 128: 0.300 (> 0.05) |" in text
+    assert "B=512: 2" in text

@@ -18,7 +18,7 @@ def runs(setting: str, momentum: float, accuracies, *, model: str = "StdCNN", da
     for (i, b), seed in itertools.product(enumerate(BATCHES[:len(accuracies)]), range(seeds)):
         shift = noise[seed % len(noise)]
         rows.append({"dataset": dataset, "model": model, "schedule": setting, "momentum": momentum,
-                     "lr_scale": 1.0, "batch_size": b, "seed": seed, "test_samples": samples,
+                     "lr_scale": 1.0, "epochs": 30, "batch_size": b, "seed": seed, "test_samples": samples,
                      "eval_samples": samples, "test_accuracy": accuracies[i] + shift,
                      "fgsm_accuracy": (fgsm or [a / 2 for a in accuracies])[i] + shift,
                      "pgd_accuracy": (pgd or [a / 3 for a in accuracies])[i] + shift,

@@ -22,7 +22,7 @@ from tfadv.evaluation import accuracy, robust_accuracy
 from tfadv.experiments import atomic
 from tfadv.models.kamath import MODELS
 
-COORDINATES = ("dataset", "model", "schedule", "momentum", "lr_scale", "batch_size", "seed")
+COORDINATES = ("dataset", "model", "schedule", "momentum", "lr_scale", "epochs", "batch_size", "seed")
 NUM_CLASSES = 10
 EVAL_BATCH = 500
 
@@ -32,18 +32,19 @@ def grid(run) -> list[dict]:
     """Every (study, setting, batch size, seed) of the profile, then the regime search's runs; narrowed by
     --only."""
     p: Profile = run.profile
-    cells = [_cell(s.dataset, s.model, schedule, momentum, p.lr_scale, b, k)
+    cells = [_cell(s.dataset, s.model, schedule, momentum, p.lr_scale, p.epochs, b, k)
              for s in p.studies for schedule, momentum in s.settings for b in p.batch_sizes
              for k in range(seeds(run))]
     cells += [c for s in p.search for scale in s.lr_scales for b in s.batch_sizes for k in range(s.seeds)
-              if (c := _cell(s.dataset, s.model, s.schedule, s.momentum, scale, b, k)) not in cells]
+              if (c := _cell(s.dataset, s.model, s.schedule, s.momentum, scale, s.epochs or p.epochs, b, k))
+              not in cells]
     return only(cells, run.options.get("only"))
 
 
-def _cell(dataset: str, model: str, schedule: str, momentum: float, lr_scale: float, batch_size: int,
-          seed: int) -> dict:
+def _cell(dataset: str, model: str, schedule: str, momentum: float, lr_scale: float, epochs: int,
+          batch_size: int, seed: int) -> dict:
     return {"dataset": dataset, "model": model, "schedule": schedule, "momentum": float(momentum),
-            "lr_scale": float(lr_scale), "batch_size": int(batch_size), "seed": int(seed)}
+            "lr_scale": float(lr_scale), "epochs": int(epochs), "batch_size": int(batch_size), "seed": int(seed)}
 
 
 def only(cells: list[dict], filters: list[str] | None) -> list[dict]:
@@ -92,13 +93,14 @@ def cell_seed(cell: dict, run) -> int:
 
 # ------------------------------------------------------------------------------------------------ cell
 def run_cell(cell: dict, run) -> dict:
-    started = time.process_time()
     data = run.cached(("data", cell["dataset"]), lambda: load_data(cell["dataset"], run))
     setting = TrainingSetting(cell["schedule"], cell["momentum"], cell["lr_scale"])
     model, training = train(cell, run, setting, data)
+    started = time.process_time()
     measured = evaluate(model, cell, run, data, diverged=training["diverged"])
+    seconds = time.process_time() - started
     return {"setting": setting.label, "learning_rate": setting.initial_learning_rate(cell["batch_size"]),
-            **training, **measured, "cpu_seconds": time.process_time() - started}
+            **training, **measured, "eval_cpu_seconds": seconds, "cpu_seconds": training["train_cpu_seconds"] + seconds}
 
 
 def train(cell: dict, run, setting: TrainingSetting, data) -> tuple[keras.Model, dict]:
@@ -127,14 +129,15 @@ def train(cell: dict, run, setting: TrainingSetting, data) -> tuple[keras.Model,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     ds = training_dataset(x_train, y_train, chunk, augment=cell["dataset"] in AUGMENTED, seed=seed,
                           drop_remainder=True)
-    epochs = run.capped(run.profile.epochs)
+    epochs = run.capped(cell["epochs"])
     backup = keras.callbacks.BackupAndRestore(str(work / "backup"), double_checkpoint=True)
+    started = time.process_time()  # CPU time of this process (a resumed training counts its last part)
     history = model.fit(ds.repeat(), epochs=epochs, steps_per_epoch=chunks, callbacks=[backup], shuffle=False,
                         verbose=2 if run.show_progress and run.profile_name == "paper" else 0)
     last = {k: float(v[-1]) for k, v in history.history.items()}
-    training = {"epochs": epochs, "updates_per_epoch": updates, "accumulation": accumulation,
+    training = {"epochs_trained": epochs, "updates_per_epoch": updates, "accumulation": accumulation,
                 "train_samples": len(x_train), "train_loss": last.get("loss", np.nan),
-                "train_accuracy": last.get("accuracy", np.nan)}
+                "train_accuracy": last.get("accuracy", np.nan), "train_cpu_seconds": time.process_time() - started}
     training["diverged"] = not np.isfinite(training["train_loss"])
     atomic.save_weights(model, weights)
     atomic.write_text(summary, json.dumps(training))  # after the weights: both exist once training ended

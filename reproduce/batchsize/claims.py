@@ -89,6 +89,11 @@ def flip(outcome: str) -> str:
     return {HOLDS: FAILS, FAILS: HOLDS}.get(outcome, UNDECIDED)
 
 
+def pm(se: float) -> str:
+    """"± Z s.e.", or why there is none."""
+    return f"± {Z * se:.3f}" if np.isfinite(se) else "(one run: no spread)"
+
+
 def show(pts: pd.DataFrame, metric: str) -> str:
     values = np.exp(pts["mean"]) if metric == "lambda1" else pts["mean"]
     return f"{SHORT[metric]} " + " → ".join(f"{v:.3g}" if metric == "lambda1" else f"{v:.2f}" for v in values)
@@ -143,9 +148,9 @@ def spread_within(limit: float):
         top, bottom = pts.loc[pts["mean"].idxmax()], pts.loc[pts["mean"].idxmin()]
         spread, se = top["mean"] - bottom["mean"], math.hypot(top["se"], bottom["se"])
         if metric == "lambda1":
-            text = f"max/min {math.exp(spread):.2f} (×/÷ {math.exp(Z * se):.2f})"
+            text = f"max/min {math.exp(spread):.2f}" + (f" (×/÷ {math.exp(Z * se):.2f})" if np.isfinite(se) else "")
             return flip(exceeds(spread, se, math.log(limit))), f"{show(pts, metric)}, {text}"
-        return flip(exceeds(spread, se, limit)), f"{show(pts, metric)}, spread {spread:.3f} ± {Z * se:.3f}"
+        return flip(exceeds(spread, se, limit)), f"{show(pts, metric)}, spread {spread:.3f} {pm(se)}"
     return decide
 
 
@@ -155,7 +160,7 @@ def change(threshold: float, sign: int):
         first, last = pts.iloc[0], pts.iloc[-1]
         delta, se = sign * (last["mean"] - first["mean"]), math.hypot(first["se"], last["se"])
         shown = f"×{math.exp(last['mean'] - first['mean']):.2f}" if metric == "lambda1" else \
-            f"{last['mean'] - first['mean']:+.3f} ± {Z * se:.3f}"
+            f"{last['mean'] - first['mean']:+.3f} {pm(se)}"
         return exceeds(delta, se, threshold), f"{show(pts, metric)} ({shown})"
     return decide
 

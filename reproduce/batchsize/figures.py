@@ -35,6 +35,8 @@ def _panels(df: pd.DataFrame, hue: str, title: str):
         ax.minorticks_off()
         if "accuracy" in ax.get_title():  # one scale for all accuracies, so that "flat" looks flat
             ax.set_ylim(-0.02, 1.02)
+        elif (df["lambda1"] > 0).all():  # λ1's claims are about ratios
+            ax.set_yscale("log")
     g.set_axis_labels("batch size", "")
     g.figure.suptitle(title, y=1.03)
     return g

@@ -53,6 +53,7 @@ class Search:
     momentum: float
     lr_scales: tuple[float, ...]
     batch_sizes: tuple[int, ...]
+    epochs: int | None = None  # None: the profile's
     seeds: int = 1
 
 
@@ -88,14 +89,17 @@ PAPER = Profile(
     hessian=HESSIANFLOW, micro_batch=128)
 
 DIGITS_THREAT = Threat(eps=0.1, pgd_steps=20, pgd_step_size=0.0125)
-DEMO_BATCH_SIZES = (8, 16, 32, 64, 128)
-DEMO_SETTINGS = (("LR", 0.0), ("LR/BS", 0.0), ("Benchmark", 0.9), ("LR", 0.9), ("LR/BS", 0.9))
+DEMO_BATCH_SIZES = (16, 32, 64, 128)
+DEMO_SETTINGS = (("LR", 0.0), ("LR/BS", 0.0), ("LR", 0.9), ("LR/BS", 0.9))
 DEMO = Profile(
     studies=(Study("digits", "M1", DEMO_SETTINGS), Study("digits", "StdCNN", DEMO_SETTINGS)),
     batch_sizes=DEMO_BATCH_SIZES, seeds=3, epochs=30, lr_scale=4.0, threats={"digits": DIGITS_THREAT},
     hessian=HESSIANFLOW, image_size=16,
-    search=tuple(Search("digits", model, "LR/BS", 0.0, scales, batches) for model in ("M1", "StdCNN")
-                 for scales, batches in (((4.0,), (256, 512)), ((1.0, 16.0), (8, 32, 128)))))
+    search=tuple(Search("digits", model, "LR/BS", 0.0, scales, batches, epochs)
+                 for model, scales, batches, epochs in (
+                     ("M1", (1.0, 16.0), (16, 128), None), ("StdCNN", (1.0, 16.0), (16, 128), None),
+                     ("M1", (4.0,), (256, 512), None), ("StdCNN", (4.0,), (256, 512), None),
+                     ("StdCNN", (4.0,), (16, 128), 60))))
 
 SMOKE = Profile(
     studies=(Study("digits", "StdCNN", (("LR", 0.0), ("LR/BS", 0.0))),),
@@ -124,7 +128,8 @@ OPTIONS = (
 
 def in_regime(table, profile: Profile):
     """The rows of the profile's own grid (its learning-rate scale and batch sizes), without the search."""
-    keep = np.isclose(table["lr_scale"], profile.lr_scale) & table["batch_size"].isin(profile.batch_sizes)
+    keep = (np.isclose(table["lr_scale"], profile.lr_scale) & table["batch_size"].isin(profile.batch_sizes)
+            & (table["epochs"] == profile.epochs))
     return table[keep]
 
 

@@ -2,9 +2,10 @@
 
 Jastrzebski et al.'s rule holds the SGD noise scale LR/B and the progress per epoch (LR x N/B) constant.
 It can keep the accuracy flat only where every batch size gets enough updates and the largest learning
-rate is stable. Kamath et al.'s largest batch, 2048 of 55,000 images, gets 26 updates per epoch for 100
-epochs. A 1,347-image demo has to stop its batch sizes far lower and scale the ratio up to train in 30
-epochs. The search runs the LR/BS line beyond the demo's batch sizes and at other learning-rate scales (one
+rate is stable (Hoffer et al.: a large batch that gets too few updates generalises worse until it trains
+longer). Kamath et al.'s largest batch, 2048 of 55,000 images, gets 26 updates per epoch for 100 epochs. A
+1,347-image demo has to stop its batch sizes far lower and scale the ratio up to train in 30 epochs. The
+search runs the LR/BS line beyond the demo's batch sizes, at other learning-rate scales and for longer (one
 seed each), so the report shows where the phenomenon can show and where it cannot.
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ def searched(table: pd.DataFrame, profile: Profile) -> list[tuple[str, pd.DataFr
     return [(name, rows) for name, rows in found.items() if not rows.empty]
 
 
-def _row(scale: float, runs: pd.DataFrame, own_batches: tuple[int, ...]) -> tuple:
+def _row(regime: str, runs: pd.DataFrame, batches: list[int], own_batches: tuple[int, ...]) -> tuple:
     means = runs.groupby("batch_size")["test_accuracy"].mean()
     chance = 1.0 / CLASSES + CHANCE_MARGIN
     failed = [int(b) for b, acc in means.items() if acc <= chance]
@@ -40,8 +41,8 @@ def _row(scale: float, runs: pd.DataFrame, own_batches: tuple[int, ...]) -> tupl
     verdict = ("does not train at B = " + ", ".join(map(str, failed)) if failed else "trains at every batch size")
     if len(own) >= 2:
         verdict += f"; spread over B ≤ {max(own_batches)}: {spread:.3f} ({'≤' if spread <= FLAT else '>'} {FLAT:g})"
-    cells = [f"{means[b]:.2f}" if b in means else "" for b in sorted(runs["batch_size"].unique())]
-    return scale, *cells, verdict
+    cells = [f"{means[b]:.2f}" if b in means else "" for b in batches]
+    return regime, *cells, verdict
 
 
 def section(table: pd.DataFrame, profile: Profile) -> str | None:
@@ -53,12 +54,14 @@ def section(table: pd.DataFrame, profile: Profile) -> str | None:
     for name, rows in lines:
         batches = sorted(rows["batch_size"].unique())
         updates = rows.groupby("batch_size")["updates_per_epoch"].first()
-        table_rows = [_row(scale, runs, profile.batch_sizes) for scale, runs in rows.groupby("lr_scale")]
-        seeds = rows.groupby(["lr_scale", "batch_size"])["seed"].nunique()
+        table_rows = [_row(f"x{scale:g}, {epochs} epochs", runs, batches, profile.batch_sizes)
+                      for (scale, epochs), runs in rows.groupby(["lr_scale", "epochs"])]
+        seeds = rows.groupby(["lr_scale", "epochs", "batch_size"])["seed"].nunique()
         text += [f"**{name}**: test accuracy (mean over {seeds.min()}-{seeds.max()} seeds) by learning-rate scale "
-                 f"(x the paper's ratio; the profile's: x{profile.lr_scale:g}) and batch size; updates per epoch: "
-                 + ", ".join(f"B={b}: {updates[b]:g}" for b in batches), "",
-                 markdown_table(["lr scale", *[f"B={b}" for b in batches], "what it shows"], table_rows), ""]
+                 f"(x the paper's ratio; the profile's: x{profile.lr_scale:g}, {profile.epochs} epochs), training "
+                 "length and batch size; updates per epoch: " + ", ".join(f"B={b}: {updates[b]:g}" for b in batches),
+                 "", markdown_table(["lr scale, epochs", *[f"B={b}" for b in batches], "what it shows"], table_rows),
+                 ""]
     return "\n".join(text)
 
 
@@ -71,16 +74,17 @@ def figure(table: pd.DataFrame, profile: Profile, out) -> list[str]:
         return []
     set_style()
     data = pd.concat([rows.assign(line=name) for name, rows in lines])
-    g = sns.relplot(data=data, x="batch_size", y="test_accuracy", hue="lr_scale", col="line", kind="line",
-                    marker="o", errorbar=None, palette="viridis", height=2.8, aspect=1.3)
+    data["regime"] = [f"x{s:g}, {e} epochs" for s, e in zip(data["lr_scale"], data["epochs"])]
+    g = sns.relplot(data=data, x="batch_size", y="test_accuracy", hue="regime", col="line", kind="line",
+                    marker="o", errorbar=None, height=2.8, aspect=1.3)
     g.set_titles("{col_name}")
     for ax in g.axes.flat:
         ax.set_xscale("log", base=2)
         ax.set_ylim(-0.02, 1.02)
         ax.axvline(max(profile.batch_sizes), color="grey", linestyle=":", linewidth=1)
     g.set_axis_labels("batch size", "test accuracy")
-    g.figure.suptitle("Regime search: LR/BS at other learning-rate scales and batch sizes (dotted: the profile's "
-                      "largest batch)", y=1.04)
+    g.figure.suptitle("Regime search: LR/BS at other learning-rate scales, batch sizes and lengths (dotted: the "
+                      "profile's largest batch)", y=1.04)
     name = "regime_search.png"
     save_figure(g, out / name)
     return [name]
