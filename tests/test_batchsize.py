@@ -76,7 +76,8 @@ def test_settings_grid_micro_batches_and_validation():
     labels = [s.label for s in paper_settings()]
     assert labels == ["LR, m=0", "LR/BS, m=0", "Benchmark", "LR, m=0.2", "LR, m=0.5", "LR, m=0.9", "LR/BS, m=0.9"]
     assert MOMENTUM_SWEEPS == {"LR": (0.0, 0.2, 0.5, 0.9), "LR/BS": (0.0, 0.9)}
-    assert accumulation_steps(64, 128) == 1 and accumulation_steps(2048, 128) == 16 and accumulation_steps(512, None) == 1
+    assert accumulation_steps(64, 128) == 1 and accumulation_steps(2048, 128) == 16
+    assert accumulation_steps(512, None) == 1
     assert updates_per_epoch(55000, 64) == 859  # the last partial batch is dropped
     assert updates_per_epoch(55000, 2048, micro_batch=128) == pytest.approx(429 / 16)
     with pytest.raises(ValueError, match="not a multiple"):
@@ -242,6 +243,8 @@ def test_regime_search_section_says_where_lr_bs_trains():
              "epochs": 30, "batch_size": b, "seed": 0, "test_accuracy": acc, "updates_per_epoch": 1347 // b}
             for (scale, b), acc in accuracy.items()]
     text = search.section(pd.DataFrame(rows), profiles.DEMO)
-    assert "| x4, 30 epochs | 0.97 | 0.95 | 0.10 | does not train at B = 512; spread over B ≤ 128: 0.020 (≤ 0.05) |" in text
-    assert "| x1, 30 epochs | 0.90 | 0.60 |  | trains at every batch size; spread over B ≤ 128: 0.300 (> 0.05) |" in text
+    assert ("| x4, 30 epochs | 0.97 | 0.95 | 0.10 | does not train at B = 512; spread over B ≤ 128: 0.020 "
+            "(≤ 0.05) |") in text
+    assert "| x1, 30 epochs | 0.90 | 0.60 |  | trains at every batch size; spread over B ≤ 128: 0.300 (> 0.05) |" \
+        in text
     assert "B=512: 2" in text

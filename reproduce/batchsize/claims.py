@@ -13,6 +13,7 @@ tfadv's reading of its words, named here.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,8 @@ COUNTER_EXAMPLE = Claim("Counter-example: StdCNN on Fashion-MNIST with fixed LR 
                         "and PGD accuracy at the largest batch than at the smallest", "Figs 9, 10")
 YAO_VALUES = Claim("Benchmark: test accuracy and λ1 similar to Yao et al. (2018b)", "section 2")
 SAMPLES = {"test_accuracy": "test_samples", "fgsm_accuracy": "eval_samples", "pgd_accuracy": "eval_samples"}
+#: A rule on one line's points and metric: (HOLDS / FAILS / UNDECIDED, what was measured).
+Decide = Callable[[pd.DataFrame, str], tuple[str, str]]
 SHORT = {"test_accuracy": "test", "fgsm_accuracy": "FGSM", "pgd_accuracy": "PGD", "lambda1": "λ1"}
 
 
@@ -120,8 +123,8 @@ def preconditions(name: str, line: pd.DataFrame, metrics: list[str]) -> list[str
     return [f"{name}: {r}" for r in reasons if r]
 
 
-def judge_lines(claim: Claim, found: list[tuple[str, pd.DataFrame]], metrics: list[str], decide, rule: str,
-                what: str) -> Verdict:
+def judge_lines(claim: Claim, found: list[tuple[str, pd.DataFrame]], metrics: list[str], decide: Decide,
+                rule: str, what: str) -> Verdict:
     """decide(points) -> (outcome, text) per line and metric; all hold: reproduced; some: partly; an
     undecided case or a failed precondition: inconclusive."""
     if not found:
@@ -143,7 +146,8 @@ def judge_lines(claim: Claim, found: list[tuple[str, pd.DataFrame]], metrics: li
     return judge(claim, "<br>".join(texts), holds=all(holds), partly=any(holds), rule=rule, unless=reasons)
 
 
-def spread_within(limit: float):
+def spread_within(limit: float) -> Decide:
+    """The line is flat: its spread of means (λ1: ratio) over batch sizes stays within `limit`."""
     def decide(pts: pd.DataFrame, metric: str) -> tuple[str, str]:
         top, bottom = pts.loc[pts["mean"].idxmax()], pts.loc[pts["mean"].idxmin()]
         spread, se = top["mean"] - bottom["mean"], math.hypot(top["se"], bottom["se"])
@@ -154,7 +158,7 @@ def spread_within(limit: float):
     return decide
 
 
-def change(threshold: float, sign: int):
+def change(threshold: float, sign: int) -> Decide:
     """Largest vs smallest batch: sign=+1 the value rises by more than `threshold`, -1 it falls by more."""
     def decide(pts: pd.DataFrame, metric: str) -> tuple[str, str]:
         first, last = pts.iloc[0], pts.iloc[-1]

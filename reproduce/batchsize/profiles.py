@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 
 from tfadv.analysis.batch_size_settings import (
     BENCHMARK_HALVING_EPOCHS,
@@ -120,14 +121,14 @@ OPTIONS = (
     Option("--seeds", "training runs per point (seeds 0..N-1; default: the profile's). Each seed's cells are "
                       "the same whatever N is, so raising it later adds runs to the same folder",
            default=None, type=_positive_int, role="selection"),
-    Option("--only", "run only the cells whose coordinates match, e.g. --only dataset=mnist batch_size=32,256 "
-                     "(coordinates: dataset, model, schedule, momentum, batch_size, seed)",
-           default=None, type=str, role="selection", action="append"),
+    Option("--only", "run only the cells whose coordinate has one of the values, e.g. --only dataset=mnist "
+                     "--only batch_size=32,256 (coordinates: dataset, model, schedule, momentum, lr_scale, epochs, "
+                     "batch_size, seed)", default=None, role="selection", action="append"),
 )
 
 
-def in_regime(table, profile: Profile):
-    """The rows of the profile's own grid (its learning-rate scale and batch sizes), without the search."""
+def in_regime(table: pd.DataFrame, profile: Profile) -> pd.DataFrame:
+    """The rows of the profile's own grid (its learning-rate scale, length and batch sizes): no search."""
     keep = (np.isclose(table["lr_scale"], profile.lr_scale) & table["batch_size"].isin(profile.batch_sizes)
             & (table["epochs"] == profile.epochs))
     return table[keep]
@@ -140,22 +141,31 @@ def seeds(run) -> int:
 def settings(run) -> list[Setting]:
     """Every setting of the run's profile with its source."""
     p: Profile = run.profile
-    rows = _protocol(p) + _measurement(p)
-    return rows + (_paper_scale(p) if run.profile_name == "paper" else _scaled_down(p, run.profile_name))
+    rows = _schedules(p) + _training(p) + _measurement(p)
+    return rows + (_paper_scale(p) if p is PAPER else _scaled_down(p, run.profile_name))
 
 
-def _protocol(p: Profile) -> list[Setting]:
+def _schedules(p: Profile) -> list[Setting]:
+    used = {schedule for s in p.studies for schedule, _ in s.settings}
+    lr = FIXED_LEARNING_RATE * p.lr_scale
+    rows = [Setting("LR: fixed learning rate", f"{lr:g}", _scaled("paper: section 5", p)),
+            Setting("LR/BS: learning rate / batch size", f"{LEARNING_RATE_PER_SAMPLE * p.lr_scale:g}",
+                    _scaled("paper: section 5", p))]
+    if "Benchmark" in used:
+        rows += [Setting("Benchmark", f"learning rate {lr:g}, momentum 0.9, halved every {BENCHMARK_HALVING_EPOCHS}"
+                                      " epochs", _scaled("paper: section 5, after Yao et al. (2018b)", p)),
+                 Setting("weight decay (Benchmark)", "none", f"{REFERENCE} train.py (SGD without weight_decay)")]
     lines = "; ".join(f"{s.model} on {s.dataset}: " + ", ".join(f"{k} m={m:g}" for k, m in s.settings)
                       for s in p.studies)
+    return rows + [
+        Setting("studies and settings", lines, "paper: Figs 1-22" if p is PAPER else
+                "tfadv: the paper's MNIST models and its LR and LR/BS lines with and without momentum; no "
+                "Benchmark (Yao et al.'s schedule: its claims are not measured in this profile)"),
+        Setting("weight decay, learning-rate decay (LR, LR/BS)", "none", "paper: section 5")]
+
+
+def _training(p: Profile) -> list[Setting]:
     return [
-        Setting("LR: fixed learning rate", f"{FIXED_LEARNING_RATE * p.lr_scale:g}", _scaled("paper: section 5", p)),
-        Setting("LR/BS: learning rate / batch size", f"{LEARNING_RATE_PER_SAMPLE * p.lr_scale:g}",
-                _scaled("paper: section 5", p)),
-        Setting("Benchmark", f"learning rate {FIXED_LEARNING_RATE * p.lr_scale:g}, momentum 0.9, halved every "
-                             f"{BENCHMARK_HALVING_EPOCHS} epochs", _scaled("paper: section 5, after Yao et al. (2018b)", p)),
-        Setting("studies and settings", lines, "paper: Figs 1-22" if p is PAPER else "tfadv: scaled down"),
-        Setting("weight decay, learning-rate decay (LR, LR/BS)", "none", "paper: section 5"),
-        Setting("weight decay (Benchmark)", "none", f"{REFERENCE} train.py (torch SGD without weight_decay)"),
         Setting("optimizer", "SGD, heavy-ball momentum, no Nesterov; Keras form v = m v - lr g (equal to "
                              "PyTorch's at a constant learning rate; at the Benchmark's halvings the old velocity "
                              "decays over ~10 steps instead of being rescaled at once)", "tfadv"),
@@ -163,7 +173,8 @@ def _protocol(p: Profile) -> list[Setting]:
                 f"{REFERENCE} optimizer/baseline.py (skips batches under 128)"),
         Setting("batch sizes", ", ".join(map(str, p.batch_sizes)),
                 "tfadv: the paper does not list them; the grid holds 64, where LR and LR/BS coincide"
-                if p is PAPER else "tfadv: scaled down with the data"),
+                if p is PAPER else "tfadv: the largest keeps >= 10 updates per epoch (the paper's 2048 of 55,000 "
+                                   "get 26); the smallest bounds the noise scale LR/B of fixed LR with momentum"),
         Setting("seeds per point", p.seeds, "tfadv: the noise-aware rules need a spread over >= 3 runs; the "
                                             "paper plots one run per point"),
         Setting("initial weights, data order", "one seed per run, shared by every setting and batch size "
@@ -176,8 +187,8 @@ def _measurement(p: Profile) -> list[Setting]:
     pgd = "; ".join(f"{d}: {t.pgd_steps} steps of {t.pgd_step_size:g}" for d, t in p.threats.items())
     h = p.hessian
     return [
-        Setting("FGSM eps (L-inf, pixels in [0, 1])", threats,
-                "paper: section 2" if p is PAPER else "tfadv: see scale"),
+        Setting("FGSM eps (L-inf, pixels in [0, 1])", threats, "paper: section 2" if p is PAPER else
+                "tfadv: small enough that FGSM and PGD accuracy stay off 0%, where every line is flat"),
         Setting("PGD (L-inf, random start, last iterate)", pgd, "tfadv: the paper gives no PGD settings "
                                                                "(MNIST: Madry et al.'s 40 x 0.01)"),
         Setting("attack loss, clip", "mean cross-entropy on logits; adversarial pixels clipped to [0, 1]",
@@ -218,14 +229,20 @@ def _paper_scale(p: Profile) -> list[Setting]:
 
 
 def _scaled_down(p: Profile, name: str) -> list[Setting]:
-    return [
+    search = "; ".join(f"{s.model} {s.schedule} m={s.momentum:g}: scales " + ", ".join(f"x{v:g}" for v in s.lr_scales)
+                       + f", batches {', '.join(map(str, s.batch_sizes))}, {s.epochs or p.epochs} epochs"
+                       for s in p.search)
+    rows = [
         Setting("data", f"scikit-learn digits, 1,347 train / 450 test, upsampled to {p.image_size}x"
                         f"{p.image_size}", f"tfadv: offline {name} data (the paper: MNIST, Fashion-MNIST, CIFAR-10)"),
         Setting("epochs", p.epochs, f"tfadv: {name} budget"),
-        Setting("learning-rate scale", f"x{p.lr_scale:g} on all three settings", "tfadv: see the regime search"),
+        Setting("learning-rate scale", f"x{p.lr_scale:g} on every learning rate (LR and LR/BS still coincide at "
+                                       "B = 64)", "tfadv: LR/BS must train in the budget (progress per epoch "
+                                                  "LR x N/B); see the regime search"),
         Setting("large batches", "one batch per update, no micro-batches", "tfadv: no BatchNorm in the models"),
     ]
+    return rows + ([Setting("regime search (one seed each)", search, "tfadv")] if search else [])
 
 
 def _scaled(source: str, p: Profile) -> str:
-    return source if p.lr_scale == 1.0 else f"tfadv: the paper's value x{p.lr_scale:g} (regime search)"
+    return source if p.lr_scale == 1.0 else f"tfadv: the paper's value x{p.lr_scale:g} (see the regime search)"
