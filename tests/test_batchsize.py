@@ -232,6 +232,7 @@ def test_paper_profile_code_path_on_mock_data(tmp_path):
     assert (table["eps"].isin([0.3, 0.02])).all() and np.isfinite(table["lambda1"]).all()
     report = (out / "report.md").read_text()
     assert "**reproduced**" not in report and "**not reproduced**" not in report and "**partly" not in report
+    assert "## Capped run" in report
     assert len(list(out.glob("*.png"))) == 6  # one settings figure per study
 
 

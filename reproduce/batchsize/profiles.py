@@ -7,6 +7,7 @@ scaled down.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 
 import numpy as np
@@ -111,16 +112,16 @@ SMOKE = Profile(
 PROFILES = {"paper": PAPER, "demo": DEMO, "smoke": SMOKE}
 
 
-def _positive_int(text: str) -> int:
+def _seeds(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"expected a whole number >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a whole number of seeds >= 1, got {text!r}")
     return int(text)
 
 
 OPTIONS = (
     Option("--seeds", "training runs per point (seeds 0..N-1; default: the profile's). Each seed's cells are "
                       "the same whatever N is, so raising it later adds runs to the same folder",
-           default=None, type=_positive_int, role="selection"),
+           default=None, type=_seeds, role="selection"),
     Option("--only", "run only the cells whose coordinate has one of the values, e.g. --only dataset=mnist "
                      "--only batch_size=32,256 (coordinates: dataset, model, schedule, momentum, lr_scale, epochs, "
                      "batch_size, seed)", default=None, role="selection", action="append"),
