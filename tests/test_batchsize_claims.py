@@ -85,6 +85,8 @@ def test_drop_is_reproduced_when_clear_for_test_and_fgsm():
 def test_curvature_rules_work_on_ratios_and_refuse_negative_eigenvalues():
     flat = runs("LR/BS", 0.0, [0.97] * 4, lambda1=[10, 12, 11, 14])
     assert verdict(claims.lrbs_curvature, flat).outcome == "reproduced"
+    capped = [dict(row, lambda1_converged=row["seed"] != 0) for row in flat]
+    assert "4 of 12 λ1 runs stopped at the iteration cap" in verdict(claims.lrbs_curvature, capped).measured
     steep = runs("LR/BS", 0.0, [0.97] * 4, lambda1=[10, 20, 40, 80])
     assert verdict(claims.lrbs_curvature, steep).outcome == "not reproduced"
     negative = runs("LR/BS", 0.0, [0.97] * 4, lambda1=[10, -3, 11, 12])

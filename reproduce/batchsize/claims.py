@@ -141,6 +141,9 @@ def judge_lines(claim: Claim, found: list[tuple[str, pd.DataFrame]], metrics: li
             parts.append(text)
             if outcome == UNDECIDED and not failed:
                 reasons.append(f"{name} {SHORT[metric]}: within noise of the threshold ({text})")
+        if "lambda1" in metrics and "lambda1_converged" in line and not line["lambda1_converged"].all():
+            parts.append(f"{int((~line['lambda1_converged'].astype(bool)).sum())} of {len(line)} λ1 runs stopped "
+                         "at the iteration cap")
         texts.append(f"{name}: " + "; ".join(parts))
     holds = [o == HOLDS for o in outcomes]
     return judge(claim, "<br>".join(texts), holds=all(holds), partly=any(holds), rule=rule, unless=reasons)
