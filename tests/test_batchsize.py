@@ -249,3 +249,11 @@ def test_regime_search_section_says_where_lr_bs_trains():
     assert "| x1, 30 epochs | 0.90 | 0.60 |  | trains at every batch size; spread over B ≤ 128: 0.300 (> 0.05) |" \
         in text
     assert "B=512: 2" in text
+
+
+def test_plan_counts_every_cell_without_running_any(tmp_path):
+    tables = main(batchsize.EXPERIMENT, ["--profile", "demo", "--plan", "--out", str(tmp_path / "out")])
+    plan = tables["plan"]
+    assert int(plan["cells"].sum()) == len(cells.grid(FakeRun("demo")))
+    assert set(plan["model"]) == {"M1 16x16x1", "StdCNN 16x16x1"} and (plan["GPU-hours"] > 0).all()
+    assert not (tmp_path / "out").exists()

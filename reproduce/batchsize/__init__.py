@@ -23,6 +23,7 @@ EXPERIMENT = Experiment(
     sections=figures.sections,
     settings=profiles.settings,
     options=profiles.OPTIONS,
+    cost=cells.cost,
     version=2,
     description=__doc__,
 )

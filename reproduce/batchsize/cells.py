@@ -20,6 +20,7 @@ from tfadv.analysis.hessian import top_hessian_eigenvalue
 from tfadv.attacks import FGM, PGD
 from tfadv.evaluation import accuracy, robust_accuracy
 from tfadv.experiments import atomic
+from tfadv.experiments.plan import Cost
 from tfadv.models.kamath import MODELS
 
 COORDINATES = ("dataset", "model", "schedule", "momentum", "lr_scale", "epochs", "batch_size", "seed")
@@ -170,3 +171,27 @@ def evaluate(model: keras.Model, cell: dict, run, data, diverged: bool) -> dict:
     return {**row, "fgsm_accuracy": robust_accuracy(model, fgsm, x, y, batch_size=EVAL_BATCH),
             "pgd_accuracy": robust_accuracy(model, pgd, x, y, batch_size=EVAL_BATCH),
             "lambda1": lam.eigenvalue, "lambda1_iterations": lam.iterations, "lambda1_converged": lam.converged}
+
+
+# ------------------------------------------------------------------------------------------------ cost
+#: (image shape, training images, test images) of each dataset, for --plan without loading any data.
+SIZES = {"mnist": ((28, 28, 1), 55_000, 10_000), "fashion_mnist": ((28, 28, 1), 55_000, 10_000),
+         "cifar10": ((32, 32, 3), 40_000, 10_000), "digits": (None, 1_347, 450)}
+
+
+def cost(cell: dict, run) -> Cost:
+    """What one cell asks of a GPU: its training, attacks and power iteration, counted in passes."""
+    p: Profile = run.profile
+    shape, n_train, n_test = SIZES[cell["dataset"]]
+    shape = shape or (p.image_size, p.image_size, 1)
+    accumulation = accumulation_steps(cell["batch_size"], p.micro_batch)
+    chunk = cell["batch_size"] // accumulation
+    epochs, chunks = run.capped(cell["epochs"]), n_train // chunk
+    n_eval, pgd = run.capped(p.eval_samples or n_test), p.threats[cell["dataset"]].pgd_steps
+    hessian = run.capped(p.hessian.num_samples or n_test) * p.hessian.max_iterations
+    attack_steps = -(-n_eval // EVAL_BATCH) * (1 + pgd)
+    return Cost(model=f"{cell['model']} {'x'.join(map(str, shape))}",
+                build=lambda: MODELS[cell["model"]](shape, num_classes=NUM_CLASSES),
+                passes=epochs * chunks * chunk + n_eval * (1 + pgd) + 2 * hessian,  # an HVP: about two passes
+                forwards=run.capped(n_test) + run.capped(n_train) + 2 * n_eval,
+                steps=epochs * chunks + attack_steps + p.hessian.max_iterations)
