@@ -13,16 +13,21 @@ NOISE = (0.0, 0.004, -0.004)  # per-seed offsets: a small, realistic spread over
 
 def runs(setting: str, momentum: float, accuracies, *, model: str = "StdCNN", dataset: str = "digits",
          seeds: int = 3, fgsm=None, pgd=None, lambda1=None, samples: int = 10_000, noise=NOISE) -> list[dict]:
-    """Rows of one line: accuracies[i] (and fgsm/pgd/lambda1[i]) at BATCHES[i], each seed offset by noise."""
+    """Rows of one line: accuracies[i] (and fgsm/pgd/lambda1[i]) at BATCHES[i]; a number is offset by the
+    seed's noise (shared by every batch size, as a seed's initial weights are), a tuple gives each seed's."""
+    def value(values, i, seed, default):
+        v = (values or default)[i]
+        return v[seed] if isinstance(v, tuple) else v + noise[seed % len(noise)]
+
     rows = []
     for (i, b), seed in itertools.product(enumerate(BATCHES[:len(accuracies)]), range(seeds)):
-        shift = noise[seed % len(noise)]
+        acc = value(accuracies, i, seed, None)
         rows.append({"dataset": dataset, "model": model, "schedule": setting, "momentum": momentum,
                      "lr_scale": 1.0, "epochs": 30, "batch_size": b, "seed": seed, "test_samples": samples,
-                     "eval_samples": samples, "test_accuracy": accuracies[i] + shift,
-                     "fgsm_accuracy": (fgsm or [a / 2 for a in accuracies])[i] + shift,
-                     "pgd_accuracy": (pgd or [a / 3 for a in accuracies])[i] + shift,
-                     "lambda1": (lambda1 or [10.0] * len(accuracies))[i] * (1 + shift)})
+                     "eval_samples": samples, "test_accuracy": acc,
+                     "fgsm_accuracy": value(fgsm, i, seed, [acc / 2] * len(accuracies)),
+                     "pgd_accuracy": value(pgd, i, seed, [acc / 3] * len(accuracies)),
+                     "lambda1": value(lambda1, i, seed, [10.0] * len(accuracies))})
     return rows
 
 
@@ -45,10 +50,19 @@ def test_unstable_fixed_lr_line_is_not_a_drop():
     # The old demo: StdCNN at fixed LR reached 0.98, 0.38, 0.88, 0.25 in one run and "drops" was reproduced.
     one_run = runs("LR", 0.0, [0.98, 0.38, 0.88, 0.25], seeds=1)
     assert verdict(claims.lr_drop, one_run).outcome == "inconclusive"
-    # Three seeds that disagree as much as that run's neighbours do: the endpoints are within noise.
-    unstable = runs("LR", 0.0, [0.75, 0.55, 0.7, 0.6], noise=(0.2, -0.2, 0.0))
+    # Three seeds, one of which collapses at the largest batch: the mean falls, but the seeds disagree.
+    unstable = runs("LR", 0.0, [(0.98, 0.97, 0.98), (0.9, 0.95, 0.6), (0.9, 0.5, 0.96), (0.30, 0.95, 0.99)])
     v = verdict(claims.lr_drop, unstable)
     assert v.outcome == "inconclusive" and "within noise" in v.why
+
+
+def test_differences_are_paired_by_seed():
+    # Seeds far apart (0.90 / 0.96 / 0.99) but each the same at every batch size: flat beyond doubt ...
+    shared = runs("LR/BS", 0.0, [0.95] * 4, noise=(-0.05, 0.01, 0.04))
+    assert verdict(claims.lrbs_accuracy, shared).outcome == "reproduced"
+    # ... while the same values shuffled between batch sizes are not.
+    shuffled = runs("LR/BS", 0.0, [(0.90, 0.96, 0.99), (0.99, 0.90, 0.96), (0.96, 0.99, 0.90), (0.90, 0.99, 0.96)])
+    assert verdict(claims.lrbs_accuracy, shuffled).outcome == "inconclusive"
 
 
 def test_flat_lr_bs_line_is_reproduced_and_a_clear_slope_is_not():

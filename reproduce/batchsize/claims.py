@@ -1,10 +1,11 @@
 """The paper's claims, each judged on the measured table with the noise in view.
 
-A point of a figure (dataset, model, setting, batch size) is the mean over seeds. Its standard error
-combines the spread over seeds (sd / sqrt(n), the training noise) with the binomial error of an accuracy
-measured on n test images; λ1 is compared on a log scale (its ratios matter) with the spread over seeds.
-A comparison holds when it clears its threshold by Z standard errors, fails when it misses it by Z, and
-is undecided in between: a claim with an undecided case is inconclusive, never a verdict the noise could
+A point of a figure (dataset, model, setting, batch size) is the mean over seeds. Two points of a line
+are compared through their differences paired by seed (a seed fixes the initial weights and the data
+order at every batch size): the spread of those differences is the training noise, and an accuracy adds
+the sampling error of comparing models on the same test images; λ1 is compared on a log scale (its ratios
+matter). A comparison holds when it clears its threshold by Z standard errors, fails when it misses it by
+Z, and is undecided in between: a claim with an undecided case is inconclusive, never a verdict the noise could
 flip. "In most cases" is a sign test over the cases. Claims on models that did not train (accuracy
 within 5 points of chance), on measurements saturated at 0% or 100%, or with fewer than MIN_SEEDS runs per
 point are inconclusive and say why. The paper gives no numbers (its figures only), so every threshold is
@@ -21,7 +22,7 @@ import pandas as pd
 from reproduce.batchsize.profiles import in_regime
 from tfadv.experiments import Claim, Verdict, inconclusive, judge, not_measured
 from tfadv.experiments.tables import select
-from tfadv.experiments.verdicts import CHANCE_MARGIN, binomial_se, mean_sd, saturated, sign_test, too_few, untrained
+from tfadv.experiments.verdicts import CHANCE_MARGIN, mean_sd, saturated, sign_test, too_few, untrained
 
 #: Standard errors a comparison must clear (both ways) to be decided.
 Z = 2.0
@@ -55,26 +56,40 @@ COUNTER_EXAMPLE = Claim("Counter-example: StdCNN on Fashion-MNIST with fixed LR 
                         "and PGD accuracy at the largest batch than at the smallest", "Figs 9, 10")
 YAO_VALUES = Claim("Benchmark: test accuracy and λ1 similar to Yao et al. (2018b)", "section 2")
 SAMPLES = {"test_accuracy": "test_samples", "fgsm_accuracy": "eval_samples", "pgd_accuracy": "eval_samples"}
-#: A rule on one line's points and metric: (HOLDS / FAILS / UNDECIDED, what was measured).
+#: A rule on one line's rows and metric: (HOLDS / FAILS / UNDECIDED, what was measured).
 Decide = Callable[[pd.DataFrame, str], tuple[str, str]]
 SHORT = {"test_accuracy": "test", "fgsm_accuracy": "FGSM", "pgd_accuracy": "PGD", "lambda1": "λ1"}
 
 
 # ------------------------------------------------------------------------------------------------ points
 def points(line: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per batch size: mean, sd and number of seeds of `metric`, and the standard error of the mean
-    (λ1: of the mean log λ1)."""
+    """Per batch size: the mean over seeds of `metric` (λ1: of log λ1) and the number of seeds."""
     rows = []
     for b, runs in line.groupby("batch_size"):
         values = runs[metric].to_numpy(float)
-        if metric == "lambda1":
-            values = np.log(values[values > 0])
-        mean, sd, n = mean_sd(values)
-        se = sd / math.sqrt(n) if n > 1 else math.nan
-        if metric in SAMPLES:
-            se = math.hypot(se, binomial_se(mean, int(runs[SAMPLES[metric]].min())))
-        rows.append({"batch_size": b, "mean": mean, "sd": sd, "n": n, "se": se})
-    return pd.DataFrame(rows, columns=["batch_size", "mean", "sd", "n", "se"])
+        mean, _, n = mean_sd(np.log(values[values > 0]) if metric == "lambda1" else values)
+        rows.append({"batch_size": b, "mean": mean, "n": n})
+    return pd.DataFrame(rows, columns=["batch_size", "mean", "n"])
+
+
+def paired(line: pd.DataFrame, metric: str, low: int, high: int) -> tuple[float, float]:
+    """`metric` at batch size `high` minus at `low` (λ1: the log of their ratio), averaged over the seeds run
+    at both, and its standard error.
+
+    A seed fixes the initial weights and the data order at every batch size, so the differences are paired
+    by seed: their spread is the training noise of the difference. An accuracy adds the sampling error of a
+    difference between models scored on the same n test images (McNemar: at least |d|(1 - |d|) / n, and at
+    least one image)."""
+    wide = line.pivot_table(index="seed", columns="batch_size", values=metric, aggfunc="mean")
+    both = wide[[low, high]].dropna()
+    if metric == "lambda1":
+        both = np.log(both[(both > 0).all(axis=1)])
+    mean, sd, n = mean_sd(both[high] - both[low])
+    se = sd / math.sqrt(n) if n > 1 else math.nan
+    if metric in SAMPLES and np.isfinite(mean):
+        images = int(line[SAMPLES[metric]].min())
+        se = math.hypot(se, max(math.sqrt(abs(mean) * (1 - abs(mean)) / images), 1.0 / images))
+    return mean, se
 
 
 def exceeds(estimate: float, se: float, threshold: float) -> str:
@@ -135,10 +150,10 @@ def judge_lines(claim: Claim, found: list[tuple[str, pd.DataFrame]], metrics: li
         reasons += failed
         parts = []
         for metric in metrics:
-            pts = points(line, metric)
-            outcome, text = decide(pts, metric) if pts["mean"].notna().all() else (UNDECIDED, "not measured")
+            measured = points(line, metric)["mean"].notna().all()
+            outcome, text = decide(line, metric) if measured else (UNDECIDED, "not measured")
             outcomes.append(outcome)
-            parts.append(text)
+            parts.append(f"{text}: {outcome}")
             if outcome == UNDECIDED and not failed:
                 reasons.append(f"{name} {SHORT[metric]}: within noise of the threshold ({text})")
         if "lambda1" in metrics and "lambda1_converged" in line and not line["lambda1_converged"].all():
@@ -150,10 +165,12 @@ def judge_lines(claim: Claim, found: list[tuple[str, pd.DataFrame]], metrics: li
 
 
 def spread_within(limit: float) -> Decide:
-    """The line is flat: its spread of means (λ1: ratio) over batch sizes stays within `limit`."""
-    def decide(pts: pd.DataFrame, metric: str) -> tuple[str, str]:
-        top, bottom = pts.loc[pts["mean"].idxmax()], pts.loc[pts["mean"].idxmin()]
-        spread, se = top["mean"] - bottom["mean"], math.hypot(top["se"], bottom["se"])
+    """The line is flat: the spread between its highest and lowest mean over batch sizes (λ1: their ratio)
+    stays within `limit`."""
+    def decide(line: pd.DataFrame, metric: str) -> tuple[str, str]:
+        pts = points(line, metric)
+        low, high = pts.loc[pts["mean"].idxmin(), "batch_size"], pts.loc[pts["mean"].idxmax(), "batch_size"]
+        spread, se = paired(line, metric, low, high)
         if metric == "lambda1":
             text = f"max/min {math.exp(spread):.2f}" + (f" (×/÷ {math.exp(Z * se):.2f})" if np.isfinite(se) else "")
             return flip(exceeds(spread, se, math.log(limit))), f"{show(pts, metric)}, {text}"
@@ -163,12 +180,12 @@ def spread_within(limit: float) -> Decide:
 
 def change(threshold: float, sign: int) -> Decide:
     """Largest vs smallest batch: sign=+1 the value rises by more than `threshold`, -1 it falls by more."""
-    def decide(pts: pd.DataFrame, metric: str) -> tuple[str, str]:
-        first, last = pts.iloc[0], pts.iloc[-1]
-        delta, se = sign * (last["mean"] - first["mean"]), math.hypot(first["se"], last["se"])
-        shown = f"×{math.exp(last['mean'] - first['mean']):.2f}" if metric == "lambda1" else \
-            f"{last['mean'] - first['mean']:+.3f} {pm(se)}"
-        return exceeds(delta, se, threshold), f"{show(pts, metric)} ({shown})"
+    def decide(line: pd.DataFrame, metric: str) -> tuple[str, str]:
+        pts = points(line, metric)
+        delta, se = paired(line, metric, pts["batch_size"].min(), pts["batch_size"].max())
+        shown = f"×{math.exp(delta):.2f}" + (f" (×/÷ {math.exp(Z * se):.2f})" if np.isfinite(se) else "") \
+            if metric == "lambda1" else f"{delta:+.3f} {pm(se)}"
+        return exceeds(sign * delta, se, threshold), f"{show(pts, metric)} ({shown})"
     return decide
 
 
@@ -247,7 +264,7 @@ def most_cases(claim: Claim, table: pd.DataFrame, schedule: str, metric: str) ->
         return not_measured(claim, f"{schedule} at two or more momenta")
     p = sign_test(better, total)
     measured = f"better with the larger momentum in {better} of {total} cases (sign test p = {p:.2g})" + (
-        f"; {left_out} runs that did not train left out" if left_out else "")
+        f"; {left_out} run{'s' * (left_out != 1)} that did not train left out" if left_out else "")
     if p >= ALPHA:
         return inconclusive(claim, f"{better} of {total} could be chance: sign test p = {p:.2g} ≥ {ALPHA:g}"
                             + (" (so few cases can never reach it)" if sign_test(total, total) >= ALPHA else ""),
