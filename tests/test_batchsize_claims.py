@@ -44,6 +44,7 @@ def test_smoke_at_chance_is_inconclusive_not_reproduced():
 def test_one_seed_is_too_few():
     v = verdict(claims.lrbs_accuracy, runs("LR/BS", 0.0, [0.95, 0.95, 0.95, 0.95], seeds=1))
     assert v.outcome == "inconclusive" and "too few seeds" in v.why
+    assert "spread 0.000 (one run: no spread): undecided" in v.measured
 
 
 def test_unstable_fixed_lr_line_is_not_a_drop():

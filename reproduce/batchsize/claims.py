@@ -170,6 +170,8 @@ def spread_within(limit: float) -> Decide:
     def decide(line: pd.DataFrame, metric: str) -> tuple[str, str]:
         pts = points(line, metric)
         low, high = pts.loc[pts["mean"].idxmin(), "batch_size"], pts.loc[pts["mean"].idxmax(), "batch_size"]
+        if low == high:  # every mean equal: compare the ends
+            low, high = pts["batch_size"].min(), pts["batch_size"].max()
         spread, se = paired(line, metric, low, high)
         if metric == "lambda1":
             text = f"max/min {math.exp(spread):.2f}" + (f" (×/÷ {math.exp(Z * se):.2f})" if np.isfinite(se) else "")
