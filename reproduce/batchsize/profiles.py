@@ -174,8 +174,9 @@ def _training(p: Profile) -> list[Setting]:
                 f"{REFERENCE} optimizer/baseline.py (skips batches under 128)"),
         Setting("batch sizes", ", ".join(map(str, p.batch_sizes)),
                 "tfadv: the paper does not list them; the grid holds 64, where LR and LR/BS coincide"
-                if p is PAPER else "tfadv: the largest keeps >= 10 updates per epoch (the paper's 2048 of 55,000 "
-                                   "get 26); the smallest bounds the noise scale LR/B of fixed LR with momentum"),
+                if p is PAPER else "tfadv: the largest keeps >= 10 updates per epoch (the paper profile's 2048 "
+                                   "of 55,000 get 26); the smallest bounds the noise scale LR/B of fixed LR with "
+                                   "momentum"),
         Setting("seeds per point", p.seeds, "tfadv: the noise-aware rules need a spread over >= 3 runs; the "
                                             "paper plots one run per point"),
         Setting("initial weights, data order", "one seed per run, shared by every setting and batch size "

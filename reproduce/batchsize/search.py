@@ -3,8 +3,9 @@
 Jastrzebski et al.'s rule holds the SGD noise scale LR/B and the progress per epoch (LR x N/B) constant.
 It can keep the accuracy flat only where every batch size gets enough updates and the largest learning
 rate is stable (Hoffer et al.: a large batch that gets too few updates generalises worse until it trains
-longer). Kamath et al.'s largest batch, 2048 of 55,000 images, gets 26 updates per epoch for 100 epochs. A
-1,347-image demo has to stop its batch sizes far lower and scale the ratio up to train in 30 epochs. The
+longer). The paper profile's largest batch (tfadv's grid: the paper lists none), 2048 of 55,000 images,
+gets 26 updates per epoch for 100 epochs. A 1,347-image demo has to stop its batch sizes far lower and
+scale the ratio up to train in 30 epochs. The
 search runs the LR/BS line beyond the demo's batch sizes, at other learning-rate scales and for longer (one
 seed each), so the report shows where the phenomenon can show and where it cannot.
 """
