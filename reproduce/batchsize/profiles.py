@@ -237,6 +237,9 @@ def _scaled_down(p: Profile, name: str) -> list[Setting]:
     rows = [
         Setting("data", f"scikit-learn digits, 1,347 train / 450 test, upsampled to {p.image_size}x"
                         f"{p.image_size}", f"tfadv: offline {name} data (the paper: MNIST, Fashion-MNIST, CIFAR-10)"),
+        Setting("models at this size", "Table 1's layers; at 16x16 M1's FC(500) sees 8x8x20 and StdCNN's FC(50) "
+                                       "2x2x20 features (at MNIST's 28x28: 20x20x20 and 4x4x20)",
+                "tfadv: the digits' size; StdCNN is the more cramped of the two"),
         Setting("epochs", p.epochs, f"tfadv: {name} budget"),
         Setting("learning-rate scale", f"x{p.lr_scale:g} on every learning rate (LR and LR/BS still coincide at "
                                        "B = 64)", "tfadv: LR/BS must train in the budget (progress per epoch "
