@@ -244,10 +244,9 @@ def test_regime_search_section_says_where_lr_bs_trains():
              "epochs": 30, "batch_size": b, "seed": 0, "test_accuracy": acc, "updates_per_epoch": 1347 // b}
             for (scale, b), acc in accuracy.items()]
     text = search.section(pd.DataFrame(rows), profiles.DEMO)
-    assert ("| x4, 30 epochs | 0.97 | 0.95 | 0.10 | does not train at B = 512; spread over B ≤ 128: 0.020 "
-            "(≤ 0.05) |") in text
-    assert "| x1, 30 epochs | 0.90 | 0.60 |  | trains at every batch size; spread over B ≤ 128: 0.300 (> 0.05) |" \
-        in text
+    assert ("| x4, 30 epochs | 0.97 | 0.95 | 0.10 | at chance (≤ 15%) at B = 512; flat over B ≤ 128: spread 0.020 "
+            "(≤ 0.05) around 96% |") in text
+    assert "| x1, 30 epochs | 0.90 | 0.60 |  | not flat over B ≤ 128: spread 0.300 (> 0.05) around 75% |" in text
     assert "B=512: 2" in text
 
 

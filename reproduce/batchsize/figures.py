@@ -19,6 +19,14 @@ METRICS = {"test_accuracy": "test accuracy", "fgsm_accuracy": "FGSM accuracy", "
 SPIKE_GAP = 0.1
 
 
+def _batch_axis(ax, batch_sizes) -> None:
+    """Batch sizes on a log-2 axis, labelled as they are."""
+    ticks = sorted(set(batch_sizes))
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks, [str(b) for b in ticks])
+    ax.minorticks_off()
+
+
 def _panels(df: pd.DataFrame, hue: str, title: str):
     import seaborn as sns
 
@@ -28,11 +36,8 @@ def _panels(df: pd.DataFrame, hue: str, title: str):
                     errorbar="sd", err_style="bars", facet_kws={"sharey": False}, col_wrap=2, height=2.6,
                     aspect=1.3)
     g.set_titles("{col_name}")
-    batch_sizes = sorted(df["batch_size"].unique())
     for ax in g.axes.flat:
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(batch_sizes, [str(b) for b in batch_sizes])
-        ax.minorticks_off()
+        _batch_axis(ax, df["batch_size"])
         if "accuracy" in ax.get_title():  # one scale for all accuracies, so that "flat" looks flat
             ax.set_ylim(-0.02, 1.02)
         elif (df["lambda1"] > 0).all():  # λ1's claims are about ratios
@@ -49,17 +54,45 @@ def figures(tables: dict[str, pd.DataFrame], run) -> list[str]:
     seeds = table["seed"].nunique()
     for (dataset, model), df in table.groupby(["dataset", "model"]):
         base = df[(df["momentum"] == 0) | (df["schedule"] == "Benchmark")]
-        views = [("settings", base, "setting", "LR and LR/BS without momentum, and the Benchmark")]
+        what = "LR and LR/BS without momentum" + (", and the Benchmark" if (df["schedule"] == "Benchmark").any()
+                                                  else "")
+        views = [("settings", base, "setting", what)]
         for schedule in ("LR", "LR/BS"):
             sweep = df[df["schedule"] == schedule]
-            if sweep["momentum"].nunique() > 1:
+            if sweep["momentum"].nunique() > 1:  # momentum as categories: one distinct colour each
+                sweep = sweep.assign(momentum=[f"m={m:g}" for m in sweep["momentum"]])
                 views.append((f"momentum_{schedule.replace('/', '')}", sweep, "momentum", f"{schedule}: momentum"))
         for view, data, hue, title in views:
             name = f"{dataset}_{model}_{view}.png".lower()
             caption = f"{model} on {dataset} ({run.profile_name}): {title}; mean and s.d. over {seeds} seed(s)"
             save_figure(_panels(data, hue, caption), run.out / name)
             names.append(name)
-    return names + search.figure(tables["results"], run.profile, run.out)
+    return names + search_figure(tables["results"], run)
+
+
+def search_figure(table: pd.DataFrame, run) -> list[str]:
+    """Test accuracy against the batch size, one line per learning-rate scale, per searched line."""
+    import seaborn as sns
+
+    lines = search.searched(table, run.profile)
+    if not lines:
+        return []
+    set_style()
+    data = pd.concat([rows.assign(line=name) for name, rows in lines])
+    data["regime"] = [f"x{s:g}, {e} epochs" for s, e in zip(data["lr_scale"], data["epochs"])]
+    g = sns.relplot(data=data, x="batch_size", y="test_accuracy", hue="regime", col="line", kind="line",
+                    marker="o", errorbar=None, height=2.8, aspect=1.3)
+    g.set_titles("{col_name}")
+    for ax in g.axes.flat:
+        _batch_axis(ax, data["batch_size"])
+        ax.set_ylim(-0.02, 1.02)
+        ax.axvline(max(run.profile.batch_sizes), color="grey", linestyle=":", linewidth=1)
+    g.set_axis_labels("batch size", "test accuracy")
+    g.figure.suptitle("Regime search: LR/BS at other learning-rate scales, batch sizes and lengths (dotted: the "
+                      "profile's largest batch)", y=1.04)
+    name = "regime_search.png"
+    save_figure(g, run.out / name)
+    return [name]
 
 
 # ------------------------------------------------------------------------------------------------ sections

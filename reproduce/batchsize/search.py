@@ -5,9 +5,9 @@ It can keep the accuracy flat only where every batch size gets enough updates an
 rate is stable (Hoffer et al.: a large batch that gets too few updates generalises worse until it trains
 longer). The paper profile's largest batch (tfadv's grid: the paper lists none), 2048 of 55,000 images,
 gets 26 updates per epoch for 100 epochs. A 1,347-image demo has to stop its batch sizes far lower and
-scale the ratio up to train in 30 epochs. The
-search runs the LR/BS line beyond the demo's batch sizes, at other learning-rate scales and for longer (one
-seed each), so the report shows where the phenomenon can show and where it cannot.
+scale the ratio up to train in 30 epochs. The search runs the LR/BS line beyond the demo's batch sizes,
+at other learning-rate scales and for longer (one seed each), so the report shows where the phenomenon
+can show and where it cannot.
 """
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import pandas as pd
 
 from reproduce.batchsize.profiles import Profile
 from tfadv.experiments import markdown_table
-from tfadv.experiments.figures import save_figure, set_style
 from tfadv.experiments.tables import select
 from tfadv.experiments.verdicts import CHANCE_MARGIN
 
@@ -38,10 +37,12 @@ def _row(regime: str, runs: pd.DataFrame, batches: list[int], own_batches: tuple
     chance = 1.0 / CLASSES + CHANCE_MARGIN
     failed = [int(b) for b, acc in means.items() if acc <= chance]
     own = means[means.index.isin(own_batches)]
-    spread = own.max() - own.min() if len(own) >= 2 else float("nan")
-    verdict = ("does not train at B = " + ", ".join(map(str, failed)) if failed else "trains at every batch size")
+    parts = [f"at chance (≤ {chance:.0%}) at B = " + ", ".join(map(str, failed))] if failed else []
     if len(own) >= 2:
-        verdict += f"; spread over B ≤ {max(own_batches)}: {spread:.3f} ({'≤' if spread <= FLAT else '>'} {FLAT:g})"
+        spread = own.max() - own.min()
+        parts.append(f"{'flat' if spread <= FLAT else 'not flat'} over B ≤ {max(own_batches)}: spread {spread:.3f} "
+                     f"({'≤' if spread <= FLAT else '>'} {FLAT:g}) around {own.mean():.0%}")
+    verdict = "; ".join(parts) or "-"
     cells = [f"{means[b]:.2f}" if b in means else "" for b in batches]
     return regime, *cells, verdict
 
@@ -64,28 +65,3 @@ def section(table: pd.DataFrame, profile: Profile) -> str | None:
                  "", markdown_table(["lr scale, epochs", *[f"B={b}" for b in batches], "what it shows"], table_rows),
                  ""]
     return "\n".join(text)
-
-
-def figure(table: pd.DataFrame, profile: Profile, out) -> list[str]:
-    """Test accuracy against the batch size, one line per learning-rate scale, per searched line."""
-    import seaborn as sns
-
-    lines = searched(table, profile)
-    if not lines:
-        return []
-    set_style()
-    data = pd.concat([rows.assign(line=name) for name, rows in lines])
-    data["regime"] = [f"x{s:g}, {e} epochs" for s, e in zip(data["lr_scale"], data["epochs"])]
-    g = sns.relplot(data=data, x="batch_size", y="test_accuracy", hue="regime", col="line", kind="line",
-                    marker="o", errorbar=None, height=2.8, aspect=1.3)
-    g.set_titles("{col_name}")
-    for ax in g.axes.flat:
-        ax.set_xscale("log", base=2)
-        ax.set_ylim(-0.02, 1.02)
-        ax.axvline(max(profile.batch_sizes), color="grey", linestyle=":", linewidth=1)
-    g.set_axis_labels("batch size", "test accuracy")
-    g.figure.suptitle("Regime search: LR/BS at other learning-rate scales, batch sizes and lengths (dotted: the "
-                      "profile's largest batch)", y=1.04)
-    name = "regime_search.png"
-    save_figure(g, out / name)
-    return [name]
