@@ -237,13 +237,13 @@ def test_paper_profile_code_path_on_mock_data(tmp_path):
 
 
 def test_regime_search_section_says_where_lr_bs_trains():
-    from reproduce.batchsize import search
+    from reproduce.batchsize import sections
 
     accuracy = {(4.0, 16): 0.97, (4.0, 128): 0.95, (4.0, 512): 0.10, (1.0, 16): 0.90, (1.0, 128): 0.60}
     rows = [{"dataset": "digits", "model": "M1", "schedule": "LR/BS", "momentum": 0.0, "lr_scale": scale,
              "epochs": 30, "batch_size": b, "seed": 0, "test_accuracy": acc, "updates_per_epoch": 1347 // b}
             for (scale, b), acc in accuracy.items()]
-    text = search.section(pd.DataFrame(rows), profiles.DEMO)
+    text = sections.search_section(pd.DataFrame(rows), profiles.DEMO)
     assert ("| x4, 30 epochs | 0.97 | 0.95 | 0.10 | at chance (≤ 15%) at B = 512; flat over B ≤ 128: spread 0.020 "
             "(≤ 0.05) around 96% |") in text
     assert "| x1, 30 epochs | 0.90 | 0.60 |  | not flat over B ≤ 128: spread 0.300 (> 0.05) around 75% |" in text

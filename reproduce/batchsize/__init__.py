@@ -9,7 +9,7 @@ HessianFlow ran it; a GPU), `demo` (digits, minutes on a CPU), `smoke` (seconds)
 
     python -m reproduce.batchsize --profile demo --out results/batchsize/demo
 """
-from reproduce.batchsize import cells, claims, figures, profiles
+from reproduce.batchsize import cells, claims, figures, profiles, sections
 from tfadv.experiments import Experiment
 
 EXPERIMENT = Experiment(
@@ -20,7 +20,7 @@ EXPERIMENT = Experiment(
     run_cell=cells.run_cell,
     judge=claims.judge_all,
     figures=figures.figures,
-    sections=figures.sections,
+    sections=sections.sections,
     settings=profiles.settings,
     options=profiles.OPTIONS,
     cost=cells.cost,
