@@ -118,7 +118,7 @@ def test_every_paper_cell_says_what_it_costs():
         profile, seed, capped = profiles.PAPER, 0, staticmethod(lambda value: value)
 
     costs = {identity.cell_key(c): plan.cost(c, Run) for c in cells.grid(Run)}
-    assert all(c.passes > 0 and c.steps > 0 for c in costs.values())
+    assert all(c.passes + c.forwards > 0 and c.steps > 0 for c in costs.values())
     strength_8 = costs[identity.cell_key({"experiment": "strength", "kappa": 8, "seed": 0, "steps": 60_000})]
     assert strength_8.passes > 60_000 * 128 * 9  # training alone; the logged panel and the evaluation add to it
 
@@ -138,6 +138,43 @@ def test_smoke_run_writes_tables_figures_and_an_inconclusive_report(smoke):
     assert "gradient" in report and "| dataset | digits | tfadv" in report
     # 4 training steps: nothing trained, so no claim may be reproduced or refuted.
     assert "**reproduced**" not in report and "**not reproduced**" not in report and "**partly" not in report
+    # Beyond the paper: the cascade beside PGD (a verdict row and a section), and every masking flag.
+    assert "Beyond the paper: the PGD robust accuracy" in report
+    assert "## Beyond the paper: PGD beside AutoAttack" in report and "No reading of the gaps: model did not" in report
+    assert all(name in report for name in tables["masking_flags"]["flag"])
+    assert "| aa_budget | (2, 10, 2) | tfadv" in report
+
+
+def test_table_1_off_the_diagonal_is_the_attack_crafted_on_the_source(smoke):
+    """Table 1 reads the examples the strength cells kept: crafting each pair afresh gives the same accuracy."""
+    from tfadv.evaluation import accuracy
+
+    out, tables = smoke
+    run = cli.open_run(EXPERIMENT, cli.parser(EXPERIMENT).parse_args(["--profile", "smoke", "--out", str(out)]))
+    x, y = cells.load_data(run)["test"]
+    nets = {k: cells.load_net(run, cells.strength_cell(k, 0, profiles.SMOKE.train_steps)) for k in (1, 2)}
+    seed = cells.seed_of(run, 0) + cells.EVAL_SEED
+    for target, source in ((1, 2), (2, 1)):
+        attack = training.pgd(nets[source], run.profile, target, training.step_size(run.profile.eps, target), seed)
+        fresh = accuracy(nets[target], training.craft(attack, x, y), y)
+        stored = select(tables["results"], experiment="transfer", target_kappa=target, source_kappa=source)
+        assert stored["value"].item() == pytest.approx(fresh)
+
+
+def test_autoattack_cells_count_the_images_each_attack_alone_broke(smoke):
+    """For every PGD attack: its accuracy minus the cascade's is (broken by the cascade alone - by PGD alone) / n."""
+    _, tables = smoke
+    rows = select(tables["results"], experiment="autoattack")
+    assert set(rows["kappa"]) == set(profiles.SMOKE.aa_kappas)
+    for kappa, net in rows.groupby("kappa"):
+        aa = select(net, metric="autoattack_accuracy")["value"].item()
+        pgd = select(net, metric="pgd_accuracy")
+        assert set(zip(pgd["attack"], pgd["attack_kappa"])) == {("panel", 1), ("panel", 2), ("reference", 3)}
+        for r in pgd.itertuples():
+            at = dict(attack=r.attack, attack_kappa=r.attack_kappa)
+            b = select(net, metric="pgd_only_broken", **at)["value"].item()
+            c = select(net, metric="autoattack_only_broken", **at)["value"].item()
+            assert r.value - aa == pytest.approx((c - b) / r.n)
 
 
 def test_table_1_diagonal_is_each_nets_own_white_box_accuracy(smoke):

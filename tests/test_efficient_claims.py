@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from reproduce.efficient import claims, profiles
+from reproduce.efficient import claims, profiles, sections
 from tfadv.experiments.verdicts import INCONCLUSIVE, NOT_REPRODUCED, PARTLY, REPRODUCED
 
 N = 450  # the digits test split
@@ -207,3 +207,99 @@ def test_speedups_without_8_gpus_are_inconclusive():
 @pytest.mark.parametrize("rule", claims.CLAIMS)
 def test_every_claim_is_inconclusive_on_empty_tables(rule):
     assert rule({"results": pd.DataFrame(columns=["experiment"])}, _run()).outcome == INCONCLUSIVE
+
+
+# ------------------------------------------------------------------------------- beyond the paper
+def _autoattack(nets, n=N, clean=0.95, steps=STEPS):
+    """nets: {kappa: (autoattack accuracy, {(attack, attack_kappa): (pgd_only, aa_only)})}: images broken by PGD
+    alone and by AutoAttack alone, which fix PGD's accuracy on the same images (the bookkeeping of
+    beyond.autoattack)."""
+    rows = []
+    for kappa, (aa, pgd) in nets.items():
+        base = {"experiment": "autoattack", "kappa": kappa, "seed": 0, "steps": steps, "split": "test", "n": n}
+        rows += [{**base, "metric": "autoattack_accuracy", "attack": "autoattack", "attack_kappa": 0, "value": aa},
+                 {**base, "metric": "autoattack_clean_accuracy", "attack": "autoattack", "attack_kappa": 0,
+                  "value": clean}]
+        for (attack, attack_kappa), (pgd_only, aa_only) in pgd.items():
+            accuracy = aa + (aa_only - pgd_only) / n
+            at = {**base, "attack": attack, "attack_kappa": attack_kappa}
+            rows += [{**at, "metric": "pgd_accuracy", "value": accuracy},
+                     {**at, "metric": "pgd_only_broken", "value": pgd_only},
+                     {**at, "metric": "autoattack_only_broken", "value": aa_only}]
+    return {"results": pd.DataFrame(rows)}
+
+
+def _gap(aa, pgd_only, aa_only, kappa=1):
+    return {kappa: (aa, {("panel", kappa): (pgd_only, aa_only)})}
+
+
+def test_paired_standard_error_of_the_gap():
+    assert claims.paired_se(0, 0, 450) == pytest.approx(1 / 450)  # no discordant image is not certainty
+    # 40 images broken by AutoAttack alone, 4 by PGD alone: the mean of +1/-1/0 differences over 450.
+    mean = 36 / 450
+    assert claims.paired_se(4, 40, 450) == pytest.approx(((44 / 450 - mean**2) / 450) ** 0.5)
+
+
+def test_the_strongest_pgd_attack_on_the_same_images_is_compared():
+    tables = _autoattack({4: (0.30, {("panel", 4): (4, 40), ("panel", 1): (2, 69), ("reference", 40): (3, 57)})})
+    row = claims.autoattack_gaps(tables).iloc[0]
+    assert row["pgd_attack"] == "PGD-4" and row["pgd"] == pytest.approx(0.38)
+    assert row["gap"] == pytest.approx(0.08) and (row["pgd_only"], row["aa_only"]) == (4, 40) and row["overstated"]
+
+
+def test_pgd_overstating_every_net_is_not_reproduced_and_the_section_names_them():
+    tables = _autoattack({**_gap(0.26, 3, 52, kappa=1), **_gap(0.40, 2, 42, kappa=16)})
+    verdict = claims.pgd_holds(tables, _run())
+    assert verdict.outcome == NOT_REPRODUCED and "PGD-1 36.9% vs AutoAttack 26.0%, gap +10.9 ± 1." in verdict.measured
+    text = sections.autoattack_section(tables, _run())
+    assert "PGD overstated robustness on kappa 1 (seed 0), kappa 16 (seed 0)" in text
+    assert "| yes |" in text and "It held within noise on no net checked" in text
+
+
+def test_pgd_holding_on_some_nets_is_partly_and_a_gap_the_noise_could_make_is_no_overstatement():
+    # 12 points fewer broken images by PGD on 450: clear. 28 against 16 discordant images: 2.7 points, but
+    # within two paired standard errors (2.9), so not an overstatement.
+    tables = _autoattack({**_gap(0.30, 2, 56, kappa=1), **_gap(0.45, 16, 28, kappa=8)})
+    gaps = claims.autoattack_gaps(tables).set_index("kappa")
+    assert gaps.loc[1, "overstated"] and not gaps.loc[8, "overstated"] and gaps.loc[8, "gap"] > 0
+    assert claims.pgd_holds(tables, _run()).outcome == PARTLY
+    assert "Within noise on kappa 8 (seed 0)" in sections.autoattack_section(tables, _run())
+
+
+def test_pgd_within_noise_everywhere_is_reproduced_and_untrained_nets_inconclusive():
+    tables = _autoattack({**_gap(0.45, 2, 6, kappa=1), **_gap(0.47, 0, 0, kappa=16)})
+    assert claims.pgd_holds(tables, _run()).outcome == REPRODUCED
+    untrained = _autoattack({**_gap(0.01, 0, 4, kappa=1)}, clean=0.12)
+    verdict = claims.pgd_holds(untrained, _run())
+    assert verdict.outcome == INCONCLUSIVE and "did not train" in verdict.why
+    assert "No reading of the gaps: model did not train" in sections.autoattack_section(untrained, _run())
+
+
+def _flags(raised_by_kappa):
+    names = claims.MASKING_SIGNS + claims.CONVERGENCE_SIGNS
+    return pd.DataFrame([{"experiment": "masking", "kappa": k, "seed": 0, "flag": f, "raised": f in raised,
+                          "measured": f"measured {f} on {k}", "meaning": f"meaning of {f}", "advice": f"advice {f}"}
+                         for k, raised in raised_by_kappa.items() for f in names])
+
+
+def test_masking_section_shows_every_flag_and_reads_them_beside_table_1():
+    tables = _transfer({1: [0.62, 0.66], 16: [0.55, 0.49]})
+    tables["masking_flags"] = _flags({1: {"more_steps_lower", "more_restarts_lower"}, 16: {"more_restarts_lower"}})
+    text = sections.masking_section(tables, _run())
+    assert "| zero_gradients | ok: measured zero_gradients on 1 |" in text
+    assert "**raised**: measured more_steps_lower on 1" in text and "- more_steps_lower: meaning of" in text
+    assert "Signs of masked gradients: none on kappa 1, kappa 16." in text
+    assert "converged (more steps or restarts lowered the accuracy): kappa 1: more_steps_lower, more_restarts_lower; " \
+           "kappa 16: more_restarts_lower." in text
+    assert "Table 1 found shattering on: no net." in text
+    tables["masking_flags"] = _flags({1: {"zero_gradients"}, 16: set()})
+    assert "Signs of masked gradients: kappa 1: zero_gradients." in sections.masking_section(tables, _run())
+
+
+def test_table_1_and_the_search_must_be_panel_attacks():
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="must be panel attacks"):
+        replace(profiles.DEMO, panel_kappas=(4, 8, 16))
+    with pytest.raises(ValueError, match="must be trained"):
+        replace(profiles.DEMO, aa_kappas=(2,))

@@ -264,3 +264,11 @@ def test_code_fingerprint_ignores_report_only_files_and_sees_cell_code(tmp_path,
     assert identity.code_fingerprint("paper_x") == first
     (package / "cells.py").write_text("A = 2\n")
     assert identity.code_fingerprint("paper_x") != first
+
+
+def test_an_option_given_at_its_profile_value_is_the_same_configuration(tmp_path):
+    out = str(tmp_path / "out")
+    run_toy("--profile", "smoke", "--out", out)
+    run_toy("--profile", "smoke", "--out", out, "--noise", "0.01")  # the profile's own value: no error
+    with pytest.raises(SystemExit, match="options.noise: 0.01 there, 0.5 here"):
+        run_toy("--profile", "smoke", "--out", out, "--noise", "0.5")

@@ -19,6 +19,7 @@ from tfadv.experiments.plan import Cost
 class Profile:
     points: int
     xs: tuple[int, ...]
+    noise: float = 0.01
 
 
 PROFILES = {"paper": Profile(100, (1, 2, 3, 4)), "demo": Profile(10, (1, 2, 3)), "smoke": Profile(4, (1, 2))}
@@ -42,7 +43,7 @@ def run_cell(cell, run):
         found = [run.find_artifact(f"point-{x}.txt") for x in run.profile.xs]
         return {"y": float(sum(float(p.read_text()) for p in found))}
     rng = np.random.default_rng([run.seed, cell["x"]])
-    y = cell["x"] * run.options["scale"] + 0.01 * float(rng.standard_normal())
+    y = cell["x"] * run.options["scale"] + run.options["noise"] * float(rng.standard_normal())
     run.artifact(f"point-{cell['x']}.txt").write_text(repr(y))
     return {"results": [{"y": y, "points": run.profile.points}], "trace": [{"step": i} for i in range(2)]}
 
@@ -71,7 +72,8 @@ EXPERIMENT = Experiment(
     key="toy", title="Toy experiment", profiles=PROFILES, grid=grid, run_cell=run_cell, judge=judge_all,
     settings=lambda run: [Setting("scale", run.options["scale"], "tfadv")],
     options=(Option("--scale", "slope of y", default=1.0, type=float),
-             Option("--only", "a grid selection, not part of the identity", default=None, role="selection")),
+             Option("--only", "a grid selection, not part of the identity", default=None, role="selection"),
+             Option("--noise", "noise of y (default: the profile's)", type=float, profile_field="noise")),
     needs=needs, cost=cost, module="toy_experiment",
 )
 

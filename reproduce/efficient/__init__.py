@@ -12,6 +12,9 @@ Four experiments on Madry et al.'s MNIST CNN, trained with Adam on PGD-kappa adv
 4. asynchronous workers (Fig 9): tfadv.training.asynchronous on every device of the machine, and
    mnist_challenge's kappa = 40 recipe timed in the same harness.
 
+Beyond the paper (reproduce.efficient.beyond): the strength nets under an AutoAttack-style cascade beside the
+paper's PGD numbers, and tfadv's gradient-masking checks on the weakest and the strongest net.
+
     python -m reproduce.efficient --profile demo
 """
 from reproduce.efficient import cells, claims, figures, plan, profiles, sections

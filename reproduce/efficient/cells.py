@@ -1,9 +1,11 @@
-"""The grid of the four experiments and what one cell computes.
+"""The grid of the four experiments (and the checks beyond the paper) and what one cell computes.
 
-strength (kappa, seed, steps): one PGD-kappa model, its logged attacker panel and final test accuracies;
+strength (kappa, seed, steps): one PGD-kappa model, its logged attacker panel, final test accuracies and the
+adversarial test images of each panel attack (kept for Table 1 and the checks beyond the paper);
 transfer (seed, steps): Table 1 over the strength models of that seed (it waits for them);
 staleness (s, seed): one model trained through a queue of s batches;
-async (workers) and baseline: tfadv.training.asynchronous on every device of the machine (whole_machine).
+async (workers) and baseline: tfadv.training.asynchronous on every device of the machine (whole_machine);
+autoattack and masking (kappa, seed, steps): beyond the paper, on a strength model (reproduce.efficient.beyond).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from reproduce.efficient.profiles import Profile
 from tfadv.experiments import Run
 
 STRENGTH, TRANSFER, STALENESS, ASYNC, BASELINE = "strength", "transfer", "staleness", "async", "baseline"
+AUTOATTACK, MASKING = "autoattack", "masking"
 #: Offset of the final evaluation's attack seed: the same for a net's own final numbers and for Table 1, so
 #: Table 1's diagonal is exactly the white-box accuracy of the strength cell.
 EVAL_SEED = 2
@@ -36,19 +39,39 @@ def grid(run: Run) -> list[dict]:
     cells += [{"experiment": BASELINE, "kappa": p.baseline_kappa}]
     cells += [{"experiment": TRANSFER, "seed": r, "steps": p.train_steps} for r in seeds]
     cells += [{"experiment": TRANSFER, "seed": r, "steps": n} for n in p.search_steps for r in range(p.search_seeds)]
+    cells += [{"experiment": AUTOATTACK, "kappa": k, "seed": 0, "steps": p.train_steps} for k in p.aa_kappas]
+    cells += [{"experiment": MASKING, "kappa": k, "seed": 0, "steps": p.train_steps} for k in p.masking_kappas]
     return cells
 
 
+def transfer_nets(p: Profile, steps: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(targets, sources) of a transfer cell, each a list of (kappa, train steps). Table 1: every transfer kappa
+    at the main length. The search: its longer-trained weak nets, each attacked white-box and from the main
+    run's nets of the same seed (any other net is a valid source of a transferred attack)."""
+    main = [(k, p.train_steps) for k in p.transfer_kappas]
+    if steps == p.train_steps:
+        return main, main
+    return [(k, steps) for k in p.search_kappas], main
+
+
 def transfer_kappas(p: Profile, steps: int) -> tuple[int, ...]:
-    return p.transfer_kappas if steps == p.train_steps else p.search_kappas
+    """The target kappas of a transfer cell."""
+    return tuple(k for k, _ in transfer_nets(p, steps)[0])
+
+
+def strength_cell(kappa: int, seed: int, steps: int) -> dict:
+    return {"experiment": STRENGTH, "kappa": kappa, "seed": seed, "steps": steps}
 
 
 def needs(cell: dict, run: Run) -> list[dict]:
-    """A transfer cell reads the weights of its seed's strength models."""
+    """A transfer cell reads the examples and weights of its seed's strength models; the checks beyond the
+    paper read their strength model's."""
+    if cell["experiment"] in (AUTOATTACK, MASKING):
+        return [strength_cell(cell["kappa"], cell["seed"], cell["steps"])]
     if cell["experiment"] != TRANSFER:
         return []
-    return [{"experiment": STRENGTH, "kappa": k, "seed": cell["seed"], "steps": cell["steps"]}
-            for k in transfer_kappas(run.profile, cell["steps"])]
+    targets, sources = transfer_nets(run.profile, cell["steps"])
+    return [strength_cell(k, cell["seed"], n) for k, n in dict.fromkeys(targets + sources)]
 
 
 def whole_machine(cell: dict, run: Run) -> bool:
@@ -104,6 +127,31 @@ def model_artifact(run: Run, cell: dict) -> str:
            f"_s{cell.get('staleness', 0)}.weights.h5"
 
 
+def examples_artifact(cell: dict) -> str:
+    """The adversarial test images a strength cell crafted with each of its attacks."""
+    return f"examples/{cell['experiment']}_kappa{cell['kappa']}_seed{cell['seed']}_steps{cell['steps']}.npz"
+
+
+def finished_artifact(run: Run, name: str, source: dict):
+    path = run.find_artifact(name)
+    if path is None:
+        raise FileNotFoundError(f"{name} of {source} is missing although its cell is finished: delete that cell's "
+                                f"file in {run.out / 'cells'} to rerun it")
+    return path
+
+
+def load_net(run: Run, source: dict):
+    """A finished strength cell's model (inference only)."""
+    p = run.profile
+    model = training.adversarial_model(p, source["kappa"], seed_of(run, source["seed"]), compile=False)
+    model.load_weights(finished_artifact(run, model_artifact(run, source), source))
+    return model
+
+
+def load_examples(run: Run, source: dict) -> dict:
+    return training.load_examples(finished_artifact(run, examples_artifact(source), source))
+
+
 def _trained(run: Run, cell: dict, staleness: int | None) -> dict:
     """Train one model (strength or staleness cell), keep its weights, measure it on the test images."""
     from tfadv.experiments import atomic
@@ -117,41 +165,41 @@ def _trained(run: Run, cell: dict, staleness: int | None) -> dict:
     panel = p.panel_kappas if staleness is None else (cell["kappa"],)
     # One set of compiled attacks for the curves and the final numbers (tracing costs more than the attacks).
     made = training.attacks(model, p, sorted({*panel, cell["kappa"]}), seed + EVAL_SEED)
-    logged = {key: attack for key, attack in made.items() if key[0] == training.PANEL and key[1] in panel}
+    # The search's curves are drawn nowhere and the staleness claims read the train split only: not logged.
+    search = staleness is None and cell["steps"] != p.train_steps
+    logged = {} if search else {key: a for key, a in made.items() if key[0] == training.PANEL and key[1] in panel}
+    splits = ("train",) if staleness is not None else ("train", "test")
     model, curves, cpu = training.train_and_log(run, cell, data, model=model, steps=steps, log_every=log_every,
-                                                logged=logged, batch_size=batch, seed=seed)
+                                                logged=logged, batch_size=batch, seed=seed, splits=splits)
     atomic.save_weights(model, run.artifact(model_artifact(run, cell)))
-    results = training.measure(model, *data["test"], made, split="test")
+    examples = {} if staleness is None else None
+    results = training.measure(model, *data["test"], made, split="test", keep=examples)
+    if examples is not None:
+        training.save_examples(run.artifact(examples_artifact(cell)), examples)
     results.append({"split": "train", "attack": "", "attack_kappa": 0, "metric": "cpu_seconds", "value": cpu, "n": 0})
     return {"results": results, "curves": curves}
 
 
 def _transfer(run: Run, cell: dict) -> list[dict]:
-    """Table 1: each target net attacked with its own kappa, the examples crafted on every source net."""
-    from tfadv import evaluation
+    """Table 1: each target net attacked with its own kappa, the examples crafted on every source net. The
+    strength cells crafted them (the same attack and seed on the same test images): only forward passes here,
+    and the diagonal is the white-box accuracy of the strength cell by construction."""
+    from tfadv.evaluation.clean import accuracy
 
     p, data = run.profile, load_data(run)
-    seed = seed_of(run, cell["seed"])
-    kappas = transfer_kappas(p, cell["steps"])
-    models = {}
-    for k in kappas:
-        source = {"experiment": STRENGTH, "kappa": k, "seed": cell["seed"], "steps": cell["steps"]}
-        path = run.find_artifact(model_artifact(run, source))
-        if path is None:
-            raise FileNotFoundError(f"the weights of {source} are missing although its cell is finished: delete that "
-                                    f"cell's file in {run.out / 'cells'} to retrain it")
-        models[k] = training.adversarial_model(p, k, seed, compile=False)
-        models[k].load_weights(path)
-    x, y = data["test"]
+    _, y = data["test"]
+    targets, sources = transfer_nets(p, cell["steps"])
+    nets = {(k, n): strength_cell(k, cell["seed"], n) for k, n in dict.fromkeys(targets + sources)}
+    examples = {net: load_examples(run, source) for net, source in nets.items()}
     rows = []
-    bar = run.progress_bar(len(kappas) ** 2, unit="pair")
-    for target in kappas:
-        for source in kappas:
-            attack = training.pgd(models[source], p, target, training.step_size(p.eps, target), seed + EVAL_SEED)
-            accuracy = evaluation.accuracy(models[target], training.craft(attack, x, y), y)
-            rows.append({"metric": "transfer_accuracy", "target_kappa": target, "source_kappa": source,
-                         "attack_kappa": target, "white_box": source == target, "value": accuracy, "n": len(x)})
-            bar.add(1)
+    for target in targets:
+        model = load_net(run, nets[target])
+        kappa = target[0]
+        for source in dict.fromkeys([target, *sources]):
+            x_adv = examples[source][training.example_key(training.PANEL, kappa)]
+            rows.append({"metric": "transfer_accuracy", "target_kappa": kappa, "source_kappa": source[0],
+                         "source_steps": source[1], "attack_kappa": kappa, "white_box": source == target,
+                         "value": accuracy(model, x_adv, y), "n": len(y)})
     return rows
 
 
@@ -194,4 +242,8 @@ def run_cell(cell: dict, run: Run):
         return _transfer(run, cell)
     if kind in (ASYNC, BASELINE):
         return _asynchronous(run, cell)
+    if kind in (AUTOATTACK, MASKING):
+        from reproduce.efficient import beyond
+
+        return beyond.autoattack(run, cell) if kind == AUTOATTACK else beyond.masking(run, cell)
     raise ValueError(f"unknown experiment {kind!r} in cell {cell}")

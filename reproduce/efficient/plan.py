@@ -2,7 +2,9 @@
 Madry CNN, counted from the profile without loading data or training anything."""
 from __future__ import annotations
 
-from reproduce.efficient.cells import ASYNC, BASELINE, STALENESS, STRENGTH, TRANSFER, transfer_kappas
+from reproduce.efficient import beyond
+from reproduce.efficient.cells import (ASYNC, AUTOATTACK, BASELINE, MASKING, STALENESS, STRENGTH, TRANSFER,
+                                       transfer_nets)
 from reproduce.efficient.profiles import Profile
 from tfadv.experiments import Run
 from tfadv.experiments.plan import Cost
@@ -32,9 +34,14 @@ def cost(cell: dict, run: Run) -> Cost:
         passes, forwards, steps = _trained(p, run, cell["kappa"], run.capped(cell["steps"]), p.panel_kappas)
     elif kind == STALENESS:
         passes, forwards, steps = _trained(p, run, cell["kappa"], run.capped(p.train_steps), (cell["kappa"],))
-    elif kind == TRANSFER:
-        kappas = transfer_kappas(p, cell["steps"])
-        passes, forwards, steps = test * len(kappas) * sum(kappas), test * len(kappas) ** 2, len(kappas) ** 2
+    elif kind == TRANSFER:  # the strength cells crafted the examples: forward passes only
+        targets, sources = transfer_nets(p, cell["steps"])
+        pairs = len(targets) * len(set(targets + sources))
+        passes, forwards, steps = 0.0, test * pairs, pairs
+    elif kind == AUTOATTACK:
+        passes, forwards, steps = beyond.attack_passes(p, run.capped(p.aa_images) or test)
+    elif kind == MASKING:
+        passes, forwards, steps = beyond.masking_passes(p, min(run.capped(p.masking_images) or test, test))
     elif kind in (ASYNC, BASELINE):
         baseline = kind == BASELINE
         steps = run.capped(p.baseline_steps if baseline else p.async_steps)

@@ -67,6 +67,9 @@ def transfer(tables: dict, steps: int) -> pd.DataFrame:
         return pd.DataFrame(columns=["seed", "target_kappa", "source_kappa", "white_box", "accuracy", "n"])
     rows = rows.assign(white_box=rows["white_box"].astype(str).str.lower() == "true", accuracy=rows["value"])
     keep = ["seed", "target_kappa", "source_kappa", "white_box", "accuracy", "n"]
+    if "source_steps" in rows:  # the search's sources are the main run's nets, trained for fewer steps
+        rows = rows.assign(source_steps=rows["source_steps"].fillna(steps))
+        keep.append("source_steps")
     return rows[keep].astype({"seed": int, "target_kappa": int, "source_kappa": int, "n": int})
 
 

@@ -57,17 +57,36 @@ def mean_loss(model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> flo
     return total / len(x)
 
 
-def measure(model, x: np.ndarray, y: np.ndarray, made: dict, split: str) -> list[dict]:
-    """Accuracy and loss on natural images and under each attack: one row per (attack, metric)."""
-    from tfadv.evaluation import accuracy
+def measure(model, x: np.ndarray, y: np.ndarray, made: dict, split: str, keep: dict | None = None) -> list[dict]:
+    """Accuracy and loss on natural images and under each attack: one row per (attack, metric). With `keep`
+    (a dict), the crafted examples are stored in it under example_key(attack, kappa)."""
+    from tfadv.evaluation.clean import accuracy
 
     rows = []
     for (name, kappa), attack in [((NATURAL, 0), None), *made.items()]:
         x_eval = x if attack is None else craft(attack, x, y)
+        if keep is not None and attack is not None:
+            keep[example_key(name, kappa)] = x_eval
         base = {"split": split, "attack": name, "attack_kappa": kappa, "n": len(x)}
         rows += [{**base, "metric": "accuracy", "value": accuracy(model, x_eval, y)},
                  {**base, "metric": "loss", "value": mean_loss(model, x_eval, y)}]
     return rows
+
+
+def example_key(attack: str, kappa: int) -> str:
+    """The name of an attack's adversarial test images in a strength cell's examples file."""
+    return f"{attack}_{int(kappa)}"
+
+
+def save_examples(path: Path, examples: dict[str, np.ndarray]) -> None:
+    with atomic.atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:  # a file object: np.savez would add its own suffix to a name
+            np.savez_compressed(handle, **examples)
+
+
+def load_examples(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as stored:
+        return {name: stored[name] for name in stored.files}
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -138,21 +157,23 @@ class PanelLogger(keras.callbacks.Callback):
         atomic.write_csv(pd.DataFrame(self.rows), self.path)
 
 
-def log_samples(data: dict, p: Profile, count: int, seed: int) -> dict:
-    """Fixed train and test images (the same for every model of a seed) for the logged curves."""
+def log_samples(data: dict, p: Profile, count: int, seed: int, splits=("train", "test")) -> dict:
+    """Fixed images of each split (the same for every model of a seed) for the logged curves."""
     rng = np.random.default_rng(seed)
     picked = {}
-    for split in ("train", "test"):
+    for split in ("train", "test"):  # both drawn, whatever is kept, so a split's images never depend on `splits`
         x, y = data[split]
         ids = np.sort(rng.choice(len(x), size=min(count, len(x)), replace=False))
-        picked[split] = (x[ids], y[ids])
+        if split in splits:
+            picked[split] = (x[ids], y[ids])
     return picked
 
 
 def train_and_log(run: Run, cell: dict, data: dict, *, model, steps: int, log_every: int, logged: dict,
-                  batch_size: int, seed: int, callbacks=()) -> tuple[keras.Model, list[dict], float]:
+                  batch_size: int, seed: int, callbacks=(),
+                  splits=("train", "test")) -> tuple[keras.Model, list[dict], float]:
     """fit `model` for `steps` steps, the `logged` attacks ({(name, kappa): attack on `model`}) measured
-    every `log_every` steps; resumable from run.work_dir.
+    every `log_every` steps on images of `splits`; resumable from run.work_dir.
 
     Returns (model, logged rows, training seconds of this invocation).
     """
@@ -160,8 +181,9 @@ def train_and_log(run: Run, cell: dict, data: dict, *, model, steps: int, log_ev
 
     p = run.profile
     work = run.work_dir(cell)
-    samples = log_samples(data, p, run.capped(p.log_images), seed)
-    logger = PanelLogger(samples, logged, log_every, work / "log.csv", stale=getattr(model, "staleness", None) is not None)
+    samples = log_samples(data, p, run.capped(p.log_images), seed, splits)
+    stale = getattr(model, "staleness", None) is not None
+    logger = PanelLogger(samples, logged, log_every, work / "log.csv", stale=stale)
     backup = keras.callbacks.BackupAndRestore(str(work / "backup"), double_checkpoint=True)
     x, y = data["train"]
     batches = training_dataset(x, y, batch_size, seed=seed, drop_remainder=True).repeat()

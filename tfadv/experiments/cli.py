@@ -74,10 +74,14 @@ def open_run(experiment: Experiment, args: argparse.Namespace, claim_folder: boo
     """The run of these arguments; with `claim_folder`, its output folder is checked and claimed."""
     from tfadv.datasets import default_data_dir
 
+    profile = experiment.profiles[args.profile]
     options = {o.dest: getattr(args, o.dest) for o in experiment.options}
+    for option in experiment.options:
+        if option.profile_field and options[option.dest] is None:
+            options[option.dest] = getattr(profile, option.profile_field)
     config = configuration(experiment, args.profile, options, args.seed, args.limit)
     out = Path(args.out or os.path.join("results", experiment.key, args.profile))
-    return Run(experiment=experiment, profile_name=args.profile, profile=experiment.profiles[args.profile],
+    return Run(experiment=experiment, profile_name=args.profile, profile=profile,
                options=options, seed=args.seed, limit=args.limit, out=out, configuration=config,
                store=store.CellStore(out, config) if claim_folder else None,
                merge_dirs=[Path(d) for d in args.merge or []],

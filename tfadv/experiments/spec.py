@@ -32,6 +32,9 @@ class Option:
     choices: Sequence[Any] | None = None
     role: str = "identity"
     action: str = "store"
+    #: A profile field this option overrides: when the option is not given, its value is the profile's,
+    #: so `--batching emulated` on a profile whose batching is "emulated" is the same configuration.
+    profile_field: str | None = None
 
     def __post_init__(self):
         if self.role not in ROLES:
