@@ -139,7 +139,28 @@ def test_resnet18_is_the_cifar_basicblock_variant():
 class FakeRun:
     def __init__(self, profile="paper", **options):
         self.profile, self.profile_name = profiles.PROFILES[profile], profile
-        self.options, self.seed = {"seeds": None, "only": None, **options}, 0
+        self.options, self.seed = {"seeds": self.profile.seeds, "only": None, **options}, 0
+
+
+def open_run(*argv: str, **kwargs):
+    from tfadv.experiments import cli
+
+    return cli.open_run(batchsize.EXPERIMENT, cli.parser(batchsize.EXPERIMENT).parse_args(list(argv)), **kwargs)
+
+
+@pytest.mark.parametrize("profile", ["demo", "smoke"])
+def test_seeds_at_the_profiles_value_is_the_same_configuration(profile):
+    own = str(profiles.PROFILES[profile].seeds)
+    plain, given = (open_run("--profile", profile, *flags, claim_folder=False) for flags in ([], ["--seeds", own]))
+    assert given.options == plain.options and plain.options["seeds"] == int(own)
+    assert given.configuration == plain.configuration and given.out == plain.out
+    assert cells.grid(given) == cells.grid(plain)
+    assert profiles.settings(given) == profiles.settings(plain)
+    more = open_run("--profile", profile, "--seeds", "5", claim_folder=False)
+    assert more.configuration == plain.configuration  # a selection: more seeds add cells to the same folder
+    assert len(cells.grid(more)) > len(cells.grid(plain))
+    row = next(s for s in profiles.settings(more) if s.name == "seeds per point")
+    assert row.value == 5 and "(--seeds 5; the profile's" in row.source
 
 
 def test_paper_grid_and_only():
@@ -187,16 +208,14 @@ def test_smoke_end_to_end_and_rerun(tmp_path):
     assert "did not train" in report and "| batch sizes | 128, 512 | tfadv" in report
     assert list(out.glob("*.png"))
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
-    again = main(batchsize.EXPERIMENT, ["--profile", "smoke", "--out", str(out), "--no-progress"])
+    # the profile's own --seeds is the same configuration: the folder is reused, nothing recomputed
+    again = main(batchsize.EXPERIMENT, ["--profile", "smoke", "--out", str(out), "--no-progress", "--seeds", "1"])
     assert {p: p.stat().st_mtime_ns for p in (out / "cells").iterdir()} == mtimes  # nothing recomputed
     pd.testing.assert_frame_equal(again["results"], table)
 
 
 def test_a_run_killed_during_evaluation_does_not_train_again(tmp_path, monkeypatch):
-    from tfadv.experiments import cli
-
-    run = cli.open_run(batchsize.EXPERIMENT, cli.parser(batchsize.EXPERIMENT).parse_args(
-        ["--profile", "smoke", "--out", str(tmp_path / "out"), "--no-progress"]))
+    run = open_run("--profile", "smoke", "--out", str(tmp_path / "out"), "--no-progress")
     cell = cells.grid(run)[0]
     data = cells.load_data("digits", run)
     setting = TrainingSetting(cell["schedule"], cell["momentum"], cell["lr_scale"])

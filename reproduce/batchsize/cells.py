@@ -14,7 +14,7 @@ import time
 import keras
 import numpy as np
 
-from reproduce.batchsize.profiles import AUGMENTED, TFDS_TRAIN_SPLITS, Profile, seeds
+from reproduce.batchsize.profiles import AUGMENTED, TFDS_TRAIN_SPLITS, Profile
 from tfadv.analysis.batch_size_settings import TrainingSetting, accumulation_steps
 from tfadv.analysis.hessian import top_hessian_eigenvalue
 from tfadv.attacks import FGM, PGD
@@ -35,7 +35,7 @@ def grid(run) -> list[dict]:
     p: Profile = run.profile
     cells = [_cell(s.dataset, s.model, schedule, momentum, p.lr_scale, p.epochs, b, k)
              for s in p.studies for schedule, momentum in s.settings for b in p.batch_sizes
-             for k in range(seeds(run))]
+             for k in range(run.options["seeds"])]
     cells += [c for s in p.search for scale in s.lr_scales for b in s.batch_sizes for k in range(s.seeds)
               if (c := _cell(s.dataset, s.model, s.schedule, s.momentum, scale, s.epochs or p.epochs, b, k))
               not in cells]

@@ -121,7 +121,7 @@ def _seeds(text: str) -> int:
 OPTIONS = (
     Option("--seeds", "training runs per point (seeds 0..N-1; default: the profile's). Each seed's cells are "
                       "the same whatever N is, so raising it later adds runs to the same folder",
-           default=None, type=_seeds, role="selection"),
+           type=_seeds, role="selection", profile_field="seeds"),
     Option("--only", "run only the cells whose coordinate has one of the values, e.g. --only dataset=mnist "
                      "--only batch_size=32,256 (coordinates: dataset, model, schedule, momentum, lr_scale, epochs, "
                      "batch_size, seed)", default=None, role="selection", action="append"),
@@ -135,14 +135,10 @@ def in_regime(table: pd.DataFrame, profile: Profile) -> pd.DataFrame:
     return table[keep]
 
 
-def seeds(run) -> int:
-    return run.options.get("seeds") or run.profile.seeds
-
-
 def settings(run) -> list[Setting]:
     """Every setting of the run's profile with its source."""
     p: Profile = run.profile
-    rows = _schedules(p) + _training(p) + _measurement(p)
+    rows = _schedules(p) + _training(p, run.options["seeds"]) + _measurement(p)
     return rows + (_paper_scale(p) if p is PAPER else _scaled_down(p, run.profile_name))
 
 
@@ -165,7 +161,7 @@ def _schedules(p: Profile) -> list[Setting]:
         Setting("weight decay, learning-rate decay (LR, LR/BS)", "none", "paper: section 5")]
 
 
-def _training(p: Profile) -> list[Setting]:
+def _training(p: Profile, seeds: int) -> list[Setting]:
     return [
         Setting("optimizer", "SGD, heavy-ball momentum, no Nesterov; Keras form v = m v - lr g (equal to "
                              "PyTorch's at a constant learning rate; at the Benchmark's halvings the old velocity "
@@ -177,8 +173,9 @@ def _training(p: Profile) -> list[Setting]:
                 if p is PAPER else "tfadv: the largest keeps >= 10 updates per epoch (the paper profile's 2048 "
                                    "of 55,000 get 26); the smallest bounds the noise scale LR/B of fixed LR with "
                                    "momentum"),
-        Setting("seeds per point", p.seeds, "tfadv: the noise-aware rules need a spread over >= 3 runs; the "
-                                            "paper plots one run per point"),
+        Setting("seeds per point", seeds, "tfadv: the noise-aware rules need a spread over >= 3 runs; the "
+                                          "paper plots one run per point"
+                + ("" if seeds == p.seeds else f" (--seeds {seeds}; the profile's: {p.seeds})")),
         Setting("initial weights, data order", "one seed per run, shared by every setting and batch size "
                                                "(paired comparisons); Keras default initialisers", "tfadv"),
     ]
