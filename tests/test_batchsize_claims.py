@@ -2,7 +2,6 @@
 import itertools
 
 import pandas as pd
-import pytest
 
 from reproduce.batchsize import claims
 from reproduce.batchsize.profiles import DEMO, in_regime
@@ -107,6 +106,9 @@ def test_curvature_rules_work_on_ratios_and_refuse_negative_eigenvalues():
     negative = runs("LR/BS", 0.0, [0.97] * 4, lambda1=[10, -3, 11, 12])
     v = verdict(claims.lrbs_curvature, negative)
     assert v.outcome == "inconclusive" and "λ1 ≤ 0" in v.why
+    # every λ1 of a batch size negative (the smoke run's untrained models): measured, but no ratio
+    v = verdict(claims.lrbs_curvature, runs("LR/BS", 0.0, [0.97] * 4, lambda1=[10, -3, 11, 12], noise=(0.0,)))
+    assert "λ1 ≤ 0 at some batch size (min -3): no ratio: undecided" in v.measured and "not measured" not in v.measured
     sharper = runs("LR", 0.0, [0.97] * 4, lambda1=[10, 20, 40, 80])
     assert verdict(claims.sharper, sharper).outcome == "reproduced"
 

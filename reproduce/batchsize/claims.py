@@ -13,8 +13,9 @@ tfadv's reading of its words, named here.
 """
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,14 @@ import pandas as pd
 from reproduce.batchsize.profiles import in_regime
 from tfadv.experiments import Claim, Verdict, inconclusive, judge, not_measured
 from tfadv.experiments.tables import select
-from tfadv.experiments.verdicts import CHANCE_MARGIN, mean_sd, saturated, sign_test, too_few, untrained
+from tfadv.experiments.verdicts import (
+    CHANCE_MARGIN,
+    mean_sd,
+    saturated,
+    sign_test,
+    too_few,
+    untrained,
+)
 
 #: Standard errors a comparison must clear (both ways) to be decided.
 Z = 2.0
@@ -138,6 +146,13 @@ def preconditions(name: str, line: pd.DataFrame, metrics: list[str]) -> list[str
     return [f"{name}: {r}" for r in reasons if r]
 
 
+def unusable(line: pd.DataFrame, metric: str) -> str:
+    """Why a metric has no mean at some batch size: not measured, or (λ1) no positive value to take a log of."""
+    if metric == "lambda1" and line[metric].notna().any():
+        return f"{SHORT[metric]} ≤ 0 at some batch size (min {line[metric].min():.3g}): no ratio"
+    return f"{SHORT[metric]} not measured"
+
+
 def judge_lines(claim: Claim, found: list[tuple[str, pd.DataFrame]], metrics: list[str], decide: Decide,
                 rule: str, what: str) -> Verdict:
     """decide(points) -> (outcome, text) per line and metric; all hold: reproduced; some: partly; an
@@ -151,7 +166,7 @@ def judge_lines(claim: Claim, found: list[tuple[str, pd.DataFrame]], metrics: li
         parts = []
         for metric in metrics:
             measured = points(line, metric)["mean"].notna().all()
-            outcome, text = decide(line, metric) if measured else (UNDECIDED, "not measured")
+            outcome, text = decide(line, metric) if measured else (UNDECIDED, unusable(line, metric))
             outcomes.append(outcome)
             parts.append(f"{text}: {outcome}")
             if outcome == UNDECIDED and not failed:
@@ -253,7 +268,7 @@ def momentum_cases(table: pd.DataFrame, schedule: str, metric: str) -> tuple[int
     better = total = 0
     for _, point in trained.groupby(["dataset", "model", "batch_size"]):
         means = point.groupby("momentum")[metric].mean().sort_index().to_numpy()
-        for low, high in zip(means[:-1], means[1:]):
+        for low, high in itertools.pairwise(means):
             if high != low:
                 total += 1
                 better += bool(high < low) if metric == "lambda1" else bool(high > low)

@@ -75,9 +75,10 @@ def sections(tables: dict[str, pd.DataFrame], run) -> list[tuple[str, str]]:
     table = in_regime(everything, run.profile)
     found = [("Measurements", measurements(table))]
     if run.limit is not None:
-        found.insert(0, ("Capped run", f"--limit {run.limit} capped the training images' updates per epoch, the "
-                                      "epochs and the evaluated images: this run checks that the code path works "
-                                      "end to end; its numbers are not the profile's."))
+        capped = (f"--limit {run.limit} capped the training images' updates per epoch, the epochs and the "
+                  "evaluated images: this run checks that the code path works end to end; its numbers are not "
+                  "the profile's.")
+        found.insert(0, ("Capped run", capped))
     bad = unstable(table)
     if bad:
         found.append(("Runs that did not train or ended on a loss spike", bad))
