@@ -1,7 +1,6 @@
 """The `efficient` runner (Bhat, Tsipras & Madry 2018): the paper profile is mnist_challenge's recipe, a smoke run
 end to end (tables, figures, report, resume), the Table 1 diagonal, the stale queue, identities, resume."""
 import numpy as np
-import pandas as pd
 import pytest
 import tensorflow as tf
 

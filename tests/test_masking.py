@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfadv.attacks import PGD, Square
+from tfadv.attacks import PGD
 from tfadv.evaluation import check_gradient_masking, checks, predict_labels, robust_accuracy
 
 from autoattack_support import held_out, small_cnn, trained_cnn

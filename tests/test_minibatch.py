@@ -181,3 +181,22 @@ def test_paper_profile_runs_on_local_stand_ins(tmp_path, monkeypatch):
     assert all(v.outcome == INCONCLUSIVE for v in verdicts)
     assert any("did not train" in v.why for v in verdicts)  # random weights: accuracy at chance
     assert "did not train" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow  # builds the four ImageNet architectures to count their FLOPs
+def test_every_paper_cell_says_what_it_costs(tmp_path):
+    """--plan on the paper profile counts every cell's attack passes: PGD's 32 steps per image, batch 1
+    taking one device step per image and step, and a mixed-precision cell priced as such."""
+    from reproduce.minibatch import plan
+
+    out = run("--profile", "paper", "--out", str(tmp_path / "paper"), "--plan")["plan"]
+    assert out["cells"].sum() == 4 * 3 * 2 * 2 * 8 * (1 + 5) and (out["GPU-hours"] > 0).all()
+
+    class Run:
+        profile, options, limit = profiles.PROFILES["paper"], {"batching": "real", "l2_rand_init": "batch_radius"}, None
+        capped = staticmethod(lambda value: value)
+
+    cell = dict(model="resnet50", precision="mixed_float16", norm="linf", loss="mean", attack="PGD", batch_size=1,
+                run=0, sharpness=1.0)
+    cost = plan.cost(cell, Run)
+    assert (cost.passes, cost.steps, cost.precision) == (10_000 * 32, 10_000 * 32, "mixed_float16")

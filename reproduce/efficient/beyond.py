@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from reproduce.efficient import training
 from reproduce.efficient.cells import EVAL_SEED, load_data, load_examples, load_net, seed_of, strength_cell
 from tfadv.experiments import Run
 

@@ -11,7 +11,7 @@ first-step gradient diagnostics (floor-clamped and zero gradients) that explain 
     python -m reproduce.minibatch --profile demo            # digits CNN, minutes on a CPU, offline
     python -m reproduce.minibatch --profile paper --weights-dir W --imagenet-dir D
 """
-from reproduce.minibatch import cells, claims, figures, profiles, sections
+from reproduce.minibatch import cells, claims, figures, plan, profiles, sections
 from tfadv.experiments import Experiment
 
 EXPERIMENT = Experiment(
@@ -27,5 +27,6 @@ EXPERIMENT = Experiment(
     judge=claims.judge_all,
     figures=figures.figures,
     sections=sections.sections,
+    cost=plan.cost,
     version=2,
 )

@@ -171,7 +171,25 @@ def top_hessian_eigenvalue(
     loss_fn = per_sample_loss_fn(loss, from_logits)
     y = tf.constant(loss_labels(loss_fn, tf.constant(_one_hot(y[:n], num_classes))))
     params = model.trainable_variables
-    batch_size = settings.batch_size
+    hvp = _mean_loss_hvp(model, x, y, loss_fn, settings.batch_size, weight_decay)
+
+    @tf.function
+    def run(v0: Vector, shift: tf.Tensor):
+        return power_iteration(hvp, v0, settings.max_iterations, settings.tolerance, shift)
+
+    v0 = [tf.random.stateless_normal(p.shape, seed=[seed, i]) for i, p in enumerate(params)]
+    eigenvalue, iterations, converged = (t.numpy() for t in run(v0, tf.constant(0.0)))
+    if which == "largest" and eigenvalue < 0:
+        shifted, more, converged = (t.numpy() for t in run(v0, tf.constant(eigenvalue)))
+        eigenvalue, iterations = shifted + eigenvalue, iterations + more
+    return HessianEigenvalue(float(eigenvalue), int(iterations), bool(converged), which)
+
+
+def _mean_loss_hvp(model: keras.Model, x: tf.Tensor, y: tf.Tensor, loss_fn, batch_size: int,
+                   weight_decay: float):
+    """v -> H v for the mean loss over all of (x, y) (plus weight_decay * v), accumulated over chunks of
+    `batch_size` so that memory does not grow with the sample count."""
+    params, n = model.trainable_variables, int(x.shape[0])
     num_chunks = -(-n // batch_size)
     zero = tf.UnconnectedGradients.ZERO
 
@@ -194,13 +212,4 @@ def top_hessian_eigenvalue(
         _, total = tf.while_loop(lambda i, _: i < num_chunks, body, start)
         return [t / n + weight_decay * vi for t, vi in zip(total, v)]
 
-    @tf.function
-    def run(v0: Vector, shift: tf.Tensor):
-        return power_iteration(hvp, v0, settings.max_iterations, settings.tolerance, shift)
-
-    v0 = [tf.random.stateless_normal(p.shape, seed=[seed, i]) for i, p in enumerate(params)]
-    eigenvalue, iterations, converged = (t.numpy() for t in run(v0, tf.constant(0.0)))
-    if which == "largest" and eigenvalue < 0:
-        shifted, more, converged = (t.numpy() for t in run(v0, tf.constant(eigenvalue)))
-        eigenvalue, iterations = shifted + eigenvalue, iterations + more
-    return HessianEigenvalue(float(eigenvalue), int(iterations), bool(converged), which)
+    return hvp

@@ -4,7 +4,7 @@ tfadv.attacks.base."""
 from tfadv.attacks.apgd import APGD
 from tfadv.attacks.base import Attack
 from tfadv.attacks.fab import FAB
-from tfadv.attacks.gradient import FGM, PGD, _GradientAttack
+from tfadv.attacks.gradient import FGM, PGD
 from tfadv.attacks.square import Square
 
 __all__ = ["APGD", "FAB", "Attack", "FGM", "PGD", "Square"]
