@@ -6,15 +6,18 @@
 * "Benchmark" (Yao et al. 2018b): learning rate 0.01, momentum 0.9, halved after every 5 epochs.
 
 All three run 100 epochs in the paper, with no weight decay (the paper defers the Benchmark's weight decay
-to Yao et al., who do not state one in the text we could read; HessianFlow's driver defaults to 0) and no
-other learning-rate change. "LR" and "LR/BS" take a momentum from the sweeps 0/0.2/0.5/0.9 and 0/0.9.
-Schedules are keyed on the optimizer's step, so they need the number of steps per epoch, ceil(N / B):
-Keras' `fit` keeps the last partial batch.
+to Yao et al.; their code, HessianFlow, builds SGD without any) and no other learning-rate change. "LR" and
+"LR/BS" take a momentum from the sweeps 0/0.2/0.5/0.9 and 0/0.9.
+
+Every optimizer step sees a full batch: the last partial batch of an epoch is dropped, as HessianFlow's
+training loop skips batches smaller than its 128-sample chunk. A batch may be accumulated from micro-batches
+(HessianFlow's `large_ratio`: the loss of each 128-sample chunk divided by the ratio, one step per ratio
+chunks, carried across epoch ends), so BatchNorm sees 128 samples at a time ("ghost" batches). Schedules
+count optimizer updates, so they need the number of updates per epoch (`updates_per_epoch`).
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Literal
 
 import keras
@@ -45,11 +48,25 @@ class ConstantLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         return {"learning_rate": self.learning_rate}
 
 
-def steps_per_epoch(num_train: int, batch_size: int) -> int:
-    """Optimizer steps in one epoch of `fit` over num_train samples (the last batch may be partial)."""
-    if num_train < 1 or batch_size < 1:
-        raise ValueError(f"num_train and batch_size must be >= 1, got {num_train} and {batch_size}")
-    return math.ceil(num_train / batch_size)
+def accumulation_steps(batch_size: int, micro_batch: int | None) -> int:
+    """Micro-batches per batch: 1 without micro-batches or when B <= micro_batch, else B / micro_batch."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if micro_batch is None or batch_size <= micro_batch:
+        return 1
+    if batch_size % micro_batch:
+        raise ValueError(f"batch_size {batch_size} is not a multiple of the micro-batch {micro_batch}")
+    return batch_size // micro_batch
+
+
+def updates_per_epoch(num_train: int, batch_size: int, micro_batch: int | None = None) -> float:
+    """Optimizer updates in one epoch of full batches: N // B, or (N // m) / (B / m) with micro-batches of m
+    (accumulation carries over the epoch's end, so this may be fractional)."""
+    steps = accumulation_steps(batch_size, micro_batch)
+    chunk = batch_size // steps
+    if num_train < chunk:
+        raise ValueError(f"{num_train} training samples give no full batch of {chunk}")
+    return (num_train // chunk) / steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,22 +105,25 @@ class TrainingSetting:
         return self.lr_scale * FIXED_LEARNING_RATE
 
     def learning_rate_schedule(
-        self, batch_size: int, steps_per_epoch: int
+        self, batch_size: int, updates_per_epoch: float
     ) -> keras.optimizers.schedules.LearningRateSchedule:
-        """Learning rate as a function of the optimizer step (0-based; step k lies in epoch k // steps)."""
-        if steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        """Learning rate as a function of the optimizer update (0-based; update k lies in epoch
+        floor(k / updates_per_epoch))."""
+        if not updates_per_epoch > 0:
+            raise ValueError(f"updates_per_epoch must be > 0, got {updates_per_epoch}")
         rate = self.initial_learning_rate(batch_size)
         if self.schedule == "Benchmark":
             return keras.optimizers.schedules.ExponentialDecay(
-                rate, decay_steps=BENCHMARK_HALVING_EPOCHS * steps_per_epoch, decay_rate=0.5, staircase=True
+                rate, decay_steps=BENCHMARK_HALVING_EPOCHS * updates_per_epoch, decay_rate=0.5, staircase=True
             )
         return ConstantLearningRate(rate)
 
-    def optimizer(self, batch_size: int, steps_per_epoch: int) -> keras.optimizers.SGD:
-        """Plain SGD (heavy-ball momentum, no Nesterov, no weight decay) with this setting's schedule."""
-        schedule = self.learning_rate_schedule(batch_size, steps_per_epoch)
-        return keras.optimizers.SGD(learning_rate=schedule, momentum=self.momentum)
+    def optimizer(self, batch_size: int, updates_per_epoch: float, accumulation: int = 1) -> keras.optimizers.SGD:
+        """Plain SGD (heavy-ball momentum, no Nesterov, no weight decay) with this setting's schedule; with
+        `accumulation` > 1 the gradients of that many micro-batches are averaged into one update."""
+        schedule = self.learning_rate_schedule(batch_size, updates_per_epoch)
+        return keras.optimizers.SGD(learning_rate=schedule, momentum=float(self.momentum),
+                                    gradient_accumulation_steps=accumulation if accumulation > 1 else None)
 
 
 def paper_settings(

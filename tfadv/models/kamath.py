@@ -2,17 +2,25 @@
 
 Table 1 gives layer types, kernel sizes and widths only. tfadv's reading of what it leaves open:
 ReLU after every conv and hidden FC layer; 'valid' convolutions in M1 and StdCNN (M1 then feeds a
-20x20x20 = 8000-wide map into FC(500) on MNIST, as no pooling is listed); C1 follows the TF CIFAR-10
-tutorial network it comes from (Yao et al.'s `HessianFlow/models/c1.py`): 'same' 5x5 convolutions and
-3x3 max-pooling with stride 2, but in Table 1's order Conv-ReLU-MP-BN (HessianFlow has Conv-ReLU-BN-MP).
-"SM(10)" is the softmax: models output logits unless `logits=False`, which appends a float32 softmax so the
-probabilities stay float32 under a mixed-precision policy.
+20x20x20 = 8000-wide map into FC(500) on MNIST, as no pooling is listed). C1 is Yao et al.'s, as the paper
+says, so it follows their code (`HessianFlow/models/c1.py`, the TF CIFAR-10 tutorial network with BatchNorm
+for LRN): 'same' 5x5 convolutions, then ReLU, BatchNorm and 3x3 max-pooling with stride 2, in that order
+(Table 1 abbreviates it Conv-MP-BN). BatchNorm layers use PyTorch's defaults, as HessianFlow's do: Keras
+momentum 0.9 (PyTorch's 0.1) and epsilon 1e-5. "SM(10)" is the softmax: models output logits unless
+`logits=False`, which appends a float32 softmax so the probabilities stay float32 under a mixed-precision
+policy.
 """
 from __future__ import annotations
 
 import keras
 
 layers = keras.layers
+#: PyTorch's BatchNorm2d defaults (running-average momentum 0.1, eps 1e-5) in Keras' convention.
+BN_MOMENTUM, BN_EPSILON = 0.9, 1e-5
+
+
+def _batch_norm(name: str):
+    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
 
 
 def _head(x, num_classes: int, logits: bool):
@@ -49,13 +57,13 @@ def std_cnn(input_shape=(28, 28, 1), num_classes: int = 10, logits: bool = True)
 
 
 def c1(input_shape=(32, 32, 3), num_classes: int = 10, logits: bool = True) -> keras.Model:
-    """C1: Conv(5,5,64) - MP(3,3) - BN - Conv(5,5,64) - MP(3,3) - BN - FC(384) - FC(192) - SM(10)."""
+    """C1 (HessianFlow's): [Conv(5,5,64) - ReLU - BN - MP(3,3)/2] x 2 - FC(384) - FC(192) - SM(10)."""
     inputs = keras.Input(input_shape)
     x = inputs
     for i in (1, 2):
         x = layers.Conv2D(64, 5, padding="same", activation="relu", name=f"conv{i}")(x)
+        x = _batch_norm(f"bn{i}")(x)
         x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"pool{i}")(x)
-        x = layers.BatchNormalization(name=f"bn{i}")(x)
     x = layers.Flatten()(x)
     x = layers.Dense(384, activation="relu", name="fc1")(x)
     x = layers.Dense(192, activation="relu", name="fc2")(x)
@@ -65,13 +73,13 @@ def c1(input_shape=(32, 32, 3), num_classes: int = 10, logits: bool = True) -> k
 def _basic_block(x, filters: int, stride: int, name: str):
     shortcut = x
     x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn1")(x)
+    x = _batch_norm(f"{name}_bn1")(x)
     x = layers.ReLU()(x)
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn2")(x)
+    x = _batch_norm(f"{name}_bn2")(x)
     if stride != 1 or shortcut.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(shortcut)
-        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+        shortcut = _batch_norm(f"{name}_proj_bn")(shortcut)
     return layers.ReLU()(layers.Add()([x, shortcut]))
 
 
@@ -79,10 +87,10 @@ def resnet18(input_shape=(32, 32, 3), num_classes: int = 10, logits: bool = True
     """ResNet18 for CIFAR-10 (11.2 M parameters): He et al.'s BasicBlock stages [2, 2, 2, 2] of 64-512
     filters with 1x1 projection shortcuts, but the usual CIFAR stem, one 3x3 conv and no max-pool, instead
     of ImageNet's 7x7/2 conv + 3x3/2 pool (which would leave a 1x1 map at 32x32). The paper says only
-    "ResNet18 as in He et al. (2016)"; this stem is tfadv's choice."""
+    "ResNet18 as in He et al. (2016)"; this stem, and C1's BatchNorm defaults, are tfadv's choice."""
     inputs = keras.Input(input_shape)
     x = layers.Conv2D(64, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
-    x = layers.ReLU()(layers.BatchNormalization(name="stem_bn")(x))
+    x = layers.ReLU()(_batch_norm("stem_bn")(x))
     for stage, filters in enumerate((64, 128, 256, 512)):
         for block in range(2):
             stride = 2 if stage > 0 and block == 0 else 1

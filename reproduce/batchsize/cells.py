@@ -1,0 +1,197 @@
+"""What one cell computes: one model trained with one setting at one batch size and seed, then measured.
+
+A cell trains with SGD (tfadv.analysis.batch_size_settings), then measures test accuracy, FGSM and PGD
+accuracy (L-inf) and the top eigenvalue λ1 of the loss Hessian (tfadv.analysis.hessian). Training resumes
+from its last epoch when killed (keras BackupAndRestore in the cell's work folder); the trained weights
+are kept there until the cell is stored, so a run killed during the evaluation does not train again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import keras
+import numpy as np
+
+from reproduce.batchsize.profiles import AUGMENTED, TFDS_TRAIN_SPLITS, Profile
+from tfadv.analysis.batch_size_settings import TrainingSetting, accumulation_steps
+from tfadv.analysis.hessian import top_hessian_eigenvalue
+from tfadv.attacks import FGM, PGD
+from tfadv.evaluation import accuracy, robust_accuracy
+from tfadv.experiments import atomic
+from tfadv.experiments.plan import Cost
+from tfadv.models.kamath import MODELS
+
+COORDINATES = ("dataset", "model", "schedule", "momentum", "lr_scale", "epochs", "batch_size", "seed")
+NUM_CLASSES = 10
+EVAL_BATCH = 500
+
+
+# ------------------------------------------------------------------------------------------------ grid
+def grid(run) -> list[dict]:
+    """Every (study, setting, batch size, seed) of the profile, then the regime search's runs; narrowed by
+    --only."""
+    p: Profile = run.profile
+    cells = [_cell(s.dataset, s.model, schedule, momentum, p.lr_scale, p.epochs, b, k)
+             for s in p.studies for schedule, momentum in s.settings for b in p.batch_sizes
+             for k in range(run.options["seeds"])]
+    cells += [c for s in p.search for scale in s.lr_scales for b in s.batch_sizes for k in range(s.seeds)
+              if (c := _cell(s.dataset, s.model, s.schedule, s.momentum, scale, s.epochs or p.epochs, b, k))
+              not in cells]
+    return only(cells, run.options.get("only"))
+
+
+def _cell(dataset: str, model: str, schedule: str, momentum: float, lr_scale: float, epochs: int,
+          batch_size: int, seed: int) -> dict:
+    return {"dataset": dataset, "model": model, "schedule": schedule, "momentum": float(momentum),
+            "lr_scale": float(lr_scale), "epochs": int(epochs), "batch_size": int(batch_size), "seed": int(seed)}
+
+
+def only(cells: list[dict], filters: list[str] | None) -> list[dict]:
+    """The cells matching every `coordinate=value[,value...]` filter (numbers compared as numbers)."""
+    for text in filters or []:
+        name, _, values = text.partition("=")
+        if name not in COORDINATES or not values:
+            raise SystemExit(f"batchsize: --only {text!r}: expected coordinate=value[,value...] with a "
+                             f"coordinate among {', '.join(COORDINATES)}")
+        wanted = values.split(",")
+        cells = [c for c in cells if any(_equal(c[name], w) for w in wanted)]
+    if not cells:
+        raise SystemExit(f"batchsize: --only {' '.join(filters or [])} matches no cell of this profile")
+    return cells
+
+
+def _equal(value, text: str) -> bool:
+    if isinstance(value, (int, float)):
+        try:
+            return float(text) == float(value)
+        except ValueError:
+            return False
+    return str(value) == text
+
+
+# ------------------------------------------------------------------------------------------------ data
+def load_data(dataset: str, run) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, y_train, x_test, y_test), pixels in [0, 1]; the digits stand in for the demo and smoke."""
+    if dataset == "digits":
+        from tfadv.datasets.digits import load_digits
+
+        return load_digits(image_size=run.profile.image_size or 16)
+    if dataset not in TFDS_TRAIN_SPLITS:
+        raise ValueError(f"unknown dataset {dataset!r}; expected digits or one of {sorted(TFDS_TRAIN_SPLITS)}")
+    from tfadv.datasets.tfds_data import load_tfds
+
+    x_train, y_train = load_tfds(dataset, TFDS_TRAIN_SPLITS[dataset], data_dir=run.data_dir)
+    x_test, y_test = load_tfds(dataset, "test", data_dir=run.data_dir)
+    return x_train / 255.0, y_train, x_test / 255.0, y_test
+
+
+def cell_seed(cell: dict, run) -> int:
+    """The seed of one training run: initial weights, data order, dropout and PGD starts."""
+    return int(np.random.SeedSequence([run.seed, int(cell["seed"])]).generate_state(1)[0] % 2**31)
+
+
+# ------------------------------------------------------------------------------------------------ cell
+def run_cell(cell: dict, run) -> dict:
+    data = run.cached(("data", cell["dataset"]), lambda: load_data(cell["dataset"], run))
+    setting = TrainingSetting(cell["schedule"], cell["momentum"], cell["lr_scale"])
+    model, training = train(cell, run, setting, data)
+    started = time.process_time()
+    measured = evaluate(model, cell, run, data, diverged=training["diverged"])
+    seconds = time.process_time() - started
+    return {"setting": setting.label, "learning_rate": setting.initial_learning_rate(cell["batch_size"]),
+            **training, **measured, "eval_cpu_seconds": seconds, "cpu_seconds": training["train_cpu_seconds"] + seconds}
+
+
+def train(cell: dict, run, setting: TrainingSetting, data) -> tuple[keras.Model, dict]:
+    """The cell's trained model and a summary of its training (loaded if it finished before)."""
+    from tfadv.datasets.pipeline import training_dataset
+
+    x_train, y_train, _, _ = data
+    seed = cell_seed(cell, run)
+    keras.utils.set_random_seed(seed)  # the same initial weights for every setting and batch size
+    model = MODELS[cell["model"]](x_train.shape[1:], num_classes=NUM_CLASSES)
+    work = run.work_dir(cell)
+    weights, summary = work / "trained.weights.h5", work / "training.json"
+    if summary.exists():  # trained before; the evaluation did not finish
+        model.load_weights(weights)
+        return model, json.loads(summary.read_text())
+    batch_size = int(cell["batch_size"])
+    accumulation = accumulation_steps(batch_size, run.profile.micro_batch)
+    chunk = batch_size // accumulation
+    chunks = len(x_train) // chunk
+    if run.limit is not None:  # --limit caps the updates per epoch
+        chunks = min(chunks, run.capped(max(chunks // accumulation, 1)) * accumulation)
+    if chunks < accumulation:
+        raise ValueError(f"{len(x_train)} training images give no full batch of {batch_size}")
+    updates = chunks / accumulation
+    model.compile(optimizer=setting.optimizer(batch_size, updates, accumulation),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    ds = training_dataset(x_train, y_train, chunk, augment=cell["dataset"] in AUGMENTED, seed=seed,
+                          drop_remainder=True)
+    epochs = run.capped(cell["epochs"])
+    backup = keras.callbacks.BackupAndRestore(str(work / "backup"), double_checkpoint=True)
+    started = time.process_time()  # CPU time of this process (a resumed training counts its last part)
+    history = model.fit(ds.repeat(), epochs=epochs, steps_per_epoch=chunks, callbacks=[backup], shuffle=False,
+                        verbose=2 if run.show_progress and run.profile_name == "paper" else 0)
+    last = {k: float(v[-1]) for k, v in history.history.items()}
+    training = {"epochs_trained": epochs, "updates_per_epoch": updates, "accumulation": accumulation,
+                "train_samples": len(x_train), "train_loss": last.get("loss", np.nan),
+                "train_accuracy": last.get("accuracy", np.nan), "train_cpu_seconds": time.process_time() - started}
+    training["diverged"] = not np.isfinite(training["train_loss"])
+    atomic.save_weights(model, weights)
+    atomic.write_text(summary, json.dumps(training))  # after the weights: both exist once training ended
+    return model, training
+
+
+def evaluate(model: keras.Model, cell: dict, run, data, diverged: bool) -> dict:
+    """Clean accuracies, FGSM and PGD accuracy and λ1 of a trained model (NaN where it diverged)."""
+    x_train, y_train, x_test, y_test = data
+    p: Profile = run.profile
+    threat = p.threats[cell["dataset"]]
+    n_test, n_train = run.capped(len(x_test)), run.capped(len(x_train))
+    n_eval = run.capped(p.eval_samples or len(x_test))
+    hessian = dataclasses.replace(p.hessian, num_samples=run.capped(p.hessian.num_samples or len(x_test)))
+    row = {"test_samples": n_test, "eval_samples": n_eval, "hessian_samples": hessian.num_samples,
+           "eps": threat.eps, "pgd_steps": threat.pgd_steps, "pgd_step_size": threat.pgd_step_size,
+           "test_accuracy": accuracy(model, x_test[:n_test], y_test[:n_test], batch_size=EVAL_BATCH),
+           # The final weights on the training set in inference mode: far below the last epoch's running
+           # accuracy means training ended on a loss spike.
+           "final_train_accuracy": accuracy(model, x_train[:n_train], y_train[:n_train], batch_size=EVAL_BATCH)}
+    if diverged:  # NaN weights: nothing to attack, no curvature
+        return {**row, "fgsm_accuracy": np.nan, "pgd_accuracy": np.nan, "lambda1": np.nan,
+                "lambda1_iterations": 0, "lambda1_converged": False}
+    x, y = x_test[:n_eval], y_test[:n_eval]
+    common = {"from_logits": True, "clip_min": 0.0, "clip_max": 1.0}  # tfadv's models output logits
+    fgsm = FGM(model, threat.eps, "inf", **common)
+    pgd = PGD(model, threat.eps, "inf", steps=threat.pgd_steps, step_size=threat.pgd_step_size, rand_init=True,
+              seed=cell_seed(cell, run), **common)
+    lam = top_hessian_eigenvalue(model, x_test, y_test, settings=hessian, from_logits=True, seed=cell_seed(cell, run))
+    return {**row, "fgsm_accuracy": robust_accuracy(model, fgsm, x, y, batch_size=EVAL_BATCH),
+            "pgd_accuracy": robust_accuracy(model, pgd, x, y, batch_size=EVAL_BATCH),
+            "lambda1": lam.eigenvalue, "lambda1_iterations": lam.iterations, "lambda1_converged": lam.converged}
+
+
+# ------------------------------------------------------------------------------------------------ cost
+#: (image shape, training images, test images) of each dataset, for --plan without loading any data.
+SIZES = {"mnist": ((28, 28, 1), 55_000, 10_000), "fashion_mnist": ((28, 28, 1), 55_000, 10_000),
+         "cifar10": ((32, 32, 3), 40_000, 10_000), "digits": (None, 1_347, 450)}
+
+
+def cost(cell: dict, run) -> Cost:
+    """What one cell asks of a GPU: its training, attacks and power iteration, counted in passes."""
+    p: Profile = run.profile
+    shape, n_train, n_test = SIZES[cell["dataset"]]
+    shape = shape or (p.image_size, p.image_size, 1)
+    accumulation = accumulation_steps(cell["batch_size"], p.micro_batch)
+    chunk = cell["batch_size"] // accumulation
+    epochs, chunks = run.capped(cell["epochs"]), n_train // chunk
+    n_eval, pgd = run.capped(p.eval_samples or n_test), p.threats[cell["dataset"]].pgd_steps
+    hessian = run.capped(p.hessian.num_samples or n_test) * p.hessian.max_iterations
+    attack_steps = -(-n_eval // EVAL_BATCH) * (1 + pgd)
+    return Cost(model=f"{cell['model']} {'x'.join(map(str, shape))}",
+                build=lambda: MODELS[cell["model"]](shape, num_classes=NUM_CLASSES),
+                passes=epochs * chunks * chunk + n_eval * (1 + pgd) + 2 * hessian,  # an HVP: about two passes
+                forwards=run.capped(n_test) + run.capped(n_train) + 2 * n_eval,
+                steps=epochs * chunks + attack_steps + p.hessian.max_iterations)
