@@ -1,0 +1,57 @@
+"""The grid of the batchnorm reproduction: one cell is one trained model (or one pretrained ImageNet model),
+so a killed run resumes model by model."""
+from __future__ import annotations
+
+from reproduce.batchnorm import cifar, imagenet, linear, mlp
+from tfadv.experiments.run import Run
+
+RUNNERS = {"toy": linear.run_toy, "tilting": linear.run_tilting, "dimension": mlp.run_dimension,
+           "depth_batch": mlp.run_depth_batch, "cifar": cifar.run_cifar, "imagenet": imagenet.run_imagenet}
+
+
+def experiments(run: Run) -> tuple[str, ...]:
+    """The profile's experiments, or the --experiments selection (checked against what the profile can run)."""
+    chosen = run.options.get("experiments") or run.profile.experiments
+    if "imagenet" in chosen and run.profile.data != "tfds":
+        raise SystemExit("batchnorm: the imagenet experiment needs pretrained weights and ImageNetV2: "
+                         "use --profile paper")
+    return chosen
+
+
+def _seeds(run: Run, count: int) -> range:
+    return range(run.seed, run.seed + count)
+
+
+def grid(run: Run) -> list[dict]:
+    p = run.profile
+    cells: list[dict] = []
+    for name in experiments(run):
+        if name == "toy":
+            cells += [{"experiment": name, "variant": v, "seed": s} for s in _seeds(run, p.toy.seeds)
+                      for v in ("gd", "bngd")]
+        elif name == "tilting":
+            widths = (None, *p.tilting.image_sizes)
+            cells += [{"experiment": name, "variant": "nearest_centroid", "seed": run.seed, "image_size": w}
+                      for w in widths]
+            cells += [{"experiment": name, "variant": v, "seed": s, "image_size": w} for w in widths
+                      for s in _seeds(run, p.tilting.seeds) for v in linear.TILT_VARIANTS]
+        elif name == "dimension":
+            q = p.dimension
+            cells += [{"experiment": name, "model": m, "batchnorm": bn, "weight_decay": wd, "scale": k, "seed": s}
+                      for k in q.scales for s in _seeds(run, q.seeds) for m, bn in mlp.DIM_MODELS
+                      for wd in (0.0, *q.decays)]
+        elif name == "depth_batch":
+            q = p.depth_batch
+            cells += [{"experiment": name, "depth": d, "batch_size": b, "batchnorm": bn, "seed": s}
+                      for s in _seeds(run, q.seeds) for d in q.depths for b in q.batch_sizes for bn in (False, True)]
+        elif name == "cifar":
+            cells += [{"experiment": name, "model": m, "schedule": sched, "seed": s,
+                       "normalization": n if n == "batchnorm" else cifar.UNNORMALISED[cifar.family(m)]}
+                      for s in _seeds(run, p.cifar.seeds) for m, sched in p.cifar.runs for n in ("batchnorm", "none")]
+        elif name == "imagenet":
+            cells += [{"experiment": name, "model": m} for m in p.imagenet.models]
+    return cells
+
+
+def run_cell(cell: dict, run: Run):
+    return RUNNERS[cell["experiment"]](cell, run)
