@@ -19,7 +19,23 @@ def experiments(run: Run) -> tuple[str, ...]:
 
 
 def _seeds(run: Run, count: int) -> range:
-    return range(run.seed, run.seed + count)
+    """The seeds of `count` repeats; one under --limit (a wiring check, not a measurement)."""
+    return range(run.seed, run.seed + (count if run.limit is None else 1))
+
+
+def _ends(run: Run, values: tuple) -> tuple:
+    """All values, or under --limit the first and the last: every code path, the grid's extremes, few cells."""
+    return tuple(values) if run.limit is None or not values else tuple(dict.fromkeys((values[0], values[-1])))
+
+
+def _cifar_runs(run: Run) -> tuple[tuple[str, str], ...]:
+    """The profile's (model, schedule) runs; under --limit the first of each family and schedule."""
+    if run.limit is None:
+        return run.profile.cifar.runs
+    first: dict[tuple[str, str], tuple[str, str]] = {}
+    for model, schedule in run.profile.cifar.runs:
+        first.setdefault((cifar.family(model), schedule), (model, schedule))
+    return tuple(first.values())
 
 
 def grid(run: Run) -> list[dict]:
@@ -38,16 +54,17 @@ def grid(run: Run) -> list[dict]:
         elif name == "dimension":
             q = p.dimension
             cells += [{"experiment": name, "model": m, "batchnorm": bn, "weight_decay": wd, "scale": k, "seed": s}
-                      for k in q.scales for s in _seeds(run, q.seeds) for m, bn in mlp.DIM_MODELS
+                      for k in _ends(run, q.scales) for s in _seeds(run, q.seeds) for m, bn in mlp.DIM_MODELS
                       for wd in (0.0, *q.decays)]
         elif name == "depth_batch":
             q = p.depth_batch
             cells += [{"experiment": name, "depth": d, "batch_size": b, "batchnorm": bn, "seed": s}
-                      for s in _seeds(run, q.seeds) for d in q.depths for b in q.batch_sizes for bn in (False, True)]
+                      for s in _seeds(run, q.seeds) for d in _ends(run, q.depths) for b in _ends(run, q.batch_sizes)
+                      for bn in (False, True)]
         elif name == "cifar":
             cells += [{"experiment": name, "model": m, "schedule": sched, "seed": s,
                        "normalization": n if n == "batchnorm" else cifar.UNNORMALISED[cifar.family(m)]}
-                      for s in _seeds(run, p.cifar.seeds) for m, sched in p.cifar.runs for n in ("batchnorm", "none")]
+                      for s in _seeds(run, p.cifar.seeds) for m, sched in _cifar_runs(run) for n in ("batchnorm", "none")]
         elif name == "imagenet":
             cells += [{"experiment": name, "model": m} for m in p.imagenet.models]
     return cells

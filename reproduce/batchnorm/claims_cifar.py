@@ -50,8 +50,9 @@ def runs(table: pd.DataFrame, models, schedule: str) -> list[str]:
 def pair(table: pd.DataFrame, model: str, schedule: str, test_set: str, metric: str) -> tuple[Arm, Arm]:
     """(with BN, without BN) over seeds."""
     t = select(table, experiment="cifar", model=model, schedule=schedule, test_set=test_set)
-    with_bn = arm(t, metric, normalization="batchnorm")
-    return with_bn, arm(t[t["normalization"] != "batchnorm"], metric)
+    if t.empty:
+        return Arm((), ()), Arm((), ())
+    return arm(t, metric, normalization="batchnorm"), arm(t[t["normalization"] != "batchnorm"], metric)
 
 
 def preconditions(table: pd.DataFrame, model: str, schedule: str, test_set: str, metric: str) -> list[str | None]:

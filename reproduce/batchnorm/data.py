@@ -37,8 +37,8 @@ def capped(run: Run, x: np.ndarray, y: np.ndarray, n: int | None = None) -> tupl
 
 
 def digits(run: Run, classes: tuple[int, ...] | None = None):
-    """(x_train, y_train, x_test, y_test) in [0, 1] at base resolution (MNIST 28x28, digits 8x8); `classes`
-    keeps those digits relabelled 0..k-1 (Table 1's 3 vs 7)."""
+    """(x_train, y_train, x_test, y_test) in [0, 1] at base resolution (MNIST 28x28, digits 8x8), uncapped;
+    `classes` keeps those digits relabelled 0..k-1 (Table 1's 3 vs 7)."""
     def load():
         if run.profile.data == "digits":
             from tfadv.datasets.digits import load_digits
@@ -51,7 +51,7 @@ def digits(run: Run, classes: tuple[int, ...] | None = None):
             relabel[list(classes)] = np.arange(len(classes))
             keep_tr, keep_te = np.isin(y_tr, classes), np.isin(y_te, classes)
             x_tr, y_tr, x_te, y_te = x_tr[keep_tr], relabel[y_tr[keep_tr]], x_te[keep_te], relabel[y_te[keep_te]]
-        return (*capped(run, x_tr, y_tr), *capped(run, x_te, y_te))
+        return x_tr, y_tr, x_te, y_te
 
     return run.cached(("digits", classes), load)
 
@@ -69,6 +69,7 @@ def standardised(run: Run, scale: int, eval_limit: int | None) -> dict:
     noise is drawn on them, then resized) and the valid pixel range in these units."""
     def load():
         x_tr, y_tr, x_te, y_te = digits(run)
+        x_tr, y_tr = capped(run, x_tr, y_tr)
         x_te, y_te = capped(run, x_te, y_te, eval_limit)
         size = x_tr.shape[1] * scale
         big = upscale(x_tr, size)

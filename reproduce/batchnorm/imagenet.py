@@ -27,14 +27,19 @@ WITH_BN = ("resnet50", "densenet121")
 BATCH = 32
 
 
+def official_file(name: str) -> str:
+    """The file name of a model's official ImageNet weights in Keras' cache."""
+    return BN_FREE[name][2] if name in BN_FREE else applications.ARCHITECTURES[name].weights_file
+
+
 def weights_file(name: str, weights_dir: str | None) -> str:
     """The official weight file in --imagenet-weights DIR, else "imagenet" (Keras' cache or download)."""
-    file = BN_FREE[name][2] if name in BN_FREE else applications.ARCHITECTURES[name].weights_file
+    file = official_file(name)
     if weights_dir is None:
         return "imagenet"
     path = os.path.join(weights_dir, file)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"--imagenet-weights {weights_dir}: no {file} for {name} there")
+        raise applications.WeightsUnavailableError(f"--imagenet-weights {weights_dir}: no {file} for {name} there")
     return path
 
 

@@ -47,7 +47,7 @@ def toy_data(samples_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]
 def run_toy(cell: dict, run: Run) -> list[dict]:
     """GD or BNGD (BN with gamma = 1, beta = 0 on the input) by full-batch GD; theta w.r.t. nu_1 - nu_0."""
     p = run.profile.toy
-    x, y = toy_data(p.samples_per_class, seed=cell["seed"])
+    x, y = toy_data(run.capped(p.samples_per_class), seed=cell["seed"])
     keras.utils.set_random_seed(cell["seed"])
     model = nets.linear_classifier((2,), 2, batchnorm="fixed" if cell["variant"] == "bngd" else None)
     fit(model, x, y, Schedule(lr=TOY_LR, epochs=p.epochs, batch_size=len(x)), run=run, cell=cell, seed=cell["seed"])
@@ -65,13 +65,16 @@ def tilting_data(run: Run, seed: int, image_size: int | None = None):
     x_tr, y_tr, x_te, y_te = data.digits(run, classes=(3, 7))
     if image_size is not None:
         x_tr, x_te = data.upscale(x_tr, image_size), data.upscale(x_te, image_size)
-    per_class = run.profile.tilting.train_per_class
-    if per_class is None:
-        return x_tr, y_tr, x_te, y_te, x_tr, y_tr
+    x_te, y_te = data.capped(run, x_te, y_te)
     rng = np.random.default_rng(seed)
-    picks = np.concatenate([rng.choice(np.flatnonzero(y_tr == c), min(per_class, int(np.sum(y_tr == c))),
-                                       replace=False) for c in (0, 1)])
-    rng.shuffle(picks)
+    picks = []
+    for label in (0, 1):
+        found = np.flatnonzero(y_tr == label)
+        if not len(found):
+            raise ValueError(f"Table 1 needs training images of digit {(3, 7)[label]}; the training set has none")
+        wanted = run.capped(run.profile.tilting.train_per_class) or len(found)
+        picks.append(rng.choice(found, min(wanted, len(found)), replace=False))
+    picks = rng.permutation(np.concatenate(picks))
     return x_tr[picks], y_tr[picks], x_te, y_te, x_tr, y_tr
 
 

@@ -23,6 +23,7 @@ Z = 2.0             # standard errors that the noise could not plausibly produce
 MIN_EFFECT = 0.02   # tfadv: the smallest change in accuracy (2 points) called an effect
 MIN_SEEDS = 3       # seeds per arm before a spread over seeds is trusted (the paper: 3 to 5 seeds)
 MAGNITUDE = 2.0     # paper profile: "reproduced" within a factor of 2 of the paper's difference
+CAPPED = "at most partly: "
 
 
 def noise_reason(diff: Difference, direction: float, smallest: float = MIN_EFFECT) -> str | None:
@@ -51,7 +52,7 @@ def effect(claim: Claim, diff: Difference, paper_delta: float | None, *, directi
     if cap:
         reasons.append(cap)
     rule = (f"{'lower' if direction < 0 else 'higher'} by > {Z:g} s.e. and >= {100 * MIN_EFFECT:g} pts"
-            + (f"; at most partly: {'; '.join(reasons)}" if shown and reasons else "") + (f"; {note}" if note else ""))
+            + (f"; {note}" if note else "") + (f"; {CAPPED}{', '.join(reasons)}" if shown and reasons else ""))
     unless = [r for r in unless if r]  # a failed precondition says more than the noise would
     return judge(claim, diff.text(), holds=shown and not reasons, partly=shown, rule=rule,
                  unless=unless or [noise_reason(diff, direction)])
@@ -68,7 +69,9 @@ def combine(claim: Claim, parts: Sequence[tuple[str, Verdict]], rule: str) -> Ve
         return Verdict(claim, REPRODUCED, measured, rule)
     if any(o in (REPRODUCED, PARTLY) for o in outcomes):
         shown = sum(o in (REPRODUCED, PARTLY) for o in outcomes)
-        return Verdict(claim, PARTLY, measured, f"{rule}; shown in {shown} of {len(parts)} cases")
+        caps = dict.fromkeys(v.why.partition(CAPPED)[2] for _, v in parts if CAPPED in v.why)
+        return Verdict(claim, PARTLY, measured, f"{rule}; shown in {shown} of {len(parts)} cases"
+                       + (f"; {CAPPED}{'; '.join(caps)}" if caps else ""))
     if all(o == NOT_REPRODUCED for o in outcomes):
         return Verdict(claim, NOT_REPRODUCED, measured, rule)
     reasons: dict[str, list[str]] = {}
