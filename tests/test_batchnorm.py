@@ -102,7 +102,7 @@ def test_the_authors_cifar_resnet_110():
     bn = nets.cifar_resnet(110, normalization="batchnorm")
     fixup = nets.cifar_resnet(110, normalization="fixup")
     # 1.7 M parameters (He et al.'s ResNet-110); Fixup adds 5 scalars per block and 2 more, and drops BN's.
-    count = lambda m: sum(int(np.prod(w.shape)) for w in m.trainable_weights)  # noqa: E731
+    count = lambda m: sum(int(np.prod(w.shape)) for w in m.trainable_weights)
     assert count(bn) == pytest.approx(1.73e6, rel=0.01)
     assert not _bn_layers(fixup) and len(_bn_layers(bn)) == 1 + 54 * 2 + 2
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
@@ -133,6 +133,11 @@ def test_slow_variables_get_a_tenth_of_the_step():
         expected = 0.1 if v.name in training.SLOW_VARIABLES else 1.0
         np.testing.assert_allclose(v.numpy() - b, expected * (f - b), rtol=1e-5, atol=1e-7)
     assert {v.name for v in model.trainable_variables} & set(training.SLOW_VARIABLES)
+    # ... and inside Keras' compiled train step
+    model.compile(optimizer=training.optimizer(training.Schedule(lr=0.1, epochs=1, slow_lr_factor=0.1), 1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype(np.float32)
+    assert np.isfinite(model.fit(x, np.arange(4) % 3, epochs=1, verbose=0).history["loss"][0])
 
 
 # ------------------------------------------------------------------------------------------ theory curve
@@ -185,8 +190,8 @@ def test_grid_is_one_cell_per_trained_model():
 def test_limit_keeps_every_code_path_in_a_small_grid():
     full, limited = cells.grid(_run("paper")), cells.grid(_run("paper", limit=2))
     assert len(limited) < len(full) / 10
-    kinds = lambda grid: {(c["experiment"], c.get("model"), c.get("schedule"), c.get("variant")) for c in grid}  # noqa
-    later_vggs = {("cifar", m, "large", None) for m in ("vgg13", "vgg16", "vgg19")}  # same code path as vgg11
+    kinds = lambda grid: {(c["experiment"], c.get("model"), c.get("schedule"), c.get("variant")) for c in grid}
+    later_vggs = {("cifar", m, "large", None) for m in ("vgg11", "vgg13", "vgg16", "vgg19")}  # vgg8's path
     assert kinds(limited) == kinds(full) - later_vggs
     assert {c["depth"] for c in limited if c["experiment"] == "depth_batch"} == {2, 60}
 

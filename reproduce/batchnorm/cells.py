@@ -29,12 +29,13 @@ def _ends(run: Run, values: tuple) -> tuple:
 
 
 def _cifar_runs(run: Run) -> tuple[tuple[str, str], ...]:
-    """The profile's (model, schedule) runs; under --limit the first of each family and schedule."""
+    """The profile's (model, schedule) runs; under --limit the first of each family (VGG, WRN, ResNet): every
+    builder and schedule kind (fixed LR, LR steps, slow biases) once, at full size."""
     if run.limit is None:
         return run.profile.cifar.runs
-    first: dict[tuple[str, str], tuple[str, str]] = {}
+    first: dict[str, tuple[str, str]] = {}
     for model, schedule in run.profile.cifar.runs:
-        first.setdefault((cifar.family(model), schedule), (model, schedule))
+        first.setdefault(cifar.family(model), (model, schedule))
     return tuple(first.values())
 
 
@@ -55,7 +56,7 @@ def grid(run: Run) -> list[dict]:
             q = p.dimension
             cells += [{"experiment": name, "model": m, "batchnorm": bn, "weight_decay": wd, "scale": k, "seed": s}
                       for k in _ends(run, q.scales) for s in _seeds(run, q.seeds) for m, bn in mlp.DIM_MODELS
-                      for wd in (0.0, *q.decays)]
+                      for wd in (0.0, *q.decays, *(q.linear_decays if m == "linear" else ()))]
         elif name == "depth_batch":
             q = p.depth_batch
             cells += [{"experiment": name, "depth": d, "batch_size": b, "batchnorm": bn, "seed": s}

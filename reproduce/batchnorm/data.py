@@ -74,7 +74,7 @@ def standardised(run: Run, scale: int, eval_limit: int | None) -> dict:
         size = x_tr.shape[1] * scale
         big = upscale(x_tr, size)
         mean, std = float(big.mean()), float(big.std())
-        norm = lambda x: ((x - mean) / std).astype(np.float32)  # noqa: E731
+        norm = lambda x: ((x - mean) / std).astype(np.float32)
         return dict(x_train=norm(big), y_train=y_tr, x_test=norm(upscale(x_te, size)), y_test=y_te,
                     x_test_base=norm(x_te), size=size, clip=((0.0 - mean) / std, (1.0 - mean) / std))
 

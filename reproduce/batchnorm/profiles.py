@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
 
 from reproduce.batchnorm.training import Schedule
 from tfadv.experiments import Option
@@ -46,6 +46,8 @@ class Dimension:      # Tables 6-7, App. F
     eval_limit: int | None = None
     #: Weight decays lambda each model is trained with (besides lambda = 0), the same at every width.
     decays: tuple[float, ...] = (0.01,)
+    #: Further lambdas for the linear model only: the paper tunes its lambda per width (App. F).
+    linear_decays: tuple[float, ...] = (0.1,)
 
 
 @dataclass(frozen=True)
@@ -125,21 +127,22 @@ PROFILES = {
     "demo": Profile(
         data="digits", experiments=("toy", "tilting", "dimension", "depth_batch", "cifar"),
         toy=Toy(samples_per_class=500, epochs=1000, seeds=3),
-        tilting=Tilting(seeds=5, train_per_class=None, epochs=50, batch_size=32),
-        dimension=Dimension(scales=(1, 2, 3, 4), seeds=2, epochs=15, lr=0.05, batch_size=32, bim_steps=100,
+        tilting=Tilting(seeds=3, train_per_class=None, epochs=50, batch_size=32, image_sizes=(28,)),
+        dimension=Dimension(scales=(1, 2, 4), seeds=3, epochs=15, lr=0.05, batch_size=32, bim_steps=100,
                             bim_step=1e-3),
-        depth_batch=DepthBatch(depths=(2, 6, 12, 24), batch_sizes=(16, 64, 256), seeds=1, epochs_bn=10,
-                               epochs_plain=40, lr_per_sample=5e-4, bim_steps=20, bim_step=5e-3),
-        cifar=Cifar(runs=(("vgg8", "small"), ("wrn", "small")), seeds=2,
-                    schedules={"small": dataclasses.replace(SMALL_LR, epochs=20, augment=False)}, width=0.125,
-                    wrn_depth=10, wrn_width=1, resnet_depth=8, image_size=16, train_limit=None, validation=135,
-                    pgd_steps=20, linf_eps=0.03, awgn_std=0.25)),
+        depth_batch=DepthBatch(depths=(2, 6), batch_sizes=(16, 256), seeds=3, epochs_bn=10, epochs_plain=40,
+                               lr_per_sample=5e-4, bim_steps=20, bim_step=5e-3),
+        cifar=Cifar(runs=(("vgg8", "small"), ("vgg8", "large")), seeds=3,
+                    schedules={"small": dataclasses.replace(SMALL_LR, epochs=20, augment=False),
+                               "large": dataclasses.replace(LARGE_LR, epochs=20, boundaries=(9, 14), augment=False)},
+                    width=0.125, wrn_depth=10, wrn_width=1, resnet_depth=8, image_size=16, train_limit=None,
+                    validation=135, pgd_steps=20, linf_eps=0.03, awgn_std=0.25)),
     "smoke": Profile(
         data="digits", experiments=("toy", "tilting", "dimension", "depth_batch", "cifar"),
         toy=Toy(samples_per_class=50, epochs=5, seeds=1),
         tilting=Tilting(seeds=1, train_per_class=None, epochs=1, batch_size=64),
         dimension=Dimension(scales=(1,), seeds=1, epochs=1, lr=0.05, batch_size=64, bim_steps=3, bim_step=0.05,
-                            eval_limit=64),
+                            eval_limit=64, linear_decays=()),
         depth_batch=DepthBatch(depths=(2,), batch_sizes=(32,), seeds=1, epochs_bn=1, epochs_plain=1,
                                lr_per_sample=1e-4, bim_steps=3, bim_step=0.05, eval_limit=64),
         cifar=Cifar(runs=(("vgg8", "small"), ("wrn", "small")), seeds=1,

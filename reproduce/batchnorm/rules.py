@@ -14,7 +14,7 @@ minus without) against the paper's direction:
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from reproduce.batchnorm.stats import Difference
 from tfadv.experiments.verdicts import INCONCLUSIVE, NOT_REPRODUCED, PARTLY, REPRODUCED, Claim, Verdict, judge

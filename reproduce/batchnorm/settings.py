@@ -7,7 +7,8 @@ experiments (eps, noise, learning rates the paper states) follow.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from reproduce.batchnorm import cifar, linear, mlp, profiles
 from reproduce.batchnorm.data import CIFAR_BOX, CIFAR_MEAN, CIFAR_STD
@@ -30,7 +31,8 @@ SOURCES = {
     "tilting.seeds": PAPER, "tilting.train_per_class": PAPER, "tilting.epochs": PAPER, "tilting.batch_size": LOGISTIC,
     "tilting.image_sizes": "tfadv: digits stand-in only (MNIST is 28 wide)",
     "dimension.scales": PAPER, "dimension.bim_steps": PAPER, "dimension.bim_step": PAPER,
-    "dimension.seeds": "tfadv: as Table 1's five", "dimension.decays": "paper: Table 7's λ = 0.01 (the paper tunes λ per width; its Table 13 is not available)",
+    "dimension.seeds": "tfadv: as Table 1's five", "dimension.decays": "paper: Table 7's λ = 0.01",
+    "dimension.linear_decays": "tfadv: the paper tunes the linear model's λ per width (App. F, Table 13 not available)",
     "depth_batch.seeds": BLOG, "depth_batch.epochs_bn": PAPER, "depth_batch.epochs_plain": PAPER,
     "depth_batch.lr_per_sample": PAPER, "depth_batch.depths": "paper: Figure 2's axis, up to 60",
     "cifar.runs": "paper: Table 2 (VGG8, WRN, small LR), Table 3 (VGGs of increasing depth, large LR); and "
@@ -56,6 +58,27 @@ SOURCES = {
 #: Why a demo / smoke value differs from the paper profile's, by path prefix.
 SCALED = {
     "data": "scikit-learn's 8x8 digits: offline, minutes on a CPU",
+    "toy.seeds": "three seeds, the fewest the verdicts trust", "tilting.seeds": "three seeds, the fewest the "
+    "verdicts trust", "dimension.seeds": "three seeds", "depth_batch.seeds": "the paper's three",
+    "tilting.train_per_class": "all 3s and 7s of the digits' training split (~270 images)",
+    "tilting.batch_size": "fewer images: more steps per epoch",
+    "tilting.image_sizes": "the digits also upscaled to MNIST's width 28: the paper's input dimension",
+    "dimension.scales": "widths 8, 16, 32; 3x left out for time",
+    "dimension.epochs": "15 epochs of 1,347 digits", "dimension.lr": "0.05 with batch 32 on 1,347 digits",
+    "dimension.batch_size": "fewer images: more steps per epoch",
+    "depth_batch.depths": "depths 2 and 6: the claim needs depths at which every net trains, and deeper nets "
+                          "cost the most",
+    "depth_batch.batch_sizes": "the two ends of a 16x range",
+    "depth_batch.bim_steps": "20 steps of 5e-3 reach ε = 0.1 as the paper's 100 of 1e-3 do",
+    "depth_batch.bim_step": "20 steps of 5e-3 reach ε = 0.1 as the paper's 100 of 1e-3 do",
+    "cifar.runs": "VGG8 with the small LR (Table 2) and the large LR (Table 3's schedule, the learning-rate knob); "
+                  "the WideResNet and the Fixup ResNet left out for time",
+    "cifar.seeds": "three seeds",
+    "cifar.schedules.small.epochs": "20 epochs", "cifar.schedules.large.epochs": "20 epochs",
+    "cifar.schedules.large.boundaries": "the paper's 150 and 250 of 350 epochs, scaled to 20",
+    "cifar.schedules.small.augment": "no crop-and-flip: flipped digits change their meaning",
+    "cifar.schedules.large.augment": "no crop-and-flip: flipped digits change their meaning",
+    "cifar.width": "1/8 of the widths", "cifar.validation": "10% of the digits' training split",
     "depth_batch.lr_per_sample": "1,347 digits give ~45x fewer steps per epoch than MNIST's 60,000: η = 5e-4 B "
                                  "keeps η × steps about the paper's",
     "cifar.image_size": "digits upsampled, one channel",
@@ -80,13 +103,24 @@ def source(path: str, table: dict[str, str], default: str) -> str:
     return table[max(hits, key=len)] if hits else default
 
 
+def unused(path: str, profile: profiles.Profile) -> bool:
+    """Fields this profile never reads (the WRN's size without a WRN, ImageNet's without ImageNet)."""
+    models = {cifar.family(m) for m, _ in profile.cifar.runs}
+    experiment = path.split(".")[0]
+    return ((experiment in profiles.EXPERIMENTS and experiment not in profile.experiments)
+            or (path.startswith("cifar.wrn_") and "wrn" not in models)
+            or (path == "cifar.resnet_depth" and "resnet" not in models))
+
+
 def profile_settings(run: Run) -> list[Setting]:
     paper = dict(leaves(profiles.PROFILES["paper"]))
     out = []
     for path, value in leaves(run.profile):
+        if unused(path, run.profile):
+            continue
         from_paper = source(path, SOURCES, NOT_STATED)
         if run.profile_name != "paper" and paper.get(path, object()) != value:
-            reason = source(path, SCALED, "")
+            reason = source(path, SCALED, "") if run.profile_name == "demo" else "seconds, for tests"
             from_paper = f"tfadv: {run.profile_name} scale" + (f" ({reason})" if reason else "")
         out.append(Setting(path, value, from_paper))
     return out
@@ -115,7 +149,7 @@ CONSTANTS = [
     ("Fixup / BN ResNet details", "option-A shortcuts, zero-init last BN γ / branch conv, biases and scales at "
                                   "LR / 10, weight decay on every parameter", FIXUP_CODE),
     ("VGG8", "5 conv (64-128-256-512-512) + 3 FC, BN ε 1e-5", "tfadv: the paper's VGG8 is not defined"),
-    ("ImageNet attack", f"PGD-ℓ∞, no random start, step ε/4, from logits; AWGN clipped to [0, 255]", NOT_STATED),
+    ("ImageNet attack", "PGD-ℓ∞, no random start, step ε/4, from logits; AWGN clipped to [0, 255]", NOT_STATED),
 ]
 
 

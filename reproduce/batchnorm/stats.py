@@ -48,7 +48,7 @@ def arm(table: pd.DataFrame, metric: str, **where) -> Arm:
     rows = select(table, metric=metric, **where)
     values = rows["value"].astype(float).to_numpy()
     if "n_test" in rows and metric != "tilt_deg":
-        se = [binomial_se(v, int(n)) if n == n else 0.0 for v, n in zip(values, rows["n_test"])]
+        se = [0.0 if math.isnan(n) else binomial_se(v, int(n)) for v, n in zip(values, rows["n_test"])]
     else:
         se = [0.0] * len(values)
     return Arm(tuple(values), tuple(se))

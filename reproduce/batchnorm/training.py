@@ -46,15 +46,15 @@ class Schedule:
     augment: bool = False
 
 
-class _SlowBiasSGD(keras.optimizers.SGD):
+class SlowBiasSGD(keras.optimizers.SGD):
     """SGD whose step on SLOW_VARIABLES is `factor` times the others' (PyTorch parameter groups with LR / 10).
 
     Scaling the gradient is the same as scaling the LR for SGD with momentum, and here it also scales the
     variable's weight-decay term, as PyTorch's per-group LR does.
     """
 
-    def __init__(self, *args, factor: float = 1.0, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, factor: float = 1.0, name: str = "sgd_slow_bias", **kwargs):
+        super().__init__(*args, name=name, **kwargs)
         self.factor = factor
 
     def apply(self, grads, trainable_variables=None):
@@ -70,7 +70,7 @@ def optimizer(schedule: Schedule, steps_per_epoch: int) -> keras.optimizers.Opti
             [b * steps_per_epoch for b in schedule.boundaries],
             [schedule.lr / 10 ** i for i in range(len(schedule.boundaries) + 1)])
     if schedule.slow_lr_factor != 1.0:
-        return _SlowBiasSGD(lr, momentum=schedule.momentum, factor=schedule.slow_lr_factor)
+        return SlowBiasSGD(lr, momentum=schedule.momentum, factor=schedule.slow_lr_factor)
     return keras.optimizers.SGD(lr, momentum=schedule.momentum)
 
 
