@@ -1,127 +1,206 @@
-"""The `efficient` runner (Bhat, Tsipras & Madry 2018): transfer matrix, shattering flag, grid, smoke run."""
-
-import keras
+"""The `efficient` runner (Bhat, Tsipras & Madry 2018): the paper profile is mnist_challenge's recipe, a smoke run
+end to end (tables, figures, report, resume), the Table 1 diagonal, the stale queue, identities, resume."""
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 
-from reproduce import efficient
-from tfadv.attacks import PGD
-from tfadv.experiments.runner import cell_key, select_shard
-
-
-def _tiny_classifier(seed):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((4, 4, 1))
-    x = keras.layers.Flatten()(inputs)
-    x = keras.layers.Dense(32, activation="relu")(x)
-    return keras.Model(inputs, keras.layers.Dense(3)(x))
+import keras
+from reproduce.efficient import EXPERIMENT, cells, profiles, training
+from tfadv.experiments import cli, identity
+from tfadv.experiments.tables import select
+from tfadv.models.mnist import madry_cnn
 
 
-def _attack(model, kappa):
-    return PGD(model, eps=0.3, steps=kappa, step_size=efficient.step_size(0.3, kappa), from_logits=True,
-               clip_min=0.0, clip_max=1.0, seed=7)
+def run_efficient(*argv):
+    return cli.main(EXPERIMENT, ["--no-progress", "--jobs", "1", *argv])
 
 
 def test_step_size_is_the_papers_alpha():
-    assert efficient.step_size(0.3, 1) == pytest.approx(0.75)
-    assert efficient.step_size(0.3, 8) == pytest.approx(0.09375)
+    assert training.step_size(0.3, 1) == pytest.approx(0.75)
+    assert training.step_size(0.3, 8) == pytest.approx(0.09375)
 
 
-def test_paper_profile_grid_is_the_papers():
-    p = efficient.PROFILES["paper"]
-    assert p.kappas == (1, 2, 4, 8, 16, 32, 64, 128) and p.eval_kappas == (1, 4, 8, 128)
-    assert p.staleness_values == tuple(2**i for i in range(11))
-    assert (p.eps, p.batch_size, p.train_steps, p.refresh_every) == (0.3, 128, 60_000, 100)
-    cells = efficient.grid(p)
-    assert len(cells) == 8 + 11 + len(p.async_workers) + 1
-    keys = [cell_key(c) for c in cells]
-    shards = [select_shard(keys, (i, 3)) for i in range(3)]
-    assert sorted(sum(shards, [])) == sorted(keys) and not set(shards[0]) & set(shards[1])
+def test_paper_profile_is_the_paper_where_it_speaks_and_mnist_challenge_where_it_does_not():
+    p = profiles.PAPER
+    assert p.kappas == (1, 2, 4, 8, 16, 32, 64, 128) and p.panel_kappas == (1, 4, 8, 128)
+    assert p.staleness_values == tuple(2**i for i in range(11)) and p.async_workers == tuple(range(8))
+    assert (p.eps, p.batch_size, p.train_steps, p.train_images, p.refresh_every) == (0.3, 128, 60_000, 55_000, 100)
+    # mnist_challenge: config.json, model.py, train.py
+    assert (p.learning_rate, p.adam_epsilon, p.loss_reduction, p.init) == (1e-4, 1e-8, "sum", "mnist_challenge")
+    assert (p.eval_steps, p.eval_step_size) == (40, 0.01)
+    assert (p.baseline_kappa, p.baseline_step_size, p.baseline_steps, p.baseline_batch_size) == (40, 0.01, 100_000, 50)
+    model = training.compile_model(training.base_model(p, 0), p)
+    assert model.optimizer.epsilon == 1e-8 and model.optimizer.learning_rate.numpy() == pytest.approx(1e-4)
+    assert model.loss.reduction == "sum"
 
 
-def test_transfer_matrix_shape_and_diagonal_is_white_box():
+def test_reference_init_is_truncated_normal_with_biases_of_a_tenth():
+    model = madry_cnn((28, 28, 1), init="mnist_challenge")
+    kernels = [v.numpy() for v in model.trainable_variables if v.path.endswith("kernel")]
+    biases = [v.numpy() for v in model.trainable_variables if v.path.endswith("bias")]
+    assert len(kernels) == len(biases) == 4
+    assert all(np.allclose(b, 0.1) for b in biases)
+    big = kernels[2]  # 3136 x 1024: std 0.1 truncated at two standard deviations (std ~0.088)
+    assert np.abs(big).max() <= 0.2 and 0.085 < big.std() < 0.091
+    with pytest.raises(ValueError, match="init must be one of"):
+        madry_cnn(init="xavier")
+
+
+def _mnist_challenge_step(model, x, y, *, eps, steps, a, optimizer):
+    """train.py + pgd_attack.py of mnist_challenge (no random start), written out in TF2."""
+    x_adv = tf.identity(x)
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            tape.watch(x_adv)
+            xent = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, model(x_adv)))
+        x_adv = x_adv + a * tf.sign(tape.gradient(xent, x_adv))
+        x_adv = tf.clip_by_value(tf.clip_by_value(x_adv, x - eps, x + eps), 0.0, 1.0)
+    with tf.GradientTape() as tape:
+        xent = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, model(x_adv)))
+    grads = tape.gradient(xent, model.trainable_variables)
+    optimizer.apply(grads, model.trainable_variables)
+
+
+def test_paper_profiles_training_step_is_mnist_challenges_to_float_rounding():
+    from tfadv import training as tfadv_training
+
+    p = profiles.PAPER
+    keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, (24, 4, 4, 1)).astype("float32")
-    y = rng.integers(0, 3, 24)
-    models = {1: _tiny_classifier(1), 4: _tiny_classifier(2)}
-    matrix = efficient.transfer_matrix(models, x, y, _attack, batch_size=10)
-    assert len(matrix) == 4
-    assert set(zip(matrix["target_kappa"], matrix["source_kappa"])) == {(t, s) for t in models for s in models}
-    assert (matrix["attack_kappa"] == matrix["target_kappa"]).all()
-    assert (matrix["white_box"] == (matrix["target_kappa"] == matrix["source_kappa"])).all()
-    for kappa, model in models.items():
-        row = matrix[(matrix["target_kappa"] == kappa) & matrix["white_box"]]
-        x_adv = efficient.craft(_attack(model, kappa), x, y, batch_size=10)
-        white_box = np.mean(np.argmax(model(x_adv), -1) == y)
-        assert row["accuracy"].item() == pytest.approx(white_box)
-        clean = np.mean(np.argmax(model(x), -1) == y)
-        assert row["accuracy"].item() <= clean
-    source = matrix[(matrix["target_kappa"] == 1) & (matrix["source_kappa"] == 4)]["accuracy"].item()
-    x_adv = efficient.craft(_attack(models[4], 1), x, y, batch_size=10)
-    assert source == pytest.approx(np.mean(np.argmax(models[1](x_adv), -1) == y))
+    x = rng.uniform(0, 1, (16, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 10, 16)
+    reference = madry_cnn((8, 8, 1), init="mnist_challenge")
+    ours = madry_cnn((8, 8, 1), init="mnist_challenge")
+    ours.set_weights(reference.get_weights())
+    before = [w.copy() for w in reference.get_weights()]
+    model = tfadv_training.PGDAdversarialModel(ours.inputs[0], ours.outputs[0], eps=p.eps, steps=5,
+                                               step_size=p.eval_step_size, rand_init=False, eval_steps=0)
+    training.compile_model(model, p)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False)
+    optimizer = keras.optimizers.Adam(1e-4, epsilon=1e-8)
+    for _ in range(2):
+        _mnist_challenge_step(reference, x, tf.constant(y), eps=p.eps, steps=5, a=p.eval_step_size,
+                              optimizer=optimizer)
+    assert len(model.trainable_weights) == len(reference.trainable_weights) == len(before) == 8
+    # Compare the updates (~1e-4), not the weights (~0.1). A gradient entry within rounding of zero can flip
+    # its sign in one of the two computations, which moves a few updates: allow 1% of the entries to differ.
+    for mine, theirs, start in zip(model.trainable_weights, reference.trainable_weights, before):
+        ours_update, their_update = mine.numpy() - start, theirs.numpy() - start
+        off = ~np.isclose(ours_update, their_update, rtol=1e-3, atol=1e-9)
+        assert off.mean() <= 1e-2
 
 
-def test_gradient_shattering_flags_weak_white_box_beaten_by_transfer():
-    # Table 1 of the paper, as fractions.
-    paper = {1: [0.9855, 0.4863, 0.2716, 0.2836], 4: [0.5734, 0.9998, 0.5418, 0.6031],
-             8: [0.9640, 0.9727, 0.9388, 0.9426], 128: [0.9628, 0.9669, 0.9392, 0.9170]}
-    sources = [1, 4, 8, 128]
-    matrix = pd.DataFrame([{"target_kappa": t, "source_kappa": s, "white_box": s == t, "accuracy": a}
-                           for t, row in paper.items() for s, a in zip(sources, row)])
-    flags = efficient.gradient_shattering(matrix, gap=0.10).set_index("target_kappa")
-    assert list(flags["shattered"]) == [True, True, False, False]
-    assert flags.loc[1, "best_transfer_accuracy"] == pytest.approx(0.2716)
+def test_demo_and_limited_paper_runs_never_share_a_cell():
+    cell = identity.cell_key({"experiment": "strength", "kappa": 8, "seed": 0, "steps": 400})
+    demo = identity.fingerprint(cli.configuration(EXPERIMENT, "demo", {}, 0))
+    paper = identity.fingerprint(cli.configuration(EXPERIMENT, "paper", {}, 0, limit=400))
+    assert identity.cell_id(demo, cell) != identity.cell_id(paper, cell)
 
 
-def test_smoke_run_end_to_end_and_resume(tmp_path):
-    out = tmp_path / "efficient"
-    table = efficient.main(["--profile", "smoke", "--out", str(out), "--no-progress"])
-    p = efficient.PROFILES["smoke"]
-    assert (out / "results.csv").is_file() and (out / "report.md").is_file()
-    for figure in ("fig3_strength_adversarial_loss.png", "fig4_strength_adversarial_accuracy.png",
-                   "table1_transfer_matrix.png", "fig5_staleness_fresh_vs_stale.png",
-                   "fig8_staleness_final_accuracy.png", "fig9_async_speedup.png"):
-        assert (out / figure).stat().st_size > 0, figure
-    assert set(table["cell"]) == {cell_key(c) for c in efficient.grid(p)} | {"experiment=transfer"}
+def test_grids_and_needs():
+    class Run:
+        profile, seed = profiles.DEMO, 0
 
-    matrix = efficient.transfer_table(table)
-    assert len(matrix) == len(p.transfer_kappas) ** 2
-    # The diagonal is the white-box attack: it equals each model's own final PGD-kappa accuracy recomputed here.
-    x_test, y_test = efficient.load_data(p, None, 0)[2:]
-    x, y = x_test[: p.final_eval_samples], y_test[: p.final_eval_samples]
-    for kappa in p.transfer_kappas:
-        model = efficient.build_adversarial_model(p, kappa, None, 0, compile=False)
-        model.load_weights(out / "models" / f"strength_kappa{kappa}.weights.h5")
-        x_adv = efficient.craft(efficient.pgd(model, p, kappa, seed=3), x, y)
-        diagonal = matrix[(matrix["target_kappa"] == kappa) & matrix["white_box"]]["accuracy"].item()
-        assert diagonal == pytest.approx(np.mean(np.argmax(model(x_adv), -1) == y))
+    grid = cells.grid(Run)
+    assert len({identity.cell_key(c) for c in grid}) == len(grid)
+    transfers = [c for c in grid if c["experiment"] == cells.TRANSFER]
+    assert len(transfers) == profiles.DEMO.seeds + profiles.DEMO.search_seeds * len(profiles.DEMO.search_steps)
+    needed = cells.needs(transfers[0], Run)
+    assert {c["kappa"] for c in needed} == set(profiles.DEMO.transfer_kappas) and all(c in grid for c in needed)
+    assert cells.whole_machine({"experiment": cells.ASYNC}, Run) and not cells.whole_machine(transfers[0], Run)
 
-    # The stale queue: once full, the batch trained on at step t was crafted at step t - s.
-    stale = table[(table["experiment"] == "staleness") & (table["metric"] == "measured_staleness")]
-    last = stale.sort_values("step").groupby("staleness")["value"].last()
-    assert all(last[s] == s for s in p.staleness_values if s < p.train_steps)
 
-    asynchronous = table[(table["experiment"] == "async") & (table["metric"] == "staleness_max")]
-    assert set(asynchronous["workers"]) == set(p.async_workers)
-    assert (asynchronous[asynchronous["workers"] == 0]["value"] == 0).all()
+def test_every_paper_cell_says_what_it_costs():
+    from reproduce.efficient import plan
 
+    class Run:
+        profile, seed, capped = profiles.PAPER, 0, staticmethod(lambda value: value)
+
+    costs = {identity.cell_key(c): plan.cost(c, Run) for c in cells.grid(Run)}
+    assert all(c.passes + c.forwards > 0 and c.steps > 0 for c in costs.values())
+    strength_8 = costs[identity.cell_key({"experiment": "strength", "kappa": 8, "seed": 0, "steps": 60_000})]
+    assert strength_8.passes > 60_000 * 128 * 9  # training alone; the logged panel and the evaluation add to it
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("efficient") / "smoke"
+    return out, run_efficient("--profile", "smoke", "--out", str(out))
+
+
+def test_smoke_run_writes_tables_figures_and_an_inconclusive_report(smoke):
+    out, tables = smoke
+    for name in ("results.csv", "curves.csv", "report.md", "fig3_adversarial_loss.png", "fig4_adversarial_accuracy.png",
+                 "table1_transfer.png", "fig5_fresh_vs_stale.png", "fig8_staleness.png", "fig9_speedup.png"):
+        assert (out / name).stat().st_size > 0, name
     report = (out / "report.md").read_text()
-    assert "gradient shattering" in report and "(smoke)" in report
+    assert "gradient" in report and "| dataset | digits | tfadv" in report
+    # 4 training steps: nothing trained, so no claim may be reproduced or refuted.
+    assert "**reproduced**" not in report and "**not reproduced**" not in report and "**partly" not in report
+    # Beyond the paper: the cascade beside PGD (a verdict row and a section), and every masking flag.
+    assert "Beyond the paper: the PGD robust accuracy" in report
+    assert "## Beyond the paper: PGD beside AutoAttack" in report and "No reading of the gaps: model did not" in report
+    assert all(name in report for name in tables["masking_flags"]["flag"])
+    assert "| aa_budget | (2, 10, 2) | tfadv" in report
 
-    # A second run finds every cell finished and trains nothing.
+
+def test_table_1_off_the_diagonal_is_the_attack_crafted_on_the_source(smoke):
+    """Table 1 reads the examples the strength cells kept: crafting each pair afresh gives the same accuracy."""
+    from tfadv.evaluation import accuracy
+
+    out, tables = smoke
+    run = cli.open_run(EXPERIMENT, cli.parser(EXPERIMENT).parse_args(["--profile", "smoke", "--out", str(out)]))
+    x, y = cells.load_data(run)["test"]
+    nets = {k: cells.load_net(run, cells.strength_cell(k, 0, profiles.SMOKE.train_steps)) for k in (1, 2)}
+    seed = cells.seed_of(run, 0) + cells.EVAL_SEED
+    for target, source in ((1, 2), (2, 1)):
+        attack = training.pgd(nets[source], run.profile, target, training.step_size(run.profile.eps, target), seed)
+        fresh = accuracy(nets[target], training.craft(attack, x, y), y)
+        stored = select(tables["results"], experiment="transfer", target_kappa=target, source_kappa=source)
+        assert stored["value"].item() == pytest.approx(fresh)
+
+
+def test_autoattack_cells_count_the_images_each_attack_alone_broke(smoke):
+    """For every PGD attack: its accuracy minus the cascade's is (broken by the cascade alone - by PGD alone) / n."""
+    _, tables = smoke
+    rows = select(tables["results"], experiment="autoattack")
+    assert set(rows["kappa"]) == set(profiles.SMOKE.aa_kappas)
+    for kappa, net in rows.groupby("kappa"):
+        aa = select(net, metric="autoattack_accuracy")["value"].item()
+        pgd = select(net, metric="pgd_accuracy")
+        assert set(zip(pgd["attack"], pgd["attack_kappa"])) == {("panel", 1), ("panel", 2), ("reference", 3)}
+        for r in pgd.itertuples():
+            at = dict(attack=r.attack, attack_kappa=r.attack_kappa)
+            b = select(net, metric="pgd_only_broken", **at)["value"].item()
+            c = select(net, metric="autoattack_only_broken", **at)["value"].item()
+            assert r.value - aa == pytest.approx((c - b) / r.n)
+
+
+def test_table_1_diagonal_is_each_nets_own_white_box_accuracy(smoke):
+    _, tables = smoke
+    results = tables["results"]
+    for kappa in profiles.SMOKE.transfer_kappas:
+        diagonal = select(results, experiment="transfer", target_kappa=kappa, source_kappa=kappa)["value"].item()
+        own = select(results, experiment="strength", kappa=kappa, split="test", metric="accuracy", attack="panel",
+                     attack_kappa=kappa)["value"].item()
+        assert diagonal == pytest.approx(own)
+
+
+def test_the_stale_queue_trains_on_batches_s_steps_old(smoke):
+    _, tables = smoke
+    ages = select(tables["curves"], experiment="staleness", metric="measured_staleness")
+    last = ages.sort_values("step").groupby("staleness")["value"].last()
+    assert all(last[s] == s for s in profiles.SMOKE.staleness_values if s < profiles.SMOKE.train_steps)
+    sync = select(tables["results"], experiment="async", workers=0, metric="staleness_max")
+    assert sync["value"].item() == 0
+
+
+def test_a_second_run_trains_nothing(smoke):
+    out, _ = smoke
     stamps = {f: f.stat().st_mtime_ns for f in (out / "cells").iterdir()}
-    efficient.main(["--profile", "smoke", "--out", str(out), "--no-progress"])
+    run_efficient("--profile", "smoke", "--out", str(out))
     assert {f: f.stat().st_mtime_ns for f in (out / "cells").iterdir()} == stamps
-
-
-def test_paper_profile_reads_mnist_through_tfds_in_unit_range():
-    import tensorflow_datasets as tfds
-
-    with tfds.testing.mock_data(num_examples=6):
-        x_train, y_train, x_test, y_test = efficient.load_data(efficient.PROFILES["paper"], None, 0)
-    assert x_train.shape == (6, 28, 28, 1) and x_test.shape == (6, 28, 28, 1)
-    assert 0.0 <= x_train.min() and x_train.max() <= 1.0 and y_train.dtype.kind == "i"
 
 
 class _Interrupted(Exception):
@@ -129,8 +208,10 @@ class _Interrupted(Exception):
 
 
 def test_a_killed_training_resumes_from_its_last_logged_point(tmp_path):
-    p = efficient.PROFILES["smoke"]
-    data = efficient.load_data(p, None, 0)
+    args = cli.parser(EXPERIMENT).parse_args(["--profile", "smoke", "--out", str(tmp_path), "--no-progress"])
+    run = cli.open_run(EXPERIMENT, args)
+    cell = {"experiment": "strength", "kappa": 1, "seed": 0, "steps": 4}
+    data = cells.load_data(run)
 
     class KillAfterFirstPoint(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -142,18 +223,33 @@ def test_a_killed_training_resumes_from_its_last_logged_point(tmp_path):
         def on_train_batch_end(self, batch, logs=None):
             CountSteps.steps += 1
 
-    kwargs = dict(kappa=1, staleness=None, attacker_kappas=(1,), progress=False)
+    def train(callback):
+        model = training.adversarial_model(run.profile, 1, 0, batch_size=32)
+        logged = training.attacks(model, run.profile, (1,), seed=0, reference=False)
+        return training.train_and_log(run, cell, data, model=model, steps=4, log_every=2, logged=logged,
+                                      batch_size=32, seed=0, callbacks=[callback])
+
     with pytest.raises(_Interrupted):
-        efficient.train_and_log(p, "m", data, tmp_path, 0, callbacks=[KillAfterFirstPoint()], **kwargs)
-    assert not (tmp_path / "models" / "m.weights.h5").exists()
-    _, rows = efficient.train_and_log(p, "m", data, tmp_path, 0, callbacks=[CountSteps()], **kwargs)
-    assert CountSteps.steps == p.train_steps - p.log_every  # only the unfinished part ran again
-    logged = sorted({(r["epoch"], r["step"]) for r in rows if r["metric"] == "accuracy"})
-    assert logged == [(0, p.log_every), (1, 2 * p.log_every)]
-    assert (tmp_path / "models" / "m.weights.h5").is_file() and not (tmp_path / "train_state").exists()
+        train(KillAfterFirstPoint())
+    _, rows, _ = train(CountSteps())
+    assert CountSteps.steps == 2  # only the unfinished half ran again
+    assert sorted({r["step"] for r in rows}) == [2, 4]
 
 
-def test_unknown_experiment_is_refused_by_name(capsys):
-    with pytest.raises(SystemExit):
-        efficient.main(["--profile", "smoke", "--experiments", "strength,bogus"])
-    assert "bogus" in capsys.readouterr().err
+@pytest.mark.slow
+def test_paper_profile_runs_end_to_end_on_stand_ins(tmp_path):
+    """The paper profile's own code path (MNIST through tfds, 28x28 Madry CNN, every experiment, 8 async
+    workers on the logical CPU devices) under --limit 2, with tensorflow-datasets' mock MNIST."""
+    import tensorflow_datasets as tfds
+
+    out = tmp_path / "paper"
+    with tfds.testing.mock_data(num_examples=8):
+        tables = run_efficient("--profile", "paper", "--limit", "2", "--out", str(out))
+    results = tables["results"]
+    assert set(results["experiment"]) == {"strength", "transfer", "staleness", "async", "baseline"}
+    assert set(select(results, experiment="strength")["kappa"]) == set(profiles.PAPER.kappas)
+    assert (select(results, split="test", metric="accuracy")["n"] == 2).all()
+    report = (out / "report.md").read_text()
+    assert "**reproduced**" not in report and "**not reproduced**" not in report and "**partly" not in report
+    assert "| --limit | 2" in report and "reference code: mnist_challenge" in report
+    assert (out / "table1_transfer.png").is_file() and (out / "fig9_speedup.png").is_file()

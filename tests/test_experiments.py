@@ -231,3 +231,44 @@ def test_limit_is_part_of_the_identity_and_caps_counts(tmp_path):
     run_toy("--profile", "smoke", "--out", out, "--limit", "3")
     with pytest.raises(SystemExit, match="limit: 3 there, None here"):
         run_toy("--profile", "smoke", "--out", out)
+
+
+def test_plan_counts_flops_and_claims_no_folder(tmp_path, capsys):
+    out = tmp_path / "never"
+    table = run_toy("--profile", "demo", "--out", str(out), "--plan")["plan"]
+    # a Dense 4 -> 3 layer: 12 multiplies and 12 adds (the bias add included) per sample
+    assert table["forward GFLOPs per sample"].item() == pytest.approx(24e-9, rel=0.5)
+    assert table["passes (fwd+bwd)"].item() == 10 * (1 + 2 + 3 + 0)
+    assert "GPU-hours" in capsys.readouterr().out
+    assert not out.exists()
+
+
+def test_a_change_of_the_cell_code_makes_stored_results_stale(tmp_path, monkeypatch):
+    out = str(tmp_path / "out")
+    run_toy("--profile", "smoke", "--out", out)
+    monkeypatch.setattr(identity, "code_fingerprint", lambda module: "edited")
+    with pytest.raises(SystemExit, match="code: .* there, 'edited' here") as e:
+        run_toy("--profile", "smoke", "--out", out)
+    assert "may be stale" in str(e.value)
+
+
+def test_code_fingerprint_ignores_report_only_files_and_sees_cell_code(tmp_path, monkeypatch):
+    package = tmp_path / "paper_x"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "cells.py").write_text("A = 1\n")
+    (package / "claims.py").write_text("B = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = identity.code_fingerprint("paper_x")
+    (package / "claims.py").write_text("B = 2\n")
+    assert identity.code_fingerprint("paper_x") == first
+    (package / "cells.py").write_text("A = 2\n")
+    assert identity.code_fingerprint("paper_x") != first
+
+
+def test_an_option_given_at_its_profile_value_is_the_same_configuration(tmp_path):
+    out = str(tmp_path / "out")
+    run_toy("--profile", "smoke", "--out", out)
+    run_toy("--profile", "smoke", "--out", out, "--noise", "0.01")  # the profile's own value: no error
+    with pytest.raises(SystemExit, match="options.noise: 0.01 there, 0.5 here"):
+        run_toy("--profile", "smoke", "--out", out, "--noise", "0.5")

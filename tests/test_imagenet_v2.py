@@ -96,3 +96,33 @@ def test_tfds_source_with_mock_data():
     assert x.shape == (6, 24, 24, 3) and x.dtype == np.float32
     assert y.dtype == np.int64 and ((0 <= y) & (y < 1000)).all()
     assert sorted(index.tolist()) == list(range(6))
+
+
+def test_load_imagenet_v2_names_a_corrupt_file(image_dir):
+    """The issue's probe: iterating load_imagenet_v2 over a corrupt file gave a bare InvalidArgumentError."""
+    (image_dir / "17" / "0001.jpeg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    with pytest.raises(tf.errors.OpError, match=r"cannot read or decode image file \S*17/0001.jpeg"):
+        for _ in imagenet_v2.load_imagenet_v2(image_dir, image_size=16):
+            pass
+
+
+def test_load_imagenet_v2_matches_the_batched_path(image_dir):
+    x, y, _ = _all(imagenet_v2_records(image_dir), batch_size=1, image_size=16)
+    images, labels = zip(*[(a.numpy(), b.numpy()) for a, b in imagenet_v2.load_imagenet_v2(image_dir, image_size=16)])
+    np.testing.assert_allclose(np.stack(images), x, atol=1e-4)
+    np.testing.assert_array_equal(labels, y)
+
+
+def test_a_batch_larger_than_the_data_is_an_error_not_an_empty_loop(image_dir):
+    with pytest.raises(ValueError, match=r"batch_size=64 with drop_remainder=True, but the records hold 8 images"):
+        next(imagenet_v2_batches(imagenet_v2_records(image_dir), 64, image_size=16))
+    x, _, _ = _all(imagenet_v2_records(image_dir), batch_size=64, image_size=16, drop_remainder=False)
+    assert x.shape[0] == 8
+    with pytest.raises(ValueError, match="batch_size must be an integer"):
+        next(imagenet_v2_batches(imagenet_v2_records(image_dir), "4", image_size=16))
+
+
+def test_an_unknown_record_count_that_fills_no_batch_is_an_error_too(image_dir):
+    unknown = imagenet_v2_records(image_dir).filter(lambda *record: True)  # cardinality unknown
+    with pytest.raises(ValueError, match="fewer images than one batch"):
+        list(imagenet_v2_batches(unknown, 64, image_size=16))

@@ -1,9 +1,6 @@
-"""The `minibatch` runner: smoke run end to end, resume after kill -9, shards + merge equal one run."""
-import os
-import signal
-import subprocess
-import sys
-import time
+"""The `minibatch` runner end to end: the smoke profile, refusals before any compute, the emulated batching
+against real batches, and (slow) the paper profile's own code path on local stand-ins."""
+import dataclasses
 from pathlib import Path
 
 import keras
@@ -11,134 +8,115 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reproduce import minibatch
-
-ROOT = Path(__file__).resolve().parents[1]
-# A reduced smoke grid for the bookkeeping tests: L2 only, float32, both attacks and losses = 6 cells.
-SMALL = ["--profile", "smoke", "--norms", "l2", "--precisions", "float32", "--no-loss-scaling-line", "--no-progress"]
-TIMING = ["seconds"]
+from reproduce.minibatch import EXPERIMENT, profiles, sections
+from tfadv.experiments import main
+from tfadv.experiments.verdicts import INCONCLUSIVE
 
 
-def _comparable(table: pd.DataFrame) -> pd.DataFrame:
-    return table.drop(columns=TIMING).sort_values("cell").reset_index(drop=True)
-
-
-def _finished_cells(out: Path) -> int:
-    cells = out / "cells"
-    return sum(1 for p in cells.iterdir() if not p.name.startswith(".")) if cells.is_dir() else 0
+def run(*argv):
+    return main(EXPERIMENT, ["--no-progress", "--jobs", "1", *argv])
 
 
 @pytest.fixture(scope="module")
-def small_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("full")
-    table = minibatch.main([*SMALL, "--out", str(out)])
-    return out, table
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke")
+    return out, run("--profile", "smoke", "--out", str(out))["results"]
 
 
-def test_smoke_end_to_end_holds_the_grid(tmp_path):
-    table = minibatch.main(["--profile", "smoke", "--out", str(tmp_path), "--no-progress"])
-    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the fp16 cells
-    profile = minibatch.PROFILES["smoke"]
-    # 3 precision settings x 2 norms x 2 losses x (FGM + PGD x runs) x batch sizes
-    expected = 3 * 2 * 2 * (1 + profile.runs) * len(profile.batch_sizes)
-    on_disk = pd.read_csv(tmp_path / "results.csv")
-    assert len(on_disk) == len(table) == expected and on_disk["cell"].is_unique
+def test_smoke_end_to_end_holds_the_grid(smoke):
+    out, table = smoke
+    assert keras.config.dtype_policy().name == "float32"  # restored after the float16 cells
+    p = profiles.PROFILES["smoke"]
+    per_setting = len(p.batch_sizes) * (1 + p.runs)  # FGM once, PGD `runs` times, at each batch size
+    search = len(p.search_sharpness) * 2 * 2  # logit scales x norms x (smallest, largest batch)
+    assert len(table) == len(profiles.PRECISIONS) * 2 * 2 * per_setting + search and table["cell"].is_unique
+    assert (table["sharpness"] == 1.0).sum() == len(table) - search
+    on_disk = pd.read_csv(out / "results.csv")
+    assert len(on_disk) == len(table)
     for name in ("fig2_success_l2.png", "fig3_success_linf.png", "fig_mechanism.png", "report.md"):
-        assert (tmp_path / name).stat().st_size > 1000, name
-    assert set(on_disk["batch_size"]) == set(profile.batch_sizes)
-    assert set(on_disk["loss"]) == {"mean", "sum"} and set(on_disk["norm"]) == {"l2", "linf"}
-    assert set(zip(on_disk["precision"], on_disk["loss_scale"])) == set(minibatch.PRECISIONS)
+        assert (out / name).stat().st_size > 1000, name
     for column in ("success_rate", "clean_error", "zero_grad_frac", "floor_clamp_frac"):
         assert on_disk[column].between(0, 1).all(), column
-    assert (on_disk["images"] == profile.images).all()
+    assert (on_disk["images"] == p.images).all()
     # Keras' loss path: the float32 softmax is bypassed via its logits; the float16 output is clipped.
     paths = on_disk.groupby("precision")["loss_path"].unique()
     assert list(paths["float32"]) == ["softmax_logits_shortcut"]
     assert list(paths["mixed_float16"]) == ["clipped_probabilities"]
-    # Attacks never leave the eps ball.
     l2 = on_disk[on_disk["norm"] == "l2"]
-    assert (l2["median_pert_l2"] <= l2["eps"] * (1 + 1e-4)).all()
-    report = (tmp_path / "report.md").read_text()
-    assert "94.54%" in report and "85.47%" in report and "**not measured** (smoke)" in report
-    assert "per-sample loss scaling" in report and "fig2_success_l2.png" in report
+    assert (l2["median_pert_l2"] <= l2["eps"] * (1 + 1e-4)).all()  # never outside the eps ball
 
 
-def test_shards_and_merge_equal_one_run(small_run, tmp_path):
-    full_dir, full = small_run
-    shards = [tmp_path / "s0", tmp_path / "s1"]
-    for i, out in enumerate(shards):
-        part = minibatch.main([*SMALL, "--out", str(out), "--shard", f"{i}/2"])
-        assert 0 < len(part) < len(full)
-    merged = minibatch.main([*SMALL, "--out", str(tmp_path / "merged"), "--merge", *map(str, shards)])
-    pd.testing.assert_frame_equal(_comparable(merged), _comparable(full))
-    assert (tmp_path / "merged" / "report.md").exists()
+def test_smoke_report_is_honest(smoke):
+    out, table = smoke
+    report = (out / "report.md").read_text()
+    assert "94.54%" in report and "not measured in this profile" in report
+    verdicts = EXPERIMENT.judge({"results": table}, None)
+    assert all(v.outcome == INCONCLUSIVE for v in verdicts), verdicts  # 8 images: saturated or noise
+    assert "No larger than float rounding" in report and "fig2_success_l2.png" in report and "regime search" in report
+    for setting in ("eps (pixel units)", "batching", "PGD random start", "L2 step normalisation"):
+        assert f"| {setting} |" in report
 
 
-def test_resume_after_kill_gives_the_same_table(small_run, tmp_path):
-    full_dir, full = small_run
-    out = tmp_path / "killed"
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", "reproduce.minibatch", *SMALL, "--out", str(out)],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "log", "w"))
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and process.poll() is None:
-            if _finished_cells(out) >= 1:
-                break
-            time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait()
-    finished = _finished_cells(out)
-    assert finished >= 1, f"no cell finished before the kill: {(tmp_path / 'log').read_text()[-2000:]}"
-    assert finished < len(full), "the run ended before the kill; nothing was resumed"
-    resumed = minibatch.main([*SMALL, "--out", str(out)])
-    pd.testing.assert_frame_equal(_comparable(resumed), _comparable(full))
+def test_emulated_batching_matches_real_batches(smoke):
+    """Every emulated cell crafted its first images in real batches too: same success, same x_adv."""
+    _, table = smoke
+    emulated = table[table["batching"] == "emulated"]
+    assert len(emulated) > 0 and (emulated["check_images"] > 0).all()
+    assert (emulated["check_success_mismatches"] == 0).all()
+    assert (emulated["check_max_rel_diff"] <= sections.ROUNDING).all(), emulated["check_max_rel_diff"].max()
+    assert (emulated["check_grad_rel_diff"] <= sections.GRADIENT_ROUNDING).all(), emulated["check_grad_rel_diff"].max()
+    assert "No larger than float rounding" in sections.batching_text(table, "emulated")
 
 
-def test_bad_options_are_refused(tmp_path):
+def test_emulated_and_real_give_the_same_success(smoke, tmp_path):
+    _, emulated = smoke
+    real = run("--profile", "smoke", "--out", str(tmp_path), "--batching", "real", "--precisions", "float32",
+               "--attacks", "FGM")["results"]
+    keys = ["precision", "attack", "norm", "loss", "batch_size", "sharpness"]
+    both = real.merge(emulated, on=keys)
+    assert len(both) == len(real) and (real["batching"] == "real").all()
+    np.testing.assert_array_equal(both["success_rate_x"], both["success_rate_y"])
+
+
+def test_another_profile_in_the_same_folder_is_refused_before_any_compute(smoke):
+    """Issue 11: a demo run then a smoke run into one folder reused cells and crashed with KeyError 'sum'."""
+    out, _ = smoke
+    before = sorted(p.name for p in (out / "cells").iterdir())
+    with pytest.raises(SystemExit, match="profile"):
+        run("--profile", "demo", "--out", str(out))
+    assert sorted(p.name for p in (out / "cells").iterdir()) == before
+
+
+def test_new_identity_options_are_refused_in_an_old_folder(smoke):
+    """Issue 11: --l2-normalization exact --seed 7 skipped every cell and kept the old numbers."""
+    out, _ = smoke
+    with pytest.raises(SystemExit) as e:
+        run("--profile", "smoke", "--out", str(out), "--l2-normalization", "exact", "--seed", "7")
+    assert "options.l2_normalization" in str(e.value) and "seed" in str(e.value)
+    with pytest.raises(SystemExit, match="options.batching"):
+        run("--profile", "smoke", "--out", str(out), "--batching", "real")
+
+
+def test_a_batch_larger_than_the_data_is_an_error_before_any_compute(tmp_path):
+    with pytest.raises(SystemExit, match="batch size 16 is larger than the 8 images"):
+        run("--profile", "smoke", "--out", str(tmp_path), "--batch-sizes", "1,16")
+    assert not any((tmp_path / "cells").iterdir())
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--norms", "1"], "choose from l2, linf"),
+    (["--precisions", "float8"], "choose from float32"),
+    (["--batch-sizes", "0,2"], ">= 1"),
+])
+def test_bad_options_are_refused_with_the_choices(tmp_path, capsys, argv, says):
     with pytest.raises(SystemExit):
-        minibatch.main(["--profile", "smoke", "--out", str(tmp_path), "--norms", "1"])
-    with pytest.raises(SystemExit):
-        minibatch.main(["--profile", "smoke", "--out", str(tmp_path), "--models", "vgg16"])
+        run("--profile", "smoke", "--out", str(tmp_path), *argv)
+    assert says in capsys.readouterr().err
 
 
-def test_help_documents_the_options(capsys):
-    with pytest.raises(SystemExit):
-        minibatch.main(["--help"])
-    text = capsys.readouterr().out
-    for option in ("--shard", "--merge", "--profile", "--weights-dir", "--imagenet-dir", "--batch-sizes",
-                   "--precisions", "--l2-rand-init"):
-        assert option in text
-
-
-@pytest.mark.slow
-def test_paper_profile_path_on_local_files(tmp_path):
-    """The paper profile's own loading code, offline: ImageNetV2 layout + an official-format (legacy .h5)
-    weights file, one ImageNet model at 224, FGM only."""
-    import h5py
-    import tensorflow as tf
-    from keras.src.legacy.saving import legacy_h5_format
-
-    from tfadv.models.imagenet import ARCHITECTURES, build_imagenet_model
-
-    images = tmp_path / "imagenetv2"
-    for label in (1, 500):
-        (images / str(label)).mkdir(parents=True)
-        pixels = np.random.default_rng(label).integers(0, 256, (40, 50, 3), dtype=np.uint8)
-        (images / str(label) / "a.jpeg").write_bytes(tf.io.encode_jpeg(pixels).numpy())
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    model = build_imagenet_model("resnet50", weights=None)
-    with h5py.File(weights / ARCHITECTURES["resnet50"].weights_file, "w") as f:
-        legacy_h5_format.save_weights_to_hdf5_group(f, model)
-    out = tmp_path / "out"
-    table = minibatch.main(["--profile", "paper", "--out", str(out), "--models", "resnet50", "--norms", "l2",
-                            "--attacks", "FGM", "--precisions", "float32", "--no-loss-scaling-line",
-                            "--batch-sizes", "1,2", "--images", "2", "--imagenet-dir", str(images),
-                            "--weights-dir", str(weights), "--no-progress"])
-    assert len(table) == 4 and (table["images"] == 2).all() and (table["model"] == "resnet50").all()
-    assert "**not measured** (paper)" in (out / "report.md").read_text()
+def test_a_model_of_another_profile_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="not a model of the smoke profile"):
+        run("--profile", "smoke", "--out", str(tmp_path), "--models", "resnet50")
 
 
 def test_temperature_scaling_recovers_a_known_temperature():
@@ -146,20 +124,60 @@ def test_temperature_scaling_recovers_a_known_temperature():
 
     rng = np.random.default_rng(0)
     logits = rng.normal(0.0, 4.0, (4000, 10))
-    true_t = 2.5
-    p = np.exp(logits / true_t)
+    p = np.exp(logits / 2.5)
     p /= p.sum(axis=1, keepdims=True)
     labels = np.array([rng.choice(10, p=row) for row in p])
-    assert abs(fit_temperature(logits, labels) - true_t) < 0.15 * true_t
+    assert abs(fit_temperature(logits, labels) - 2.5) < 0.15 * 2.5
 
 
 def test_digits_cnn_refuses_to_train_under_mixed_precision():
     from tfadv.models.digits_cnn import train_digits_cnn
+    from tfadv.precision import dtype_policy
 
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        with pytest.raises(RuntimeError, match="float32"):
-            train_digits_cnn(np.zeros((4, 16, 16, 3), "float32"), np.arange(4))
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+    with dtype_policy("mixed_float16"), pytest.raises(RuntimeError, match="float32"):
+        train_digits_cnn(np.zeros((4, 16, 16, 3), "float32"), np.arange(4))
+
+
+def write_imagenet_v2(root: Path, classes=(1, 500, 999)) -> None:
+    import tensorflow as tf
+
+    for label in classes:
+        (root / str(label)).mkdir(parents=True)
+        pixels = np.random.default_rng(label).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+        (root / str(label) / "a.jpeg").write_bytes(tf.io.encode_jpeg(pixels).numpy())
+
+
+def write_random_weights(folder: Path, size: int) -> None:
+    """Each paper model with random weights, saved under its official file name in the legacy .h5 format."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    from tfadv.models.imagenet import ARCHITECTURES, build_imagenet_model
+
+    folder.mkdir()
+    for name, arch in ARCHITECTURES.items():
+        with h5py.File(folder / arch.weights_file, "w") as f:
+            legacy_h5_format.save_weights_to_hdf5_group(f, build_imagenet_model(name, None, image_size=size))
+        keras.backend.clear_session()
+
+
+@pytest.mark.slow
+def test_paper_profile_runs_on_local_stand_ins(tmp_path, monkeypatch):
+    """The paper profile's own code path, offline: ImageNetV2's tarball layout, the four models with random
+    weights under their official file names, --limit 1 (one image, one PGD step, batch 1), at 75 px
+    (InceptionV3 and Xception need >= 75), mixed_float16 (the path most likely to break on a GPU)."""
+    monkeypatch.setitem(profiles.PROFILES, "paper", dataclasses.replace(profiles.PROFILES["paper"], image_size=75))
+    write_imagenet_v2(tmp_path / "imagenetv2")
+    write_random_weights(tmp_path / "weights", 75)
+    out = tmp_path / "out"
+    table = run("--profile", "paper", "--out", str(out), "--limit", "1", "--imagenet-dir",
+                str(tmp_path / "imagenetv2"), "--weights-dir", str(tmp_path / "weights"), "--norms", "l2",
+                "--losses", "mean", "--attacks", "PGD", "--precisions", "mixed_float16")["results"]
+    assert set(table["model"]) == set(profiles.IMAGENET_MODELS) and set(table["batch_size"]) == {1}
+    assert len(table) == 4 and (table["steps"] == 1).all() and (table["images"] == 1).all()
+    assert (table["classes"] == 1000).all() and (table["batching"] == "real").all()
+    assert (out / "fig2_success_l2.png").is_file() and (out / "results.csv").is_file()
+    verdicts = EXPERIMENT.judge({"results": table}, None)
+    assert all(v.outcome == INCONCLUSIVE for v in verdicts)
+    assert any("did not train" in v.why for v in verdicts)  # random weights: accuracy at chance
+    assert "did not train" in (out / "report.md").read_text()

@@ -12,12 +12,14 @@ import time
 import numpy as np
 
 from tfadv.experiments import Claim, Experiment, Option, Setting, judge, main, verdicts
+from tfadv.experiments.plan import Cost
 
 
 @dataclasses.dataclass(frozen=True)
 class Profile:
     points: int
     xs: tuple[int, ...]
+    noise: float = 0.01
 
 
 PROFILES = {"paper": Profile(100, (1, 2, 3, 4)), "demo": Profile(10, (1, 2, 3)), "smoke": Profile(4, (1, 2))}
@@ -41,7 +43,7 @@ def run_cell(cell, run):
         found = [run.find_artifact(f"point-{x}.txt") for x in run.profile.xs]
         return {"y": float(sum(float(p.read_text()) for p in found))}
     rng = np.random.default_rng([run.seed, cell["x"]])
-    y = cell["x"] * run.options["scale"] + 0.01 * float(rng.standard_normal())
+    y = cell["x"] * run.options["scale"] + run.options["noise"] * float(rng.standard_normal())
     run.artifact(f"point-{cell['x']}.txt").write_text(repr(y))
     return {"results": [{"y": y, "points": run.profile.points}], "trace": [{"step": i} for i in range(2)]}
 
@@ -54,12 +56,25 @@ def judge_all(tables, run):
                                                       verdicts.too_few(len(ys), 2, "points")])]
 
 
+def tiny_model():
+    import keras
+
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+
+
+def cost(cell, run):
+    """A point trains `points` samples for x steps; the summary reads files only."""
+    passes = run.profile.points * cell["x"]
+    return Cost(model="dense 4-3", build=tiny_model, passes=passes, steps=cell["x"])
+
+
 EXPERIMENT = Experiment(
     key="toy", title="Toy experiment", profiles=PROFILES, grid=grid, run_cell=run_cell, judge=judge_all,
     settings=lambda run: [Setting("scale", run.options["scale"], "tfadv")],
     options=(Option("--scale", "slope of y", default=1.0, type=float),
-             Option("--only", "a grid selection, not part of the identity", default=None, role="selection")),
-    needs=needs, module="toy_experiment",
+             Option("--only", "a grid selection, not part of the identity", default=None, role="selection"),
+             Option("--noise", "noise of y (default: the profile's)", type=float, profile_field="noise")),
+    needs=needs, cost=cost, module="toy_experiment",
 )
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Threat-model geometry: one steepest-ascent step, one projection, one random start.
 
 Every attack and every adversarial-training variant in tfadv takes these from here, so the numerics that
-must agree (the L2 normalisation, the eps-ball projection, the random start) are written exactly once.
+must agree (the L2 normalisation, the eps-ball projection, the order of clipping and projection, the
+random start) are written exactly once: `random_start_point` and `pgd_step` are the whole PGD geometry.
 All functions work per sample: axis 0 is the batch, every other axis belongs to the sample.
 """
 from __future__ import annotations
@@ -168,3 +169,47 @@ def random_start(
     elif norm == "2" and l2_rand_init != "uniform_ball":
         raise ValueError(f"l2_rand_init must be 'uniform_ball' or 'batch_radius', got {l2_rand_init!r}")
     return delta
+
+
+def random_start_point(
+    x: tf.Tensor,
+    *,
+    eps: float | tf.Tensor,
+    norm: Norm,
+    seed: int | tf.Tensor,
+    sample_ids: tf.Tensor,
+    restart: int | tf.Tensor,
+    clip_min: float | None,
+    clip_max: float | None,
+    l2_rand_init: Literal["uniform_ball", "batch_radius"] = "uniform_ball",
+) -> tf.Tensor:
+    """The PGD starting point x + delta, delta drawn in the eps ball keyed on (seed, sample id, restart)
+    and the result clipped to the valid range. Attacks and adversarial training both start here."""
+    seeds = sample_seeds(seed, sample_ids, restart)
+    delta = random_start(tf.shape(x), eps, norm, seeds, l2_rand_init, dtype=x.dtype)
+    return clip_to_range(x + delta, clip_min, clip_max)
+
+
+def pgd_step(
+    x: tf.Tensor,
+    x_adv: tf.Tensor,
+    grad: tf.Tensor,
+    *,
+    step_size: float | tf.Tensor,
+    eps: float | tf.Tensor,
+    norm: Norm,
+    clip_min: float | None,
+    clip_max: float | None,
+    l2_normalization: L2Normalization = "clamped",
+) -> tf.Tensor:
+    """One projected steepest-ascent step in the order of the Redgrave & Crum code and cleverhans:
+
+        x' = clip(x + Proj_eps(clip(x_adv + step_size * steepest_ascent(grad)) - x))
+
+    Clipping before the projection matters for L2 (for L-inf both orders agree). Attacks and every
+    adversarial-training variant take their steps here.
+    """
+    direction = steepest_ascent(grad, norm, l2_normalization)
+    x_adv = clip_to_range(x_adv + step_size * direction, clip_min, clip_max)
+    delta = project(x_adv - x, eps, norm)
+    return clip_to_range(x + delta, clip_min, clip_max)

@@ -7,7 +7,8 @@ best iterate, and per-sample loss scaling can undo fp16 underflow without changi
 """
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import keras
 import tensorflow as tf
@@ -69,6 +70,25 @@ def reduction_factor(reduction: Reduction, batch_sizes: tf.Tensor) -> tf.Tensor:
     if reduction == "sum":
         return tf.constant(1.0, tf.float32)
     return 1.0 / tf.cast(batch_sizes, tf.float32)
+
+
+def loss_scaled_gradient(
+    loss_fn: Callable[[tf.Tensor], tuple[tf.Tensor, Any]], x: tf.Tensor, scale: float | tf.Tensor | None = None
+) -> tuple[tf.Tensor, Any]:
+    """(d loss / d x, aux) for loss_fn(x) -> (scalar loss, aux), back-propagating scale * loss.
+
+    A 16-bit backward pass underflows on small gradients; scaling the loss first (a constant, or the
+    optimizer's dynamic loss scale during training) keeps them representable, and dividing the scale out
+    again in float32 leaves the gradient itself unchanged, so the L2 step (whose 1e-12 floor is not
+    scale-invariant) sees the true gradient. Attacks and adversarial training both take gradients here.
+    """
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss, aux = loss_fn(x)
+        if scale is not None:
+            loss = loss * scale
+    grad = tape.gradient(loss, x)
+    return (grad if scale is None else grad / scale), aux
 
 
 def keras_loss_path(y_pred: tf.Tensor, from_logits: bool, loss_dtype: tf.DType = tf.float32) -> LossPath:

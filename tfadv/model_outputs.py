@@ -34,6 +34,15 @@ def known_outputs(model: keras.Model) -> list[Any] | None:
     return list(outputs) if outputs else None
 
 
+def known_inputs(model: keras.Model) -> list[Any] | None:
+    """The symbolic inputs of a functional/Sequential model, or None when unknown before a call."""
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        return None
+    return list(inputs) if inputs else None
+
+
 def check_output_index(owner: str, model: keras.Model, output_index: OutputIndex) -> OutputIndex:
     """Refuse a missing or impossible output_index for models whose outputs are known symbolically."""
     if output_index is not None and (isinstance(output_index, bool) or not isinstance(output_index, (int, str))):

@@ -6,6 +6,7 @@ import contextlib
 from typing import Iterator
 
 import keras
+import tensorflow as tf
 
 SIXTEEN_BIT = ("float16", "bfloat16")
 
@@ -40,3 +41,14 @@ def _layers(layer: keras.Layer) -> Iterator[keras.Layer]:
     yield layer
     for child in getattr(layer, "layers", ()):
         yield from _layers(child)
+
+
+def loss_scale(optimizer: keras.optimizers.Optimizer | None) -> tf.Tensor | None:
+    """The factor `optimizer.scale_loss` multiplies a loss by (a LossScaleOptimizer's dynamic scale or
+    `loss_scale_factor`), or None when it does not scale. Input gradients back-propagate through the
+    scaled loss so float16 does not underflow, then divide the factor out (losses.loss_scaled_gradient)."""
+    if optimizer is None:
+        return None
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) or getattr(optimizer, "loss_scale_factor", None):
+        return tf.cast(optimizer.scale_loss(tf.constant(1.0)), tf.float32)
+    return None

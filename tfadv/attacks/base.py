@@ -326,9 +326,10 @@ class Attack:
             base_seed = tf.random.uniform([], 0, 2**31 - 1, dtype=tf.int64)
         else:
             base_seed = tf.constant(self.seed, tf.int64)
-        seeds = geometry.sample_seeds(base_seed, sample_ids, restart)
-        delta = geometry.random_start(tf.shape(x), self.eps, self.norm, seeds, self.l2_rand_init)
-        return geometry.clip_to_range(x + delta, self.clip_min, self.clip_max)
+        return geometry.random_start_point(
+            x, eps=self.eps, norm=self.norm, seed=base_seed, sample_ids=sample_ids, restart=restart,
+            clip_min=self.clip_min, clip_max=self.clip_max, l2_rand_init=self.l2_rand_init,
+        )
 
     def _attack(self, x, y_onehot, *, sample_ids, restart, batch_sizes, with_stats: bool):
         raise NotImplementedError

@@ -81,36 +81,33 @@ class _GradientAttack(Attack):
         the reduced objective, in float32 and free of loss scaling (not yet checked for non-finites).
         `batch_sizes` (N,): each sample's B in the mean reduction (None: the batch size)."""
         labels = losses.loss_labels(self.loss, y_onehot)
-        with tf.GradientTape() as tape:
-            tape.watch(x_adv)
+
+        def reduced_objective(x_adv):
             y_pred = self.forward(x_adv, training=self.training)
             self.loss_path = losses.keras_loss_path(y_pred, self.from_logits)
             objective = self.loss(labels, y_pred)
             if self.targeted:
                 objective = -objective
-            if self.loss_scale == "per_sample":
+            if self.loss_scale == "per_sample":  # the weights go in here, the reduction's 1/B after
                 weights = losses.per_sample_loss_scale(self.loss, labels, y_pred, self.from_logits)
-                backprop = tf.reduce_sum(objective * weights)
-            elif self.loss_scale is not None:
-                backprop = losses.reduce_loss(objective, self.reduction, batch_sizes) * self.loss_scale
-            else:
-                backprop = losses.reduce_loss(objective, self.reduction, batch_sizes)
-        grad = tape.gradient(backprop, x_adv)
+                return tf.reduce_sum(objective * weights), (objective, y_pred, weights)
+            return losses.reduce_loss(objective, self.reduction, batch_sizes), (objective, y_pred, None)
+
+        constant_scale = None if self.loss_scale == "per_sample" else self.loss_scale
+        grad, (objective, y_pred, weights) = losses.loss_scaled_gradient(reduced_objective, x_adv, constant_scale)
         if self.loss_scale == "per_sample":
             factor = losses.reduction_factor(self.reduction, tf.shape(x_adv)[0] if batch_sizes is None else batch_sizes)
             grad = grad * geometry.broadcast_per_sample(factor / weights, grad)
-        elif self.loss_scale is not None:
-            grad = grad / self.loss_scale
         return objective, y_pred, grad
 
     def _finite(self, grad: tf.Tensor) -> tf.Tensor:
         return geometry.finite_or_zero(grad) if self._guard_nonfinite else grad
 
     def _step(self, x: tf.Tensor, x_adv: tf.Tensor, grad: tf.Tensor) -> tf.Tensor:
-        direction = geometry.steepest_ascent(grad, self.norm, self.l2_normalization)
-        x_adv = geometry.clip_to_range(x_adv + self.step_size * direction, self.clip_min, self.clip_max)
-        delta = geometry.project(x_adv - x, self.eps, self.norm)
-        return geometry.clip_to_range(x + delta, self.clip_min, self.clip_max)
+        return geometry.pgd_step(
+            x, x_adv, grad, step_size=self.step_size, eps=self.eps, norm=self.norm, clip_min=self.clip_min,
+            clip_max=self.clip_max, l2_normalization=self.l2_normalization,
+        )
 
     def _attack(self, x, y_onehot, *, sample_ids, restart, batch_sizes, with_stats: bool):
         x_adv = self._start(x, sample_ids, restart)

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one process, printed as tables of ratios.
 
-`python -m tfadv.benchmarks [--quick] [--rounds N] [--only attacks|training]`
+`python -m tfadv.benchmarks [--quick] [--rounds N] [--only attacks|training|evaluation|minibatch]`
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import importlib
 
 import pandas as pd
 
-SUITES = ("attacks", "training")
+SUITES = ("attacks", "training", "evaluation", "minibatch")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadv import tracing
 from tfadv.attacks import PGD
 
 
@@ -37,12 +38,13 @@ def _floor(model: keras.Model, x: tf.Tensor, y: tf.Tensor, steps: int, from_logi
     """`steps` calls of one compiled input-gradient pass: the cost no PGD can go below."""
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits, reduction="sum")
 
-    @tf.function
-    def gradient(x_adv):
+    def input_gradient(x_adv):
         with tf.GradientTape() as tape:
             tape.watch(x_adv)
             value = loss(y, model(x_adv, training=False))
         return tape.gradient(value, x_adv)
+
+    gradient = tracing.compile_once(input_gradient)
 
     def run():
         for _ in range(steps):

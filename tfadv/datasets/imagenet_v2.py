@@ -116,10 +116,31 @@ def decode_record(name: tf.Tensor, data: tf.Tensor, image_size: int = IMAGE_SIZE
 def load_imagenet_v2(source: str | os.PathLike = "tfds", *, image_size: int = IMAGE_SIZE, **kwargs) -> tf.data.Dataset:
     """A Dataset of (image float32 [0, 255], label int64) in the fixed order; kwargs as `imagenet_v2_records`.
 
-    Iterate it through `imagenet_v2_batches` to get a corrupt file named in the error.
+    A file that cannot be read or decoded stops the iteration with an error naming it (CorruptImageError's
+    message inside TensorFlow's error): the bytes are decoded in a py_function, since a graph decode
+    error does not say which element failed. `imagenet_v2_batches` is the faster, graph-decoding path.
     """
     records = imagenet_v2_records(source, **kwargs)
-    return records.map(lambda name, data, label, index: (decode_record(name, data, image_size), label))
+    return records.map(
+        lambda name, data, label, index: (_decode_naming_file(name, data, image_size), label),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+
+def _decode_naming_file(name: tf.Tensor, data: tf.Tensor, image_size: int) -> tf.Tensor:
+    def decode(name: tf.Tensor, data: tf.Tensor) -> tf.Tensor:
+        path = name.numpy().decode()
+        try:
+            encoded = data if len(data.numpy()) else tf.io.read_file(name)
+            return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        except tf.errors.OpError as error:
+            raise CorruptImageError(f"cannot read or decode image file {path}: {_first_line(error)}") from None
+
+    image = tf.py_function(decode, [name, data], tf.uint8)
+    image.set_shape((None, None, 3))
+    image = tf.image.resize(tf.cast(image, tf.float32), (image_size, image_size), method="bilinear")
+    return tf.ensure_shape(image, (image_size, image_size, 3))
 
 
 def imagenet_v2_batches(
@@ -128,10 +149,14 @@ def imagenet_v2_batches(
     """Decoded numpy batches (x float32 (b, S, S, 3) in [0, 255], labels int64, indices int64).
 
     `drop_remainder=True` drops a last partial batch, as the authors' loop did, so every batch has
-    exactly `batch_size` images. Decoding runs in parallel and keeps the order.
+    exactly `batch_size` images; fewer images than one batch is an error, not an empty loop. Decoding
+    runs in parallel and keeps the order.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"imagenet_v2_batches: batch_size must be an integer >= 1, got {batch_size!r}")
+    known = int(records.cardinality())
+    if drop_remainder and 0 <= known < batch_size:
+        raise ValueError(_too_few(known, batch_size))
     decoded = records.map(
         lambda name, data, label, index: (decode_record(name, data, image_size), label, index),
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -144,6 +169,8 @@ def imagenet_v2_batches(
         try:
             x, y, index = next(iterator)
         except StopIteration:
+            if drop_remainder and position == 0:  # unknown cardinality: found out by reading
+                raise ValueError(_too_few(None, batch_size)) from None
             return
         except tf.errors.OpError as error:
             _raise_naming_culprit(records, position, batch_size, image_size, error)
@@ -163,6 +190,15 @@ def _raise_naming_culprit(records, start: int, count: int, image_size: int, erro
     raise CorruptImageError(
         f"decoding ImageNetV2 images {start}..{start + count - 1} (files {names}) failed: {_first_line(error)}"
     ) from error
+
+
+def _too_few(count: int | None, batch_size: int) -> str:
+    have = "fewer images" if count is None else f"{count} images"
+    return (
+        f"imagenet_v2_batches: batch_size={batch_size} with drop_remainder=True, but the records hold {have} "
+        "than one batch, so there would be no batch at all: lower batch_size, raise `limit`, or pass "
+        "drop_remainder=False"
+    )
 
 
 def _first_line(error: Exception) -> str:

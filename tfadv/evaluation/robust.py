@@ -13,6 +13,7 @@ import numpy as np
 
 from tfadv import model_outputs, validation
 from tfadv.attacks import Attack
+from tfadv.evaluation import compaction
 from tfadv.evaluation.clean import predict_labels
 
 
@@ -25,11 +26,15 @@ def robust_mask(
     batch_size: int = 128,
     restarts: int = 1,
     verbose: bool = False,
+    early_exit: bool = True,
 ) -> np.ndarray:
     """Per-sample bool: correct on the clean input and not fooled by any of `restarts` attack runs.
 
     Before any compute, the attack checks its model's output kind against its `from_logits` (see
     `check_output_kind` of tfadv.attacks.Attack) on the first samples of `x`.
+    `early_exit`: attacks that run in segments (APGD, Square, FAB, PGD with select="first_success") stop
+    paying for fooled samples (tfadv.evaluation.compaction); the answer is the same sample by sample.
+    `verbose` (a progress bar per batch) runs the plain path.
     """
     if attack.targeted:
         raise ValueError("robust_accuracy: needs an untargeted attack")
@@ -48,6 +53,8 @@ def robust_mask(
         raise ValueError(f"robust_accuracy: x has {len(x)} samples and y {len(y)}")
     if len(x):
         attack.check_model_output(x[: model_outputs.PROBE_SAMPLES])
+    if early_exit and not verbose and compaction.supports_segments(attack):
+        return compaction.robust_mask_compacted(model, attack, x, y, batch_size=batch_size, restarts=restarts)
     labels = np.argmax(y, axis=-1) if y.ndim == 2 else y.astype(np.int64)
     robust = predict_labels(model, x, batch_size, attack.output_index) == labels
     progress = keras.utils.Progbar(restarts * len(x), unit_name="sample") if verbose else None
@@ -73,7 +80,9 @@ def robust_accuracy(
     batch_size: int = 128,
     restarts: int = 1,
     verbose: bool = False,
+    early_exit: bool = True,
 ) -> float:
     """Fraction of samples that are correct clean and survive every restart of `attack`."""
-    mask = robust_mask(model, attack, x, y, batch_size=batch_size, restarts=restarts, verbose=verbose)
+    mask = robust_mask(model, attack, x, y, batch_size=batch_size, restarts=restarts, verbose=verbose,
+                       early_exit=early_exit)
     return float(np.mean(mask)) if len(mask) else float("nan")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import tfadv
-from tfadv.experiments import grid, jobs, machine, report, store
+from tfadv.experiments import grid, identity, jobs, machine, report, store
 from tfadv.experiments.run import Run
 from tfadv.experiments.spec import PROFILES, Experiment, Tables
 from tfadv.experiments.store import ConfigurationError
@@ -45,6 +45,9 @@ def parser(experiment: Experiment) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="tensorflow-datasets data_dir (default: $TFDS_DATA_DIR, else the checkout's data/tfds, else "
                         "tfds' own default); see data/README.md")
+    p.add_argument("--plan", action="store_true",
+                   help="run nothing: print what the profile's grid asks of a GPU (cells, passes, counted FLOPs, "
+                        "estimated GPU-hours)")
     p.add_argument("--keep-work", action="store_true", help="keep each finished cell's scratch folder OUT/work/<id>")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars or cell log")
     p.add_argument("--child-of-jobs", action="store_true", help=argparse.SUPPRESS)
@@ -62,19 +65,26 @@ def configuration(experiment: Experiment, profile_name: str, options: Mapping[st
     """Everything that can change a cell's numbers (tfadv.experiments.identity)."""
     identity_options = {o.dest: options[o.dest] for o in experiment.options if o.role == "identity"}
     return {"experiment": experiment.key, "version": experiment.version, "tfadv": tfadv.__version__,
+            "code": identity.code_fingerprint(experiment.module or f"reproduce.{experiment.key}"),
             "profile": profile_name, "profile_settings": experiment.profiles[profile_name],
             "options": identity_options, "seed": seed, "limit": limit}
 
 
-def open_run(experiment: Experiment, args: argparse.Namespace) -> Run:
+def open_run(experiment: Experiment, args: argparse.Namespace, claim_folder: bool = True) -> Run:
+    """The run of these arguments; with `claim_folder`, its output folder is checked and claimed."""
     from tfadv.datasets import default_data_dir
 
+    profile = experiment.profiles[args.profile]
     options = {o.dest: getattr(args, o.dest) for o in experiment.options}
+    for option in experiment.options:
+        if option.profile_field and options[option.dest] is None:
+            options[option.dest] = getattr(profile, option.profile_field)
     config = configuration(experiment, args.profile, options, args.seed, args.limit)
     out = Path(args.out or os.path.join("results", experiment.key, args.profile))
-    return Run(experiment=experiment, profile_name=args.profile, profile=experiment.profiles[args.profile],
+    return Run(experiment=experiment, profile_name=args.profile, profile=profile,
                options=options, seed=args.seed, limit=args.limit, out=out, configuration=config,
-               store=store.CellStore(out, config), merge_dirs=[Path(d) for d in args.merge or []],
+               store=store.CellStore(out, config) if claim_folder else None,
+               merge_dirs=[Path(d) for d in args.merge or []],
                data_dir=args.data_dir or default_data_dir(), show_progress=args.progress and not args.child_of_jobs,
                keep_work=args.keep_work)
 
@@ -85,6 +95,8 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None) -> Tables:
     args = parser(experiment).parse_args(argv)
     jobs.limit_threads_from_environment()
     clock = machine.RunClock()
+    if args.plan:
+        return {"plan": _print_plan(experiment, args)}
     try:
         run = open_run(experiment, args)
         cells = experiment.grid(run)
@@ -110,6 +122,18 @@ def _run_shard(run: Run, cells: Sequence[dict], args: argparse.Namespace, argv: 
     if count > 1 and args.shard is None and not args.child_of_jobs:
         jobs.run_parallel(run, parallel, count, argv)
     grid.run_cells(run, mine)  # after --jobs: the cells that need the whole machine or wait for others
+
+
+def _print_plan(experiment: Experiment, args: argparse.Namespace):
+    from tfadv.experiments import plan
+
+    if experiment.cost is None:
+        raise SystemExit(f"{experiment.key}: this experiment does not say what its cells cost; --plan cannot estimate it")
+    run = open_run(experiment, args, claim_folder=False)
+    cells = grid.select_shard(experiment.grid(run), args.shard)
+    table = plan.plan(run, cells)
+    print(plan.describe(table, run))
+    return table
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

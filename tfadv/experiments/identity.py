@@ -2,7 +2,8 @@
 
 A run's *configuration* holds what can change any of its numbers: the experiment and its version, the
 profile and every field of it (dataset and size, models, steps, eps, ...), every option that is not a
-mere grid selection or a file location, the seed, and the tfadv version. Its *fingerprint* is a hash of
+mere grid selection or a file location, the seed, the tfadv version, and a hash of the code that computes
+the cells (tfadv's engine and the paper's own cell code; report-only files excluded). Its *fingerprint* is a hash of
 that configuration; a cell's file name hashes the fingerprint with the cell's coordinates, so two
 configurations can never share a cell, and a file renamed or copied under another cell's name is caught
 when it is read (tfadv.experiments.store).
@@ -12,9 +13,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+import importlib.util
 import json
 import math
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -69,6 +72,39 @@ def differences(stored: Mapping[str, Any], current: Mapping[str, Any], prefix: s
         elif stored[name] != current[name]:
             found.append(f"{path}: {stored[name]!r} there, {current[name]!r} here")
     return found
+
+
+#: Files that shape the report, not the cells' numbers: editing them never makes stored cells stale.
+REPORT_ONLY_FILES = ("claims.py", "figures.py", "sections.py", "__main__.py")
+#: tfadv's packages that compute no cell: the runner layer itself and the benchmarks.
+NON_NUMERIC_PACKAGES = ("experiments", "benchmarks")
+
+
+def code_fingerprint(module: str) -> str:
+    """Hash of the source that computes a cell's numbers: tfadv's engine (everything but the runner layer
+    and the benchmarks) and the experiment's own package or module, but for its report-only files. A
+    stored result whose code differs is stale: a bug fixed in the engine changes the numbers."""
+    import tfadv
+
+    engine = Path(tfadv.__file__).parent
+    files = [f for f in engine.rglob("*.py") if f.relative_to(engine).parts[0] not in NON_NUMERIC_PACKAGES]
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ValueError(f"cannot find the source of experiment module {module!r}")
+    origin = Path(spec.origin)
+    own = origin.parent.rglob("*.py") if origin.name == "__init__.py" else [origin]
+    files += [f for f in own if f.name not in REPORT_ONLY_FILES]
+    return _hash_files(files)
+
+
+def _hash_files(files: Iterable[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(set(files), key=lambda f: (f.parent.name, f.name, str(f))):
+        if "__pycache__" in path.parts:
+            continue
+        digest.update(f"{path.parent.name}/{path.name}\n".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def cell_key(cell: Mapping[str, Scalar]) -> str:

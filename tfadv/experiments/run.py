@@ -34,7 +34,7 @@ class Run:
     seed: int
     out: Path
     configuration: dict[str, Any]
-    store: CellStore
+    store: CellStore | None
     merge_dirs: list[Path] = field(default_factory=list)
     #: --limit: cap on images, training steps and epochs (a wiring check), None for the profile's own sizes.
     limit: int | None = None

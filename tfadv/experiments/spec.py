@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
+from tfadv.experiments.plan import Cost
 from tfadv.experiments.report import Setting
 from tfadv.experiments.verdicts import Verdict
 
@@ -31,6 +32,9 @@ class Option:
     choices: Sequence[Any] | None = None
     role: str = "identity"
     action: str = "store"
+    #: A profile field this option overrides: when the option is not given, its value is the profile's,
+    #: so `--batching emulated` on a profile whose batching is "emulated" is the same configuration.
+    profile_field: str | None = None
 
     def __post_init__(self):
         if self.role not in ROLES:
@@ -63,6 +67,8 @@ class Experiment:
     needs: Callable[[dict, Run], Sequence[dict]] | None = None
     #: Cells that need the whole machine (all devices): never run beside other --jobs processes.
     whole_machine: Callable[[dict, Run], bool] | None = None
+    #: What one cell asks of a GPU (for --plan); None: the experiment cannot estimate its cost.
+    cost: Callable[[dict, Run], Cost] | None = None
     description: str = ""
     #: The module `python -m` runs for this experiment (the --jobs children); default reproduce.<key>.
     module: str = ""

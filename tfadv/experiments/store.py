@@ -51,7 +51,7 @@ def claim_folder(out: str | os.PathLike, configuration: Mapping[str, Any]) -> st
         if changed:
             raise ConfigurationError(
                 f"{out} holds results of another configuration, which differs from this run in:\n  - "
-                + "\n  - ".join(changed)
+                + "\n  - ".join(changed) + _code_note(changed)
                 + f"\nMixing them would report numbers that no single configuration produced. Give this run its "
                   f"own folder (--out / OUT=), or delete {out} to recompute everything with these settings.")
     else:
@@ -60,6 +60,13 @@ def claim_folder(out: str | os.PathLike, configuration: Mapping[str, Any]) -> st
         except OSError as e:
             raise ConfigurationError(f"cannot write results to {out}: {e.strerror or e}") from e
     return identity.fingerprint(configuration)
+
+
+def _code_note(changed: list[str]) -> str:
+    if any(line.startswith("code:") for line in changed):
+        return ("\n(code: the engine or this paper's cell code changed since those results were computed, so they "
+                "may be stale)")
+    return ""
 
 
 def read_configuration(folder: str | os.PathLike) -> dict | None:

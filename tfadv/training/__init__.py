@@ -1,10 +1,24 @@
 """Adversarial training as Keras models: override `train_step`, keep `compile`/`fit`/`evaluate`/`save`.
 
 - PGDAdversarialModel (Madry et al.), FastAdversarialModel (Wong et al.), FreeAdversarialModel (Shafahi et
-  al.), StaleAdversarialModel (Bhat et al.), all built like a functional model: Model(inputs, outputs, ...).
+  al.), StaleAdversarialModel (Bhat et al.). Wrap any Keras model, `PGDAdversarialModel(model, eps=...,
+  steps=..., step_size=...)` (Sequential, Functional or subclassed; the trainer shares its weights), or build
+  functional-style from `(inputs, outputs)`.
 - CyclicLearningRate: the triangular one-cycle schedule of fast_adversarial.
 - CatastrophicOverfittingCallback: PGD accuracy on a held-out batch; restores the best weights on collapse.
 - distributed.train: a `strategy.run` loop for MultiWorkerMirroredStrategy, where Keras 3 `fit` fails.
+
+Metric names say which inputs a number was computed on: `adv_` prefix = adversarial inputs, no prefix =
+clean inputs, the same in fit, evaluate and callbacks. fit logs `adv_loss` (the training objective) and
+`adv_accuracy`; evaluate logs `loss`, `accuracy` and the compiled metrics on clean inputs and
+`adv_loss`/`adv_accuracy` under its PGD attack, the same numbers on every call; with validation data,
+Keras adds its `val_` prefix (`val_accuracy` clean, `val_adv_accuracy` adversarial).
+
+The logits/probabilities rule: the compiled loss's `from_logits` must say what the model outputs; fit and
+evaluate check it on one forward pass before the first step (`check_output_kind=False` opts out).
+
+Free and Stale keep per-row state for `batch_size` rows: a short last batch uses the first rows, a larger
+batch is refused when fit starts, naming the setting to change.
 
 Resuming: `keras.callbacks.BackupAndRestore(backup_dir)` works with these models (weights, optimizer,
 epoch and the random-start counters are restored; Free's delta and Stale's queue are scratch state that a

@@ -139,20 +139,7 @@ def train_async(
     compiled loss and optimizer apply, as in Keras. `max_staleness` must be at least `refresh_every - 1`:
     otherwise a batch from the newest snapshot could be refused and the trainer would stall.
     """
-    _check_positive("steps", steps)
-    _check_positive("refresh_every", refresh_every)
-    if num_workers < 0:
-        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
-    if queue_size is None:
-        queue_size = max(num_workers, 1)
-    _check_positive("queue_size", queue_size)
-    if max_staleness is not None and max_staleness < refresh_every - 1:
-        raise ValueError(
-            f"max_staleness={max_staleness} is below refresh_every - 1 = {refresh_every - 1}: batches crafted "
-            "from the newest snapshot would be refused and training would stall"
-        )
-    if model.optimizer is None:
-        raise ValueError("compile the model (optimizer and loss) before train_async")
+    queue_size = _checked_arguments(model, steps, num_workers, refresh_every, queue_size, max_staleness)
     trainer_device, worker_devices = assign_devices(num_workers, devices)
     if num_workers == 0:
         return _train_sync(model, make_attack, dataset, steps, trainer_device, verbose)
@@ -168,33 +155,12 @@ def train_async(
     for w in workers:  # trace in this thread: Keras' tracing state is not meant to be shared by threads
         w.warm_up()
     threads = [threading.Thread(target=w.run, name=f"tfadv-attack-worker-{w.index}", daemon=True) for w in workers]
-
-    rows, refused = [], []
-    bar = keras.utils.Progbar(steps, unit_name="step") if verbose else None
+    trainer = _Trainer(model, board, batches, errors, trainer_device, refresh_every, max_staleness)
     start = time.perf_counter()
-    first_done = None
     for t in threads:
         t.start()
     try:
-        step = 0
-        while step < steps:
-            waited = time.perf_counter()
-            batch = _next_batch(batches, errors)
-            wait_seconds = time.perf_counter() - waited
-            age = staleness(batch, step)
-            if not admissible(batch, step, max_staleness):
-                refused.append({"step": step, "version": batch.version, "staleness": age, "worker": batch.worker})
-                continue
-            with tf.device(trainer_device):
-                logs = model.train_on_batch(batch.x, batch.y, return_dict=True)
-            rows.append(_step_row(step, batch, age, wait_seconds, batches.qsize(), logs, start))
-            step += 1
-            if step % refresh_every == 0:
-                board.publish(step, model.get_weights())
-            if first_done is None:
-                first_done = time.perf_counter()
-            if bar is not None:
-                bar.update(step, [("staleness", age)])
+        first_done = trainer.run(steps, start, verbose)
     finally:
         stop.set()
         _drain(batches)
@@ -204,14 +170,67 @@ def train_async(
     if errors:
         raise RuntimeError("an attack worker failed") from errors[0]
     return AsyncRun(
-        steps=pd.DataFrame(rows),
-        refused=pd.DataFrame(refused, columns=["step", "version", "staleness", "worker"]),
+        steps=pd.DataFrame(trainer.rows),
+        refused=pd.DataFrame(trainer.refused, columns=["step", "version", "staleness", "worker"]),
         num_workers=num_workers,
         trainer_device=trainer_device,
         worker_devices=worker_devices,
         wall_seconds=end - start,
         steady_seconds=end - first_done,
     )
+
+
+def _checked_arguments(model, steps, num_workers, refresh_every, queue_size, max_staleness) -> int:
+    """Validate train_async's arguments before any thread starts; returns the queue size."""
+    _check_positive("steps", steps)
+    _check_positive("refresh_every", refresh_every)
+    if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0:
+        raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+    if queue_size is None:
+        queue_size = max(num_workers, 1)
+    _check_positive("queue_size", queue_size)
+    if max_staleness is not None and max_staleness < refresh_every - 1:
+        raise ValueError(
+            f"max_staleness={max_staleness} is below refresh_every - 1 = {refresh_every - 1}: batches crafted "
+            "from the newest snapshot would be refused and training would stall"
+        )
+    if model.optimizer is None:
+        raise ValueError("compile the model (optimizer and loss) before train_async")
+    return queue_size
+
+
+class _Trainer:
+    """The trainer side: takes batches off the queue, refuses stale ones, updates, republishes weights."""
+
+    def __init__(self, model, board, batches, errors, device, refresh_every, max_staleness):
+        self.model, self.board, self.batches, self.errors, self.device = model, board, batches, errors, device
+        self.refresh_every, self.max_staleness = refresh_every, max_staleness
+        self.rows: list[dict[str, Any]] = []
+        self.refused: list[dict[str, Any]] = []
+
+    def run(self, steps: int, start: float, verbose: bool) -> float:
+        """`steps` updates; returns the time the first one finished (it includes tracing)."""
+        bar = keras.utils.Progbar(steps, unit_name="step") if verbose else None
+        first_done = None
+        step = 0
+        while step < steps:
+            waited = time.perf_counter()
+            batch = _next_batch(self.batches, self.errors)
+            wait_seconds = time.perf_counter() - waited
+            age = staleness(batch, step)
+            if not admissible(batch, step, self.max_staleness):
+                self.refused.append({"step": step, "version": batch.version, "staleness": age, "worker": batch.worker})
+                continue
+            with tf.device(self.device):
+                logs = self.model.train_on_batch(batch.x, batch.y, return_dict=True)
+            self.rows.append(_step_row(step, batch, age, wait_seconds, self.batches.qsize(), logs, start))
+            step += 1
+            if step % self.refresh_every == 0:
+                self.board.publish(step, self.model.get_weights())
+            first_done = first_done or time.perf_counter()
+            if bar is not None:
+                bar.update(step, [("staleness", age)])
+        return first_done
 
 
 class _Worker:

@@ -1,16 +1,22 @@
 """What every adversarial-training model shares: the threat model, coupled weight decay, the weight update
 on a crafted batch, clean/adversarial metrics and the inference-mode evaluation attack.
 
-Subclasses override `train_step` only; they are built like the Keras guide's functional subclass:
+Subclasses override `train_step` only. Build them from any Keras model (Sequential, Functional or
+subclassed; the trainer shares its weights), or functional-style from `(inputs, outputs)`:
 
-    model = FastAdversarialModel(inputs, outputs, eps=8 / 255, alpha=10 / 255)
-    model.compile(optimizer=keras.optimizers.SGD(CyclicLearningRate(0.2, total_steps)), loss=..., metrics=[...])
+    model = FastAdversarialModel(network, eps=8 / 255, alpha=10 / 255)
+    model.compile(optimizer=keras.optimizers.SGD(CyclicLearningRate(0.2, total_steps)),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     model.fit(x, y, ...)
 
-Logs: `fit` reports `loss` (the adversarial training objective, weight decay included) and `adv_accuracy`
-(on the batch the weights were updated on); compiled metrics are also computed on that batch. `evaluate`
-reports `loss` and compiled metrics on clean inputs, `clean_accuracy`, and `adv_loss`/`adv_accuracy` under a
-PGD attack (`eval_steps` steps of `eval_step_size`, random start) run with the model in inference mode.
+Metric names say which inputs they were computed on: `adv_` = adversarial inputs, no prefix = clean
+inputs, in fit, evaluate and callbacks alike. `fit` runs no clean pass, so it logs `adv_loss` (the
+training objective, weight decay included) and `adv_accuracy` on the batch the weights were updated on.
+`evaluate` logs `loss`, `accuracy` and the compiled metrics on clean inputs, and `adv_loss`/`adv_accuracy`
+under a PGD attack (`eval_steps` steps of `eval_step_size`, random start) with the model in inference
+mode; its starts are keyed on the batch's position in the call, so every call returns the same numbers.
+Before the first step of fit or evaluate, the compiled loss's `from_logits` is checked against what the
+model outputs (as tfadv.attacks do; `check_output_kind=False` opts out).
 """
 from __future__ import annotations
 
@@ -21,8 +27,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv import geometry, precision
-from tfadv.training import crafting
+from tfadv import geometry, precision, validation
+from tfadv.training import crafting, wrapping
 
 WeightDecayOn = Literal["all", "kernels"]
 
@@ -63,13 +69,19 @@ class AdversarialModel(keras.Model):
             Wong et al. and the seed evaluate); eval_steps=0 reports clean metrics only.
         seed: seeds every random start; draws are keyed on (seed, step, replica, row), so a run resumed
             from a checkpoint draws what the uninterrupted run would have drawn.
+        check_output_kind: check the compiled loss's from_logits against the model's outputs before the
+            first step (False for a deliberately unusual head).
+        input_shape, output_index (wrapping a model only): the per-sample input shape of a subclassed
+            model that has not been called yet; which output of a multi-output model holds the scores.
     """
 
     #: Keys of `get_config` owned by this class; subclasses extend it.
     _adversarial_keys: tuple[str, ...] = (
         "eps", "norm", "clip_min", "clip_max", "attack_training_mode", "weight_decay",
-        "weight_decay_on", "eval_steps", "eval_step_size", "seed",
+        "weight_decay_on", "eval_steps", "eval_step_size", "seed", "check_output_kind",
     )
+    #: Free and Stale keep per-row state for `batch_size` rows and refuse larger batches.
+    _per_row_state = False
 
     def __init__(
         self,
@@ -84,30 +96,36 @@ class AdversarialModel(keras.Model):
         eval_steps: int = 10,
         eval_step_size: float | None = None,
         seed: int | None = None,
+        check_output_kind: bool = True,
         **kwargs: Any,
     ) -> None:
+        owner = type(self).__name__
+        args, kwargs = wrapping.functional_arguments(owner, args, kwargs)
         super().__init__(*args, **kwargs)
-        self.eps = _positive("eps", eps)
-        self.norm = geometry.canonical_norm(norm)
-        if clip_min is not None and clip_max is not None and not clip_min < clip_max:
-            raise ValueError(f"clip_min must be below clip_max, got clip_min={clip_min}, clip_max={clip_max}")
-        self.clip_min = None if clip_min is None else float(clip_min)
-        self.clip_max = None if clip_max is None else float(clip_max)
-        if not isinstance(attack_training_mode, (bool, np.bool_)):
-            raise TypeError(f"attack_training_mode must be True or False, got {attack_training_mode!r}")
-        self.attack_training_mode = bool(attack_training_mode)
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-        self.weight_decay = float(weight_decay)
+        self.eps = validation.real(owner, "eps", eps, positive=True)
+        try:
+            self.norm = geometry.canonical_norm(norm)
+        except ValueError as error:
+            raise ValueError(f"{owner}: {error}") from None
+        self.clip_min = validation.optional_real(owner, "clip_min", clip_min)
+        self.clip_max = validation.optional_real(owner, "clip_max", clip_max)
+        if clip_min is not None and clip_max is not None and not self.clip_min < self.clip_max:
+            raise ValueError(f"{owner}: clip_min must be below clip_max, got clip_min={clip_min}, clip_max={clip_max}")
+        self.attack_training_mode = validation.flag(owner, "attack_training_mode", attack_training_mode)
+        self.weight_decay = validation.real(owner, "weight_decay", weight_decay, minimum=0.0)
         if weight_decay_on not in ("all", "kernels"):
-            raise ValueError(f"weight_decay_on must be 'all' or 'kernels', got {weight_decay_on!r}")
+            raise ValueError(f"{owner}: weight_decay_on must be 'all' or 'kernels', got {weight_decay_on!r}")
         self.weight_decay_on = weight_decay_on
-        self.eval_steps = _count("eval_steps", eval_steps, minimum=0)
-        self.eval_step_size = self.eps / 4 if eval_step_size is None else _positive("eval_step_size", eval_step_size)
-        self.seed = secrets.randbelow(2**31) if seed is None else int(seed)
+        self.eval_steps = validation.integer(owner, "eval_steps", eval_steps, minimum=0)
+        self.eval_step_size = (
+            self.eps / 4 if eval_step_size is None else validation.real(owner, "eval_step_size", eval_step_size, positive=True)
+        )
+        self.seed = secrets.randbelow(2**31) if seed is None else validation.integer(owner, "seed", seed)
+        self.check_output_kind = validation.flag(owner, "check_output_kind", check_output_kind)
+        self._output_kind_checked = False
 
         self.adv_accuracy = keras.metrics.Mean(name="adv_accuracy")
-        self.clean_accuracy = keras.metrics.Mean(name="clean_accuracy")
+        self.clean_accuracy = keras.metrics.Mean(name="accuracy")
         self.adv_loss = keras.metrics.Mean(name="adv_loss")
         # Counters keying the random starts: saved with the weights, advanced once per step.
         self.train_counter = keras.Variable(
@@ -116,6 +134,44 @@ class AdversarialModel(keras.Model):
         self.eval_counter = keras.Variable(
             0, dtype="int64", trainable=False, aggregation="only_first_replica", name="adversarial_eval_counter"
         )
+
+    # ----------------------------------------------------------------------------------------------
+    # Checks before the first compiled step.
+
+    def fit(self, *args: Any, **kwargs: Any):
+        data = kwargs.get("x", args[0] if args else None)
+        self.check_before_compute(kwargs.get("batch_size", args[2] if len(args) > 2 else None), data)
+        return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args: Any, **kwargs: Any):
+        self.check_before_compute(None)
+        self.eval_counter.assign(0)  # the same evaluation attack on every call: same numbers every time
+        return super().evaluate(*args, **kwargs)
+
+    def check_before_compute(self, batch_size: Any = None, data: Any = None) -> None:
+        """The output-kind check (once) and, for per-row state, the fit batch size. Also builds the
+        optimizer now, as Keras does under a distribution strategy: a traced step that raises (a trace-time
+        check) then leaves no half-created optimizer variables behind to break the next fit."""
+        owner = type(self).__name__
+        if self._per_row_state:
+            wrapping.check_batch_size(owner, self.batch_size, batch_size, data)
+        if not self.compiled:
+            return
+        if self.check_output_kind and not self._output_kind_checked:
+            wrapping.check_output_kind(owner, self, (self.clip_min, self.clip_max))
+            self._output_kind_checked = True
+        if not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+
+    def check_rows(self, x: tf.Tensor) -> None:
+        """Trace-time check of a static batch size against the per-row state's `batch_size` rows."""
+        rows = x.shape[0]
+        if rows is not None and rows > self.batch_size:
+            raise ValueError(
+                f"{type(self).__name__} was built with batch_size={self.batch_size}, but fit feeds batches of "
+                f"{rows}: build it with batch_size={rows} (or more), or batch the data by at most {self.batch_size}"
+            )
 
     # ----------------------------------------------------------------------------------------------
     # Pieces the subclasses' train_step is made of.
@@ -140,13 +196,11 @@ class AdversarialModel(keras.Model):
             return tf.identity(x), y, sample_weight
 
     def attack_loss(self, y: tf.Tensor, training: bool):
-        """loss_fn(x_adv) for crafting: the compiled loss, scaled like the weight gradient's loss so
-        that float16 input gradients do not underflow (the step uses only their direction)."""
+        """loss_fn(x_adv) for crafting: the compiled loss (crafting applies the optimizer's loss scale)."""
 
         def loss_fn(x_adv: tf.Tensor) -> tf.Tensor:
             y_pred = self(x_adv, training=training)
-            loss = self.compute_loss(x=x_adv, y=y, y_pred=y_pred, training=training)
-            return self.optimizer.scale_loss(loss)
+            return self.compute_loss(x=x_adv, y=y, y_pred=y_pred, training=training)
 
         return loss_fn
 
@@ -160,15 +214,17 @@ class AdversarialModel(keras.Model):
         return precision.may_overflow(self)
 
     def random_start(self, x: tf.Tensor) -> tf.Tensor:
+        """The training attack's starting point, keyed on (seed, row, train_counter)."""
         return crafting.random_start(x, threat=self.threat, seed=self.seed, counter=self.train_counter)
 
     def perturb(
         self, x: tf.Tensor, y: tf.Tensor, start: tf.Tensor, *, steps: int, step_size: float, training: bool
     ) -> tf.Tensor:
-        """`steps` PGD steps from `start` against the compiled loss, the model in `training` mode."""
-        return crafting.pgd_perturbation(
+        """x_adv after `steps` PGD steps from the point `start`, against the compiled loss, the model in
+        `training` mode (the steps of tfadv.attacks.PGD)."""
+        return crafting.pgd(
             self.attack_loss(y, training=training), x, start, steps=steps, step_size=step_size,
-            threat=self.threat, guard_nonfinite=self.guard_nonfinite,
+            threat=self.threat, scale=precision.loss_scale(self.optimizer), guard_nonfinite=self.guard_nonfinite,
         )
 
     def l2_penalty(self) -> tf.Tensor:
@@ -202,10 +258,27 @@ class AdversarialModel(keras.Model):
         return self.record_training(x_adv, y, y_pred, loss, sample_weight)
 
     def record_training(self, x_adv, y, y_pred, loss, sample_weight) -> dict:
-        self._loss_tracker.update_state(loss * num_replicas(), sample_weight=tf.shape(x_adv)[0])
+        """Metrics of the batch the weights were updated on: adversarial inputs, so `adv_` names."""
+        self.adv_loss.update_state(loss * num_replicas(), sample_weight=tf.shape(x_adv)[0])
         self.adv_accuracy.update_state(correct(y, y_pred), sample_weight=sample_weight)
-        self.compute_metrics(x_adv, y, y_pred, sample_weight=sample_weight)
-        return self.logs(exclude=("clean_accuracy", "adv_loss"))
+        return self.training_logs()
+
+    def training_logs(self) -> dict:
+        """What fit logs: the adversarial loss and accuracy (no clean pass is paid for in training)."""
+        return {"adv_loss": self.adv_loss.result(), "adv_accuracy": self.adv_accuracy.result()}
+
+    def get_metrics_result(self) -> dict:
+        """Keras' metric results, without compiled metrics that were never built: compiled metrics are
+        computed on clean inputs, i.e. in evaluate only, so during fit they stay unbuilt."""
+        results = {}
+        for metric in self.metrics:
+            if not getattr(metric, "built", True):
+                continue
+            result = metric.result()
+            results.update(result if isinstance(result, dict) else {metric.name: result})
+        if tf.executing_eagerly():
+            results = {name: float(value) if np.ndim(value) == 0 else np.asarray(value) for name, value in results.items()}
+        return results
 
     def logs(self, exclude: tuple[str, ...] = ()) -> dict:
         results = self.get_metrics_result()
@@ -218,7 +291,7 @@ class AdversarialModel(keras.Model):
         """The evaluation attack: PGD with random start, model in inference mode."""
         start = crafting.random_start(x, threat=self.threat, seed=self.seed + 1, counter=self.eval_counter)
         self.eval_counter.assign_add(1)
-        return x + self.perturb(x, y, start, steps=self.eval_steps, step_size=self.eval_step_size, training=False)
+        return self.perturb(x, y, start, steps=self.eval_steps, step_size=self.eval_step_size, training=False)
 
     def test_step(self, data):
         x, y, sample_weight = self.unpack(data)
@@ -242,14 +315,10 @@ class AdversarialModel(keras.Model):
         return config
 
 
-def _positive(name: str, value: float) -> float:
-    value = float(value)
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value}")
-    return value
+
+def _positive(owner: str, name: str, value: Any) -> float:
+    return validation.real(owner, name, value, positive=True)
 
 
-def _count(name: str, value: int, minimum: int = 1) -> int:
-    if isinstance(value, bool) or int(value) != value or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+def _count(owner: str, name: str, value: Any, minimum: int = 1) -> int:
+    return validation.integer(owner, name, value, minimum=minimum)

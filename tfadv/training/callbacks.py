@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv import geometry, precision
+from tfadv import geometry, precision, tracing
 from tfadv.training import crafting
 from tfadv.training.base import correct
 
@@ -22,7 +22,8 @@ class CatastrophicOverfittingCallback(keras.callbacks.Callback):
     moving statistics) and uses the model's compiled loss.
 
     Attributes after fit: `history` (list of (epoch, step, pgd_accuracy)), `best_accuracy`, `collapsed_at`
-    ((epoch, step) of the detected collapse or None). Adds `pgd_check_accuracy` to the epoch logs.
+    ((epoch, step) of the detected collapse or None). Adds `adv_check_accuracy` (adversarial inputs, hence
+    the `adv_` prefix of tfadv.training's metric names) to the epoch logs.
     """
 
     def __init__(
@@ -71,21 +72,20 @@ class CatastrophicOverfittingCallback(keras.callbacks.Callback):
         self.collapsed_at = None
         self._epoch = 0
         self._batches = 0
-        self._accuracy_fn = tf.function(self._pgd_accuracy)
+        self._accuracy_fn = tracing.compile_once(self._pgd_accuracy)
 
     def _pgd_accuracy(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         model = self.model
 
         def loss_fn(x_adv):
-            loss = model.compute_loss(x=x_adv, y=y, y_pred=model(x_adv, training=False), training=False)
-            return model.optimizer.scale_loss(loss)  # float16 input gradients must not underflow
+            return model.compute_loss(x=x_adv, y=y, y_pred=model(x_adv, training=False), training=False)
 
         start = crafting.random_start(x, threat=self.threat, seed=self.seed, counter=tf.constant(0, tf.int64))
-        delta = crafting.pgd_perturbation(
+        x_adv = crafting.pgd(
             loss_fn, x, start, steps=self.steps, step_size=self.step_size, threat=self.threat,
-            guard_nonfinite=precision.may_overflow(model),
+            scale=precision.loss_scale(model.optimizer), guard_nonfinite=precision.may_overflow(model),
         )
-        return tf.reduce_mean(correct(y, model(x + delta, training=False)))
+        return tf.reduce_mean(correct(y, model(x_adv, training=False)))
 
     def check(self) -> float:
         """Measure, compare with the best, restore on collapse. Returns the measured PGD accuracy."""
@@ -114,4 +114,4 @@ class CatastrophicOverfittingCallback(keras.callbacks.Callback):
         if self.every_steps is None:
             self.check()
         if logs is not None and self.history:
-            logs["pgd_check_accuracy"] = self.history[-1][2]
+            logs["adv_check_accuracy"] = self.history[-1][2]

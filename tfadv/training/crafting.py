@@ -1,9 +1,13 @@
-"""Training-time perturbations, composed from tfadv.geometry (one step, one projection, one random start).
+"""Training-time perturbations: the attacks' random start, step and loss-scaled gradient, in train_step.
 
 The adversarial-training models craft inside `train_step`, where every pass counts: these helpers run
 exactly the forward/backward passes the papers' loops run and nothing else (no best-iterate selection, no
 per-sample statistics), and they take the loss from the model so the attack ascends the very objective
 the weight update descends (Wong et al., Shafahi et al. and Madry et al. use one criterion for both).
+The numerics are tfadv.attacks' own: `geometry.random_start_point`, `geometry.pgd_step` (clip, project,
+clip) and `losses.loss_scaled_gradient`, with starts keyed on (seed, row, counter) as an attack keys
+them on (seed, sample id, restart): PGDAdversarialModel.craft equals tfadv.attacks.PGD called with
+sample_ids = rows and restart = the step counter.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from tfadv import geometry
+from tfadv import geometry, losses
 
 #: Attacks up to this many steps are unrolled into the step's graph; longer ones run in a graph loop so a
 #: 128-step attacker compiles as fast as a short one. Measured (tfadv.benchmarks.training, CPU): PGD-3
@@ -20,7 +24,7 @@ from tfadv import geometry
 #: optimisations the unrolled passes get.
 UNROLL_STEPS = 10
 
-#: loss_fn(x_adv) -> scalar loss to ascend (already multiplied by the optimizer's loss scale).
+#: loss_fn(x_adv) -> scalar loss to ascend (unscaled: `pgd` applies the loss scale).
 LossFn = Callable[[tf.Tensor], tf.Tensor]
 
 
@@ -34,34 +38,30 @@ class Threat:
     clip_max: float | None
 
 
-def keep_in_range(delta: tf.Tensor, x: tf.Tensor, threat: Threat) -> tf.Tensor:
-    """The perturbation that keeps x + delta inside the valid input range."""
-    return geometry.clip_to_range(x + delta, threat.clip_min, threat.clip_max) - x
-
-
 def ascent_step(
-    delta: tf.Tensor, grad: tf.Tensor, x: tf.Tensor, *, step_size: float, threat: Threat, guard_nonfinite: bool = True
+    x: tf.Tensor, x_adv: tf.Tensor, grad: tf.Tensor, *, step_size: float, threat: Threat, guard_nonfinite: bool = True
 ) -> tf.Tensor:
-    """delta <- Proj_eps(delta + step_size * steepest_ascent(grad)), then x + delta clipped to the range.
+    """x_adv <- geometry.pgd_step(...): the attacks' clip, project, clip.
 
     guard_nonfinite zeroes Inf/NaN gradient entries (tfadv.precision.may_overflow says when it is needed).
     """
     if guard_nonfinite:
         grad = geometry.finite_or_zero(grad)
-    moved = delta + tf.cast(step_size, delta.dtype) * geometry.steepest_ascent(grad, threat.norm)
-    return keep_in_range(geometry.project(moved, threat.eps, threat.norm), x, threat)
+    return geometry.pgd_step(
+        x, x_adv, grad, step_size=tf.cast(step_size, x_adv.dtype), eps=threat.eps, norm=threat.norm,
+        clip_min=threat.clip_min, clip_max=threat.clip_max,
+    )
 
 
-def input_gradient(loss_fn: LossFn, x_adv: tf.Tensor) -> tf.Tensor:
-    """d loss / d x at x_adv: one forward and one backward pass, no weight gradients."""
-    with tf.GradientTape() as tape:
-        tape.watch(x_adv)
-        loss = loss_fn(x_adv)
-    return tape.gradient(loss, x_adv)
+def input_gradient(loss_fn: LossFn, x_adv: tf.Tensor, scale: tf.Tensor | None = None) -> tf.Tensor:
+    """d loss / d x at x_adv (one forward and one backward pass, no weight gradients), back-propagated
+    through scale * loss and unscaled again (see losses.loss_scaled_gradient)."""
+    grad, _ = losses.loss_scaled_gradient(lambda z: (loss_fn(z), None), x_adv, scale)
+    return grad
 
 
 def random_start(x: tf.Tensor, *, threat: Threat, seed: int, counter: tf.Tensor) -> tf.Tensor:
-    """geometry.random_start keyed on (seed, counter, row, replica), clipped so x + delta stays valid.
+    """The starting point geometry.random_start_point keyed on (seed, row + replica offset, counter).
 
     The counter is a model variable that advances every step, so each batch gets a fresh draw and a run
     resumed from a checkpoint draws exactly what the uninterrupted run would have drawn.
@@ -70,35 +70,37 @@ def random_start(x: tf.Tensor, *, threat: Threat, seed: int, counter: tf.Tensor)
     replica = tf.distribute.get_replica_context()
     replica_id = 0 if replica is None else replica.replica_id_in_sync_group
     rows = tf.range(n, dtype=tf.int64) + tf.cast(replica_id, tf.int64) * (1 << 20)
-    seeds = geometry.sample_seeds(seed, rows, counter)
-    delta = geometry.random_start(tf.shape(x), threat.eps, threat.norm, seeds, dtype=x.dtype)
-    return keep_in_range(delta, x, threat)
+    return geometry.random_start_point(
+        x, eps=threat.eps, norm=threat.norm, seed=seed, sample_ids=rows, restart=counter,
+        clip_min=threat.clip_min, clip_max=threat.clip_max,
+    )
 
 
-def pgd_perturbation(
+def pgd(
     loss_fn: LossFn,
     x: tf.Tensor,
-    delta: tf.Tensor,
+    x_adv: tf.Tensor,
     *,
     steps: int,
     step_size: float,
     threat: Threat,
+    scale: tf.Tensor | None = None,
     guard_nonfinite: bool = True,
 ) -> tf.Tensor:
-    """`steps` projected steepest-ascent steps from `delta` (Madry et al. Eq. 2.2)."""
+    """`steps` projected steepest-ascent steps from the starting point x_adv (Madry et al. Eq. 2.2)."""
 
-    def step(d: tf.Tensor) -> tf.Tensor:
-        grad = input_gradient(loss_fn, x + d)
-        return ascent_step(d, grad, x, step_size=step_size, threat=threat, guard_nonfinite=guard_nonfinite)
+    def step(z: tf.Tensor) -> tf.Tensor:
+        grad = input_gradient(loss_fn, z, scale)
+        return ascent_step(x, z, grad, step_size=step_size, threat=threat, guard_nonfinite=guard_nonfinite)
 
     if steps <= UNROLL_STEPS:
         for _ in range(steps):
-            delta = step(delta)
-        return tf.stop_gradient(delta)
-    _, delta = tf.while_loop(
+            x_adv = step(x_adv)
+        return tf.stop_gradient(x_adv)
+    _, x_adv = tf.while_loop(
         lambda i, _: i < steps,
-        lambda i, d: (i + 1, step(d)),
-        (tf.constant(0), delta),
+        lambda i, z: (i + 1, step(z)),
+        (tf.constant(0), x_adv),
         parallel_iterations=1,
     )
-    return tf.stop_gradient(delta)
+    return tf.stop_gradient(x_adv)

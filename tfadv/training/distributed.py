@@ -22,6 +22,8 @@ import functools
 import keras
 import tensorflow as tf
 
+from tfadv import tracing
+
 
 def mirrored_strategy(devices: tuple[str, ...] | None = None) -> tf.distribute.MirroredStrategy:
     """The process's MirroredStrategy over `devices` (default: every GPU, else every logical CPU).
@@ -60,14 +62,17 @@ def train(
     if epochs < 1 or steps_per_epoch < 1:
         raise ValueError(f"epochs and steps_per_epoch must be >= 1, got {epochs} and {steps_per_epoch}")
     strategy = strategy or model.distribute_strategy
+    if hasattr(model, "check_before_compute"):  # the output-kind check fit would make
+        model.check_before_compute()
     with strategy.scope():
         model.optimizer.build(model.trainable_variables)
     callback_list = keras.callbacks.CallbackList(callbacks, model=model)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
 
-    @tf.function
-    def run_step(iterator):
+    def step(iterator):
         strategy.run(model.train_step, args=(next(iterator),))
+
+    run_step = tracing.compile_once(step)
 
     history: dict[str, list[float]] = {}
     model.stop_training = False
@@ -80,7 +85,8 @@ def train(
         for step in range(steps_per_epoch):
             run_step(iterator)
             progress.update(step + 1)
-        logs = {name: float(value) for name, value in model.get_metrics_result().items()}
+        results = model.training_logs() if hasattr(model, "training_logs") else model.get_metrics_result()
+        logs = {name: float(value) for name, value in results.items()}
         callback_list.on_epoch_end(epoch, logs)
         for name, value in logs.items():
             history.setdefault(name, []).append(value)

@@ -5,7 +5,8 @@ from typing import Any
 
 import keras
 
-from tfadv.training.base import AdversarialModel, _positive
+from tfadv import validation
+from tfadv.training.base import AdversarialModel
 
 
 @keras.saving.register_keras_serializable(package="tfadv")
@@ -23,11 +24,11 @@ class FastAdversarialModel(AdversarialModel):
 
     def __init__(self, *args: Any, eps: float, alpha: float, **kwargs: Any) -> None:
         super().__init__(*args, eps=eps, **kwargs)
-        self.alpha = _positive("alpha", alpha)
+        self.alpha = validation.real(type(self).__name__, "alpha", alpha, positive=True)
 
     def train_step(self, data):
         x, y, sample_weight = self.unpack(data)
-        delta = self.perturb(
+        x_adv = self.perturb(
             x, y, self.random_start(x), steps=1, step_size=self.alpha, training=self.attack_training_mode
         )
-        return self.fit_on_batch(x + delta, y, sample_weight)
+        return self.fit_on_batch(x_adv, y, sample_weight)

@@ -6,8 +6,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from tfadv import precision, validation
 from tfadv.training import crafting
-from tfadv.training.base import AdversarialModel, _count, _positive
+from tfadv.training.base import AdversarialModel
 
 
 def per_replica_state(shape: tuple[int, ...], dtype: tf.DType, name: str, initial=0) -> tf.Variable:
@@ -62,6 +63,7 @@ class FreeAdversarialModel(AdversarialModel):
     """
 
     _adversarial_keys = AdversarialModel._adversarial_keys + ("replays", "batch_size", "step_size")
+    _per_row_state = True
 
     def __init__(
         self,
@@ -78,9 +80,10 @@ class FreeAdversarialModel(AdversarialModel):
                 "training mode while crafting: attack_training_mode must be True"
             )
         super().__init__(*args, eps=eps, **kwargs)
-        self.replays = _count("replays", replays)
-        self.batch_size = _count("batch_size", batch_size)
-        self.step_size = self.eps if step_size is None else _positive("step_size", step_size)
+        owner = type(self).__name__
+        self.replays = validation.integer(owner, "replays", replays, minimum=1)
+        self.batch_size = validation.integer(owner, "batch_size", batch_size, minimum=1)
+        self.step_size = self.eps if step_size is None else validation.real(owner, "step_size", step_size, positive=True)
         input_shape = tuple(self.inputs[0].shape[1:])
         if any(d is None for d in input_shape):
             raise ValueError(f"FreeAdversarialModel needs a fully known input shape, got {input_shape}")
@@ -88,6 +91,7 @@ class FreeAdversarialModel(AdversarialModel):
 
     def train_step(self, data):
         x, y, sample_weight = self.unpack(data)
+        self.check_rows(x)
         logs = {}
         for _ in range(self.replays):
             delta = batch_rows(self.delta, tf.shape(x)[0])
@@ -98,13 +102,13 @@ class FreeAdversarialModel(AdversarialModel):
                 y_pred, loss = self.descent_loss(x_adv, y, sample_weight)
                 scaled = self.optimizer.scale_loss(loss)
             grad_delta, *grad_weights = tape.gradient(scaled, [delta] + weights)
-            replace_rows(
-                self.delta,
-                crafting.ascent_step(
-                    delta, grad_delta, x, step_size=self.step_size, threat=self.threat,
-                    guard_nonfinite=self.guard_nonfinite,
-                ),
+            scale = precision.loss_scale(self.optimizer)
+            if scale is not None:  # the weight gradients are unscaled by the optimizer, this one here
+                grad_delta = grad_delta / scale
+            stepped = crafting.ascent_step(
+                x, x_adv, grad_delta, step_size=self.step_size, threat=self.threat, guard_nonfinite=self.guard_nonfinite
             )
+            replace_rows(self.delta, stepped - x)
             self.optimizer.apply(grad_weights, weights)
             self.train_counter.assign_add(1)
             logs = self.record_training(x_adv, y, y_pred, loss, sample_weight)

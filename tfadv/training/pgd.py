@@ -6,7 +6,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tfadv.training.base import AdversarialModel, _count, _positive
+from tfadv import validation
+from tfadv.training.base import AdversarialModel
 
 
 @keras.saving.register_keras_serializable(package="tfadv")
@@ -25,16 +26,15 @@ class PGDAdversarialModel(AdversarialModel):
         self, *args: Any, eps: float, steps: int, step_size: float, rand_init: bool = True, **kwargs: Any
     ) -> None:
         super().__init__(*args, eps=eps, **kwargs)
-        self.steps = _count("steps", steps)
-        self.step_size = _positive("step_size", step_size)
-        self.rand_init = bool(rand_init)
+        owner = type(self).__name__
+        self.steps = validation.integer(owner, "steps", steps, minimum=1)
+        self.step_size = validation.real(owner, "step_size", step_size, positive=True)
+        self.rand_init = validation.flag(owner, "rand_init", rand_init)
 
     def craft(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         """The training attack with the current weights: x + delta."""
-        start = self.random_start(x) if self.rand_init else tf.zeros_like(x)
-        return x + self.perturb(
-            x, y, start, steps=self.steps, step_size=self.step_size, training=self.attack_training_mode
-        )
+        start = self.random_start(x) if self.rand_init else x
+        return self.perturb(x, y, start, steps=self.steps, step_size=self.step_size, training=self.attack_training_mode)
 
     def train_step(self, data):
         x, y, sample_weight = self.unpack(data)

@@ -6,7 +6,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tfadv.training.base import _count
+from tfadv import validation
 from tfadv.training.free import per_replica_state
 from tfadv.training.pgd import PGDAdversarialModel
 
@@ -29,11 +29,13 @@ class StaleAdversarialModel(PGDAdversarialModel):
     """
 
     _adversarial_keys = PGDAdversarialModel._adversarial_keys + ("staleness", "batch_size")
+    _per_row_state = True
 
     def __init__(self, *args: Any, staleness: int, batch_size: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.staleness = _count("staleness", staleness)
-        self.batch_size = _count("batch_size", batch_size)
+        owner = type(self).__name__
+        self.staleness = validation.integer(owner, "staleness", staleness, minimum=1)
+        self.batch_size = validation.integer(owner, "batch_size", batch_size, minimum=1)
         input_shape = tuple(self.inputs[0].shape[1:])
         num_classes = self.outputs[0].shape[-1]
         if any(d is None for d in input_shape) or num_classes is None:
@@ -47,6 +49,7 @@ class StaleAdversarialModel(PGDAdversarialModel):
 
     def train_step(self, data):
         x, y, sample_weight = self.unpack(data)
+        self.check_rows(x)
         if sample_weight is not None:
             raise ValueError("StaleAdversarialModel does not support sample weights")
         num_classes = self.queue_y.shape[-1]

@@ -1,0 +1,4 @@
+from reproduce.efficient import EXPERIMENT
+from tfadv.experiments import main
+
+main(EXPERIMENT)

@@ -1,0 +1,157 @@
+"""auto_attack: the cascade is the intersection of its attacks, every broken sample has a checked example,
+compaction changes nothing, an interrupted evaluation resumes, and bad settings fail before compute."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfadv import geometry
+from tfadv.attacks import APGD, Square
+from tfadv.evaluation import auto_attack, compaction, predict_labels
+from tfadv.evaluation.autoattack import _resolve_attacks, build_attack
+
+from autoattack_support import held_out, small_cnn, trained_cnn
+
+EPS = 0.1
+SETTINGS = dict(eps=EPS, norm="inf", clip_min=0.0, clip_max=1.0, seed=0)
+BUDGET = dict(steps=8, queries=60, n_target_classes=2)
+NAMES = ["apgd-ce", "apgd-t", "fab-t", "square"]
+
+
+@pytest.fixture(scope="module")
+def cascade():
+    model = trained_cnn()
+    x, y = held_out(128)
+    result = auto_attack(model, x, y, version="custom", attacks=NAMES, batch_size=64, **SETTINGS, **BUDGET)
+    return model, x, y, result
+
+
+def test_the_cascade_is_the_intersection_of_its_attacks(cascade):
+    """Each attack alone, on every clean-correct sample: the cascade's robust set is exactly the samples
+    every attack leaves robust (so it is at most each attack's robust accuracy)."""
+    model, x, y, result = cascade
+    robust = predict_labels(model, x) == y
+    for name in NAMES:
+        attack = build_attack(name, model, from_logits=False, **SETTINGS, **BUDGET)
+        alone = compaction.robust_mask_compacted(model, attack, x, y, batch_size=64)
+        assert result.robust_accuracy <= alone.mean()
+        robust &= alone
+    np.testing.assert_array_equal(result.robust, robust)
+
+
+def test_every_broken_sample_has_a_checked_example(cascade):
+    model, x, y, result = cascade
+    pred_clean = predict_labels(model, x)
+    assert set(result.broken_by) <= {None, "clean", *NAMES}
+    np.testing.assert_array_equal(result.broken_by == "clean", pred_clean != y)
+    attacked = np.array([b not in (None, "clean") for b in result.broken_by])
+    assert attacked.any()
+    size = geometry.norm_of(tf.constant(result.x_adv - x), "inf").numpy()
+    assert np.all(predict_labels(model, result.x_adv[attacked]) != y[attacked])
+    assert np.all(size[attacked] <= EPS * (1 + 1e-5)) and result.x_adv.min() >= 0 and result.x_adv.max() <= 1
+    np.testing.assert_array_equal(result.x_adv[~attacked], x[~attacked])
+    assert result.clean_accuracy == pytest.approx(np.mean(pred_clean == y))
+    # The summary: robust accuracy after each stage, falling to the result; counts add up.
+    after = [row["robust_accuracy"] for row in result.summary]
+    assert after == sorted(after, reverse=True) and after[-1] == result.robust_accuracy
+    assert [row["attack"] for row in result.summary] == NAMES
+    assert sum(row["broken"] for row in result.summary) == attacked.sum()
+    assert "robust accuracy" in result.to_markdown()
+
+
+@pytest.mark.slow
+def test_compaction_changes_no_answer(cascade):
+    model, x, y, result = cascade
+    plain = auto_attack(model, x, y, version="custom", attacks=NAMES, batch_size=64, compact=False,
+                        **SETTINGS, **BUDGET)
+    np.testing.assert_array_equal(plain.broken_by, result.broken_by)
+
+
+def test_an_interrupted_evaluation_resumes(tmp_path, monkeypatch):
+    model = trained_cnn()
+    x, y = held_out(64)
+    attacks = lambda: [APGD(model, EPS, "inf", 6, **{k: v for k, v in SETTINGS.items() if k not in ("eps", "norm")}),  # noqa: E731
+                       Square(model, EPS, "inf", 40, clip_min=0.0, clip_max=1.0, seed=0)]
+    options = dict(version="custom", batch_size=64, **SETTINGS)
+    reference = auto_attack(model, x, y, attacks=attacks(), **options)
+    state = tmp_path / "state.npz"
+    real = compaction.run_compacted
+
+    def crash_on_square(attack, *args, **kwargs):
+        if isinstance(attack, Square):
+            raise KeyboardInterrupt("interrupted")
+        return real(attack, *args, **kwargs)
+
+    monkeypatch.setattr(compaction, "run_compacted", crash_on_square)
+    with pytest.raises(KeyboardInterrupt):
+        auto_attack(model, x, y, attacks=attacks(), state_path=str(state), **options)
+    calls = []
+
+    def count_calls(attack, *args, **kwargs):
+        calls.append(type(attack).__name__)
+        return real(attack, *args, **kwargs)
+
+    monkeypatch.setattr(compaction, "run_compacted", count_calls)
+    resumed = auto_attack(model, x, y, attacks=attacks(), state_path=str(state), **options)
+    assert calls == ["Square"]  # APGD's stage was finished and saved before the interruption
+    np.testing.assert_array_equal(resumed.broken_by, reference.broken_by)
+    np.testing.assert_array_equal(resumed.x_adv, reference.x_adv)
+    with pytest.raises(ValueError, match="different evaluation"):
+        auto_attack(model, x, y, attacks=attacks(), state_path=str(state), **dict(options, batch_size=32, seed=1))
+
+
+def test_bad_settings_fail_before_compute():
+    model = small_cnn(softmax=True)
+    x, y = held_out(8)
+    cases = [
+        (dict(version="plus"), "version must be"),
+        (dict(version="standard", attacks=["square"]), "only read with version='custom'"),
+        (dict(version="custom"), "needs attacks"),
+        (dict(version="custom", attacks=["pgd"]), "unknown attack 'pgd'"),
+        (dict(version="custom", attacks=["square", "square"]), "must be distinct"),
+        (dict(version="custom", attacks=[APGD(model, 0.3, clip_min=0.0, clip_max=1.0)]), "has eps = 0.3"),
+        (dict(version="custom", attacks=[APGD(small_cnn(), 0.1, clip_min=0.0, clip_max=1.0)]), "different model"),
+        (dict(batch_size=0), "batch_size must be"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            auto_attack(model, x, y, **dict(SETTINGS, **kwargs))
+
+
+def test_the_standard_version_is_the_reference_cascade():
+    model = small_cnn(softmax=True)
+    cascade = _resolve_attacks(
+        model, "standard", None, dict(from_logits=False, **SETTINGS, output_index=None),
+        dict(steps=100, queries=5000, n_target_classes=9))
+    assert [a.name for a in cascade] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    apgd_ce, apgd_t, fab_t, square = cascade
+    assert apgd_ce.steps == apgd_t.steps == fab_t.steps == 100 and apgd_ce.loss == "ce" and apgd_t.loss == "dlr"
+    assert apgd_t.target_classes == fab_t.target_classes == 9 and apgd_ce.rho == 0.75
+    assert square.queries == 5000 and square.p_init == 0.8 and not square.rescale_schedule
+    rand = _resolve_attacks(
+        model, "rand", None, dict(from_logits=False, **SETTINGS, output_index=None),
+        dict(steps=100, queries=5000, n_target_classes=9))
+    assert [(a.name, a.eot_iter) for a in rand] == [("apgd-ce", 20), ("apgd-dlr", 20)]
+
+
+@pytest.mark.slow
+def test_on_the_trained_digits_cnn_apgd_beats_pgd_and_the_cascade_beats_each_attack():
+    """The demo model of the reproductions (tfadv.models.digits_cnn, 32 x 32 RGB in [0, 255]) at eps = 0.1 * 255:
+    APGD-CE with 99 steps (100 gradient passes) against PGD-100, then the standard cascade on 100 samples."""
+    from tfadv.attacks import PGD
+    from tfadv.datasets.digits import load_digits
+    from tfadv.evaluation import robust_accuracy
+    from tfadv.models.digits_cnn import train_digits_cnn
+
+    x_train, y_train, x_test, y_test = load_digits(image_size=32, channels=3, value_range=(0, 255))
+    model, _ = train_digits_cnn(x_train, y_train, epochs=10)
+    x, y = x_test[:192], y_test[:192]
+    settings = dict(clip_min=0.0, clip_max=255.0, seed=0)
+    eps = 0.1 * 255
+    pgd = robust_accuracy(model, PGD(model, eps, steps=100, select="first_success", **settings), x, y)
+    apgd = robust_accuracy(model, APGD(model, eps, "inf", 99, **settings), x, y)
+    assert apgd <= pgd
+    x, y = x[:100], y[:100]
+    result = auto_attack(model, x, y, eps=eps, norm="inf", version="standard", batch_size=100, **settings)
+    for row in result.summary:
+        single = build_attack(row["attack"], model, eps=eps, norm="inf", from_logits=False, **settings)
+        assert result.robust_accuracy <= robust_accuracy(model, single, x, y, batch_size=100)

@@ -1,0 +1,97 @@
+"""Gradient masking on purpose (input quantisation with a zero gradient): PGD reports the model robust,
+Square breaks it, and check_gradient_masking flags it. Each cheap flag also stays quiet on a healthy model."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfadv.attacks import PGD, Square
+from tfadv.evaluation import check_gradient_masking, checks, predict_labels, robust_accuracy
+
+from autoattack_support import held_out, small_cnn, trained_cnn
+
+EPS = 0.15  # crosses the quantiser's rounding boundaries (steps of 0.25) for most pixels
+
+
+@pytest.fixture(scope="module")
+def masked():
+    return trained_cnn(quantise=True)
+
+
+def test_pgd_reports_robustness_that_square_does_not_find_and_the_checks_flag_it(masked):
+    x, y = held_out(128)
+    clean = np.mean(predict_labels(masked, x) == y)
+    pgd = robust_accuracy(masked, PGD(masked, EPS, steps=20, clip_min=0.0, clip_max=1.0, seed=0), x, y)
+    assert clean > 0.85 and pgd > clean - 0.1  # PGD barely moves the model: its gradient is zero
+    report = check_gradient_masking(masked, x, y, eps=EPS, norm="inf", clip_min=0.0, clip_max=1.0, steps=8,
+                                    queries=300, restarts=2, eps_factors=(0.5, 1.0))
+    square = report["square_beats_gradient_attacks"].values
+    assert square["gradient_robust_accuracy"] > clean - 0.1 and square["square_robust_accuracy"] < pgd - 0.4
+    raised = {flag.name for flag in report.raised}
+    assert {"zero_gradients", "square_beats_gradient_attacks"} <= raised
+    assert "randomised_outputs" not in raised and "probability_outputs" not in raised
+    assert report["nonfinite_gradients"].values["nonfinite"] == 0
+    text = report.to_markdown()
+    assert all(flag.name in text for flag in report.flags) and "**raised**" in text
+    for flag in report.raised:
+        assert flag.meaning and flag.advice
+
+
+def test_gradient_flags_are_quiet_on_a_healthy_model():
+    model = trained_cnn()
+    x, y = held_out(64)
+    zero, nonfinite = checks.gradient_flags(model, x, y, from_logits=False, batch_size=64)
+    assert not zero.raised and not nonfinite.raised
+    assert not checks.randomness_flag(checks.output_passes(model, x)).raised
+
+
+def test_a_saturated_softmax_read_through_clipped_probabilities_is_flagged():
+    """softmax(30 z) times 1.0: Keras loses its logits shortcut and clips p to [1e-7, 1 - 1e-7], so the
+    cross-entropy FGM/PGD use has a zero gradient on every confident sample; log p (APGD's path) does not."""
+    model = trained_cnn()
+    features = keras.Model(model.inputs, model.layers[-2].output)
+    head = model.layers[-1]
+    inputs = keras.Input((8, 8, 1))
+    scores = keras.layers.Lambda(lambda h: tf.nn.softmax(30.0 * (h @ head.kernel + head.bias)) * 1.0)(features(inputs))
+    saturated = keras.Model(inputs, scores)
+    x, y = held_out(64)
+    zero, _ = checks.gradient_flags(saturated, x, y, from_logits=False, batch_size=64)
+    assert zero.raised
+    assert zero.values["zero_keras_cross_entropy"] > 32
+    assert zero.values["zero_logit_cross_entropy"] < zero.values["zero_keras_cross_entropy"]
+
+
+def test_randomised_and_self_updating_models_are_flagged():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    noisy = keras.Model(inputs, small_cnn()(keras.layers.Lambda(lambda t: t + tf.random.normal(tf.shape(t), 0, 0.1))(inputs)))
+    x, _ = held_out(32)
+    assert checks.randomness_flag(checks.output_passes(noisy, x)).raised
+
+    class Counter(keras.layers.Layer):
+        def build(self, shape):
+            self.calls = self.add_weight(shape=(), initializer="zeros", trainable=False)
+
+        def call(self, t):
+            self.calls.assign_add(1.0)
+            return t
+
+    counting = keras.Model(inputs, small_cnn()(Counter()(inputs)))
+    before = checks._variables(counting)
+    checks.output_passes(counting, x)
+    assert checks.dynamic_flag(before, checks._variables(counting)).raised
+    model = small_cnn()
+    still = checks._variables(model)
+    checks.output_passes(model, x)
+    assert not checks.dynamic_flag(still, checks._variables(model)).raised
+
+
+def test_probability_flag():
+    z = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]], np.float32)
+    p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    assert not checks.probability_flag(p, from_logits=False).raised  # probabilities, as declared
+    assert checks.probability_flag(p, from_logits=True).raised  # probabilities read as logits
+    assert not checks.probability_flag(z, from_logits=True).raised
+    saturated = np.array([[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]], np.float32)
+    assert checks.probability_flag(saturated, from_logits=False).raised
+    assert checks.classes_flag(3).raised and not checks.classes_flag(10).raised

@@ -1,0 +1,220 @@
+"""Issue 12 for training: every Keras model style in every training variant, metric names, evaluate
+determinism, the output-kind check, multi-output models, batch handling and numeric arguments."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_training import EPS, MODELS, compile_, data
+from test_training_distributed import two_cpus
+
+from tfadv.precision import dtype_policy
+from tfadv.training import (
+    FreeAdversarialModel,
+    PGDAdversarialModel,
+    StaleAdversarialModel,
+)
+
+
+def sequential_network():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([
+        keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.BatchNormalization(),
+        keras.layers.Flatten(), keras.layers.Dense(3),
+    ])
+
+
+def functional_network():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3, activation="relu")(inputs))
+    return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(h)))
+
+
+@keras.saving.register_keras_serializable(package="tfadv_tests")
+class SubclassedNetwork(keras.Model):
+    def __init__(self, classes=3, **kwargs):
+        super().__init__(**kwargs)
+        self.classes = classes
+        self.conv = keras.layers.Conv2D(4, 3, activation="relu")
+        self.norm = keras.layers.BatchNormalization()
+        self.flatten = keras.layers.Flatten()
+        self.head = keras.layers.Dense(classes)
+
+    def call(self, x, training=False):
+        return self.head(self.flatten(self.norm(self.conv(x), training=training)))
+
+    def get_config(self):
+        return {**super().get_config(), "classes": self.classes}
+
+
+def subclassed_network():
+    keras.utils.set_random_seed(0)
+    return SubclassedNetwork()
+
+
+STYLES = {"sequential": sequential_network, "functional": functional_network, "subclassed": subclassed_network}
+
+
+def wrap(name, style, **overrides):
+    cls, kwargs = MODELS[name]
+    network = STYLES[style]()
+    extra = {"input_shape": (8, 8, 1)} if style == "subclassed" else {}
+    return compile_(cls(network, **{"eps": EPS, "seed": 3, **kwargs, **extra, **overrides}))
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_style_trains_evaluates_and_saves(name, style, tmp_path):
+    model = wrap(name, style)
+    x, y = data(40)  # batches of 16, 16 and a partial 8
+    history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    extra = {"staleness"} if name == "stale" else set()
+    assert set(history.history) == {"adv_loss", "adv_accuracy"} | extra
+    assert np.isfinite(history.history["adv_loss"][0])
+    logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    assert set(logs) == {"loss", "accuracy", "adv_loss", "adv_accuracy"}
+    path = tmp_path / f"{name}-{style}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert type(loaded) is type(model)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_the_wrapper_trains_the_wrapped_models_weights():
+    network = sequential_network()
+    model = compile_(PGDAdversarialModel(network, eps=EPS, steps=2, step_size=0.05))
+    x, y = data(32)
+    before = network.predict(x, verbose=0)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    after = network.predict(x, verbose=0)
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_subclassed_model_needs_an_input_shape_until_it_has_been_called():
+    with pytest.raises(ValueError, match=r"PGDAdversarialModel: cannot tell the input shape.*input_shape="):
+        PGDAdversarialModel(SubclassedNetwork(), eps=EPS, steps=2, step_size=0.05)
+    network = SubclassedNetwork()
+    network(np.zeros((1, 8, 8, 1), "float32"))
+    assert PGDAdversarialModel(network, eps=EPS, steps=2, step_size=0.05).inputs[0].shape[1:] == (8, 8, 1)
+
+
+@pytest.mark.parametrize("style", ["sequential", "subclassed"])
+def test_wrapped_models_train_under_a_mirrored_strategy(style):
+    strategy = two_cpus()
+    with strategy.scope():
+        model = wrap("stale", style)
+    assert model.distribute_strategy.num_replicas_in_sync == 2
+    history = model.fit(*data(40), batch_size=16, epochs=1, verbose=0)
+    assert np.isfinite(history.history["adv_loss"][0]) and history.history["staleness"][-1] == 2
+
+
+def test_wrapped_subclassed_model_under_mixed_float16():
+    with dtype_policy("mixed_float16"):
+        model = wrap("pgd", "subclassed")
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.layers[1].compute_dtype == "float16"
+    x, y = data(32)
+    history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    assert np.isfinite(history.history["adv_loss"][0]) and 0.0 <= logs["adv_accuracy"] <= logs["accuracy"]
+
+
+# ---------------------------------------------------------------------------------------- metric names
+def test_metric_names_say_clean_or_adversarial_in_fit_evaluate_and_validation():
+    model = wrap("fast", "functional")
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")])
+    x, y = data(32)
+    history = model.fit(x, y, batch_size=16, epochs=1, verbose=0, validation_data=(x, y))
+    assert set(history.history) == {"adv_loss", "adv_accuracy", "val_loss", "val_accuracy", "val_top2",
+                                    "val_adv_loss", "val_adv_accuracy"}
+    logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    assert set(logs) == {"loss", "accuracy", "top2", "adv_loss", "adv_accuracy"}
+    assert logs["adv_accuracy"] <= logs["accuracy"] + 1e-6
+    clean = np.mean(np.argmax(model.predict(x, verbose=0), -1) == y)
+    assert logs["accuracy"] == pytest.approx(clean, abs=1e-6)
+
+
+def test_evaluate_with_a_seed_returns_the_same_numbers_every_time():
+    model = wrap("pgd", "functional")
+    x, y = data(32)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    first = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    second = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    assert first == second
+
+
+# ----------------------------------------------------------------------------------------- output kind
+def test_logits_model_with_a_probability_loss_is_refused_at_fit_before_any_step():
+    model = PGDAdversarialModel(functional_network(), eps=EPS, steps=2, step_size=0.05)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x, y = data(16)
+    with pytest.raises(ValueError, match=r"(?s)PGDAdversarialModel: the compiled loss.*from_logits=False.*from_logits=True"):
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations) == 0
+    with pytest.raises(ValueError, match="from_logits=False"):
+        model.evaluate(x, y, verbose=0)
+
+
+def test_softmax_model_with_a_logits_loss_is_refused_and_the_opt_out_skips_the_check():
+    def softmax_network():
+        return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+
+    x, y = data(16)
+    model = compile_(PGDAdversarialModel(softmax_network(), eps=EPS, steps=1, step_size=0.05))
+    with pytest.raises(ValueError, match="says the model outputs logits"):
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    unusual = compile_(PGDAdversarialModel(softmax_network(), eps=EPS, steps=1, step_size=0.05, check_output_kind=False))
+    unusual.fit(x, y, batch_size=16, epochs=1, verbose=0)
+
+
+def test_multi_output_models_need_output_index():
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Flatten()(inputs)
+    network = keras.Model(inputs, [keras.layers.Dense(5)(h), keras.layers.Dense(3)(h)])
+    with pytest.raises(ValueError, match=r"PGDAdversarialModel: the model has 2 outputs.*output_index="):
+        PGDAdversarialModel(network, eps=EPS, steps=1, step_size=0.05)
+    with pytest.raises(ValueError, match=r"the model has 2 outputs.*output_index=\.\.\."):
+        PGDAdversarialModel(network.inputs, network.outputs, eps=EPS, steps=1, step_size=0.05)
+    model = compile_(PGDAdversarialModel(network, output_index=1, eps=EPS, steps=1, step_size=0.05))
+    model.fit(*data(16), batch_size=16, epochs=1, verbose=0)
+    assert model.outputs[0].shape[-1] == 3
+
+
+# ------------------------------------------------------------------------------------- batch handling
+@pytest.mark.parametrize("cls,kwargs", [
+    (FreeAdversarialModel, dict(replays=2)), (StaleAdversarialModel, dict(steps=1, step_size=0.05, staleness=2)),
+])
+def test_batches_larger_than_batch_size_get_the_intended_message(cls, kwargs):
+    model = compile_(cls(functional_network(), eps=EPS, batch_size=16, **kwargs))
+    x, y = data(32)
+    with pytest.raises(ValueError, match=rf"{cls.__name__} was built with batch_size=16.*given batch_size=32"):
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    static = tf.data.Dataset.from_tensor_slices((x, y)).batch(32, drop_remainder=True)
+    with pytest.raises(ValueError, match=rf"{cls.__name__} was built with batch_size=16.*batches of 32"):
+        model.fit(static, epochs=1, verbose=0)
+    dynamic = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="batch_size=16"):
+        model.fit(dynamic, epochs=1, verbose=0)
+
+
+# ---------------------------------------------------------------------------------- numeric arguments
+@pytest.mark.parametrize(
+    "name,overrides,error,message",
+    [
+        ("pgd", dict(eps="0.1"), TypeError, r"PGDAdversarialModel: eps must be a finite number > 0, got str"),
+        ("pgd", dict(steps=2.0), TypeError, "PGDAdversarialModel: steps must be an integer"),
+        ("pgd", dict(step_size="0.05"), TypeError, "PGDAdversarialModel: step_size"),
+        ("pgd", dict(rand_init="yes"), TypeError, "PGDAdversarialModel: rand_init must be True or False"),
+        ("fast", dict(alpha=True), TypeError, "FastAdversarialModel: alpha"),
+        ("fast", dict(clip_min="0"), TypeError, "FastAdversarialModel: clip_min"),
+        ("fast", dict(weight_decay="5e-4"), TypeError, "FastAdversarialModel: weight_decay"),
+        ("fast", dict(seed=1.5), TypeError, "FastAdversarialModel: seed"),
+        ("free", dict(replays="8"), TypeError, "FreeAdversarialModel: replays"),
+        ("stale", dict(staleness=0), ValueError, "StaleAdversarialModel: staleness must be an integer >= 1"),
+    ],
+)
+def test_numeric_arguments_refuse_strings_and_bools(name, overrides, error, message):
+    with pytest.raises(error, match=message):
+        wrap(name, "functional", **overrides)

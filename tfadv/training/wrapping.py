@@ -1,0 +1,123 @@
+"""Any Keras model in an adversarial-training model, and the checks made before its first compiled step.
+
+`PGDAdversarialModel(model, ...)` accepts a Sequential, Functional or subclassed model as well as the
+functional `(inputs, outputs)` pair. The model is called once on a `keras.Input`, which gives a
+functional graph whose layers are the model's own: the trainer shares the model's weights (train through
+the wrapper, predict with either), and Keras' compile/fit/evaluate/save/load and tf.distribute treat it as
+any functional model.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfadv import model_outputs
+
+#: Keras losses named by a string resolve with from_logits=False.
+_PROBABILITY_LOSS_NAMES = (
+    "categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy",
+    "categorical_focal_crossentropy", "binary_focal_crossentropy",
+)
+
+
+def functional_arguments(
+    owner: str, args: tuple, kwargs: dict[str, Any]
+) -> tuple[tuple, dict[str, Any]]:
+    """Turn `(model, input_shape=..., output_index=...)` into the `(inputs, outputs)` of a functional model.
+
+    The functional form `(inputs, outputs)` passes through; it must have one output.
+    """
+    input_shape = kwargs.pop("input_shape", None)
+    output_index = kwargs.pop("output_index", None)
+    model = kwargs.pop("model", None)
+    if model is None and len(args) == 1 and isinstance(args[0], keras.Model):
+        model, args = args[0], ()
+    if model is None:
+        if input_shape is not None or output_index is not None:
+            raise ValueError(f"{owner}: input_shape and output_index apply to a wrapped model: {owner}(model, ...)")
+        outputs = kwargs.get("outputs", args[1] if len(args) > 1 else None)
+        if isinstance(outputs, (list, tuple, dict)) and len(outputs) != 1:
+            raise ValueError(
+                f"{owner}: the model has {len(outputs)} outputs; pass one class-score output, or wrap the "
+                f"whole model and pick one: {owner}(model, output_index=..., ...)"
+            )
+        return args, kwargs
+    if args:
+        raise TypeError(f"{owner}: pass the model alone, {owner}(model, eps=..., ...), or (inputs, outputs)")
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"{owner}: model must be a keras.Model, got {type(model).__name__}")
+    model_outputs.check_output_index(owner, model, output_index)
+    inputs = keras.Input(_input_shape(owner, model, input_shape), name="adversarial_input")
+    outputs = model_outputs.select_output(owner, model(inputs), output_index)
+    return (inputs, outputs), kwargs
+
+
+def _input_shape(owner: str, model: keras.Model, input_shape: Any) -> tuple:
+    """The per-sample input shape: given, or read off the model's inputs (or its first build)."""
+    if input_shape is not None:
+        return tuple(input_shape)
+    inputs = model_outputs.known_inputs(model)
+    if inputs is not None:
+        if len(inputs) != 1:
+            raise ValueError(f"{owner}: the model has {len(inputs)} inputs; adversarial training needs one")
+        return tuple(inputs[0].shape[1:])
+    built = getattr(model, "_build_shapes_dict", None) or {}
+    if len(built) == 1:
+        return tuple(next(iter(built.values()))[1:])
+    raise ValueError(
+        f"{owner}: cannot tell the input shape of {type(model).__name__} (a subclassed model that has not "
+        f"been called yet): pass input_shape=(height, width, channels) or call the model on a batch first"
+    )
+
+
+def compiled_from_logits(loss: Any) -> bool | None:
+    """The compiled loss's `from_logits` (a Keras Loss object, or a Keras loss named by a string), or
+    None when it cannot be told (a custom function, several losses)."""
+    if isinstance(loss, keras.losses.Loss):
+        value = getattr(loss, "from_logits", None)
+        if value is None:
+            value = getattr(loss, "_fn_kwargs", {}).get("from_logits")
+        return None if value is None else bool(value)
+    if isinstance(loss, str) and loss in _PROBABILITY_LOSS_NAMES:
+        return False
+    return None
+
+
+def check_output_kind(owner: str, model: keras.Model, clip_range: tuple[float | None, float | None]) -> None:
+    """The output-kind check of tfadv.attacks, against the compiled loss's from_logits: one eager forward
+    pass in inference mode on a few random inputs drawn in the valid range."""
+    loss = getattr(model, "loss", None)
+    from_logits = compiled_from_logits(loss)
+    if from_logits is None:
+        return
+    low, high = clip_range
+    low, high = (-1.0, 1.0) if low is None or high is None else (low, high)
+    shape = [model_outputs.PROBE_SAMPLES] + list(model.inputs[0].shape[1:])
+    probe = tf.random.stateless_uniform(shape, [0, 0], low, high)
+    name = type(loss).__name__ if not isinstance(loss, str) else repr(loss)
+    model_outputs.check_output_kind(
+        owner, model(probe, training=False), from_logits,
+        setting=f"the compiled loss ({name}) has from_logits={from_logits}, which",
+        to_logits="compile with a loss built with from_logits=True "
+        "(e.g. keras.losses.SparseCategoricalCrossentropy(from_logits=True))",
+        to_probabilities="compile with from_logits=False",
+    )
+
+
+def check_batch_size(owner: str, capacity: int, batch_size: Any, data: Any = None) -> None:
+    """Free and Stale keep per-row state for `capacity` rows: refuse a larger fit batch_size, or a dataset
+    whose batches are statically larger, up front."""
+    if isinstance(data, tf.data.Dataset):
+        spec = tf.nest.flatten(data.element_spec)[0]
+        batch_size = spec.shape[0] if spec.shape.rank else None
+        given = f"batches of {batch_size}"
+    else:
+        given = f"batch_size={batch_size}"
+    if batch_size is not None and isinstance(batch_size, (int, np.integer)) and batch_size > capacity:
+        raise ValueError(
+            f"{owner} was built with batch_size={capacity}, but fit was given {given}: build the model with "
+            f"batch_size={batch_size} (or more), or batch the data by at most {capacity}"
+        )
