@@ -188,3 +188,58 @@ def test_nearest_centroid_one_seed_is_partly():
              "n_test": N_TEST} for v, fgsm in (("nearest_centroid", 0.4), ("gd", 0.0))
             for m, value in (("fgsm_eps0.25", fgsm), ("clean", 0.95))]
     assert claims.nearest_centroid(pd.DataFrame(rows)).outcome == "partly reproduced"
+
+
+# ------------------------------------------------------------------------------------ beyond the paper
+def test_autoattack_section_says_where_pgd_overstated_robustness():
+    from reproduce.batchnorm import beyond
+
+    rows = cifar_rows("vgg8", "small", {"autoattack_linf": 0.30, "pgd_linf_on_aa_points": 0.50},
+                      {"autoattack_linf": 0.60, "pgd_linf_on_aa_points": 0.605})
+    text = beyond.autoattack_section(pd.DataFrame(rows))
+    assert "overstated ℓ∞ robustness at this scale for: vgg8 small LR batchnorm." in text
+    assert verdict_of(rows, claims_cifar.AUTOATTACK).outcome == "reproduced"  # 0.30 vs 0.60 under AutoAttack
+    same = cifar_rows("vgg8", "small", {"autoattack_linf": 0.5, "pgd_linf_on_aa_points": 0.5},
+                      {"autoattack_linf": 0.6, "pgd_linf_on_aa_points": 0.6})
+    assert "did not clearly overstate" in beyond.autoattack_section(pd.DataFrame(same))
+
+
+def test_a_small_gap_excluded_by_the_noise_is_not_called_an_overstatement():
+    from reproduce.batchnorm import beyond
+
+    rows = [{**r, "n_test": 100_000} for r in cifar_rows("vgg8", "small", {"autoattack_linf": 0.500,
+                                                                        "pgd_linf_on_aa_points": 0.505},
+                                                         {"autoattack_linf": 0.6, "pgd_linf_on_aa_points": 0.6})]
+    text = beyond.autoattack_section(pd.DataFrame(rows))
+    assert "no gap of 2 pts or more" in text and "did not clearly overstate" in text
+
+
+def test_masking_section_names_every_raised_flag_and_its_measurement():
+    from reproduce.batchnorm import beyond
+
+    common = {"experiment": "cifar", "model": "vgg8", "schedule": "small", "seed": 0, "points": 100}
+    rows = [{**common, "normalization": norm, "check": check, "raised": raised, "measured": f"{check} {norm}"}
+            for norm, raised_check in (("batchnorm", "square"), ("none", None))
+            for check, raised in (("square", raised_check == "square"), ("large eps", False))]
+    text = beyond.masking_section({"masking": pd.DataFrame(rows)})
+    assert "| square | **raised** | ok |" in text and "| large eps | ok | ok |" in text
+    assert "- vgg8 small LR batchnorm, square: square batchnorm" in text and "none, square" not in text
+    assert beyond.masking_section({}) is None
+
+
+def test_budget_fields_the_cascade_never_reads_are_left_out_of_the_settings():
+    from reproduce.batchnorm import beyond
+
+    demo = PROFILES["demo"].cifar.robustness
+    assert beyond.unused_budget("queries", demo) and not beyond.unused_budget("targets", demo)
+    assert not beyond.unused_budget("queries", PROFILES["paper"].cifar.robustness)
+    assert beyond.unused_budget("targets", PROFILES["smoke"].cifar.robustness)
+
+
+def test_a_gap_on_models_at_chance_is_not_judged():
+    from reproduce.batchnorm import beyond
+
+    rows = cifar_rows("vgg8", "small", {"autoattack_linf": 0.02, "pgd_linf_on_aa_points": 0.10},
+                      {"autoattack_linf": 0.03, "pgd_linf_on_aa_points": 0.11}, clean=(0.11, 0.12))
+    text = beyond.autoattack_section(pd.DataFrame(rows))
+    assert "overstated ℓ∞ robustness at this scale for" not in text and "did not train: vgg8 small LR batchnorm" in text

@@ -2,6 +2,8 @@
 so a killed run resumes model by model."""
 from __future__ import annotations
 
+import keras
+
 from reproduce.batchnorm import cifar, imagenet, linear, mlp
 from tfadv.experiments.run import Run
 
@@ -11,7 +13,7 @@ RUNNERS = {"toy": linear.run_toy, "tilting": linear.run_tilting, "dimension": ml
 
 def experiments(run: Run) -> tuple[str, ...]:
     """The profile's experiments, or the --experiments selection (checked against what the profile can run)."""
-    chosen = run.options.get("experiments") or run.profile.experiments
+    chosen = run.options["experiments"]  # the profile's when not given (Option.profile_field)
     if "imagenet" in chosen and run.profile.data != "tfds":
         raise SystemExit("batchnorm: the imagenet experiment needs pretrained weights and ImageNetV2: "
                          "use --profile paper")
@@ -72,4 +74,6 @@ def grid(run: Run) -> list[dict]:
 
 
 def run_cell(cell: dict, run: Run):
+    # Every cell builds its own models: free the previous cell's (a full-size WRN or VGG holds gigabytes).
+    keras.backend.clear_session(free_memory=True)
     return RUNNERS[cell["experiment"]](cell, run)

@@ -13,8 +13,8 @@ import math
 import keras
 import numpy as np
 
-from reproduce.batchnorm import data
-from reproduce.batchnorm.training import attacked_accuracy, clean_accuracy, fit, noisy_accuracy, pgd, rows
+from reproduce.batchnorm import beyond, data
+from reproduce.batchnorm.training import attacked_mask, clean_accuracy, fit, noisy_accuracy, pgd, rows
 from tfadv.analysis import corruptions
 from tfadv.experiments import atomic, identity
 from tfadv.experiments.run import Run
@@ -86,21 +86,25 @@ def corrupted(model: keras.Model, run: Run) -> list[dict]:
     return out
 
 
-def run_cifar(cell: dict, run: Run) -> list[dict]:
+def run_cifar(cell: dict, run: Run) -> dict[str, list[dict]]:
     p = run.profile.cifar
     d = data.cifar(run)
     model = trained(cell, run, d)
     x_tr, y_tr = d["train"]
     out = rows({"train": clean_accuracy(model, x_tr, y_tr)}, test_set="train", n_test=len(y_tr))
     threats = attacks(model, run, x_tr[0].size)  # built once: each new attack object traces its graph again
+    tables = {}
     for name, (x, y) in d["tests"].items():
-        metrics = {"clean": clean_accuracy(model, x, y),
-                   "awgn": noisy_accuracy(model, x, y, p.awgn_std, seed=cell["seed"])}
         # advertorch clips x + delta to the box, so its first step already clips the clean pixels outside it;
         # tfadv's attacks refuse inputs outside their box, so the attacked images start from the clipped ones.
         boxed = np.clip(x, *data.CIFAR_BOX)
-        metrics.update({k: attacked_accuracy(model, a, boxed, y) for k, a in threats.items()})
-        out += rows(metrics, test_set=name, n_test=len(y))
+        masks = {k: attacked_mask(model, a, boxed, y) for k, a in threats.items()}
+        out += rows({"clean": clean_accuracy(model, x, y), "awgn": noisy_accuracy(model, x, y, p.awgn_std, seed=cell["seed"]),
+                     **{k: float(np.mean(m)) for k, m in masks.items()}}, test_set=name, n_test=len(y))
+        if name == "test" and p.robustness.points:
+            out += beyond.autoattack_rows(model, run, boxed, y, masks["pgd_linf"], cell["seed"])
+        if name == "test" and p.robustness.masking_points and cell["seed"] == run.seed:
+            tables["masking"] = beyond.masking_rows(model, run, boxed, y, cell["seed"])
     if run.profile.data == "tfds":
         out += corrupted(model, run)
-    return out
+    return {"results": out, **tables}

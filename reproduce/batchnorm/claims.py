@@ -213,7 +213,7 @@ def linear_ratios(table: pd.DataFrame, wd: float) -> list[tuple[int, float, floa
 
 
 def ratio_text(ratios: list[tuple[int, float, float]]) -> str:
-    return " / ".join(f"{r:.2f} ± {se:.2f} ({k}x)" for k, r, se in ratios)
+    return " / ".join(f"{r:.2f} ± {se:.2f} ({k}x)" for k, r, se in ratios) or "n/a (one width only)"
 
 
 def linear_flat(table: pd.DataFrame) -> Verdict:

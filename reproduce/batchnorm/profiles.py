@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from reproduce.batchnorm.beyond import Robustness
 from reproduce.batchnorm.training import Schedule
 from tfadv.experiments import Option
 
@@ -79,6 +80,7 @@ class Cifar:          # Tables 2-4, the authors' ResNet-110
     linf_eps: float                     # normalised units, as the authors' evaluation code
     awgn_std: float                     # normalised units
     eval_limit: int | None = None
+    robustness: Robustness = field(default_factory=Robustness)  # beyond the paper: AutoAttack, masking checks
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,8 @@ PROFILES = {
                           ("vgg16", "large"), ("vgg19", "large"), ("resnet", "reference")),
                     seeds=5, schedules={"small": SMALL_LR, "large": LARGE_LR, "reference": REFERENCE}, width=1.0,
                     wrn_depth=28, wrn_width=10, resnet_depth=110, image_size=32, train_limit=None, validation=5000,
-                    pgd_steps=20, linf_eps=0.03, awgn_std=0.25),
+                    pgd_steps=20, linf_eps=0.03, awgn_std=0.25,
+                    robustness=Robustness(points=1000, masking_points=500)),
         imagenet=ImageNet(models=("vgg16", "vgg19", "resnet50", "densenet121"), images=1000)),
     "demo": Profile(
         data="digits", experiments=("toy", "tilting", "dimension", "depth_batch", "cifar"),
@@ -136,7 +139,10 @@ PROFILES = {
                     schedules={"small": dataclasses.replace(SMALL_LR, epochs=20, augment=False),
                                "large": dataclasses.replace(LARGE_LR, epochs=20, boundaries=(9, 14), augment=False)},
                     width=0.125, wrn_depth=10, wrn_width=1, resnet_depth=8, image_size=16, train_limit=None,
-                    validation=135, pgd_steps=20, linf_eps=0.03, awgn_std=0.25)),
+                    validation=135, pgd_steps=20, linf_eps=0.03, awgn_std=0.25,
+                    robustness=Robustness(points=200, version="custom", attacks=("apgd-ce", "apgd-t"), steps=20,
+                                          targets=3, masking_points=100, masking_steps=10, masking_queries=300,
+                                          masking_restarts=2, masking_eps_factors=(0.5, 1.0, 2.0)))),
     "smoke": Profile(
         data="digits", experiments=("toy", "tilting", "dimension", "depth_batch", "cifar"),
         toy=Toy(samples_per_class=50, epochs=5, seeds=1),
@@ -148,7 +154,10 @@ PROFILES = {
         cifar=Cifar(runs=(("vgg8", "small"), ("wrn", "small")), seeds=1,
                     schedules={"small": dataclasses.replace(SMALL_LR, epochs=1, augment=False)}, width=0.0625,
                     wrn_depth=10, wrn_width=1, resnet_depth=8, image_size=16, train_limit=256, validation=32,
-                    pgd_steps=2, linf_eps=0.1, awgn_std=0.5, eval_limit=64)),
+                    pgd_steps=2, linf_eps=0.1, awgn_std=0.5, eval_limit=64,
+                    robustness=Robustness(points=32, version="custom", attacks=("apgd-ce",), steps=2, targets=1,
+                                          masking_points=16, masking_steps=2, masking_queries=10,
+                                          masking_restarts=2, masking_eps_factors=(1.0, 2.0)))),
 }
 
 
@@ -162,7 +171,7 @@ def _experiments(text: str) -> tuple[str, ...]:
 
 OPTIONS = (
     Option("--experiments", f"comma-separated subset of {','.join(EXPERIMENTS)} (default: the profile's)",
-           type=_experiments, role="selection"),
+           type=_experiments, role="selection", profile_field="experiments"),
     Option("--imagenet-weights", "folder holding the official keras.applications weight files (e.g. "
            "vgg16_weights_tf_dim_ordering_tf_kernels.h5); default: Keras' cache or download", role="location"),
     Option("--imagenet-dir", "ImageNetV2 in its tarball layout DIR/<class id>/<image>.jpeg (default: tfds "

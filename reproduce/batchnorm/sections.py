@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reproduce.batchnorm import rules, search
+from reproduce.batchnorm import beyond, rules, search
 from reproduce.batchnorm.claims import REASONABLE_CLEAN, part
 from reproduce.batchnorm.stats import summary
 from tfadv.experiments import markdown_table
@@ -61,7 +61,8 @@ def cifar(table: pd.DataFrame) -> str:
     t = part(table, "cifar")
     t = t[~t["metric"].str.contains("_s[1-5]$", regex=True)]
     text = wide(t[t["test_set"] != "cifar10_c"], ["model", "schedule", "normalization", "test_set"],
-                ["train", "clean", "awgn", "pgd_linf", "pgd_l2"], labels={"awgn": "AWGN σ=0.25"})
+                ["train", "clean", "awgn", "pgd_linf", "pgd_l2", "autoattack_linf"],
+                labels={"awgn": "AWGN σ=0.25", "autoattack_linf": "AutoAttack-ℓ∞ (beyond the paper; first test images)"})
     corrupted = t[t["test_set"] == "cifar10_c"]
     if not corrupted.empty:
         text += "\n\nCIFAR-10-C noise corruptions (mean of 5 severities):\n\n" + wide(
@@ -100,5 +101,8 @@ def sections(tables: dict[str, pd.DataFrame], run: Run) -> list[tuple[str, str]]
         ("Figure 2: depth × batch size", "depth_batch", depth_batch),
         ("Tables 2-4: CIFAR-10 with and without BN", "cifar", cifar),
         ("Table 5: ImageNet models with and without BN", "imagenet", imagenet)) if not part(table, name).empty]
-    return [*found, *search.sections(table, run), ("How verdicts are decided", verdict_rules()),
+    extra = [(heading, text) for heading, text in (
+        ("Beyond the paper: AutoAttack-style accuracy next to the paper's PGD", beyond.autoattack_section(table)),
+        ("Beyond the paper: gradient-masking checks", beyond.masking_section(tables))) if text]
+    return [*found, *extra, *search.sections(table, run), ("How verdicts are decided", verdict_rules()),
             ("Left out", LEFT_OUT)]

@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
-from reproduce.batchnorm import cifar, linear, mlp, profiles
+from reproduce.batchnorm import beyond, cifar, linear, mlp, profiles
 from reproduce.batchnorm.data import CIFAR_BOX, CIFAR_MEAN, CIFAR_STD
 from tfadv.experiments import Setting
 from tfadv.experiments.run import Run
@@ -52,6 +52,11 @@ SOURCES = {
     "cifar.schedules.reference.select": "tfadv: the last epoch (the reference code keeps the best *test* epoch; "
                                         "tfadv never selects on the test set)",
     "cifar.validation": "tfadv: the paper picks the best validation epoch without saying how many images",
+    "cifar.robustness": "tfadv: beyond the paper (an AutoAttack-style accuracy and the gradient-masking checks)",
+    "cifar.robustness.version": "reference code: fra31/auto-attack, its standard version",
+    "cifar.robustness.steps": "reference code: fra31/auto-attack, its standard version",
+    "cifar.robustness.queries": "reference code: fra31/auto-attack, its standard version",
+    "cifar.robustness.targets": "reference code: fra31/auto-attack, its standard version",
     "imagenet.models": "tfadv: keras.applications has no VGG with BN; BN-free VGG16/19 vs BN ResNet50/DenseNet121",
     "imagenet.images": "tfadv: the first 1,000 of ImageNetV2 matched-frequency (the paper: ImageNet validation)",
 }
@@ -79,6 +84,8 @@ SCALED = {
     "cifar.schedules.small.augment": "no crop-and-flip: flipped digits change their meaning",
     "cifar.schedules.large.augment": "no crop-and-flip: flipped digits change their meaning",
     "cifar.width": "1/8 of the widths", "cifar.validation": "10% of the digits' training split",
+    "cifar.robustness": "a cheap cascade (APGD-CE, APGD-T with 3 targets, 20 steps) on 200 test images; the "
+                        "masking checks (10 steps, 300 Square queries, 2 restarts, 3 radii) on 100",
     "depth_batch.lr_per_sample": "1,347 digits give ~45x fewer steps per epoch than MNIST's 60,000: η = 5e-4 B "
                                  "keeps η × steps about the paper's",
     "cifar.image_size": "digits upsampled, one channel",
@@ -109,7 +116,9 @@ def unused(path: str, profile: profiles.Profile) -> bool:
     experiment = path.split(".")[0]
     return ((experiment in profiles.EXPERIMENTS and experiment not in profile.experiments)
             or (path.startswith("cifar.wrn_") and "wrn" not in models)
-            or (path == "cifar.resnet_depth" and "resnet" not in models))
+            or (path == "cifar.resnet_depth" and "resnet" not in models)
+            or (path.startswith("cifar.robustness.") and beyond.unused_budget(path.split(".")[-1],
+                                                                              profile.cifar.robustness)))
 
 
 def profile_settings(run: Run) -> list[Setting]:

@@ -19,7 +19,7 @@ import tensorflow as tf
 from tfadv.analysis import corruptions
 from tfadv.attacks import PGD
 from tfadv.datasets.pipeline import training_dataset
-from tfadv.evaluation import accuracy, robust_accuracy
+from tfadv.evaluation import accuracy, robust_accuracy, robust_mask
 from tfadv.experiments import atomic
 from tfadv.experiments.run import Run
 
@@ -147,6 +147,11 @@ def pgd(model: keras.Model, *, eps: float, steps: int, step_size: float, norm: s
 
 def attacked_accuracy(model: keras.Model, attack: PGD, x: np.ndarray, y: np.ndarray) -> float:
     return robust_accuracy(model, attack, x, y, batch_size=EVAL_BATCH)
+
+
+def attacked_mask(model: keras.Model, attack: PGD, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per sample: classified correctly clean and after the attack."""
+    return robust_mask(model, attack, x, y, batch_size=EVAL_BATCH)
 
 
 def rows(metrics: dict[str, float], **common) -> list[dict]:

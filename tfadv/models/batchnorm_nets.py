@@ -1,6 +1,6 @@
 """Networks with and without batch normalisation (Galloway et al. 2019, "BN increases adversarial
-vulnerability"): linear models, MLPs with one BN layer, deep constant-width ReLU nets, VGG and
-WideResNet-28-10 with BN or with Fixup initialisation (no normalisation at all).
+vulnerability"): linear models, MLPs with one BN layer, deep constant-width ReLU nets, VGG,
+WideResNet-28-10 and the authors' CIFAR ResNet-110 with BN or with Fixup initialisation (no normalisation).
 
 Every builder returns logits. BN follows the paper's eq. 1: normalise the pre-activation, then the
 nonlinearity. Keras' `epsilon` is the paper's numerical-stability constant c, added to the variance inside
@@ -212,11 +212,10 @@ def wide_resnet(depth: int = 28, width: int = 10, *, normalization: Literal["bat
                 weight_decay: float = 0.0, epsilon: float = 1e-5, name: str | None = None) -> keras.Model:
     """WRN-depth-width (Zagoruyko & Komodakis), with BN or with Fixup initialisation and no normalisation.
 
-    "batchnorm": pre-activation blocks BN -> ReLU -> conv, twice. "fixup" (Zhang et al. 2019): the same
-    convolutions with no normalisation layer; scalar biases before each convolution and activation, a
-    scalar multiplier on each residual branch, the branch's last convolution and the classifier initialised
-    to zero and the branch's first convolution He-initialised and scaled by L^(-1/2) (L residual branches,
-    m = 2 layers per branch: L^(-1/(2m-2))).
+    "batchnorm": pre-activation blocks BN -> ReLU -> conv, twice. "fixup" (Zhang et al. 2019): no normalisation;
+    scalar biases before each convolution and activation, a scalar multiplier on each residual branch, the branch's
+    last convolution and the classifier zero, its first convolution He-initialised on fan-out (as Zhang's code) and
+    scaled by L^(-1/2) (L residual branches, m = 2 layers per branch: L^(-1/(2m-2))).
     """
     if (depth - 4) % 6 or depth < 10:
         raise ValueError(f"WideResNet depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...), got {depth}")
