@@ -57,6 +57,13 @@ def unused_budget(field: str, q: Robustness) -> bool:
                                   or (field == "attacks" and q.version != "custom"))
 
 
+def measured_on(cell: dict, run: Run) -> bool:
+    """Whether this cell's model gets the AutoAttack cascade and (first seed only) the masking checks. Under
+    --limit only the first run's model: the same code for every family, and each attack object traces the
+    full-size WRN-28-10 / ResNet-110 gradient graph again (minutes of CPU for a wiring check)."""
+    return run.limit is None or cell["model"] == run.profile.cifar.runs[0][0]
+
+
 def autoattack_rows(model: keras.Model, run: Run, x: np.ndarray, y: np.ndarray, pgd_robust: np.ndarray,
                     seed: int) -> list[dict]:
     """AutoAttack-style L-inf accuracy on the first points of (x, y), and the paper's PGD on the same points."""
@@ -64,7 +71,7 @@ def autoattack_rows(model: keras.Model, run: Run, x: np.ndarray, y: np.ndarray, 
     n = min(run.capped(q.points), len(x))
     result = auto_attack(model, x[:n], y[:n], eps=p.linf_eps, norm="inf", version=q.version,
                          attacks=q.attacks or None, steps=run.capped(q.steps), queries=run.capped(q.queries),
-                         n_target_classes=q.targets, from_logits=True, clip_min=data.CIFAR_BOX[0],
+                         n_target_classes=run.capped(q.targets), from_logits=True, clip_min=data.CIFAR_BOX[0],
                          clip_max=data.CIFAR_BOX[1], seed=seed)
     return rows({"autoattack_linf": result.robust_accuracy, "pgd_linf_on_aa_points": float(np.mean(pgd_robust[:n]))},
                 test_set="test", n_test=n)
@@ -77,7 +84,8 @@ def masking_rows(model: keras.Model, run: Run, x: np.ndarray, y: np.ndarray, see
     report = check_gradient_masking(model, x[:n], y[:n], eps=p.linf_eps, norm="inf", from_logits=True,
                                     clip_min=data.CIFAR_BOX[0], clip_max=data.CIFAR_BOX[1], seed=seed,
                                     steps=run.capped(q.masking_steps), queries=run.capped(q.masking_queries),
-                                    restarts=q.masking_restarts, eps_factors=q.masking_eps_factors)
+                                    restarts=q.masking_restarts if run.limit is None else 2,
+                                    eps_factors=q.masking_eps_factors if run.limit is None else q.masking_eps_factors[-1:])
     return [{"check": f.name, "raised": bool(f.raised), "measured": f.measured, "points": n} for f in report.flags]
 
 

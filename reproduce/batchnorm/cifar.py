@@ -99,11 +99,14 @@ def run_cifar(cell: dict, run: Run) -> dict[str, list[dict]]:
         # tfadv's attacks refuse inputs outside their box, so the attacked images start from the clipped ones.
         boxed = np.clip(x, *data.CIFAR_BOX)
         masks = {k: attacked_mask(model, a, boxed, y) for k, a in threats.items()}
-        out += rows({"clean": clean_accuracy(model, x, y), "awgn": noisy_accuracy(model, x, y, p.awgn_std, seed=cell["seed"]),
+        out += rows({"clean": clean_accuracy(model, x, y),
+                     "awgn": noisy_accuracy(model, x, y, p.awgn_std, seed=cell["seed"]),
                      **{k: float(np.mean(m)) for k, m in masks.items()}}, test_set=name, n_test=len(y))
-        if name == "test" and p.robustness.points:
+        if name != "test" or not beyond.measured_on(cell, run):
+            continue
+        if p.robustness.points:
             out += beyond.autoattack_rows(model, run, boxed, y, masks["pgd_linf"], cell["seed"])
-        if name == "test" and p.robustness.masking_points and cell["seed"] == run.seed:
+        if p.robustness.masking_points and cell["seed"] == run.seed:
             tables["masking"] = beyond.masking_rows(model, run, boxed, y, cell["seed"])
     if run.profile.data == "tfds":
         out += corrupted(model, run)
