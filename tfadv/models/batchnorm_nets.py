@@ -1,6 +1,6 @@
 """Networks with and without batch normalisation (Galloway et al. 2019, "BN increases adversarial
-vulnerability"): linear models, MLPs with one BN layer, deep constant-width ReLU nets, VGG and
-WideResNet-28-10 with BN or with Fixup initialisation (no normalisation at all).
+vulnerability"): linear models, MLPs with one BN layer, deep constant-width ReLU nets, VGG,
+WideResNet-28-10 and the authors' CIFAR ResNet-110 with BN or with Fixup initialisation (no normalisation).
 
 Every builder returns logits. BN follows the paper's eq. 1: normalise the pre-activation, then the
 nonlinearity. Keras' `epsilon` is the paper's numerical-stability constant c, added to the variance inside
@@ -172,26 +172,39 @@ def vgg(variant: str = "vgg8", *, batchnorm: bool, input_shape: tuple[int, int, 
 
 
 # ----------------------------------------------------------------------------------------- WideResNet
+class _Scalar(keras.layers.Layer):
+    """One learned scalar (Fixup's biases and multipliers), optionally L2-regularised."""
+
+    initial = "zeros"
+
+    def __init__(self, regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.regularizer = keras.regularizers.get(regularizer)
+
+    def build(self, input_shape):
+        self.value = self.add_weight(shape=(), initializer=self.initial, regularizer=self.regularizer,
+                                     name=type(self).__name__.lower())
+
+    def get_config(self):
+        return {**super().get_config(), "regularizer": keras.regularizers.serialize(self.regularizer)}
+
+
 @keras.saving.register_keras_serializable(package="tfadv")
-class ScalarBias(keras.layers.Layer):
+class ScalarBias(_Scalar):
     """x + b with one learned scalar b (Fixup's bias, initialised to 0)."""
 
-    def build(self, input_shape):
-        self.bias = self.add_weight(shape=(), initializer="zeros", name="bias")
-
     def call(self, x):
-        return x + keras.ops.cast(self.bias, x.dtype)
+        return x + keras.ops.cast(self.value, x.dtype)
 
 
 @keras.saving.register_keras_serializable(package="tfadv")
-class ScalarScale(keras.layers.Layer):
+class ScalarScale(_Scalar):
     """x * s with one learned scalar s (Fixup's multiplier, initialised to 1)."""
 
-    def build(self, input_shape):
-        self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+    initial = "ones"
 
     def call(self, x):
-        return x * keras.ops.cast(self.scale, x.dtype)
+        return x * keras.ops.cast(self.value, x.dtype)
 
 
 def wide_resnet(depth: int = 28, width: int = 10, *, normalization: Literal["batchnorm", "fixup"],
@@ -199,11 +212,10 @@ def wide_resnet(depth: int = 28, width: int = 10, *, normalization: Literal["bat
                 weight_decay: float = 0.0, epsilon: float = 1e-5, name: str | None = None) -> keras.Model:
     """WRN-depth-width (Zagoruyko & Komodakis), with BN or with Fixup initialisation and no normalisation.
 
-    "batchnorm": pre-activation blocks BN -> ReLU -> conv, twice. "fixup" (Zhang et al. 2019): the same
-    convolutions with no normalisation layer; scalar biases before each convolution and activation, a
-    scalar multiplier on each residual branch, the branch's last convolution and the classifier initialised
-    to zero and the branch's first convolution He-initialised and scaled by L^(-1/2) (L residual branches,
-    m = 2 layers per branch: L^(-1/(2m-2))).
+    "batchnorm": pre-activation blocks BN -> ReLU -> conv, twice. "fixup" (Zhang et al. 2019): no normalisation;
+    scalar biases before each convolution and activation, a scalar multiplier on each residual branch, the branch's
+    last convolution and the classifier zero, its first convolution He-initialised on fan-out (as Zhang's code) and
+    scaled by L^(-1/2) (L residual branches, m = 2 layers per branch: L^(-1/(2m-2))).
     """
     if (depth - 4) % 6 or depth < 10:
         raise ValueError(f"WideResNet depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...), got {depth}")
@@ -215,7 +227,7 @@ def wide_resnet(depth: int = 28, width: int = 10, *, normalization: Literal["bat
     fixup = normalization == "fixup"
     reg = _regularizer(weight_decay)
     he = keras.initializers.HeNormal()
-    branch_init = keras.initializers.VarianceScaling(2.0 / (3 * blocks), "fan_in", "untruncated_normal")
+    branch_init = keras.initializers.VarianceScaling(2.0 / (3 * blocks), "fan_out", "untruncated_normal")
 
     def conv(filters, kernel, stride=1, init=he):
         return keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
@@ -255,6 +267,84 @@ def wide_resnet(depth: int = 28, width: int = 10, *, normalization: Literal["bat
     head_init = "zeros" if fixup else "glorot_uniform"
     x = keras.layers.Dense(num_classes, kernel_initializer=head_init, kernel_regularizer=reg, name="logits")(x)
     return keras.Model(inputs, x, name=name or f"wrn{depth}_{width}_{normalization}")
+
+
+# ------------------------------------------------------------------------- the authors' CIFAR ResNet
+#: PyTorch's default Conv2d/Linear kernel init, kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)).
+TORCH_DEFAULT_INIT = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def _torch_conv(filters: int, stride: int, init, reg, name: str):
+    """3x3 conv, no bias, PyTorch's padding of 1 on every side (Keras' "same" pads a strided conv asymmetrically)."""
+    conv = keras.layers.Conv2D(filters, 3, strides=stride, padding="same" if stride == 1 else "valid",
+                               use_bias=False, kernel_initializer=init, kernel_regularizer=reg, name=name)
+    if stride == 1:
+        return conv
+    return lambda x: conv(keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x))
+
+
+def _subsample_and_widen(x, filters: int, name: str):
+    """He et al.'s option-A shortcut as the authors wrote it: AvgPool2d(1, stride 2), then zero channels."""
+    x = keras.layers.Lambda(lambda t: t[:, ::2, ::2, :], name=f"{name}_subsample")(x)
+    return keras.layers.Lambda(lambda t: keras.ops.concatenate([t, keras.ops.zeros_like(t)], axis=-1),
+                               name=f"{name}_widen")(x) if filters == 2 * x.shape[-1] else x
+
+
+def cifar_resnet(depth: int = 110, *, normalization: Literal["batchnorm", "fixup"],
+                 input_shape: tuple[int, int, int] = (32, 32, 3), num_classes: int = 10,
+                 weight_decay: float = 0.0, name: str | None = None) -> keras.Model:
+    """He et al.'s CIFAR ResNet-`depth` (3 stages of (depth - 2) / 6 post-activation basic blocks, 16/32/64
+    filters, option-A shortcuts) as in the authors' released code, AngusG/bn-advex-zhang-fixup
+    cifar/models/resnet_cifar.py ("batchnorm") and fixup_resnet_cifar.py ("fixup", no normalisation).
+
+    batchnorm: conv -> BN -> ReLU -> conv -> BN (gamma initialised to 0), BN on the subsampled shortcut,
+    kaiming-normal fan-out convs, BN momentum 0.1 and eps 1e-5 (PyTorch's). fixup: scalar biases before each
+    conv and activation, a scalar multiplier, branch convs N(0, 2 / fan_out) * L^(-1/2) (L blocks) and zeros,
+    a zero classifier. `weight_decay` applies to every parameter, as PyTorch's SGD weight_decay does.
+    """
+    if (depth - 2) % 6 or depth < 8:
+        raise ValueError(f"CIFAR ResNet depth must be 6n + 2 with n >= 1 (8, 20, 32, 56, 110, ...), got {depth}")
+    if normalization not in ("batchnorm", "fixup"):
+        raise ValueError(f"normalization must be 'batchnorm' or 'fixup', got {normalization!r}")
+    blocks, fixup, reg = (depth - 2) // 6, normalization == "fixup", _regularizer(weight_decay)
+    fan_out = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+    branch = keras.initializers.VarianceScaling(2.0 / (3 * blocks), "fan_out", "untruncated_normal")
+
+    def bn(name, gamma="ones"):
+        return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, gamma_initializer=gamma,
+                                               gamma_regularizer=reg, beta_regularizer=reg, name=name)
+
+    def scalar(kind, name):
+        return (ScalarBias if kind == "bias" else ScalarScale)(regularizer=reg, name=name)
+
+    def block(x, filters, stride, name):
+        if fixup:
+            entry = scalar("bias", f"{name}_bias1a")(x)
+            h = _torch_conv(filters, stride, branch, reg, f"{name}_conv1")(entry)
+            h = keras.layers.ReLU()(scalar("bias", f"{name}_bias1b")(h))
+            h = _torch_conv(filters, 1, "zeros", reg, f"{name}_conv2")(scalar("bias", f"{name}_bias2a")(h))
+            h = scalar("bias", f"{name}_bias2b")(scalar("scale", f"{name}_scale")(h))
+            shortcut = _subsample_and_widen(entry, filters, name) if stride != 1 else x
+        else:
+            h = keras.layers.ReLU()(bn(f"{name}_bn1")(_torch_conv(filters, stride, fan_out, reg, f"{name}_conv1")(x)))
+            h = bn(f"{name}_bn2", "zeros")(_torch_conv(filters, 1, fan_out, reg, f"{name}_conv2")(h))
+            shortcut = x if stride == 1 else _subsample_and_widen(bn(f"{name}_down_bn")(x), filters, name)
+        return keras.layers.ReLU()(keras.layers.Add()([h, shortcut]))
+
+    inputs = keras.Input(input_shape)
+    x = _torch_conv(16, 1, TORCH_DEFAULT_INIT if fixup else fan_out, reg, "conv1")(inputs)
+    x = keras.layers.ReLU()(scalar("bias", "bias1")(x) if fixup else bn("bn1")(x))
+    for stage, filters in enumerate((16, 32, 64)):
+        for i in range(blocks):
+            x = block(x, filters, 2 if stage and not i else 1, f"layer{stage + 1}_{i}")
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    if fixup:
+        x = scalar("bias", "bias2")(x)
+    bound = 64 ** -0.5  # PyTorch's Linear bias init U(+-1/sqrt(fan_in))
+    head = dict(kernel_initializer="zeros", bias_initializer="zeros") if fixup else dict(
+        kernel_initializer=TORCH_DEFAULT_INIT, bias_initializer=keras.initializers.RandomUniform(-bound, bound))
+    x = keras.layers.Dense(num_classes, kernel_regularizer=reg, bias_regularizer=reg, name="logits", **head)(x)
+    return keras.Model(inputs, x, name=name or f"resnet{depth}_{normalization}")
 
 
 # --------------------------------------------------------------------------------- BN depth theory

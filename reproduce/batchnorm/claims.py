@@ -1,0 +1,322 @@
+"""The paper's claims on linear models and fully connected nets (Sections 3 and 5, Figures 1-2, Tables 1, 6, 7,
+App. F), each with its threshold named beside the paper's number; CIFAR and ImageNet are in claims_cifar.py.
+
+Every function takes the merged results table and returns one Verdict (rules.py says how differences are
+judged); judge(tables, run) returns them all, in the paper's order.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from reproduce.batchnorm import claims_cifar, linear, rules
+from reproduce.batchnorm.mlp import DIM_WEIGHT_DECAY
+from reproduce.batchnorm.stats import Arm, arm, difference
+from tfadv.experiments.run import Run
+from tfadv.experiments.tables import select
+from tfadv.experiments.verdicts import Claim, Verdict, inconclusive, judge, not_measured, saturated, too_few, untrained
+
+# --- Figure 1 -------------------------------------------------------------------------------------------------
+TOY_TILT = Claim("Fig. 1: batch-normalised GD tilts the toy's boundary; plain GD does not",
+                 "θ_BNGD = 66.7°, θ_GD ≈ 0°")
+TOY_THETA_BN, TOY_ANGLE_TOLERANCE = 66.7, 10.0   # degrees: "reproduced" within 10° of the paper's angle
+TILT_MARGIN = 20.0    # degrees: tfadv's "tilted": at least this much more than the unnormalised model
+# --- Table 1 --------------------------------------------------------------------------------------------------
+TILT_BN = Claim("Table 1: BNGD tilts the linear 3-vs-7 boundary w.r.t. the nearest-centroid classifier; GD and "
+                "GD + WD do not", "tilt for BNGD, affine F and T (values not available)")
+TILT_AFFINE = Claim("Table 1: the tilt is unaffected by BN's affine parameters (γ = 1, β = 0 fixed vs learned)",
+                    "\"unaffected by the parameters γ and β\"")
+AFFINE_TOLERANCE = 10.0  # degrees: fixed and learned affine count as "the same tilt" within this
+NC_FGSM = Claim("Sec. 3: the nearest-centroid classifier is far more robust to FGSM ε = 1/4 than a trained "
+                "linear model", "≈ 40% vs ≈ 0% (the 2018 code: 39.60%)")
+NC_GAP = 0.20         # tfadv's "far more robust": 20 points (the paper's gap is 40)
+TILT_WIDTH = 28       # judged at MNIST's width: the paper's input dimension (the digits stand-in is upscaled)
+# --- Tables 6-7, App. F ---------------------------------------------------------------------------------------
+BN_NOISE = Claim("Table 6: one BN layer lowers the MLP's accuracy under N(0, 1) noise, at every width",
+                 "−16.4 ± 0.4 pts at √d = 28; 13–16 pts less at all sizes")
+BN_BIM = Claim("Table 6: one BN layer lowers the MLP's BIM-ℓ∞ (ε = 0.1) accuracy, at every width",
+               "−43.8 ± 0.5 pts at √d = 28; ≈ 40 pts less at all sizes")
+PAPER_BN_NOISE, PAPER_BN_BIM = -0.164, -0.438
+WD_BIM = Claim("Table 7: weight decay raises the unnormalised MLP's BIM accuracy", "+21.7 ± 0.4 pts (λ = 0.01)")
+PAPER_WD_BIM = 0.217
+BN_NO_WD = Claim("Table 7: with BN, removing weight decay lowers BIM accuracy at the larger widths",
+                 "−79.3 ± 0.3 pts (56), −81.2 ± 0.2 pts (84)")
+PAPER_BN_NO_WD = {2: -0.793, 3: -0.812}
+LINEAR_WD_FLAT = Claim("App. F: with weight decay, the linear model's adversarial accuracy does not fall as √d "
+                       "grows", "ratios to √d = 28: 0.98 ± 0.01 / 0.96 ± 0.04 / 1.00 ± 0.03 at 2x / 3x / 4x")
+LINEAR_PLAIN_FALLS = Claim("App. F: without regularisation, the linear model's adversarial accuracy falls as √d "
+                           "grows", "loss grows like √d (Table 13; values not available)")
+RATIO_TOLERANCE = 0.05  # "does not fall": every ratio at least 1 - this (the paper's lowest is 0.96)
+# --- Figure 2 -------------------------------------------------------------------------------------------------
+DB_BATCH = Claim("Fig. 2: with BN, BIM accuracy falls as the batch grows (depths ≤ 25 that train); not so "
+                 "without BN", "qualitative (heat maps), 3 seeds")
+DB_MAX_DEPTH, REASONABLE_CLEAN = 25, 0.80  # "depths that maintain a reasonable test accuracy, ~25 or fewer"
+DB_LIMIT = Claim("Fig. 2: BN limits the trainable depth, a limit that grows with the batch size (Yang et al.)",
+                 "dashed line: 15.8 (B = 4) … 41.7 (B = 1024) layers")
+TRAINS_FRACTION = 0.8  # "most": at least this share of the nets on each side of the limit behave as predicted
+
+
+def paper_scale(run: Run) -> bool:
+    """Only the paper profile, uncapped, is compared with the paper's magnitudes."""
+    return run.profile_name == "paper" and run.limit is None
+
+
+def part(table: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    return table[table["experiment"] == experiment] if "experiment" in table else table.iloc[0:0]
+
+
+def chance_check(*arms: Arm, classes: int) -> str | None:
+    return untrained([v for a in arms for v in a.values], classes)
+
+
+def saturated_check(*arms: Arm) -> str | None:
+    return saturated([v for a in arms for v in a.values])
+
+
+# ------------------------------------------------------------------------------------------- Figure 1, Table 1
+def toy_tilt(table: pd.DataFrame) -> Verdict:
+    t = part(table, "toy")
+    bn, gd = arm(t, "tilt_deg", variant="bngd"), arm(t, "tilt_deg", variant="gd")
+    if bn.n == 0 or gd.n == 0:
+        return not_measured(TOY_TILT)
+    clean = [arm(t, "clean", variant=v) for v in ("bngd", "gd")]
+    gap = difference(bn, gd)
+    tilted = gap.delta > TILT_MARGIN + rules.Z * gap.se
+    close = abs(bn.mean - TOY_THETA_BN) <= TOY_ANGLE_TOLERANCE and gd.mean <= TOY_ANGLE_TOLERANCE
+    return judge(TOY_TILT, f"θ_BNGD = {bn.mean:.1f}°, θ_GD = {gd.mean:.1f}° (n={gap.seeds})",
+                 holds=tilted and close and gap.seeds >= rules.MIN_SEEDS, partly=tilted,
+                 rule=f"tilted: θ_BNGD − θ_GD > {TILT_MARGIN:g}° + {rules.Z:g} s.e.; reproduced also needs θ_BNGD "
+                      f"within {TOY_ANGLE_TOLERANCE:g}° of {TOY_THETA_BN}°, θ_GD ≤ {TOY_ANGLE_TOLERANCE:g}° and "
+                      f"{rules.MIN_SEEDS} seeds",
+                 unless=[chance_check(*clean, classes=2), None if tilted else too_few(gap.seeds, 2)])
+
+
+def tilt_table(table: pd.DataFrame) -> tuple[pd.DataFrame, int | None]:
+    """Table 1's rows at the width the claims judge (MNIST's 28, else the widest measured)."""
+    t = part(table, "tilting")
+    if t.empty:
+        return t, None
+    widths = sorted(set(t["width"].astype(int)))
+    width = TILT_WIDTH if TILT_WIDTH in widths else widths[-1]
+    return select(t, width=width), width
+
+
+def tilt_bn(table: pd.DataFrame) -> Verdict:
+    t, width = tilt_table(table)
+    theta = {v: arm(t, "tilt_deg", variant=v) for v in linear.TILT_VARIANTS}
+    if any(a.n == 0 for a in theta.values()):
+        return not_measured(TILT_BN)
+    gaps = [difference(theta[bn], theta[plain]) for bn in ("bngd_fixed", "bngd_learned") for plain in ("gd", "wd")]
+    tilted = all(g.delta > TILT_MARGIN + rules.Z * g.se for g in gaps)
+    seeds = min(g.seeds for g in gaps)
+    measured = ", ".join(f"{v} {a.mean:.1f}°" for v, a in theta.items()) + f" (width {width}, n={seeds})"
+    return judge(TILT_BN, measured, holds=tilted and seeds >= rules.MIN_SEEDS, partly=tilted,
+                 rule=f"each BNGD θ exceeds GD's and WD's by > {TILT_MARGIN:g}° + {rules.Z:g} s.e.; "
+                      f"{rules.MIN_SEEDS} seeds for reproduced",
+                 unless=[chance_check(*[arm(t, "clean", variant=v) for v in linear.TILT_VARIANTS], classes=2),
+                         None if tilted else too_few(seeds, 2)])
+
+
+def tilt_affine(table: pd.DataFrame) -> Verdict:
+    t, width = tilt_table(table)
+    fixed, learned, gd = (arm(t, "tilt_deg", variant=v) for v in ("bngd_fixed", "bngd_learned", "gd"))
+    if fixed.n == 0 or learned.n == 0:
+        return not_measured(TILT_AFFINE)
+    both_tilted = min(fixed.mean, learned.mean) - gd.mean > TILT_MARGIN
+    gap = difference(fixed, learned)
+    return judge(TILT_AFFINE, f"θ fixed {fixed.mean:.1f}°, learned {learned.mean:.1f}° (width {width}, n={gap.seeds})",
+                 holds=abs(gap.delta) <= AFFINE_TOLERANCE and gap.seeds >= rules.MIN_SEEDS,
+                 partly=abs(gap.delta) <= AFFINE_TOLERANCE,
+                 rule=f"|θ_F − θ_T| ≤ {AFFINE_TOLERANCE:g}°; {rules.MIN_SEEDS} seeds for reproduced",
+                 unless=[None if both_tilted else "no tilt to compare: a BNGD θ is not "
+                         f"{TILT_MARGIN:g}° above GD's"])
+
+
+def nearest_centroid(table: pd.DataFrame) -> Verdict:
+    t, width = tilt_table(table)
+    nc, gd = arm(t, "fgsm_eps0.25", variant="nearest_centroid"), arm(t, "fgsm_eps0.25", variant="gd")
+    if nc.n == 0 or gd.n == 0:
+        return not_measured(NC_FGSM)
+    gap = difference(gd, nc, b_is_fixed=True)  # the nearest-centroid classifier does not depend on the seed
+    lead = -gap.delta
+    return judge(NC_FGSM, f"{100 * nc.mean:.1f}% vs {100 * gd.mean:.1f}% (width {width}, n={gap.seeds})",
+                 holds=lead > NC_GAP + rules.Z * gap.se and gap.seeds >= rules.MIN_SEEDS, partly=lead > rules.Z * gap.se,
+                 rule=f"reproduced: the nearest-centroid lead exceeds {100 * NC_GAP:g} pts + {rules.Z:g} s.e. with "
+                      f"{rules.MIN_SEEDS} seeds; partly: a smaller lead beyond the noise, or fewer seeds",
+                 unless=[chance_check(arm(t, "clean", variant="nearest_centroid"), arm(t, "clean", variant="gd"),
+                                      classes=2), saturated_check(nc, gd)])
+
+
+# ------------------------------------------------------------------------------------------- Tables 6-7, App. F
+def mlp_arms(t: pd.DataFrame, metric: str, batchnorm: bool, wd: float, scale: int) -> Arm:
+    return arm(t, metric, model="mlp", batchnorm=batchnorm, weight_decay=wd, scale=scale)
+
+
+def bn_effect_per_width(table: pd.DataFrame, run: Run, claim: Claim, metric: str, paper: float) -> Verdict:
+    t = part(table, "dimension")
+    parts = []
+    for scale in sorted(set(t["scale"].astype(int))) if not t.empty else []:
+        with_bn, without = (mlp_arms(t, metric, bn, 0.0, scale) for bn in (True, False))
+        clean = [mlp_arms(t, "clean", bn, 0.0, scale) for bn in (True, False)]
+        width = int(select(t, scale=scale)["image_width"].iloc[0])
+        v = rules.effect(claim, difference(with_bn, without), paper, paper_scale=paper_scale(run) and scale == 1,
+                         unless=[chance_check(*clean, classes=10), saturated_check(with_bn, without)])
+        parts.append((f"√d = {width}", v))
+    return rules.combine(claim, parts, "BN minus no BN (λ = 0) at each width, each judged by the effect rule")
+
+
+def decays(t: pd.DataFrame) -> list[float]:
+    return sorted(w for w in set(t["weight_decay"].astype(float)) if w > 0) if not t.empty else []
+
+
+def wd_bim(table: pd.DataFrame, run: Run) -> Verdict:
+    t = part(table, "dimension")
+    parts = []
+    for wd in decays(select(t, model="mlp")):
+        for scale in sorted(set(t["scale"].astype(int))):
+            decayed, plain = (mlp_arms(t, "bim", False, w, scale) for w in (wd, 0.0))
+            clean = [mlp_arms(t, "clean", False, w, scale) for w in (wd, 0.0)]
+            exact = paper_scale(run) and scale == 1 and wd == DIM_WEIGHT_DECAY
+            parts.append((f"λ={wd:g} {scale}x", rules.effect(WD_BIM, difference(decayed, plain), PAPER_WD_BIM,
+                                                             paper_scale=exact,
+                                                             unless=[chance_check(*clean, classes=10),
+                                                                     saturated_check(decayed, plain)])))
+    return rules.combine(WD_BIM, parts, "no-BN MLP, λ minus λ = 0, at each λ and width")
+
+
+def bn_no_wd(table: pd.DataFrame, run: Run) -> Verdict:
+    t = part(table, "dimension")
+    parts = []
+    for wd in decays(select(t, model="mlp")):
+        for scale in [k for k in sorted(set(t["scale"].astype(int))) if k > 1]:
+            plain, decayed = (mlp_arms(t, "bim", True, w, scale) for w in (0.0, wd))
+            clean = [mlp_arms(t, "clean", True, w, scale) for w in (0.0, wd)]
+            paper = PAPER_BN_NO_WD.get(scale)
+            parts.append((f"λ={wd:g} {scale}x", rules.effect(
+                BN_NO_WD, difference(plain, decayed), paper, direction=None if paper else -1.0,
+                paper_scale=paper_scale(run) and wd == DIM_WEIGHT_DECAY,
+                unless=[chance_check(*clean, classes=10), saturated_check(plain, decayed)])))
+    return rules.combine(BN_NO_WD, parts, "BN MLP, λ = 0 minus λ, at every width above the base")
+
+
+def linear_ratios(table: pd.DataFrame, wd: float) -> list[tuple[int, float, float]]:
+    """(scale, the linear model's BIM accuracy over that at the base width, its standard error)."""
+    t = select(part(table, "dimension"), model="linear", weight_decay=wd)
+    scales = sorted(set(t["scale"].astype(int))) if not t.empty else []
+    base = arm(t, "bim", scale=scales[0]) if scales else None
+    out = []
+    for scale in scales[1:]:
+        other = arm(t, "bim", scale=scale)
+        ratio = other.mean / base.mean
+        out.append((scale, ratio, ratio * np.hypot(other.se() / other.mean, base.se() / base.mean)))
+    return out
+
+
+def ratio_text(ratios: list[tuple[int, float, float]]) -> str:
+    return " / ".join(f"{r:.2f} ± {se:.2f} ({k}x)" for k, r, se in ratios) or "n/a (one width only)"
+
+
+def linear_flat(table: pd.DataFrame) -> Verdict:
+    """Flat for some lambda of the grid (the paper tunes lambda per width; one lambda for all widths is stricter)."""
+    t = part(table, "dimension")
+    found = {wd: linear_ratios(table, wd) for wd in decays(select(t, model="linear"))}
+    found = {wd: r for wd, r in found.items() if r}
+    if not found:
+        return not_measured(LINEAR_WD_FLAT, "the linear model with weight decay at two or more widths")
+    flat = [wd for wd, r in found.items() if all(q - rules.Z * se >= 1 - RATIO_TOLERANCE for _, q, se in r)]
+    falls = [wd for wd, r in found.items() if any(q + rules.Z * se < 1 - RATIO_TOLERANCE for _, q, se in r)]
+    seeds = select(t, model="linear", metric="bim").groupby(["weight_decay", "scale"]).size().min()
+    return judge(LINEAR_WD_FLAT, "; ".join(f"λ={wd:g}: {ratio_text(r)}" for wd, r in found.items()),
+                 holds=bool(flat) and seeds >= rules.MIN_SEEDS, partly=bool(flat),
+                 rule=f"for some λ of the grid, every ratio − {rules.Z:g} s.e. ≥ {1 - RATIO_TOLERANCE:g}"
+                      + (f" (λ = {', '.join(f'{w:g}' for w in flat)})" if flat else "")
+                      + f"; {rules.MIN_SEEDS} seeds for reproduced",
+                 unless=[None if flat or len(falls) == len(found) else
+                         "within the noise: no λ's ratios are all clearly ≥ or clearly below the threshold"])
+
+
+def linear_falls(table: pd.DataFrame) -> Verdict:
+    ratios = linear_ratios(table, 0.0)
+    if not ratios:
+        return not_measured(LINEAR_PLAIN_FALLS, "the linear model at two or more widths")
+    _, r, se = ratios[-1]
+    falls = r + rules.Z * se < 1 - RATIO_TOLERANCE
+    return judge(LINEAR_PLAIN_FALLS, ratio_text(ratios), holds=falls,
+                 rule=f"the widest ratio + {rules.Z:g} s.e. < {1 - RATIO_TOLERANCE:g}",
+                 unless=[None if falls or r - rules.Z * se >= 1 - RATIO_TOLERANCE else
+                         "within the noise: the widest ratio's interval straddles the threshold"])
+
+
+# ------------------------------------------------------------------------------------------------- Figure 2
+def batch_trends(t: pd.DataFrame, batchnorm: bool, lo: int, hi: int, depths: list[int]) -> Arm:
+    """Per seed: BIM(B = hi) - BIM(B = lo), averaged over `depths` (binomial error of that mean)."""
+    values, errors = [], []
+    for seed in sorted(set(t["seed"].astype(int))):
+        ends = [[arm(t, "bim", batchnorm=batchnorm, batch_size=b, depth=d, seed=seed) for d in depths] for b in (lo, hi)]
+        if any(a.n == 0 for side in ends for a in side):
+            continue
+        values.append(float(np.mean([h.mean - l.mean for l, h in zip(*ends)])))
+        errors.append(float(np.sqrt(sum(h.se() ** 2 + l.se() ** 2 for l, h in zip(*ends)))) / len(depths))
+    return Arm(tuple(values), tuple(errors))
+
+
+def trained_depths(t: pd.DataFrame, lo: int, hi: int) -> list[int]:
+    """Depths <= DB_MAX_DEPTH at which every net (BN or not, both batch sizes, every seed) trained."""
+    keep = []
+    for depth in sorted(set(t["depth"].astype(int))):
+        clean = select(t, metric="clean", depth=depth, batch_size=[lo, hi])["value"]
+        if depth <= DB_MAX_DEPTH and len(clean) and clean.min() >= REASONABLE_CLEAN:
+            keep.append(depth)
+    return keep
+
+
+def depth_batch(table: pd.DataFrame) -> Verdict:
+    t = part(table, "depth_batch")
+    if t.empty or t["batch_size"].nunique() < 2:
+        return not_measured(DB_BATCH, "two or more batch sizes")
+    lo, hi = int(t["batch_size"].min()), int(t["batch_size"].max())
+    depths = trained_depths(t, lo, hi)
+    if not depths:
+        return inconclusive(DB_BATCH, f"no depth ≤ {DB_MAX_DEPTH} at which every net reached "
+                            f"{100 * REASONABLE_CLEAN:g}% clean accuracy at B = {lo} and {hi}")
+    bn, plain = batch_trends(t, True, lo, hi, depths), batch_trends(t, False, lo, hi, depths)
+    verdict = rules.effect(DB_BATCH, difference(bn, plain), None, direction=-1.0,
+                           note=f"trend = BIM(B={hi}) − BIM(B={lo}) over depths {depths}; BN trend minus no-BN trend")
+    measured = (f"BN {100 * bn.mean:+.1f} pts, no BN {100 * plain.mean:+.1f} pts; difference {verdict.measured}")
+    return Verdict(verdict.claim, verdict.outcome, measured, verdict.why)
+
+
+def depth_limit(table: pd.DataFrame) -> Verdict:
+    from tfadv.models.batchnorm_nets import bn_max_trainable_depth
+
+    t = select(part(table, "depth_batch"), batchnorm=True, metric="clean")
+    t = t[t["batch_size"] >= 4] if not t.empty else t
+    if t.empty:
+        return not_measured(DB_LIMIT)
+    beyond = t["depth"].astype(float) > t["batch_size"].map(lambda b: bn_max_trainable_depth(int(b)))
+    deep, shallow = t[beyond]["value"], t[~beyond]["value"]
+    if deep.empty:
+        return inconclusive(DB_LIMIT, "not measured in this profile: no BN net deeper than the theory's limit for "
+                            "its batch size", f"{len(shallow)} BN nets, all within the limit")
+    deep_fail, shallow_train = np.mean(deep < REASONABLE_CLEAN), np.mean(shallow >= REASONABLE_CLEAN)
+    return judge(DB_LIMIT, f"beyond the limit {100 * deep_fail:.0f}% of {len(deep)} failed to train; within it "
+                 f"{100 * shallow_train:.0f}% of {len(shallow)} trained",
+                 holds=deep_fail >= TRAINS_FRACTION and shallow_train >= TRAINS_FRACTION,
+                 partly=deep_fail > 1 - shallow_train, rule=f"at least {100 * TRAINS_FRACTION:g}% on each side as "
+                 f"predicted (trained: clean ≥ {100 * REASONABLE_CLEAN:g}%)",
+                 unless=[too_few(len(deep) + len(shallow), 4, "BN nets")])
+
+
+def judge_all(tables: dict[str, pd.DataFrame], run: Run) -> list[Verdict]:
+    table = tables["results"]
+    verdicts = [toy_tilt(table), tilt_bn(table), tilt_affine(table), nearest_centroid(table),
+                bn_effect_per_width(table, run, BN_NOISE, "awgn", PAPER_BN_NOISE),
+                bn_effect_per_width(table, run, BN_BIM, "bim", PAPER_BN_BIM), wd_bim(table, run), bn_no_wd(table, run),
+                linear_flat(table), linear_falls(table),
+                depth_batch(table), depth_limit(table)] + claims_cifar.judge_all(tables, run)
+    if run.limit is None:
+        return verdicts
+    # --limit caps images, steps and epochs to check that the code runs: its numbers judge nothing.
+    capped = f"--limit {run.limit}: a wiring check on capped images, steps and epochs, not the profile's numbers"
+    return [inconclusive(v.claim, capped + (f"; {v.why}" if v.outcome == "inconclusive" else ""), v.measured)
+            for v in verdicts]

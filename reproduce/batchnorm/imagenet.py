@@ -1,0 +1,90 @@
+"""Table 5 (paper profile only): pretrained ImageNet models with and without BN, on ImageNetV2.
+
+The paper compares torchvision's VGG11-19 with their "_bn" twins. keras.applications has no VGG with BN, so
+tfadv compares the BN-free VGG16 / VGG19 with BN networks of similar clean accuracy (ResNet50, DenseNet121):
+architecture differs as well as BN, so this can at best partly support the paper's claim (claims.py says so).
+Each model takes RGB pixels in [0, 255] with its own preprocessing inside the graph and returns logits.
+"""
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+
+from reproduce.batchnorm.training import rows
+from tfadv.analysis import corruptions
+from tfadv.attacks import PGD
+from tfadv.experiments.run import Run
+from tfadv.models import imagenet as applications
+
+#: keras.applications models without BN, and their official weight files (Keras' cache names).
+BN_FREE = {"vgg16": (keras.applications.VGG16, keras.applications.vgg16.preprocess_input,
+                     "vgg16_weights_tf_dim_ordering_tf_kernels.h5"),
+           "vgg19": (keras.applications.VGG19, keras.applications.vgg19.preprocess_input,
+                     "vgg19_weights_tf_dim_ordering_tf_kernels.h5")}
+WITH_BN = ("resnet50", "densenet121")
+BATCH = 32
+
+
+def official_file(name: str) -> str:
+    """The file name of a model's official ImageNet weights in Keras' cache."""
+    return BN_FREE[name][2] if name in BN_FREE else applications.ARCHITECTURES[name].weights_file
+
+
+def weights_file(name: str, weights_dir: str | None) -> str:
+    """The official weight file in --imagenet-weights DIR, else "imagenet" (Keras' cache or download)."""
+    file = official_file(name)
+    if weights_dir is None:
+        return "imagenet"
+    path = os.path.join(weights_dir, file)
+    if not os.path.isfile(path):
+        raise applications.WeightsUnavailableError(f"--imagenet-weights {weights_dir}: no {file} for {name} there")
+    return path
+
+
+def classifier(name: str, weights: str) -> keras.Model:
+    """A frozen logits model on [0, 255] RGB at 224 x 224 (from_logits=True for every attack on it)."""
+    if name not in BN_FREE:
+        return applications.build_imagenet_model(name, weights, logits=True)
+    if weights == "imagenet" and not os.path.isfile(os.path.join(applications.keras_cache_dir(), BN_FREE[name][2])) \
+            and not applications.can_reach():
+        raise applications.WeightsUnavailableError(
+            f"ImageNet weights for {name} are not in the Keras cache and {applications.WEIGHTS_HOST} is unreachable: "
+            f"pass --imagenet-weights DIR holding {BN_FREE[name][2]}")
+    constructor, preprocess, _ = BN_FREE[name]
+    pixels = keras.Input((applications.IMAGE_SIZE, applications.IMAGE_SIZE, 3), dtype="float32")
+    model = constructor(input_tensor=preprocess(pixels), weights=weights, classifier_activation=None)
+    model.trainable = False
+    return model
+
+
+def images(run: Run) -> tuple[np.ndarray, np.ndarray]:
+    """The first `images` of ImageNetV2 matched-frequency in its fixed order (tfds, or --imagenet-dir)."""
+    from tfadv.datasets.imagenet_v2 import imagenet_v2_batches, imagenet_v2_records
+
+    def load():
+        records = imagenet_v2_records(run.options["imagenet_dir"] or "tfds", data_dir=run.data_dir,
+                                      limit=run.capped(run.profile.imagenet.images))
+        parts = list(imagenet_v2_batches(records, BATCH, drop_remainder=False))
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    return run.cached(("imagenet",), load)
+
+
+def top_k(model: keras.Model, x: np.ndarray, y: np.ndarray, k: int) -> float:
+    logits = np.concatenate([model(x[i:i + BATCH], training=False).numpy() for i in range(0, len(x), BATCH)])
+    return float(np.mean(np.any(np.argsort(-logits, axis=1)[:, :k] == y[:, None], axis=1)))
+
+
+def run_imagenet(cell: dict, run: Run) -> list[dict]:
+    p = run.profile.imagenet
+    x, y = images(run)
+    model = classifier(cell["model"], weights_file(cell["model"], run.options["imagenet_weights"]))
+    noisy = corruptions.awgn(x, p.awgn_std, clip_min=0.0, clip_max=255.0, seed=0)
+    attack = PGD(model, eps=p.pgd_eps, norm="inf", steps=run.capped(p.pgd_steps), step_size=p.pgd_eps / 4,
+                 rand_init=False, reduction="sum", from_logits=True, clip_min=0.0, clip_max=255.0)
+    adversarial = np.concatenate([attack(x[i:i + BATCH], y[i:i + BATCH]).numpy() for i in range(0, len(x), BATCH)])
+    metrics = {f"{name}_top{k}": top_k(model, images_, y, k)
+               for name, images_ in (("clean", x), ("awgn", noisy), ("pgd_linf", adversarial)) for k in (1, 5)}
+    return rows(metrics, test_set="imagenet_v2", has_batchnorm=cell["model"] in WITH_BN, n_test=len(y))

@@ -1,0 +1,245 @@
+"""The batchnorm claims' verdict logic on small hand-made tables: no training, every outcome, every overclaim."""
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from reproduce.batchnorm import claims, claims_cifar, rules
+from reproduce.batchnorm.profiles import PROFILES
+from reproduce.batchnorm.stats import Arm, Difference, difference
+
+N_TEST = 1000
+
+
+def run(profile="demo", limit=None):
+    return SimpleNamespace(profile_name=profile, limit=limit, profile=PROFILES[profile])
+
+
+def cifar_rows(model, schedule, with_bn, without, seeds=3, test_set="test", clean=(0.9, 0.9), spread=0.005):
+    """Rows of the cifar experiment: metric -> accuracy with BN / without, the same on every seed but for a
+    small alternating spread."""
+    rows = []
+    for s in range(seeds):
+        jitter = spread * (-1) ** s
+        for norm, values in (("batchnorm", with_bn), ("none", without)):
+            metrics = {"clean": clean[0] if norm == "batchnorm" else clean[1], **values}
+            rows += [{"experiment": "cifar", "model": model, "schedule": schedule, "normalization": norm,
+                      "seed": s, "test_set": test_set, "metric": m, "value": v + jitter, "n_test": N_TEST}
+                     for m, v in metrics.items()]
+    return rows
+
+
+def verdict_of(rows, claim, profile="demo"):
+    found = {v.claim: v for v in claims_cifar.judge_all({"results": pd.DataFrame(rows)}, run(profile))}
+    return found[claim]
+
+
+# ----------------------------------------------------------------------------------------- the effect rule
+def test_one_seed_is_at_most_partly_even_with_a_large_effect():
+    rows = cifar_rows("vgg8", "small", {"awgn": 0.5, "pgd_linf": 0.2, "pgd_l2": 0.4},
+                      {"awgn": 0.8, "pgd_linf": 0.6, "pgd_l2": 0.7}, seeds=1)
+    v = verdict_of(rows, claims_cifar.VGG_C10)
+    assert v.outcome == "partly reproduced" and "1 seed" in v.why
+
+
+def test_the_smoke_overclaim_models_at_chance_are_inconclusive():
+    # The old smoke report called this "reproduced": one seed, both models at chance, a large "effect".
+    rows = cifar_rows("vgg8", "small", {"awgn": 0.02, "pgd_linf": 0.01, "pgd_l2": 0.02},
+                      {"awgn": 0.12, "pgd_linf": 0.11, "pgd_l2": 0.12}, seeds=1, clean=(0.11, 0.13))
+    v = verdict_of(rows, claims_cifar.VGG_C10)
+    assert v.outcome == "inconclusive" and "did not train" in v.why
+
+
+def test_three_seeds_and_a_clear_effect_reproduce():
+    rows = cifar_rows("vgg8", "small", {"awgn": 0.5, "pgd_linf": 0.2, "pgd_l2": 0.4},
+                      {"awgn": 0.8, "pgd_linf": 0.6, "pgd_l2": 0.7})
+    assert verdict_of(rows, claims_cifar.VGG_C10).outcome == "reproduced"
+
+
+def test_an_effect_inside_the_noise_is_inconclusive_and_a_clear_absence_is_not_reproduced():
+    noisy = cifar_rows("vgg8", "small", {"awgn": 0.78, "pgd_linf": 0.58, "pgd_l2": 0.68},
+                       {"awgn": 0.8, "pgd_linf": 0.6, "pgd_l2": 0.7}, spread=0.03)
+    assert verdict_of(noisy, claims_cifar.VGG_C10).outcome == "inconclusive"
+    reversed_ = cifar_rows("vgg8", "small", {"awgn": 0.9, "pgd_linf": 0.7, "pgd_l2": 0.8},
+                           {"awgn": 0.8, "pgd_linf": 0.6, "pgd_l2": 0.7})
+    assert verdict_of(reversed_, claims_cifar.VGG_C10).outcome == "not reproduced"
+
+
+def test_accuracies_saturated_at_zero_are_inconclusive():
+    rows = cifar_rows("wrn", "small", {"awgn": 0.0, "pgd_linf": 0.0, "pgd_l2": 0.0},
+                      {"awgn": 0.0, "pgd_linf": 0.0, "pgd_l2": 0.0}, spread=0.0)
+    for r in rows:
+        r["normalization"] = "fixup" if r["normalization"] == "none" else r["normalization"]
+    v = verdict_of(rows, claims_cifar.WRN_FIXUP)
+    assert v.outcome == "inconclusive" and "saturated" in v.why
+
+
+def test_paper_profile_also_checks_the_size_of_the_effect():
+    # Right sign and clear, but five times smaller than the paper's -17.3 points for PGD-linf.
+    rows = cifar_rows("vgg8", "small", {"awgn": 0.74, "pgd_linf": 0.565, "pgd_l2": 0.64},
+                      {"awgn": 0.8, "pgd_linf": 0.6, "pgd_l2": 0.7})
+    assert verdict_of(rows, claims_cifar.VGG_C10, "demo").outcome == "reproduced"
+    paper = verdict_of(rows, claims_cifar.VGG_C10, "paper")
+    assert paper.outcome == "partly reproduced" and "size" in paper.why
+
+
+def test_imagenet_comparison_across_architectures_is_at_most_partly():
+    rows = [{"experiment": "imagenet", "model": m, "has_batchnorm": bn, "metric": metric, "value": value,
+             "n_test": N_TEST}
+            for m, bn, pgd in (("vgg16", False, 0.30), ("vgg19", False, 0.31), ("resnet50", True, 0.10),
+                               ("densenet121", True, 0.11))
+            for metric, value in (("clean_top1", 0.7), ("pgd_linf_top5", pgd), ("pgd_linf_top1", pgd / 2))]
+    v = verdict_of(rows, claims_cifar.IMAGENET_TOP5)
+    assert v.outcome == "partly reproduced" and "architecture" in v.why
+
+
+def test_effect_rule_directly():
+    claim = claims_cifar.VGG_C10
+    clear = rules.effect(claim, Difference(-0.10, 0.01, 5), -0.17)
+    assert clear.outcome == "reproduced"
+    assert rules.effect(claim, Difference(-0.10, 0.01, 2), -0.17).outcome == "partly reproduced"
+    assert rules.effect(claim, Difference(-0.01, 0.02, 5), -0.17).outcome == "inconclusive"
+    assert rules.effect(claim, Difference(0.01, 0.002, 5), -0.17).outcome == "not reproduced"
+    assert rules.effect(claim, Difference(-0.10, 0.01, 5), -0.17, unless=["model did not train"]).outcome == \
+        "inconclusive"
+
+
+def test_difference_uses_the_binomial_floor_when_seeds_agree_by_luck():
+    a, b = Arm((0.5, 0.5, 0.5), (0.05,) * 3), Arm((0.6, 0.6, 0.6), (0.05,) * 3)
+    d = difference(a, b)
+    assert d.delta == pytest.approx(-0.1) and d.se == pytest.approx((2 * 0.05 ** 2 / 3) ** 0.5)
+
+
+def test_combine_reports_partly_when_some_cases_show_it():
+    yes = rules.effect(claims.BN_BIM, Difference(-0.3, 0.01, 3), -0.438)
+    no = rules.effect(claims.BN_BIM, Difference(0.0, 0.005, 3), -0.438)
+    assert rules.combine(claims.BN_BIM, [("a", yes), ("b", yes)], "r").outcome == "reproduced"
+    assert rules.combine(claims.BN_BIM, [("a", yes), ("b", no)], "r").outcome == "partly reproduced"
+    assert rules.combine(claims.BN_BIM, [("a", no), ("b", no)], "r").outcome == "not reproduced"
+    assert rules.combine(claims.BN_BIM, [], "r").outcome == "inconclusive"
+
+
+# ------------------------------------------------------------------------------------ linear models, MLPs
+def toy_rows(theta_bn, theta_gd, seeds):
+    return [{"experiment": "toy", "variant": v, "seed": s, "metric": m, "value": value, "n_test": 1000}
+            for s in range(seeds) for v, theta in (("bngd", theta_bn + s), ("gd", theta_gd + s))
+            for m, value in (("tilt_deg", theta), ("clean", 1.0))]
+
+
+def test_toy_tilt_verdicts():
+    assert claims.toy_tilt(pd.DataFrame(toy_rows(67.0, 1.0, 3))).outcome == "reproduced"
+    assert claims.toy_tilt(pd.DataFrame(toy_rows(80.0, 1.0, 3))).outcome == "partly reproduced"  # angle off
+    assert claims.toy_tilt(pd.DataFrame(toy_rows(67.0, 1.0, 1))).outcome == "partly reproduced"  # one seed
+    one_untilted = claims.toy_tilt(pd.DataFrame(toy_rows(12.0, 4.0, 1)))
+    assert one_untilted.outcome == "inconclusive" and "too few seeds" in one_untilted.why
+    assert claims.toy_tilt(pd.DataFrame(toy_rows(12.0, 4.0, 3))).outcome == "not reproduced"
+
+
+def dimension_rows(bim, seeds=3, clean=0.95):
+    """bim: {(model, batchnorm, weight_decay, scale): accuracy}."""
+    return [{"experiment": "dimension", "model": m, "batchnorm": bn, "weight_decay": wd, "scale": k,
+             "image_width": 8 * k, "seed": s, "metric": metric, "value": value + 0.002 * (-1) ** s, "n_test": N_TEST}
+            for (m, bn, wd, k), acc in bim.items() for s in range(seeds)
+            for metric, value in (("bim", acc), ("clean", clean), ("awgn", acc))]
+
+
+def test_linear_weight_decay_flat_for_one_lambda_of_the_grid():
+    table = pd.DataFrame(dimension_rows({
+        ("linear", False, 0.0, 1): 0.88, ("linear", False, 0.0, 2): 0.76, ("linear", False, 0.0, 4): 0.66,
+        ("linear", False, 0.01, 1): 0.89, ("linear", False, 0.01, 2): 0.80, ("linear", False, 0.01, 4): 0.72,
+        ("linear", False, 0.1, 1): 0.88, ("linear", False, 0.1, 2): 0.87, ("linear", False, 0.1, 4): 0.87}))
+    flat = claims.linear_flat(table)
+    assert flat.outcome == "reproduced" and "λ = 0.1" in flat.why
+    assert claims.linear_falls(table).outcome == "reproduced"
+    falling = table[table["weight_decay"] != 0.1]
+    assert claims.linear_flat(falling).outcome == "not reproduced"
+
+
+def test_bn_effect_is_judged_at_every_width():
+    table = pd.DataFrame(dimension_rows({
+        ("mlp", True, 0.0, 1): 0.60, ("mlp", False, 0.0, 1): 0.85,
+        ("mlp", True, 0.0, 2): 0.84, ("mlp", False, 0.0, 2): 0.85}))
+    v = claims.bn_effect_per_width(table, run(), claims.BN_BIM, "bim", claims.PAPER_BN_BIM)
+    assert v.outcome == "partly reproduced" and "1 of 2" in v.why
+
+
+def depth_batch_rows(bn_trend, plain_trend, seeds=3, clean=0.95):
+    rows = []
+    for s in range(seeds):
+        for bn, trend in ((True, bn_trend), (False, plain_trend)):
+            for depth in (2, 6):
+                for batch, bim in ((16, 0.6), (256, 0.6 + trend)):
+                    rows += [{"experiment": "depth_batch", "depth": depth, "batch_size": batch, "batchnorm": bn,
+                              "seed": s, "metric": m, "value": v + 0.003 * (-1) ** s, "n_test": N_TEST}
+                             for m, v in (("clean", clean), ("bim", bim), ("awgn", bim))]
+    return pd.DataFrame(rows)
+
+
+def test_depth_batch_trend_verdicts():
+    assert claims.depth_batch(depth_batch_rows(-0.15, 0.0)).outcome == "reproduced"
+    assert claims.depth_batch(depth_batch_rows(0.05, 0.0)).outcome == "not reproduced"
+    assert claims.depth_batch(depth_batch_rows(-0.005, 0.0)).outcome == "inconclusive"  # inside the noise
+    untrained = claims.depth_batch(depth_batch_rows(-0.15, 0.0, clean=0.3))
+    assert untrained.outcome == "inconclusive" and "no depth" in untrained.why
+
+
+def test_nearest_centroid_one_seed_is_partly():
+    rows = [{"experiment": "tilting", "variant": v, "seed": 0, "width": 28, "metric": m, "value": value,
+             "n_test": N_TEST} for v, fgsm in (("nearest_centroid", 0.4), ("gd", 0.0))
+            for m, value in (("fgsm_eps0.25", fgsm), ("clean", 0.95))]
+    assert claims.nearest_centroid(pd.DataFrame(rows)).outcome == "partly reproduced"
+
+
+# ------------------------------------------------------------------------------------ beyond the paper
+def test_autoattack_section_says_where_pgd_overstated_robustness():
+    from reproduce.batchnorm import beyond
+
+    rows = cifar_rows("vgg8", "small", {"autoattack_linf": 0.30, "pgd_linf_on_aa_points": 0.50},
+                      {"autoattack_linf": 0.60, "pgd_linf_on_aa_points": 0.605})
+    text = beyond.autoattack_section(pd.DataFrame(rows))
+    assert "overstated ℓ∞ robustness at this scale for: vgg8 small LR batchnorm." in text
+    assert verdict_of(rows, claims_cifar.AUTOATTACK).outcome == "reproduced"  # 0.30 vs 0.60 under AutoAttack
+    same = cifar_rows("vgg8", "small", {"autoattack_linf": 0.5, "pgd_linf_on_aa_points": 0.5},
+                      {"autoattack_linf": 0.6, "pgd_linf_on_aa_points": 0.6})
+    assert "did not clearly overstate" in beyond.autoattack_section(pd.DataFrame(same))
+
+
+def test_a_small_gap_excluded_by_the_noise_is_not_called_an_overstatement():
+    from reproduce.batchnorm import beyond
+
+    rows = [{**r, "n_test": 100_000} for r in cifar_rows("vgg8", "small", {"autoattack_linf": 0.500,
+                                                                        "pgd_linf_on_aa_points": 0.505},
+                                                         {"autoattack_linf": 0.6, "pgd_linf_on_aa_points": 0.6})]
+    text = beyond.autoattack_section(pd.DataFrame(rows))
+    assert "no gap of 2 pts or more" in text and "did not clearly overstate" in text
+
+
+def test_masking_section_names_every_raised_flag_and_its_measurement():
+    from reproduce.batchnorm import beyond
+
+    common = {"experiment": "cifar", "model": "vgg8", "schedule": "small", "seed": 0, "points": 100}
+    rows = [{**common, "normalization": norm, "check": check, "raised": raised, "measured": f"{check} {norm}"}
+            for norm, raised_check in (("batchnorm", "square"), ("none", None))
+            for check, raised in (("square", raised_check == "square"), ("large eps", False))]
+    text = beyond.masking_section({"masking": pd.DataFrame(rows)})
+    assert "| square | **raised** | ok |" in text and "| large eps | ok | ok |" in text
+    assert "- vgg8 small LR batchnorm, square: square batchnorm" in text and "none, square" not in text
+    assert beyond.masking_section({}) is None
+
+
+def test_budget_fields_the_cascade_never_reads_are_left_out_of_the_settings():
+    from reproduce.batchnorm import beyond
+
+    demo = PROFILES["demo"].cifar.robustness
+    assert beyond.unused_budget("queries", demo) and not beyond.unused_budget("targets", demo)
+    assert not beyond.unused_budget("queries", PROFILES["paper"].cifar.robustness)
+    assert beyond.unused_budget("targets", PROFILES["smoke"].cifar.robustness)
+
+
+def test_a_gap_on_models_at_chance_is_not_judged():
+    from reproduce.batchnorm import beyond
+
+    rows = cifar_rows("vgg8", "small", {"autoattack_linf": 0.02, "pgd_linf_on_aa_points": 0.10},
+                      {"autoattack_linf": 0.03, "pgd_linf_on_aa_points": 0.11}, clean=(0.11, 0.12))
+    text = beyond.autoattack_section(pd.DataFrame(rows))
+    assert "overstated ℓ∞ robustness at this scale for" not in text and "did not train: vgg8 small LR batchnorm" in text

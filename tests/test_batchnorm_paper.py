@@ -1,0 +1,70 @@
+"""The paper profile's own code path, end to end on a CPU with local stand-ins, capped by --limit.
+
+MNIST, CIFAR-10, CIFAR-10.1 v6 and CIFAR-10-C come from tensorflow-datasets' mock data, ImageNetV2 from a
+tiny directory in its tarball layout, the keras.applications models from random weights saved under their
+official file names. The paper's networks are built at full size (VGG11-19, WRN-28-10, ResNet-110, 60-layer
+nets); --limit caps images, steps, epochs, seeds and grid axes, so a first GPU run cannot die on wiring.
+"""
+import h5py
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from reproduce.batchnorm import EXPERIMENT, imagenet
+from tfadv.experiments import main
+
+LIMIT = "3"
+
+
+def imagenet_weights(folder):
+    """Random weights of the paper profile's four ImageNet models, saved as Keras' official h5 files."""
+    from keras.src.legacy.saving import legacy_h5_format
+
+    folder.mkdir()
+    for name in ("vgg16", "vgg19", "resnet50", "densenet121"):
+        model = imagenet.classifier(name, None)
+        with h5py.File(folder / imagenet.official_file(name), "w") as f:
+            legacy_h5_format.save_weights_to_hdf5_group(f, model)
+        del model
+        keras.backend.clear_session()  # the two VGGs alone hold 1.1 GB
+    return folder
+
+
+def imagenet_v2_dir(folder):
+    for label in (3, 17, 999):
+        (folder / str(label)).mkdir(parents=True)
+        for k in range(2):
+            pixels = np.random.default_rng(label + k).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+            (folder / str(label) / f"{k}.jpeg").write_bytes(tf.io.encode_jpeg(pixels).numpy())
+    return folder
+
+
+@pytest.mark.slow
+def test_paper_profile_runs_on_stand_ins(tmp_path):
+    import tensorflow_datasets as tfds
+
+    out = tmp_path / "out"
+    args = ["--profile", "paper", "--limit", LIMIT, "--out", str(out), "--jobs", "1", "--no-progress",
+            "--data-dir", str(tmp_path / "tfds"), "--imagenet-weights", str(imagenet_weights(tmp_path / "weights")),
+            "--imagenet-dir", str(imagenet_v2_dir(tmp_path / "imagenet_v2"))]
+    with tfds.testing.mock_data(num_examples=64):
+        tables = main(EXPERIMENT, args)
+    results = tables["results"]
+    assert set(results["experiment"]) == {"toy", "tilting", "dimension", "depth_batch", "cifar", "imagenet"}
+    cifar = results[results["experiment"] == "cifar"]
+    assert set(cifar["test_set"]) == {"train", "test", "cifar10_1_v6", "cifar10_c"}
+    assert set(cifar["model"]) == {"vgg8", "wrn", "resnet"}
+    beyond = cifar[cifar["metric"] == "autoattack_linf"]  # under --limit on the first run's model only
+    assert set(beyond["model"]) == {"vgg8"} and set(beyond["normalization"]) == {"batchnorm", "none"}
+    assert set(tables["masking"]["model"]) == {"vgg8"}
+    assert set(results[results["experiment"] == "imagenet"]["model"]) == {"vgg16", "vgg19", "resnet50", "densenet121"}
+    assert results["value"].notna().all()
+    for name in ("fig1_toy.png", "tables6_7_dimension.png", "fig2_depth_batch.png", "table2_cifar.png"):
+        assert (out / name).stat().st_size > 0
+    report = (out / "report.md").read_text()
+    verdicts = [line for line in report.splitlines() if "** (paper) |" in line]
+    assert verdicts and all("**inconclusive** (paper)" in line for line in verdicts)
+    assert f"--limit {LIMIT}" in report
+    assert pd.read_csv(out / "results.csv").shape[0] == len(results)
