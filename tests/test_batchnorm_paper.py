@@ -47,7 +47,7 @@ def test_paper_profile_runs_on_stand_ins(tmp_path):
 
     out = tmp_path / "out"
     args = ["--profile", "paper", "--limit", LIMIT, "--out", str(out), "--jobs", "1", "--no-progress",
-            "--data-dir", str(tmp_path / "tfds"), "--imagenet-weights", str(imagenet_weights(tmp_path / "weights")),
+            "--data-dir", str(tmp_path / "tfds"), "--weights-dir", str(imagenet_weights(tmp_path / "weights")),
             "--imagenet-dir", str(imagenet_v2_dir(tmp_path / "imagenet_v2"))]
     with tfds.testing.mock_data(num_examples=64):
         tables = main(EXPERIMENT, args)

@@ -33,13 +33,13 @@ def official_file(name: str) -> str:
 
 
 def weights_file(name: str, weights_dir: str | None) -> str:
-    """The official weight file in --imagenet-weights DIR, else "imagenet" (Keras' cache or download)."""
+    """The official weight file in --weights-dir DIR, else "imagenet" (Keras' cache or download)."""
     file = official_file(name)
     if weights_dir is None:
         return "imagenet"
     path = os.path.join(weights_dir, file)
     if not os.path.isfile(path):
-        raise applications.WeightsUnavailableError(f"--imagenet-weights {weights_dir}: no {file} for {name} there")
+        raise applications.WeightsUnavailableError(f"--weights-dir {weights_dir}: no {file} for {name} there")
     return path
 
 
@@ -51,7 +51,7 @@ def classifier(name: str, weights: str) -> keras.Model:
             and not applications.can_reach():
         raise applications.WeightsUnavailableError(
             f"ImageNet weights for {name} are not in the Keras cache and {applications.WEIGHTS_HOST} is unreachable: "
-            f"pass --imagenet-weights DIR holding {BN_FREE[name][2]}")
+            f"pass --weights-dir DIR holding {BN_FREE[name][2]}")
     constructor, preprocess, _ = BN_FREE[name]
     pixels = keras.Input((applications.IMAGE_SIZE, applications.IMAGE_SIZE, 3), dtype="float32")
     model = constructor(input_tensor=preprocess(pixels), weights=weights, classifier_activation=None)
@@ -80,7 +80,7 @@ def top_k(model: keras.Model, x: np.ndarray, y: np.ndarray, k: int) -> float:
 def run_imagenet(cell: dict, run: Run) -> list[dict]:
     p = run.profile.imagenet
     x, y = images(run)
-    model = classifier(cell["model"], weights_file(cell["model"], run.options["imagenet_weights"]))
+    model = classifier(cell["model"], weights_file(cell["model"], run.options["weights_dir"]))
     noisy = corruptions.awgn(x, p.awgn_std, clip_min=0.0, clip_max=255.0, seed=0)
     attack = PGD(model, eps=p.pgd_eps, norm="inf", steps=run.capped(p.pgd_steps), step_size=p.pgd_eps / 4,
                  rand_init=False, reduction="sum", from_logits=True, clip_min=0.0, clip_max=255.0)

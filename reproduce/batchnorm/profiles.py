@@ -172,7 +172,7 @@ def _experiments(text: str) -> tuple[str, ...]:
 OPTIONS = (
     Option("--experiments", f"comma-separated subset of {','.join(EXPERIMENTS)} (default: the profile's)",
            type=_experiments, role="selection", profile_field="experiments"),
-    Option("--imagenet-weights", "folder holding the official keras.applications weight files (e.g. "
+    Option("--weights-dir", "folder holding the official keras.applications weight files (e.g. "
            "vgg16_weights_tf_dim_ordering_tf_kernels.h5); default: Keras' cache or download", role="location"),
     Option("--imagenet-dir", "ImageNetV2 in its tarball layout DIR/<class id>/<image>.jpeg (default: tfds "
            "imagenet_v2)", role="location"),
