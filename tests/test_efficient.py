@@ -245,7 +245,8 @@ def test_paper_profile_runs_end_to_end_on_stand_ins(tmp_path):
     with tfds.testing.mock_data(num_examples=8):
         tables = run_efficient("--profile", "paper", "--limit", "2", "--out", str(out))
     results = tables["results"]
-    assert set(results["experiment"]) == {"strength", "transfer", "staleness", "async", "baseline"}
+    assert set(results["experiment"]) == {"strength", "transfer", "staleness", "async", "baseline", "autoattack",
+                                          "masking"}
     assert set(select(results, experiment="strength")["kappa"]) == set(profiles.PAPER.kappas)
     assert (select(results, split="test", metric="accuracy")["n"] == 2).all()
     report = (out / "report.md").read_text()
