@@ -198,6 +198,19 @@ def test_limit_keeps_every_code_path_in_a_small_grid():
     assert {c["depth"] for c in limited if c["experiment"] == "depth_batch"} == {2, 60}
 
 
+def test_every_paper_cell_says_what_it_costs():
+    from reproduce.batchnorm import plan
+
+    run = _run("paper")
+    run.capped = lambda value: value  # no --limit; the costs are counted, nothing is built
+    costs = {cell_key(c): (c, plan.cost(c, run)) for c in cells.grid(run)}
+    assert all(c.passes > 0 and c.forwards > 0 and c.steps > 0 for _, c in costs.values())
+    trained = [(cell, c) for cell, c in costs.values() if cell["experiment"] == "cifar"]
+    assert {cell["model"] for cell, _ in trained} == {"vgg8", "wrn", "vgg11", "vgg13", "vgg16", "vgg19", "resnet"}
+    for cell, c in trained:  # 45,000 images trained on (5,000 held out), plus the evaluation's attacks
+        assert c.passes > run.profile.cifar.schedules[cell["schedule"]].epochs * 50_000, cell
+
+
 def test_options_are_checked():
     with pytest.raises(SystemExit):
         main(EXPERIMENT, ["--profile", "smoke", "--experiments", "toy,bogus", "--no-progress"])

@@ -18,12 +18,13 @@ Experiments (one grid cell = one trained model, so a killed run resumes model by
 `smoke` run on scikit-learn's digits. The claims are judged by with-minus-without-BN differences over seeds
 (claims.py, claims_cifar.py, rules.py).
 """
-from reproduce.batchnorm import cells, claims, figures, profiles, sections, settings
+from reproduce.batchnorm import cells, claims, figures, plan, profiles, sections, settings
 from tfadv.experiments import Experiment
 
 EXPERIMENT = Experiment(
     key="batchnorm", title="Batch normalization increases adversarial vulnerability (Galloway et al. 2019)",
     profiles=profiles.PROFILES, grid=cells.grid, run_cell=cells.run_cell, judge=claims.judge_all,
     figures=figures.figures, sections=sections.sections, settings=settings.settings, options=profiles.OPTIONS,
+    cost=plan.cost,
     description=__doc__,
 )
