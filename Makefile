@@ -8,6 +8,8 @@ OUT ?=
 SHARD ?=
 JOBS ?=
 ARGS ?=
+# pytest processes (pytest-xdist); a test file stays in one process, so its module fixtures run once.
+TEST_WORKERS ?= 2
 PAPERS := minibatch freefast efficient batchsize batchnorm
 
 # Tests run on the CPU whatever the machine has, so a GPU box gives the same answers as CI.
@@ -23,13 +25,13 @@ install:
 
 # pytest exits 5 when no test ran; make passes that on as a failure.
 test:
-	$(TEST_ENV) $(PY) -m pytest -m "not slow" $(ARGS)
+	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(ARGS)
 
 test-slow:
-	$(TEST_ENV) $(PY) -m pytest -m slow $(ARGS)
+	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m slow $(ARGS)
 
 test-all:
-	$(TEST_ENV) $(PY) -m pytest $(ARGS)
+	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 bench:
 	# cleverhans is the anchor tfadv is timed against; its TF2 attacks import only tensorflow and numpy.
