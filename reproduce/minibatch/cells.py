@@ -154,10 +154,10 @@ def run_cell(cell: dict, run: Run) -> dict:
     started = time.monotonic()
     size = cell["batch_size"]
     count = data.image_count(run, cell["model"]) // size * size  # the reference code drops a partial batch
-    craft_size = size * max(1, run.profile.craft_batch // size)  # a multiple of B: groups never straddle calls
+    craft_size = emulated_craft_size(run, size)
     mode = batching(run) if craft_size != size and not shares_start(run, cell) else "real"
     if mode == "emulated":
-        checked = min(count, size * -(-run.profile.check_images // size))
+        checked = checked_images(run, count, size)
         found = craft(run, cell, count, craft_size, emulate=size, keep=checked)
         check = emulation_check(run, cell, found, checked, size)
     else:
@@ -166,6 +166,17 @@ def run_cell(cell: dict, run: Run) -> dict:
                      check_success_mismatches=0)
     return dict(**summary(run, cell, found), batching=mode, **check,
                 seconds=round(time.monotonic() - started, 3))
+
+
+def emulated_craft_size(run: Run, size: int) -> int:
+    """The batch an emulated cell of batch size `size` crafts in: a multiple of it, so groups never
+    straddle calls."""
+    return size * max(1, run.profile.craft_batch // size)
+
+
+def checked_images(run: Run, count: int, size: int) -> int:
+    """How many of `count` images an emulated cell re-crafts in real batches of `size` (whole batches)."""
+    return min(count, size * -(-run.profile.check_images // size))
 
 
 def shares_start(run: Run, cell: dict) -> bool:

@@ -18,8 +18,8 @@ def cost(cell: dict, run: Run) -> Cost:
     images = images // size * size  # the reference code drops a partial batch
     count = steps(run, cell["attack"])
     emulated = batching(run) == "emulated" and not shares_start(run, cell)
-    batch = max(size, p.craft_batch // size * size) if emulated else size
-    checked = p.check_images if batch != size else 0  # an emulated cell re-crafts a few images for real
+    batch = emulated_craft_size(run, size) if emulated else size
+    checked = checked_images(run, images, size) if batch != size else 0  # re-crafted in real batches
     passes = (images + checked) * count
     device_steps = (-(-images // batch) + -(-checked // size)) * count
     return Cost(model=f"{cell['model']} {p.image_size}px", build=lambda: _network(run, cell["model"]),
