@@ -13,6 +13,8 @@ from typing import Any, Literal
 import keras
 import tensorflow as tf
 
+from tfadv import tracing
+
 Reduction = Literal["sum_over_batch_size", "sum"]
 LossPath = Literal["from_logits", "softmax_logits_shortcut", "clipped_probabilities"]
 
@@ -82,13 +84,16 @@ def loss_scaled_gradient(
     again in float32 leaves the gradient itself unchanged, so the L2 step (whose 1e-12 floor is not
     scale-invariant) sees the true gradient. Attacks and adversarial training both take gradients here.
     """
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        loss, aux = loss_fn(x)
-        if scale is not None:
-            loss = loss * scale
-    grad = tape.gradient(loss, x)
-    return (grad if scale is None else grad / scale), aux
+    def gradient_pass(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss, aux = loss_fn(x)
+            if scale is not None:
+                loss = loss * scale
+        grad = tape.gradient(loss, x)
+        return (grad if scale is None else grad / scale), aux
+
+    return tracing.call_as_own_graph(gradient_pass, x)
 
 
 def keras_loss_path(y_pred: tf.Tensor, from_logits: bool, loss_dtype: tf.DType = tf.float32) -> LossPath:

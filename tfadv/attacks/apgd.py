@@ -158,15 +158,18 @@ class APGD(Attack):
         """Per-sample loss, input gradient of the summed loss (so a sample's gradient ignores its batch),
         and whether the model misclassifies x_adv; averaged over `eot_iter` passes (the last pass's
         prediction, as the reference)."""
-        total_loss = tf.zeros([tf.shape(x_adv)[0]], tf.float32)
-        total_grad = tf.zeros_like(x_adv)
-        for _ in range(self.eot_iter):
+        def gradient_pass(x_adv):
             with tf.GradientTape() as tape:
                 tape.watch(x_adv)
                 y_pred = self.forward(x_adv)
                 loss = self._objective(scores.output_logits(y_pred, self.from_logits), y_onehot, t_onehot)
                 total = tf.reduce_sum(loss)
-            grad = tape.gradient(total, x_adv, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return y_pred, loss, tape.gradient(total, x_adv, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+        total_loss = tf.zeros([tf.shape(x_adv)[0]], tf.float32)
+        total_grad = tf.zeros_like(x_adv)
+        for _ in range(self.eot_iter):
+            y_pred, loss, grad = tracing.call_as_own_graph(gradient_pass, x_adv)
             total_loss += loss
             total_grad += grad
         grad = total_grad / self.eot_iter
