@@ -147,3 +147,22 @@ def test_emulation_refuses_training_mode():
     attack = PGD(confident_bn_model(5.0), 0.1, steps=2, step_size=0.05, from_logits=True, training=True)
     with pytest.raises(ValueError, match=r"PGD: emulated_batch_size needs the model in inference mode \(training=False\)"):
         attack(x, y, emulated_batch_size=4)
+
+
+@pytest.mark.parametrize("cls,norm,policy,loss_scale", [(PGD, "2", "float32", None), (FGM, "inf", "mixed_float16", None),
+                                                        (PGD, "inf", "mixed_float16", "per_sample")])
+def test_sum_loss_emulation_is_the_same_computation_at_every_batch_size(cls, norm, policy, loss_scale):
+    """What lets the minibatch runner share one emulated sum-loss craft between batch sizes: bit-identical
+    adversarial examples and statistics at every emulated B."""
+    with dtype_policy(policy):
+        model = confident_bn_model(MARGIN[policy])
+    x, y = samples()
+    attack = make(cls, model, norm, "sum", loss_scale)
+    crafted = {size: attack(x, y, sample_ids=np.arange(N), emulated_batch_size=size, return_stats=True) for size in SIZES}
+    first_x, first_stats = crafted[SIZES[0]]
+    for size in SIZES[1:]:
+        x_adv, stats = crafted[size]
+        np.testing.assert_array_equal(x_adv.numpy(), first_x.numpy(), err_msg=f"B={size}")
+        for key in ("success", "grad_l2_first", "floor_clamped_first", "grad_zero_first"):
+            np.testing.assert_array_equal(stats[key], first_stats[key], err_msg=f"{key}, B={size}")
+    assert not np.array_equal(first_x.numpy(), x)  # the attack moved the samples

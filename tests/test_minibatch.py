@@ -78,6 +78,21 @@ def test_emulated_and_real_give_the_same_success(smoke, tmp_path):
     np.testing.assert_array_equal(both["success_rate_x"], both["success_rate_y"])
 
 
+def test_sum_loss_cells_share_one_emulated_craft_and_each_is_checked(tmp_path):
+    """Sum-loss cells of one setting at different emulated batch sizes reuse one craft (recorded per row),
+    and each still matches its own real batches."""
+    out = run("--profile", "smoke", "--out", str(tmp_path), "--batch-sizes", "1,2,4", "--precisions", "float32",
+              "--norms", "l2")
+    table = out["results"]
+    emulated = table[(table["batching"] == "emulated") & (table["sharpness"] == 1.0)]
+    shared = emulated[emulated["craft_shared"]]
+    assert set(shared["loss"]) == {"sum"} and set(shared["batch_size"]) == {2}
+    assert len(shared) == len(emulated[(emulated["loss"] == "sum") & (emulated["batch_size"] == 2)])
+    assert (shared["check_images"] > 0).all() and (shared["check_success_mismatches"] == 0).all()
+    assert (shared["check_max_rel_diff"] <= sections.ROUNDING).all()
+    assert "craft_shared" in (tmp_path / "report.md").read_text()
+
+
 def test_another_profile_in_the_same_folder_is_refused_before_any_compute(smoke):
     """Issue 11: a demo run then a smoke run into one folder reused cells and crashed with KeyError 'sum'."""
     out, _ = smoke

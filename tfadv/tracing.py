@@ -23,15 +23,21 @@ def compile_once(fn: Callable[..., Any], **kwargs: Any) -> Any:
     return tf.function(functools.partial(fn), **kwargs)
 
 
-def call_as_own_graph(fn: Callable[..., Any], *args: Any) -> Any:
-    """fn(*args); inside a traced function, as a call to a function graph of its own (not inlined).
 
-    Why: on x86 CPUs, TensorFlow's oneDNN pass gives MaxPoolGrad its fast oneDNN kernel only if it has
-    already rewritten the forward MaxPool, and in a while-loop body it visits the nodes in an order that
-    changes from trace to trace. About half the traces of an attack loop kept TensorFlow's own MaxPoolGrad
-    and ran 1.7 times slower (digits CNN, batch 448). A gradient pass that is its own function graph is
-    rewritten every time. Eagerly, fn is simply called.
+def call_as_own_graph(fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args), a gradient pass; inside a traced function on a machine without GPUs, and if its graph
+    holds a float32 MaxPoolGrad, as a call to a function graph of its own (not inlined).
+
+    Why: on x86 CPUs TensorFlow's oneDNN pass gives MaxPoolGrad its oneDNN kernel only after it has rewritten
+    the forward MaxPool, and in a while-loop body it visits the nodes in an order that changes from trace to
+    trace. About half the traces of an attack loop kept TensorFlow's own MaxPoolGrad and ran 1.7 times slower
+    (digits CNN, batch 448). A gradient pass in a graph of its own is rewritten every time. Elsewhere a
+    separate graph would only add a function call per step (measurable at batch 1), so fn is called inline.
     """
-    if not tf.inside_function():
+    if not tf.inside_function() or tf.config.list_logical_devices("GPU"):
         return fn(*args)
-    return tf.function(functools.partial(fn), autograph=False, experimental_attributes={"_noinline": True})(*args)
+    own = tf.function(functools.partial(fn), autograph=False, experimental_attributes={"_noinline": True})
+    graph = own.get_concrete_function(*args).graph
+    if not any(op.type.startswith("MaxPoolGrad") and op.get_attr("T") == tf.float32 for op in graph.get_operations()):
+        return fn(*args)
+    return own(*args)

@@ -156,16 +156,39 @@ def run_cell(cell: dict, run: Run) -> dict:
     count = data.image_count(run, cell["model"]) // size * size  # the reference code drops a partial batch
     craft_size = emulated_craft_size(run, size)
     mode = batching(run) if craft_size != size and not shares_start(run, cell) else "real"
+    shared = False
     if mode == "emulated":
         checked = checked_images(run, count, size)
-        found = craft(run, cell, count, craft_size, emulate=size, keep=checked)
+        found, shared = emulated_craft(run, cell, count, craft_size, size)
         check = emulation_check(run, cell, found, checked, size)
     else:
         found = craft(run, cell, count, size, emulate=None)
         check = dict(check_images=0, check_max_abs_diff=np.nan, check_max_rel_diff=np.nan, check_grad_rel_diff=np.nan,
                      check_success_mismatches=0)
-    return dict(**summary(run, cell, found), batching=mode, **check,
+    return dict(**summary(run, cell, found), batching=mode, craft_shared=shared, **check,
                 seconds=round(time.monotonic() - started, 3))
+
+
+def emulated_craft(run: Run, cell: dict, count: int, craft_size: int, size: int) -> tuple[dict, bool]:
+    """A cell's emulated craft, and whether another cell of this process computed it.
+
+    Under the sum loss (eq. 5) every sample's weight is 1 whatever B is, so the emulated crafts of one setting
+    at all batch sizes are one computation (tests/test_emulation.py checks that they are bit-identical): it
+    runs once and the other batch sizes share it (results.csv: craft_shared). Each cell still checks it
+    against its own real batches. Only the current setting's crafts are held (memory at 224 px).
+    """
+    if cell["loss"] != "sum":
+        return craft(run, cell, count, craft_size, emulate=size, keep=checked_images(run, count, size)), False
+    setting = tuple(cell[k] for k in ("model", "precision", "norm", "attack", "sharpness"))
+    key = (setting, cell["run"], count, craft_size)
+    held = run.cache.setdefault("shared sum-loss crafts", {})
+    if key in held:
+        return held[key], True
+    for old in [k for k in held if k[0] != setting]:
+        del held[old]
+    keep = max(checked_images(run, count, b) for b in batch_sizes(run))
+    held[key] = craft(run, cell, count, craft_size, emulate=size, keep=keep)
+    return held[key], False
 
 
 def emulated_craft_size(run: Run, size: int) -> int:
@@ -190,7 +213,7 @@ def emulation_check(run: Run, cell: dict, emulated: dict, checked: int, size: in
     success, in x_adv (relative to eps) and in the first step's gradient norm (which carries the 1/B of the
     mean, so a wrong weight shows even where the step itself is scale-free)."""
     real = craft(run, cell, checked, size, emulate=None, keep=checked)
-    diff = np.abs(real["x_adv"] - emulated["x_adv"])
+    diff = np.abs(real["x_adv"] - emulated["x_adv"][:checked])
     g_real, g_emulated = real["grad_l2_first"], emulated["grad_l2_first"][:checked]
     grad = np.abs(g_emulated - g_real) / np.maximum(g_real, np.finfo(np.float32).tiny)
     return dict(check_images=checked, check_max_abs_diff=float(diff.max()),

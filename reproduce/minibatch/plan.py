@@ -2,7 +2,7 @@
 cell's ImageNet classifier (or the digits CNN), counted from the profile without loading data or weights."""
 from __future__ import annotations
 
-from reproduce.minibatch.cells import batching, shares_start
+from reproduce.minibatch.cells import batch_sizes, batching, checked_images, emulated_craft_size, shares_start
 from reproduce.minibatch.profiles import DIGITS_MODEL, PRECISIONS, steps
 from tfadv.experiments import Run
 from tfadv.experiments.plan import Cost
@@ -13,18 +13,27 @@ IMAGES = {"imagenet": 10_000, DIGITS_MODEL: 450}
 
 def cost(cell: dict, run: Run) -> Cost:
     p = run.profile
-    images = run.capped(p.images) or IMAGES["imagenet" if cell["model"] != DIGITS_MODEL else DIGITS_MODEL]
+    total = run.capped(p.images) or IMAGES["imagenet" if cell["model"] != DIGITS_MODEL else DIGITS_MODEL]
     size = cell["batch_size"]
-    images = images // size * size  # the reference code drops a partial batch
+    images = total // size * size  # the reference code drops a partial batch
     count = steps(run, cell["attack"])
     emulated = batching(run) == "emulated" and not shares_start(run, cell)
     batch = emulated_craft_size(run, size) if emulated else size
     checked = checked_images(run, images, size) if batch != size else 0  # re-crafted in real batches
+    if batch != size and cell["loss"] == "sum" and _shares_craft(run, size, total):
+        images = 0  # the smallest emulated batch size computes the setting's one sum-loss craft
     passes = (images + checked) * count
     device_steps = (-(-images // batch) + -(-checked // size)) * count
     return Cost(model=f"{cell['model']} {p.image_size}px", build=lambda: _network(run, cell["model"]),
                 passes=passes, forwards=images + checked, steps=device_steps,
                 precision="float32" if PRECISIONS[cell["precision"]][0] == "float32" else "mixed_float16")
+
+
+def _shares_craft(run: Run, size: int, total: int) -> bool:
+    """Does a smaller emulated batch size attacking as many of the `total` images compute this sum-loss
+    craft (cells.emulated_craft)?"""
+    return any(b < size and emulated_craft_size(run, b) != b and total // b * b == total // size * size
+               for b in batch_sizes(run))
 
 
 def _network(run: Run, name: str):
