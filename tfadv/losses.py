@@ -75,7 +75,10 @@ def reduction_factor(reduction: Reduction, batch_sizes: tf.Tensor) -> tf.Tensor:
 
 
 def loss_scaled_gradient(
-    loss_fn: Callable[[tf.Tensor], tuple[tf.Tensor, Any]], x: tf.Tensor, scale: float | tf.Tensor | None = None
+    loss_fn: Callable[[tf.Tensor], tuple[tf.Tensor, Any]],
+    x: tf.Tensor,
+    scale: float | tf.Tensor | None = None,
+    own_graph: bool = False,
 ) -> tuple[tf.Tensor, Any]:
     """(d loss / d x, aux) for loss_fn(x) -> (scalar loss, aux), back-propagating scale * loss.
 
@@ -83,6 +86,7 @@ def loss_scaled_gradient(
     optimizer's dynamic loss scale during training) keeps them representable, and dividing the scale out
     again in float32 leaves the gradient itself unchanged, so the L2 step (whose 1e-12 floor is not
     scale-invariant) sees the true gradient. Attacks and adversarial training both take gradients here.
+    `own_graph`: inside a traced function, run the pass as a graph of its own (tracing.own_graph_helps).
     """
     def gradient_pass(x):
         with tf.GradientTape() as tape:
@@ -93,7 +97,7 @@ def loss_scaled_gradient(
         grad = tape.gradient(loss, x)
         return (grad if scale is None else grad / scale), aux
 
-    return tracing.call_as_own_graph(gradient_pass, x)
+    return tracing.call_as_own_graph(gradient_pass, x) if own_graph else gradient_pass(x)
 
 
 def keras_loss_path(y_pred: tf.Tensor, from_logits: bool, loss_dtype: tf.DType = tf.float32) -> LossPath:

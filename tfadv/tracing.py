@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import keras
 import tensorflow as tf
 
 
@@ -24,20 +25,27 @@ def compile_once(fn: Callable[..., Any], **kwargs: Any) -> Any:
 
 
 
-def call_as_own_graph(fn: Callable[..., Any], *args: Any) -> Any:
-    """fn(*args), a gradient pass; inside a traced function on a machine without GPUs, and if its graph
-    holds a float32 MaxPoolGrad, as a call to a function graph of its own (not inlined).
 
-    Why: on x86 CPUs TensorFlow's oneDNN pass gives MaxPoolGrad its oneDNN kernel only after it has rewritten
-    the forward MaxPool, and in a while-loop body it visits the nodes in an order that changes from trace to
-    trace. About half the traces of an attack loop kept TensorFlow's own MaxPoolGrad and ran 1.7 times slower
-    (digits CNN, batch 448). A gradient pass in a graph of its own is rewritten every time. Elsewhere a
-    separate graph would only add a function call per step (measurable at batch 1), so fn is called inline.
+def own_graph_helps(model: Any) -> bool:
+    """Should an attack on `model` take its gradient passes in a graph of their own (call_as_own_graph)?
+
+    Yes on a machine without GPUs for a model with float32 max pooling: there TensorFlow's oneDNN pass gives
+    MaxPoolGrad its oneDNN kernel only after rewriting the forward MaxPool, and in a while-loop body it visits
+    the nodes in an order that changes from trace to trace, so about half the traces of an attack loop kept
+    TensorFlow's own MaxPoolGrad and ran 1.7 times slower (digits CNN, batch 448). Elsewhere a separate graph
+    only adds a function call per step. Decided from the model's layers, so nothing is traced twice.
     """
-    if not tf.inside_function() or tf.config.list_logical_devices("GPU"):
+    if tf.config.list_logical_devices("GPU"):
+        return False
+    flatten = getattr(model, "_flatten_layers", None)
+    layers = flatten(include_self=False) if callable(flatten) else getattr(model, "layers", ())
+    pools = (keras.layers.MaxPooling1D, keras.layers.MaxPooling2D)
+    return any(isinstance(layer, pools) and layer.compute_dtype == "float32" for layer in layers)
+
+
+def call_as_own_graph(fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args); inside a traced function, as a call to a function graph of its own that is not inlined,
+    which TensorFlow's graph passes then optimise on its own (see own_graph_helps)."""
+    if not tf.inside_function():
         return fn(*args)
-    own = tf.function(functools.partial(fn), autograph=False, experimental_attributes={"_noinline": True})
-    graph = own.get_concrete_function(*args).graph
-    if not any(op.type.startswith("MaxPoolGrad") and op.get_attr("T") == tf.float32 for op in graph.get_operations()):
-        return fn(*args)
-    return own(*args)
+    return tf.function(functools.partial(fn), autograph=False, experimental_attributes={"_noinline": True})(*args)

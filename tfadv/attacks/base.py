@@ -104,6 +104,8 @@ class Attack:
         self.jit_compile = validation.flag(name, "jit_compile", jit_compile)
         self.output_index = model_outputs.check_output_index(name, model, output_index)
         self.check_output_kind = validation.flag(name, "check_output_kind", check_output_kind)
+        #: Gradient passes in a graph of their own (tfadv.tracing.own_graph_helps).
+        self._own_graph = tracing.own_graph_helps(model)
         #: Which cross-entropy Keras computed on the model output (set by gradient attacks when traced).
         self.loss_path: str | None = None
         self._compiled: dict[tuple, Any] = {}

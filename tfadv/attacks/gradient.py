@@ -94,7 +94,8 @@ class _GradientAttack(Attack):
             return losses.reduce_loss(objective, self.reduction, batch_sizes), (objective, y_pred, None)
 
         constant_scale = None if self.loss_scale == "per_sample" else self.loss_scale
-        grad, (objective, y_pred, weights) = losses.loss_scaled_gradient(reduced_objective, x_adv, constant_scale)
+        grad, (objective, y_pred, weights) = losses.loss_scaled_gradient(
+            reduced_objective, x_adv, constant_scale, own_graph=self._own_graph)
         if self.loss_scale == "per_sample":
             factor = losses.reduction_factor(self.reduction, tf.shape(x_adv)[0] if batch_sizes is None else batch_sizes)
             grad = grad * geometry.broadcast_per_sample(factor / weights, grad)
