@@ -1,10 +1,13 @@
-"""`tf.function` for functions that are traced once by design.
+"""`tf.function` for functions that are traced once by design, and gradient passes as graphs of their own.
 
 TensorFlow warns ("N out of the last M calls triggered tf.function retracing") when one Python function is
 traced often. It keys that count on the function's code object, so every closure made by the same line
 shares one count: ten attacks, each traced once for its own input signature, read as one function
 retraced ten times. tfadv compiles one function per attack and input signature (static shapes are faster
 on CPU) and bounds how many signatures it makes, so that count measures nothing useful here.
+
+own_graph_helps / call_as_own_graph: see own_graph_helps for why an attack's gradient pass is sometimes
+better compiled apart from the loop around it.
 """
 from __future__ import annotations
 
@@ -22,8 +25,6 @@ def compile_once(fn: Callable[..., Any], **kwargs: Any) -> Any:
     A functools.partial has no code object, so TensorFlow keys the count on the partial itself.
     """
     return tf.function(functools.partial(fn), **kwargs)
-
-
 
 
 def own_graph_helps(model: Any) -> bool:
