@@ -97,7 +97,7 @@ def loss_scaled_gradient(
         grad = tape.gradient(loss, x)
         return (grad if scale is None else grad / scale), aux
 
-    return tracing.call_as_own_graph(gradient_pass, x) if own_graph else gradient_pass(x)
+    return tracing.call_as_own_graph(own_graph, gradient_pass, x)
 
 
 def keras_loss_path(y_pred: tf.Tensor, from_logits: bool, loss_dtype: tf.DType = tf.float32) -> LossPath:

@@ -44,9 +44,9 @@ def own_graph_helps(model: Any) -> bool:
     return any(isinstance(layer, pools) and layer.compute_dtype == "float32" for layer in layers)
 
 
-def call_as_own_graph(fn: Callable[..., Any], *args: Any) -> Any:
-    """fn(*args); inside a traced function, as a call to a function graph of its own that is not inlined,
-    which TensorFlow's graph passes then optimise on its own (see own_graph_helps)."""
-    if not tf.inside_function():
+def call_as_own_graph(own_graph: bool, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args); with `own_graph` and inside a traced function, as a call to a function graph of its own
+    that is not inlined, which TensorFlow's graph passes then optimise on its own (see own_graph_helps)."""
+    if not own_graph or not tf.inside_function():
         return fn(*args)
     return tf.function(functools.partial(fn), autograph=False, experimental_attributes={"_noinline": True})(*args)

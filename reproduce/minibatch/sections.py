@@ -133,9 +133,10 @@ def batching_text(table: pd.DataFrame, mode: str) -> str:
     text = (f"Emulated batching: {len(table) - real} of {len(table)} cells were crafted in batches of the "
             f"profile's craft size with per-sample reduction weights 1/B; {real} in real batches (their batch "
             "size is the craft size, or their random start is shared by a real batch). ")
-    if "craft_shared" in table and table["craft_shared"].fillna(False).astype(bool).any():
+    shared = int(table["craft_shared"].fillna(False).astype(bool).sum()) if "craft_shared" in table else 0
+    if shared:
         text += (f"Under the sum loss every sample's weight is 1 at every B, so a setting's emulated crafts at all "
-                 f"batch sizes are one computation: {int(table['craft_shared'].fillna(False).astype(bool).sum())} "
+                 f"batch sizes are one computation: {shared} "
                  "cells reused it from another batch size of the same process (craft_shared in results.csv) and "
                  "were checked against their own real batches like the others. ")
     if checked.empty:

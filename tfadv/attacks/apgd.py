@@ -169,8 +169,7 @@ class APGD(Attack):
         total_loss = tf.zeros([tf.shape(x_adv)[0]], tf.float32)
         total_grad = tf.zeros_like(x_adv)
         for _ in range(self.eot_iter):
-            y_pred, loss, grad = (tracing.call_as_own_graph(gradient_pass, x_adv) if self._own_graph
-                                  else gradient_pass(x_adv))
+            y_pred, loss, grad = tracing.call_as_own_graph(self._own_graph, gradient_pass, x_adv)
             total_loss += loss
             total_grad += grad
         grad = total_grad / self.eot_iter

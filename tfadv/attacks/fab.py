@@ -123,9 +123,7 @@ class FAB(Attack):
     def _boundary(self, x1, y_onehot, t_onehot):
         """f = z_k - z_y and its input gradient for the chosen class k: the target (FAB-T), or the class
         whose linearised boundary is nearest in the attack's norm (untargeted, from the Jacobian)."""
-        if self._own_graph:
-            return tracing.call_as_own_graph(self._boundary_pass, x1, y_onehot, t_onehot)
-        return self._boundary_pass(x1, y_onehot, t_onehot)
+        return tracing.call_as_own_graph(self._own_graph, self._boundary_pass, x1, y_onehot, t_onehot)
 
     def _boundary_pass(self, x1, y_onehot, t_onehot):
         if t_onehot is not None:
