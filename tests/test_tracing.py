@@ -24,6 +24,12 @@ def test_only_float32_max_pooling_models_take_their_own_graph():
     assert tracing.own_graph_helps(nested)  # found inside a nested model too
 
 
+def own_graph_calls(attack) -> int:
+    """Functions marked not-to-inline in the attack's compiled graphs (TensorFlow's private listing)."""
+    return sum("_noinline" in fd.attr for f in attack._compiled.values() for cf in f._list_all_concrete_functions()
+               for fd in cf.graph.as_graph_def().library.function)
+
+
 #: An L2 step carries the gradient's values, which the two graphs' kernels round differently (oneDNN's and
 #: TensorFlow's MaxPoolGrad, fused or separate bias and ReLU): measured 3e-5 on pixels in [0, 255].
 L2_ATOL = 1e-3
@@ -44,6 +50,8 @@ def test_own_graph_gives_the_inline_answer_sample_by_sample(make, atol):
     assert own._own_graph
     inline._own_graph = False
     x_own, x_inline = np.asarray(own(x, y)), np.asarray(inline(x, y))
+    # The two paths really differ (APGD's XLA-fused bookkeeping is not inlined either, on both paths).
+    assert own_graph_calls(own) > own_graph_calls(inline)
     assert not np.array_equal(x_own, x)
     np.testing.assert_allclose(x_own, x_inline, rtol=0, atol=atol)
     np.testing.assert_array_equal(np.argmax(model(x_own), -1), np.argmax(model(x_inline), -1))
