@@ -8,8 +8,10 @@ OUT ?=
 SHARD ?=
 JOBS ?=
 ARGS ?=
-# pytest processes (pytest-xdist); a test file stays in one process, so its module fixtures run once.
+# pytest processes (pytest-xdist); a test file stays in one process, so its module fixtures run once, and
+# files start in the order tests/conftest.py gives them (costliest first).
 TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 PAPERS := minibatch freefast efficient batchsize batchnorm
 
 # Tests run on the CPU whatever the machine has, so a GPU box gives the same answers as CI.
@@ -25,13 +27,13 @@ install:
 
 # pytest exits 5 when no test ran; make passes that on as a failure.
 test:
-	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(ARGS)
+	$(TEST_ENV) $(PY) -m pytest $(XDIST) -m "not slow and not heavy" $(ARGS)
 
 test-slow:
-	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m slow $(ARGS)
+	$(TEST_ENV) $(PY) -m pytest $(XDIST) -m "slow and not heavy" $(ARGS)
 
 test-all:
-	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
+	$(TEST_ENV) $(PY) -m pytest $(XDIST) $(ARGS)
 
 bench:
 	# cleverhans is the anchor tfadv is timed against; its TF2 attacks import only tensorflow and numpy.

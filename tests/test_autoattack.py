@@ -133,13 +133,17 @@ def test_the_standard_version_is_the_reference_cascade():
     assert [(a.name, a.eot_iter) for a in rand] == [("apgd-ce", 20), ("apgd-dlr", 20)]
 
 
+@pytest.mark.cost(70)
 @pytest.mark.slow
 def test_on_the_trained_digits_cnn_apgd_beats_pgd_and_the_cascade_beats_each_attack():
     """The demo model of the reproductions (tfadv.models.digits_cnn, 32 x 32 RGB in [0, 255]) at eps = 0.1 * 255:
-    APGD-CE with 99 steps (100 gradient passes) against PGD-100, then the standard cascade on 100 samples."""
+    APGD-CE with 99 steps (100 gradient passes) against PGD-100, then the standard cascade on 100 of the
+    samples, below both on them. That the cascade is below each of its attacks alone, sample by sample, is
+    test_the_cascade_is_the_intersection_of_its_attacks (the same code at a small budget; running all four
+    again here at the standard budget took half of this test's two and a half minutes)."""
     from tfadv.attacks import PGD
     from tfadv.datasets.digits import load_digits
-    from tfadv.evaluation import robust_accuracy
+    from tfadv.evaluation import robust_mask
     from tfadv.models.digits_cnn import train_digits_cnn
 
     x_train, y_train, x_test, y_test = load_digits(image_size=32, channels=3, value_range=(0, 255))
@@ -147,11 +151,10 @@ def test_on_the_trained_digits_cnn_apgd_beats_pgd_and_the_cascade_beats_each_att
     x, y = x_test[:192], y_test[:192]
     settings = dict(clip_min=0.0, clip_max=255.0, seed=0)
     eps = 0.1 * 255
-    pgd = robust_accuracy(model, PGD(model, eps, steps=100, select="first_success", **settings), x, y)
-    apgd = robust_accuracy(model, APGD(model, eps, "inf", 99, **settings), x, y)
-    assert apgd <= pgd
+    pgd = robust_mask(model, PGD(model, eps, steps=100, select="first_success", **settings), x, y)
+    apgd = robust_mask(model, APGD(model, eps, "inf", 99, **settings), x, y)
+    assert apgd.mean() <= pgd.mean() and pgd.mean() > 0.05  # a measurement, not two zeros
     x, y = x[:100], y[:100]
     result = auto_attack(model, x, y, eps=eps, norm="inf", version="standard", batch_size=100, **settings)
-    for row in result.summary:
-        single = build_attack(row["attack"], model, eps=eps, norm="inf", from_logits=False, **settings)
-        assert result.robust_accuracy <= robust_accuracy(model, single, x, y, batch_size=100)
+    assert [row["attack"] for row in result.summary] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert result.robust_accuracy <= min(apgd[:100].mean(), pgd[:100].mean())

@@ -112,6 +112,16 @@ def test_the_authors_cifar_resnet_110():
     assert bn.output_shape == fixup.output_shape == (None, 10)
 
 
+def test_the_papers_wide_resnet_28_10():
+    """Table 2's WRN at full size (the paper-profile wiring test runs WRN-10-2 to save CI minutes)."""
+    bn = nets.wide_resnet(28, 10, normalization="batchnorm")
+    fixup = nets.wide_resnet(28, 10, normalization="fixup")
+    count = lambda m: sum(int(np.prod(w.shape)) for w in m.trainable_weights)
+    assert count(bn) == pytest.approx(36.5e6, rel=0.01)  # Zagoruyko & Komodakis, Table 1: 36.5 M
+    assert not _bn_layers(fixup) and len(_bn_layers(bn)) == 2 * 12 + 1
+    assert bn.output_shape == fixup.output_shape == (None, 10)
+
+
 def test_weight_decay_reaches_every_parameter_of_the_authors_resnet():
     model = nets.cifar_resnet(8, normalization="fixup", input_shape=(8, 8, 3), weight_decay=1e-2)
     assert len(model.losses) == len(model.trainable_weights)
@@ -236,7 +246,8 @@ def test_smoke_run_writes_results_report_and_resumes(tmp_path):
     pd.testing.assert_frame_equal(table, again)
 
 
-@pytest.mark.slow
+@pytest.mark.cost(85)
+@pytest.mark.heavy
 def test_full_smoke_profile(tmp_path):
     tables = main(EXPERIMENT, ["--profile", "smoke", "--out", str(tmp_path), "--no-progress", "--jobs", "1"])
     assert set(tables["results"]["experiment"]) == {"toy", "tilting", "dimension", "depth_batch", "cifar"}

@@ -92,6 +92,26 @@ def test_robust_evaluation_is_monotone_in_steps_and_restarts():
     assert more["pgd1_accuracy"] <= one["pgd1_accuracy"]
 
 
+def test_under_limit_pgd_k_capped_alike_is_one_attack_with_the_plain_answer(monkeypatch):
+    """--limit 2 caps PGD-10/20/50 to PGD-2: one attack, run once, each column its plain answer."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    x = np.random.default_rng(0).random((24, 8, 8, 1), dtype=np.float32)
+    y = np.argmax(model(x), axis=-1)
+    built = []
+    monkeypatch.setattr(evaluation, "pgd_attack", lambda *a: built.append(a[3]) or evaluation.PGD(
+        model, eps=0.3, norm="inf", steps=a[3], step_size=0.1, rand_init=True, seed=a[4], from_logits=True,
+        clip_min=0.0, clip_max=1.0, select="first_success"))
+    capped = fake_run()
+    capped.capped = lambda v: min(v, 2)
+    shared = evaluation.evaluator(model, capped, 0.3, (10, 20, 50), seed=0)(x, y, masks=True)
+    assert built == [2]
+    plain = evaluation.evaluator(model, fake_run(), 0.3, (2,), seed=0)(x, y, masks=True)
+    for k in (10, 20, 50):
+        np.testing.assert_array_equal(shared[f"pgd{k}_robust"], plain["pgd2_robust"])
+    assert shared["pgd50_accuracy"] < 1.0  # the attack bites, so equal masks mean something
+
+
 def run_smoke(out, *extra):
     return main(EXPERIMENT, ["--profile", "smoke", "--out", str(out), "--no-progress", "--jobs", "1", *extra])
 
@@ -102,6 +122,7 @@ def smoke(tmp_path_factory):
     return out, run_smoke(out)
 
 
+@pytest.mark.cost(50)
 def test_smoke_run_writes_results_curves_figures_and_report(smoke):
     out, tables = smoke
     results = pd.read_csv(out / "results.csv")
@@ -126,6 +147,7 @@ def test_smoke_run_writes_results_curves_figures_and_report(smoke):
     assert not any((out / "work").iterdir())  # finished cells leave no scratch behind
 
 
+@pytest.mark.cost(20)
 def test_a_cell_whose_weights_exist_is_not_trained_again(smoke, monkeypatch):
     out, _ = smoke
     first = sorted((out / "cells").glob("*.json"))[0]
@@ -183,13 +205,19 @@ def test_paper_data_path_reads_cifar10_through_tfds(tmp_path):
     assert set(np.unique(loaded.y_train)) <= set(range(10))
 
 
+@pytest.mark.cost(130)
 @pytest.mark.slow
-def test_paper_profile_code_path_runs_on_cpu_with_stand_ins(tmp_path):
+def test_paper_profile_code_path_runs_on_cpu_with_stand_ins(tmp_path, monkeypatch):
     """The paper profile's own code (CIFAR-10 through tfds, mixed_float16 without loss scaling, PreActResNet18
     at width 64 and the seed's 1000-way ResNet50, Free and Fast, PGD-10/20/50 and per-epoch PGD-50) on mocked
     CIFAR-10 with random weights, capped by --limit: a first GPU run must not die on a wiring error. Two of
-    the twelve cells cover both networks and both methods."""
+    the twelve cells cover both networks and both methods; AutoAttack and the masking checks run on the
+    PreActResNet18 one only (the same code on either network; both took a fifth of this test)."""
     import tensorflow_datasets as tfds
+
+    free_cell = next(c for c in profiles.PAPER.cells if c.get("replays") == 2)
+    monkeypatch.setitem(profiles.PROFILES, "paper", dataclasses.replace(
+        profiles.PAPER, aa_cells=(free_cell,), masking_cells=(free_cell,)))
 
     out = tmp_path / "paper"
     argv = ["--profile", "paper", "--out", str(out), "--limit", "2", "--jobs", "1", "--no-progress",

@@ -27,14 +27,18 @@ def pgd_attack(model: keras.Model, run: Run, eps: float, steps: int, seed: int) 
 def evaluator(model: keras.Model, run: Run, eps: float, steps: Sequence[int], seed: int):
     """measure(x, y) -> {"natural_accuracy", "pgd<k>_accuracy" for each k}; with masks=True also
     "pgd<k>_robust", the per-point mask (for comparisons on the same points). The attacks are built once and
-    always see batches of one shape, so repeated calls (one per epoch) reuse their compiled graphs."""
-    attacks = {k: pgd_attack(model, run, eps, k, seed) for k in steps}
+    always see batches of one shape, so repeated calls (one per epoch) reuse their compiled graphs. Under
+    --limit, PGD-k with the same capped k are one attack, run once and reported under each name."""
+    capped = {k: run.capped(k) for k in steps}
+    attacks = {n: pgd_attack(model, run, eps, n, seed) for n in dict.fromkeys(capped.values())}
     batch_size, restarts = run.profile.eval_batch_size, run.profile.restarts
 
     def measure(x: np.ndarray, y: np.ndarray, masks: bool = False) -> dict:
         result = {"natural_accuracy": accuracy(model, x, y, batch_size)}
-        for k, attack in attacks.items():
-            robust = robust_mask_same_shape(model, attack, x, y, batch_size=batch_size, restarts=restarts)
+        found = {n: robust_mask_same_shape(model, attack, x, y, batch_size=batch_size, restarts=restarts)
+                 for n, attack in attacks.items()}
+        for k in steps:
+            robust = found[capped[k]]
             result[f"pgd{k}_accuracy"] = float(np.mean(robust)) if len(robust) else float("nan")
             if masks:
                 result[f"pgd{k}_robust"] = robust
