@@ -6,7 +6,7 @@ official file names. The paper's networks are built at full size (VGG8, the four
 the residual families, at WRN-10-2 and ResNet-20, and Figure 2's deepest net, at 10 layers instead of 60: the
 same builders and code paths (WRN-28-10 and ResNet-110 are built in tests/test_batchnorm.py); at full size
 they took half of this test's six minutes. --limit caps images, steps, epochs, seeds and grid axes, so a first GPU
-run cannot die on wiring.
+run cannot die on wiring. The ImageNet experiment is a test of its own, marked heavy (`make test-all`, not CI).
 """
 import dataclasses
 
@@ -46,36 +46,55 @@ def imagenet_v2_dir(folder):
     return folder
 
 
-@pytest.mark.cost(260)
-@pytest.mark.slow
-def test_paper_profile_runs_on_stand_ins(tmp_path, monkeypatch):
-    import tensorflow_datasets as tfds
-
+def small_paper_profile(monkeypatch):
     paper = profiles.PROFILES["paper"]
     cifar = dataclasses.replace(paper.cifar, wrn_depth=10, wrn_width=2, resnet_depth=20)
     depth_batch = dataclasses.replace(paper.depth_batch, depths=(2, 10))
     monkeypatch.setitem(profiles.PROFILES, "paper", dataclasses.replace(paper, cifar=cifar, depth_batch=depth_batch))
 
-    out = tmp_path / "out"
-    args = ["--profile", "paper", "--limit", LIMIT, "--out", str(out), "--jobs", "1", "--no-progress",
-            "--data-dir", str(tmp_path / "tfds"), "--weights-dir", str(imagenet_weights(tmp_path / "weights")),
-            "--imagenet-dir", str(imagenet_v2_dir(tmp_path / "imagenet_v2"))]
+
+def run_paper(tmp_path, *extra):
+    import tensorflow_datasets as tfds
+
+    args = ["--profile", "paper", "--limit", LIMIT, "--out", str(tmp_path / "out"), "--jobs", "1", "--no-progress",
+            "--data-dir", str(tmp_path / "tfds"), *extra]
     with tfds.testing.mock_data(num_examples=64):
-        tables = main(EXPERIMENT, args)
-    results = tables["results"]
-    assert set(results["experiment"]) == {"toy", "tilting", "dimension", "depth_batch", "cifar", "imagenet"}
+        return main(EXPERIMENT, args)
+
+
+def assert_wiring_report(out, results):
+    assert results["value"].notna().all()
+    report = (out / "report.md").read_text()
+    verdicts = [line for line in report.splitlines() if "** (paper) |" in line]
+    assert verdicts and all("**inconclusive** (paper)" in line for line in verdicts)
+    assert f"--limit {LIMIT}" in report
+    assert pd.read_csv(out / "results.csv").shape[0] == len(results)
+
+
+@pytest.mark.cost(200)
+@pytest.mark.slow
+def test_paper_profile_runs_on_stand_ins(tmp_path, monkeypatch):
+    small_paper_profile(monkeypatch)
+    tables = run_paper(tmp_path, "--experiments", "toy,tilting,dimension,depth_batch,cifar")
+    results, out = tables["results"], tmp_path / "out"
+    assert set(results["experiment"]) == {"toy", "tilting", "dimension", "depth_batch", "cifar"}
     cifar = results[results["experiment"] == "cifar"]
     assert set(cifar["test_set"]) == {"train", "test", "cifar10_1_v6", "cifar10_c"}
     assert set(cifar["model"]) == {"vgg8", "wrn", "resnet"}
     beyond = cifar[cifar["metric"] == "autoattack_linf"]  # under --limit on the first run's model only
     assert set(beyond["model"]) == {"vgg8"} and set(beyond["normalization"]) == {"batchnorm", "none"}
     assert set(tables["masking"]["model"]) == {"vgg8"}
-    assert set(results[results["experiment"] == "imagenet"]["model"]) == {"vgg16", "vgg19", "resnet50", "densenet121"}
-    assert results["value"].notna().all()
     for name in ("fig1_toy.png", "tables6_7_dimension.png", "fig2_depth_batch.png", "table2_cifar.png"):
         assert (out / name).stat().st_size > 0
-    report = (out / "report.md").read_text()
-    verdicts = [line for line in report.splitlines() if "** (paper) |" in line]
-    assert verdicts and all("**inconclusive** (paper)" in line for line in verdicts)
-    assert f"--limit {LIMIT}" in report
-    assert pd.read_csv(out / "results.csv").shape[0] == len(results)
+    assert_wiring_report(out, results)
+
+
+@pytest.mark.heavy  # the four keras.applications models: a minute and a half of CI that other code paths share
+def test_paper_profile_imagenet_runs_on_stand_ins(tmp_path):
+    tables = run_paper(tmp_path, "--experiments", "imagenet",
+                       "--weights-dir", str(imagenet_weights(tmp_path / "weights")),
+                       "--imagenet-dir", str(imagenet_v2_dir(tmp_path / "imagenet_v2")))
+    results = tables["results"]
+    assert set(results["experiment"]) == {"imagenet"}
+    assert set(results["model"]) == {"vgg16", "vgg19", "resnet50", "densenet121"}
+    assert_wiring_report(tmp_path / "out", results)
