@@ -8,10 +8,9 @@ OUT ?=
 SHARD ?=
 JOBS ?=
 ARGS ?=
-# pytest processes (pytest-xdist); a test file stays in one process, so its module fixtures run once, and
-# files start in the order tests/conftest.py gives them (costliest first).
+# pytest processes (pytest-xdist); a test file stays in one process, so its module fixtures run once.
 TEST_WORKERS ?= 2
-XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+XDIST := -n $(TEST_WORKERS) --dist loadfile
 PAPERS := minibatch freefast efficient batchsize batchnorm
 
 # Tests run on the CPU whatever the machine has, so a GPU box gives the same answers as CI.

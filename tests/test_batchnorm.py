@@ -246,7 +246,6 @@ def test_smoke_run_writes_results_report_and_resumes(tmp_path):
     pd.testing.assert_frame_equal(table, again)
 
 
-@pytest.mark.cost(85)
 @pytest.mark.heavy
 def test_full_smoke_profile(tmp_path):
     tables = main(EXPERIMENT, ["--profile", "smoke", "--out", str(tmp_path), "--no-progress", "--jobs", "1"])

@@ -71,7 +71,6 @@ def assert_wiring_report(out, results):
     assert pd.read_csv(out / "results.csv").shape[0] == len(results)
 
 
-@pytest.mark.cost(200)
 @pytest.mark.slow
 def test_paper_profile_runs_on_stand_ins(tmp_path, monkeypatch):
     small_paper_profile(monkeypatch)

@@ -194,7 +194,6 @@ def test_every_setting_names_its_source():
 
 
 # ------------------------------------------------------------------------------------------- runner
-@pytest.mark.cost(15)
 def test_smoke_end_to_end_and_rerun(tmp_path):
     out = tmp_path / "out"
     tables = main(batchsize.EXPERIMENT, ["--profile", "smoke", "--out", str(out), "--no-progress"])
@@ -232,7 +231,6 @@ def test_a_run_killed_during_evaluation_does_not_train_again(tmp_path, monkeypat
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.cost(45)
 @pytest.mark.slow
 def test_paper_profile_code_path_on_mock_data(tmp_path):
     """The paper profile on tfds' offline mock MNIST, Fashion-MNIST and CIFAR-10, every Table 1 model and

@@ -130,7 +130,6 @@ def smoke(tmp_path_factory):
     return out, run_efficient("--profile", "smoke", "--out", str(out))
 
 
-@pytest.mark.cost(35)
 def test_smoke_run_writes_tables_figures_and_an_inconclusive_report(smoke):
     out, tables = smoke
     for name in ("results.csv", "curves.csv", "report.md", "fig3_adversarial_loss.png", "fig4_adversarial_accuracy.png",
@@ -238,7 +237,6 @@ def test_a_killed_training_resumes_from_its_last_logged_point(tmp_path):
     assert sorted({r["step"] for r in rows}) == [2, 4]
 
 
-@pytest.mark.cost(100)
 @pytest.mark.slow
 def test_paper_profile_runs_end_to_end_on_stand_ins(tmp_path, monkeypatch):
     """The paper profile's own code path (MNIST through tfds, 28x28 Madry CNN, every experiment, 8 async

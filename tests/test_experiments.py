@@ -180,7 +180,6 @@ def _toy_env(**extra):
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]), **extra}
 
 
-@pytest.mark.cost(15)
 def test_kill_9_mid_run_then_rerun_gives_the_same_table(tmp_path):
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "toy_experiment", "--profile", "paper", "--no-progress", "--out", str(out)]

@@ -122,7 +122,6 @@ def smoke(tmp_path_factory):
     return out, run_smoke(out)
 
 
-@pytest.mark.cost(50)
 def test_smoke_run_writes_results_curves_figures_and_report(smoke):
     out, tables = smoke
     results = pd.read_csv(out / "results.csv")
@@ -147,7 +146,6 @@ def test_smoke_run_writes_results_curves_figures_and_report(smoke):
     assert not any((out / "work").iterdir())  # finished cells leave no scratch behind
 
 
-@pytest.mark.cost(20)
 def test_a_cell_whose_weights_exist_is_not_trained_again(smoke, monkeypatch):
     out, _ = smoke
     first = sorted((out / "cells").glob("*.json"))[0]
@@ -205,7 +203,6 @@ def test_paper_data_path_reads_cifar10_through_tfds(tmp_path):
     assert set(np.unique(loaded.y_train)) <= set(range(10))
 
 
-@pytest.mark.cost(130)
 @pytest.mark.slow
 def test_paper_profile_code_path_runs_on_cpu_with_stand_ins(tmp_path, monkeypatch):
     """The paper profile's own code (CIFAR-10 through tfds, mixed_float16 without loss scaling, PreActResNet18

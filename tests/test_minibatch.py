@@ -23,7 +23,6 @@ def smoke(tmp_path_factory):
     return out, run("--profile", "smoke", "--out", str(out))["results"]
 
 
-@pytest.mark.cost(50)
 def test_smoke_end_to_end_holds_the_grid(smoke):
     out, table = smoke
     assert keras.config.dtype_policy().name == "float32"  # restored after the float16 cells
@@ -177,7 +176,6 @@ def write_random_weights(folder: Path, size: int) -> None:
         keras.backend.clear_session()
 
 
-@pytest.mark.cost(95)
 @pytest.mark.slow
 def test_paper_profile_runs_on_local_stand_ins(tmp_path, monkeypatch):
     """The paper profile's own code path, offline: ImageNetV2's tarball layout, the four models with random
@@ -200,7 +198,6 @@ def test_paper_profile_runs_on_local_stand_ins(tmp_path, monkeypatch):
     assert "did not train" in (out / "report.md").read_text()
 
 
-@pytest.mark.cost(35)
 @pytest.mark.heavy  # builds the four ImageNet architectures to count their FLOPs
 def test_every_paper_cell_says_what_it_costs(tmp_path):
     """--plan on the paper profile counts every cell's attack passes: PGD's 32 steps per image, batch 1
