@@ -95,3 +95,23 @@ def test_probability_flag():
     saturated = np.array([[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]], np.float32)
     assert checks.probability_flag(saturated, from_logits=False).raised
     assert checks.classes_flag(3).raised and not checks.classes_flag(10).raised
+
+
+def test_no_attack_of_the_report_runs_twice(masked, monkeypatch):
+    """APGD-CE at eps serves the eps sweep and the comparison with Square: one run, not two."""
+    from tfadv.evaluation import masking
+
+    runs = []
+
+    def recording(model, attack, x, y, *, batch_size, restarts=1):
+        runs.append((type(attack).__name__, attack.eps, getattr(attack, "loss", None), getattr(attack, "steps", None),
+                     restarts))
+        return robust_mask(model, attack, x, y, batch_size=batch_size, restarts=restarts)
+
+    robust_mask = masking.robust_mask
+    monkeypatch.setattr(masking, "robust_mask", recording)
+    x, y = held_out(32)
+    check_gradient_masking(masked, x, y, eps=EPS, norm="inf", clip_min=0.0, clip_max=1.0, steps=2, queries=10,
+                           restarts=2, eps_factors=(0.5, 1.0))
+    assert len(runs) == len(set(runs)) == 7, runs  # sweep 2, large eps, DLR, Square, 4x steps, restarts
+    assert runs.count(("APGD", EPS, "ce", 2, 1)) == 1
