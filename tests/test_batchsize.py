@@ -231,6 +231,30 @@ def test_a_run_killed_during_evaluation_does_not_train_again(tmp_path, monkeypat
         np.testing.assert_array_equal(a, b)
 
 
+def test_the_attacked_copy_attacks_each_cells_own_weights(tmp_path):
+    """Two cells' nets through the one cached copy: FGSM and PGD on the copy give exactly the examples of
+    attacks built on each net itself, and the copy's attacks were traced once for both."""
+    from tfadv.attacks import FGM, PGD
+
+    run = open_run("--profile", "smoke", "--out", str(tmp_path / "out"), "--no-progress")
+    cell = cells.grid(run)[0]
+    _, _, x, y = cells.load_data("digits", run)
+    x, y, ids = x[:64], y[:64], np.arange(64)
+    threat = run.profile.threats["digits"]
+    common = {"from_logits": True, "clip_min": 0.0, "clip_max": 1.0}
+    for weights_seed in (1, 2):
+        keras.utils.set_random_seed(weights_seed)
+        model = kamath.MODELS[cell["model"]](x.shape[1:], num_classes=cells.NUM_CLASSES)
+        net, fgsm, pgd = cells.attacked_copy(model, cell, run, x.shape[1:])
+        own_fgsm = FGM(model, threat.eps, "inf", **common)
+        own_pgd = PGD(model, threat.eps, "inf", steps=threat.pgd_steps, step_size=threat.pgd_step_size,
+                      rand_init=True, seed=cells.cell_seed(cell, run), **common)
+        np.testing.assert_array_equal(fgsm(x, y, sample_ids=ids), own_fgsm(x, y, sample_ids=ids))
+        np.testing.assert_array_equal(pgd(x, y, sample_ids=ids), own_pgd(x, y, sample_ids=ids))
+    assert fgsm.tracing_count() == pgd.tracing_count() == 1
+    assert sum(1 for key in run.cache if key[0] == "attacked copy") == 1
+
+
 @pytest.mark.slow
 def test_paper_profile_code_path_on_mock_data(tmp_path):
     """The paper profile on tfds' offline mock MNIST, Fashion-MNIST and CIFAR-10, every Table 1 model and

@@ -11,6 +11,7 @@ from reproduce.efficient import EXPERIMENT, cells, profiles, training
 from tfadv.experiments import cli, identity
 from tfadv.experiments.tables import select
 from tfadv.models.mnist import madry_cnn
+from tfadv.training import backup
 
 
 def run_efficient(*argv):
@@ -208,7 +209,8 @@ class _Interrupted(Exception):
     pass
 
 
-def test_a_killed_training_resumes_from_its_last_logged_point(tmp_path):
+def test_a_killed_training_resumes_from_its_last_logged_point(tmp_path, monkeypatch):
+    monkeypatch.setattr(backup, "EVERY_SECONDS", 0.0)  # a checkpoint at every logged point, as on a long run
     args = cli.parser(EXPERIMENT).parse_args(["--profile", "smoke", "--out", str(tmp_path), "--no-progress"])
     run = cli.open_run(EXPERIMENT, args)
     cell = {"experiment": "strength", "kappa": 1, "seed": 0, "steps": 4}

@@ -11,6 +11,7 @@ import pytest
 from reproduce.freefast import EXPERIMENT, cells, cost, evaluation, profiles, training
 from reproduce.freefast.paper import CIFAR_EPS
 from tfadv.experiments import identity, main
+from tfadv.training import backup
 
 
 def fake_run(profile_name="smoke", only=None, **changes):
@@ -177,6 +178,7 @@ def test_a_killed_cell_resumes_from_its_last_epoch(tmp_path, monkeypatch):
 
     kill = True
     monkeypatch.setattr(training.EpochLog, "on_epoch_begin", killing)
+    monkeypatch.setattr(backup, "EVERY_SECONDS", 0.0)  # a checkpoint every epoch, as when epochs take minutes
     with pytest.raises(Killed):
         run_smoke(tmp_path, "--only", "method=free")
     work = started[0][0]

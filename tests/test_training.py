@@ -1,4 +1,6 @@
-"""tfadv.training: the adversarial train_step models under fit/evaluate/save, schedule and callback."""
+"""tfadv.training: the adversarial train_step models under fit/evaluate/save, schedule and callbacks."""
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,6 +13,7 @@ from tfadv.training import (
     FreeAdversarialModel,
     PGDAdversarialModel,
     StaleAdversarialModel,
+    TimedBackupAndRestore,
 )
 
 EPS = 0.1
@@ -332,7 +335,12 @@ def test_attack_training_mode_controls_batchnorm_updates_while_crafting():
     assert ratio == pytest.approx((1 - 0.99**4) / (1 - 0.99), rel=0.1)
 
 
-def test_backup_and_restore_resumes_to_the_uninterrupted_result(tmp_path):
+@pytest.mark.parametrize("backup_callback, epochs_rerun", [
+    (keras.callbacks.BackupAndRestore, 1),
+    (functools.partial(TimedBackupAndRestore, every_seconds=0.0), 1),  # a checkpoint every epoch, as Keras'
+    (functools.partial(TimedBackupAndRestore, every_seconds=1e9), 3),  # none yet: the whole training reruns
+], ids=["keras", "timed-every-epoch", "timed-not-due"])
+def test_backup_and_restore_resumes_to_the_uninterrupted_result(tmp_path, backup_callback, epochs_rerun):
     x, y = data(32)
 
     def fresh():
@@ -347,16 +355,20 @@ def test_backup_and_restore_resumes_to_the_uninterrupted_result(tmp_path):
                 raise RuntimeError("simulated preemption")
 
     backup = str(tmp_path / "backup")
-    interrupted = fresh()
     with pytest.raises(RuntimeError, match="preemption"):
-        interrupted.fit(x, y, batch_size=16, epochs=3, verbose=0, shuffle=False,
-                        callbacks=[keras.callbacks.BackupAndRestore(backup), Crash()])
+        fresh().fit(x, y, batch_size=16, epochs=3, verbose=0, shuffle=False,
+                    callbacks=[backup_callback(backup), Crash()])
     resumed = fresh()
     history = resumed.fit(x, y, batch_size=16, epochs=3, verbose=0, shuffle=False,
-                          callbacks=[keras.callbacks.BackupAndRestore(backup)])
-    assert len(history.history["adv_loss"]) == 1  # only the unfinished epoch ran
+                          callbacks=[backup_callback(backup)])
+    assert len(history.history["adv_loss"]) == epochs_rerun  # only the epochs after the last checkpoint ran
     for a, b in zip(weights_of(resumed), weights_of(reference)):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_timed_backup_refuses_a_negative_interval(tmp_path):
+    with pytest.raises(ValueError, match="every_seconds must be >= 0"):
+        TimedBackupAndRestore(str(tmp_path), every_seconds=-1)
 
 
 def test_inputs_outside_the_valid_range_are_refused():

@@ -22,6 +22,7 @@ from tfadv.datasets.pipeline import training_dataset
 from tfadv.evaluation import accuracy, robust_accuracy, robust_mask
 from tfadv.experiments import atomic
 from tfadv.experiments.run import Run
+from tfadv.training import TimedBackupAndRestore
 
 EVAL_BATCH = 256
 #: Variables the authors' code trains at LR / 10 (PyTorch names holding "bias" or "scale": biases, BN's beta,
@@ -109,7 +110,7 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, schedule: Schedule, *,
         model.fit(data.repeat(epochs), epochs=1, shuffle=False, verbose=0)
         return
     work = run.work_dir(cell)
-    callbacks = [keras.callbacks.BackupAndRestore(str(work / "backup"), double_checkpoint=True)]
+    callbacks = [TimedBackupAndRestore(str(work / "backup"))]
     if schedule.select == "best_val":
         if validation is None:
             raise ValueError("schedule.select='best_val' needs validation data")

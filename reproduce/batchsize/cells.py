@@ -2,7 +2,7 @@
 
 A cell trains with SGD (tfadv.analysis.batch_size_settings), then measures test accuracy, FGSM and PGD
 accuracy (L-inf) and the top eigenvalue λ1 of the loss Hessian (tfadv.analysis.hessian). Training resumes
-from its last epoch when killed (keras BackupAndRestore in the cell's work folder); the trained weights
+from its last checkpoint when killed (tfadv.training.TimedBackupAndRestore in the cell's work folder); the trained weights
 are kept there until the cell is stored, so a run killed during the evaluation does not train again.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from tfadv.evaluation import accuracy, robust_accuracy
 from tfadv.experiments import atomic
 from tfadv.experiments.plan import Cost
 from tfadv.models.kamath import MODELS
+from tfadv.training import TimedBackupAndRestore
 
 COORDINATES = ("dataset", "model", "schedule", "momentum", "lr_scale", "epochs", "batch_size", "seed")
 NUM_CLASSES = 10
@@ -131,7 +132,7 @@ def train(cell: dict, run, setting: TrainingSetting, data) -> tuple[keras.Model,
     ds = training_dataset(x_train, y_train, chunk, augment=cell["dataset"] in AUGMENTED, seed=seed,
                           drop_remainder=True)
     epochs = run.capped(cell["epochs"])
-    backup = keras.callbacks.BackupAndRestore(str(work / "backup"), double_checkpoint=True)
+    backup = TimedBackupAndRestore(str(work / "backup"))
     started = time.process_time()  # CPU time of this process (a resumed training counts its last part)
     history = model.fit(ds.repeat(), epochs=epochs, steps_per_epoch=chunks, callbacks=[backup], shuffle=False,
                         verbose=2 if run.show_progress and run.profile_name == "paper" else 0)
@@ -163,14 +164,32 @@ def evaluate(model: keras.Model, cell: dict, run, data, diverged: bool) -> dict:
         return {**row, "fgsm_accuracy": np.nan, "pgd_accuracy": np.nan, "lambda1": np.nan,
                 "lambda1_iterations": 0, "lambda1_converged": False}
     x, y = x_test[:n_eval], y_test[:n_eval]
-    common = {"from_logits": True, "clip_min": 0.0, "clip_max": 1.0}  # tfadv's models output logits
-    fgsm = FGM(model, threat.eps, "inf", **common)
-    pgd = PGD(model, threat.eps, "inf", steps=threat.pgd_steps, step_size=threat.pgd_step_size, rand_init=True,
-              seed=cell_seed(cell, run), **common)
+    net, fgsm, pgd = attacked_copy(model, cell, run, x.shape[1:])
     lam = top_hessian_eigenvalue(model, x_test, y_test, settings=hessian, from_logits=True, seed=cell_seed(cell, run))
-    return {**row, "fgsm_accuracy": robust_accuracy(model, fgsm, x, y, batch_size=EVAL_BATCH),
-            "pgd_accuracy": robust_accuracy(model, pgd, x, y, batch_size=EVAL_BATCH),
+    return {**row, "fgsm_accuracy": robust_accuracy(net, fgsm, x, y, batch_size=EVAL_BATCH),
+            "pgd_accuracy": robust_accuracy(net, pgd, x, y, batch_size=EVAL_BATCH),
             "lambda1": lam.eigenvalue, "lambda1_iterations": lam.iterations, "lambda1_converged": lam.converged}
+
+
+def attacked_copy(model: keras.Model, cell: dict, run, input_shape: tuple) -> tuple[keras.Model, FGM, PGD]:
+    """A copy of `model` (same architecture, its weights copied in) with the cell's FGSM and PGD on it.
+
+    Made once per process for each architecture and seed, so the attacks are traced once rather than once
+    per cell: on the demo's digits nets a trace cost as much as a cell's training (measured). The copy
+    computes what `model` computes (same layers, same weights, inference mode): test_batchsize checks it.
+    """
+    threat, seed = run.profile.threats[cell["dataset"]], cell_seed(cell, run)
+
+    def make():
+        net = MODELS[cell["model"]](input_shape, num_classes=NUM_CLASSES)
+        common = {"from_logits": True, "clip_min": 0.0, "clip_max": 1.0}  # tfadv's models output logits
+        return (net, FGM(net, threat.eps, "inf", **common),
+                PGD(net, threat.eps, "inf", steps=threat.pgd_steps, step_size=threat.pgd_step_size, rand_init=True,
+                    seed=seed, **common))
+
+    net, fgsm, pgd = run.cached(("attacked copy", cell["dataset"], cell["model"], tuple(input_shape), seed), make)
+    net.set_weights(model.get_weights())
+    return net, fgsm, pgd
 
 
 # ------------------------------------------------------------------------------------------------ cost

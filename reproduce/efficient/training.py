@@ -12,6 +12,7 @@ import pandas as pd
 
 from reproduce.efficient.profiles import STEP_FACTOR, Profile
 from tfadv.experiments import Run, atomic
+from tfadv.training import TimedBackupAndRestore
 
 #: Names the train_step may log the accuracy on the batch it trained on under (the engine is renaming them).
 TRAINED_BATCH_ACCURACY = ("adv_accuracy", "adversarial_accuracy", "train_adversarial_accuracy")
@@ -184,7 +185,7 @@ def train_and_log(run: Run, cell: dict, data: dict, *, model, steps: int, log_ev
     samples = log_samples(data, p, run.capped(p.log_images), seed, splits)
     stale = getattr(model, "staleness", None) is not None
     logger = PanelLogger(samples, logged, log_every, work / "log.csv", stale=stale)
-    backup = keras.callbacks.BackupAndRestore(str(work / "backup"), double_checkpoint=True)
+    backup = TimedBackupAndRestore(str(work / "backup"))
     x, y = data["train"]
     batches = training_dataset(x, y, batch_size, seed=seed, drop_remainder=True).repeat()
     started = time.process_time()

@@ -13,7 +13,7 @@ PreActResNet18 beats ResNet50 (reproduce.freefast.claims).
 Modules: profiles (settings and their sources), data, training (one resumable run), evaluation (the
 seed's PGD protocol), cells (grid and run_cell), measures and claims (verdicts), figures and sections
 (the report). Each cell is resumable twice over: finished cells are skipped, and a cell killed
-mid-training resumes from its last finished epoch (keras.callbacks.BackupAndRestore).
+mid-training resumes from its last checkpoint (tfadv.training.TimedBackupAndRestore: at most a minute old).
 """
 from tfadv.experiments import Experiment
 

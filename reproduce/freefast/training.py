@@ -19,7 +19,8 @@ from tfadv.datasets.pipeline import training_dataset
 from tfadv.experiments import Run, atomic
 from tfadv.models import cifar_resnets
 from tfadv.precision import dtype_policy
-from tfadv.training import CyclicLearningRate, FastAdversarialModel, FreeAdversarialModel, PGDAdversarialModel
+from tfadv.training import (CyclicLearningRate, FastAdversarialModel, FreeAdversarialModel, PGDAdversarialModel,
+                            TimedBackupAndRestore)
 
 from reproduce.freefast.data import Data
 
@@ -82,7 +83,7 @@ def compile_model(model: keras.Model, cell: dict, run: Run, total_steps: int) ->
 
 class EpochLog(keras.callbacks.Callback):
     """Per-epoch wall and CPU time, training metrics and a curve point (the paper's Figs 1-8), saved every
-    epoch. Listed before BackupAndRestore, so an epoch's time excludes the checkpoint and the curve
+    epoch. Listed before the backup, so an epoch's time excludes the checkpoint and the curve
     evaluation. Rows are keyed by epoch and the file is rewritten whole: an epoch re-run after a kill
     replaces its row."""
 
@@ -124,7 +125,7 @@ def train(cell: dict, run: Run, data: Data, evaluation_net: keras.Model,
         return curve_point()
 
     callbacks = [EpochLog(work / CURVE_FILE, copied_and_measured),
-                 keras.callbacks.BackupAndRestore(str(work / "backup"), double_checkpoint=True)]
+                 TimedBackupAndRestore(str(work / "backup"))]
     model.fit(train_set, epochs=epochs, callbacks=callbacks, verbose=2 if run.show_progress else 0)
     cifar_resnets.copy_weights(net, evaluation_net)
     return read_curve(work / CURVE_FILE, epochs)

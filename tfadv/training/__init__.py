@@ -6,6 +6,7 @@
   functional-style from `(inputs, outputs)`.
 - CyclicLearningRate: the triangular one-cycle schedule of fast_adversarial.
 - CatastrophicOverfittingCallback: PGD accuracy on a held-out batch; restores the best weights on collapse.
+- TimedBackupAndRestore: Keras' BackupAndRestore with at most one checkpoint per minute (short epochs).
 - distributed.train: a `strategy.run` loop for MultiWorkerMirroredStrategy, where Keras 3 `fit` fails.
 
 Metric names say which inputs a number was computed on: `adv_` prefix = adversarial inputs, no prefix =
@@ -20,11 +21,12 @@ evaluate check it on one forward pass before the first step (`check_output_kind=
 Free and Stale keep per-row state for `batch_size` rows: a short last batch uses the first rows, a larger
 batch is refused when fit starts, naming the setting to change.
 
-Resuming: `keras.callbacks.BackupAndRestore(backup_dir)` works with these models (weights, optimizer,
-epoch and the random-start counters are restored; Free's delta and Stale's queue are scratch state that a
-resumed run rebuilds).
+Resuming: `keras.callbacks.BackupAndRestore(backup_dir)` or TimedBackupAndRestore works with these models
+(weights, optimizer, epoch and the random-start counters are restored; Free's delta and Stale's queue are
+scratch state that a resumed run rebuilds).
 """
 from tfadv.training.base import AdversarialModel
+from tfadv.training.backup import TimedBackupAndRestore
 from tfadv.training.callbacks import CatastrophicOverfittingCallback
 from tfadv.training.fast import FastAdversarialModel
 from tfadv.training.free import FreeAdversarialModel
@@ -40,4 +42,5 @@ __all__ = [
     "FreeAdversarialModel",
     "PGDAdversarialModel",
     "StaleAdversarialModel",
+    "TimedBackupAndRestore",
 ]
