@@ -205,6 +205,25 @@ def test_a_second_run_trains_nothing(smoke):
     assert {f: f.stat().st_mtime_ns for f in (out / "cells").iterdir()} == stamps
 
 
+def test_the_attacked_copy_attacks_each_cells_own_weights(tmp_path):
+    """Two cells' nets (a fresh and a stale-queue trainer) through the one cached copy: each panel and
+    reference attack gives exactly the examples of the same attack built on the net itself, and was traced
+    once for both."""
+    args = cli.parser(EXPERIMENT).parse_args(["--profile", "smoke", "--out", str(tmp_path), "--no-progress"])
+    run = cli.open_run(EXPERIMENT, args)
+    x, y = cells.load_data(run)["test"]
+    ids = np.arange(len(x))
+    for weights_seed, staleness in ((1, None), (2, 2)):
+        net, made = training.attacked_copy(run, (1, 2), seed=5)
+        model = training.adversarial_model(run.profile, 1, weights_seed, staleness=staleness, batch_size=32)
+        training.copy_weights(model, net)
+        own = training.attacks(model, run.profile, (1, 2), seed=5)
+        assert made.keys() == own.keys()
+        for key, attack in made.items():
+            np.testing.assert_array_equal(attack(x, y, sample_ids=ids), own[key](x, y, sample_ids=ids))
+    assert all(attack.tracing_count() == 1 for attack in made.values())
+
+
 class _Interrupted(Exception):
     pass
 

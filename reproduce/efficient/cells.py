@@ -161,19 +161,21 @@ def _trained(run: Run, cell: dict, staleness: int | None) -> dict:
     steps = run.capped(cell.get("steps", p.train_steps))
     log_every = min(p.log_every, steps)
     batch = min(run.capped(p.batch_size), len(data["train"][0]))
-    model = training.adversarial_model(p, cell["kappa"], seed, staleness=staleness, batch_size=batch)
     panel = p.panel_kappas if staleness is None else (cell["kappa"],)
-    # One set of compiled attacks for the curves and the final numbers (tracing costs more than the attacks).
-    made = training.attacks(model, p, sorted({*panel, cell["kappa"]}), seed + EVAL_SEED)
+    # One set of compiled attacks for the curves and the final numbers, on a copy of the net shared by the
+    # process's cells (tracing costs more than the attacks); made before the net (see attacked_copy).
+    net, made = training.attacked_copy(run, sorted({*panel, cell["kappa"]}), seed + EVAL_SEED)
+    model = training.adversarial_model(p, cell["kappa"], seed, staleness=staleness, batch_size=batch)
     # The search's curves are drawn nowhere and the staleness claims read the train split only: not logged.
     search = staleness is None and cell["steps"] != p.train_steps
     logged = {} if search else {key: a for key, a in made.items() if key[0] == training.PANEL and key[1] in panel}
     splits = ("train",) if staleness is not None else ("train", "test")
     model, curves, cpu = training.train_and_log(run, cell, data, model=model, steps=steps, log_every=log_every,
-                                                logged=logged, batch_size=batch, seed=seed, splits=splits)
+                                                logged=logged, batch_size=batch, seed=seed, splits=splits, net=net)
     atomic.save_weights(model, run.artifact(model_artifact(run, cell)))
     examples = {} if staleness is None else None
-    results = training.measure(model, *data["test"], made, split="test", keep=examples)
+    training.copy_weights(model, net)
+    results = training.measure(net, *data["test"], made, split="test", keep=examples)
     if examples is not None:
         training.save_examples(run.artifact(examples_artifact(cell)), examples)
     results.append({"split": "train", "attack": "", "attack_kappa": 0, "metric": "cpu_seconds", "value": cpu, "n": 0})

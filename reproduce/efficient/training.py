@@ -42,6 +42,28 @@ def attacks(model, p: Profile, kappas, seed: int, reference: bool = True) -> dic
     return made
 
 
+def attacked_copy(run: Run, kappas, seed: int) -> tuple[keras.Model, dict[tuple[str, int], Any]]:
+    """Madry's CNN, made once per process, with `attacks(copy, p, kappas, seed)` on it, each made once per
+    process and (attack, kappa, seed). A cell copies its net's weights in (copy_weights) before measuring,
+    so an attack is traced once per process rather than once per cell: the traces were a fifth of a demo
+    strength cell (measured). Make it before the cell's own net: building the copy draws initial weights
+    from Keras' global generator, which the cell's net then reseeds. The copy computes what the net computes
+    (same layers, same weights, inference mode): test_efficient checks it."""
+    p = run.profile
+    net = run.cached(("attacked copy",), lambda: base_model(p, seed))
+    made = {(PANEL, k): run.cached(("attack on the copy", PANEL, k, seed),
+                                   lambda k=k: pgd(net, p, k, step_size(p.eps, k), seed)) for k in kappas}
+    made[(REFERENCE, p.eval_steps)] = run.cached(("attack on the copy", REFERENCE, p.eval_steps, seed),
+                                                 lambda: pgd(net, p, p.eval_steps, p.eval_step_size, seed))
+    return net, made
+
+
+def copy_weights(source: keras.Model, target: keras.Model) -> None:
+    """Layer by layer, in order: `target` is the same architecture (its generated layer names differ)."""
+    for source_layer, target_layer in zip(source.layers, target.layers, strict=True):
+        target_layer.set_weights(source_layer.get_weights())
+
+
 def craft(attack, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Adversarial examples for a whole set; image i's random start is keyed on i, whatever the batching."""
     ids = np.arange(len(x))
@@ -135,9 +157,10 @@ class PanelLogger(keras.callbacks.Callback):
     images against each attacker, and for a stale queue what the train_step saw. Its rows are kept on disk,
     so a resumed run keeps the points logged before the interruption."""
 
-    def __init__(self, samples: dict, made: dict, log_every: int, path: Path, stale: bool):
+    def __init__(self, samples: dict, made: dict, log_every: int, path: Path, stale: bool, net: keras.Model | None):
         super().__init__()
         self.samples, self.made, self.log_every, self.path, self.stale = samples, made, log_every, path, stale
+        self.net = net  # the copy the attacks of `made` are bound to (None: the trained model itself)
         self.rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
         self.resumed_at = None
 
@@ -148,8 +171,10 @@ class PanelLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         base = {"epoch": epoch, "step": (epoch + 1) * self.log_every}
+        if self.net is not None:
+            copy_weights(self.model, self.net)
         for split, (x, y) in self.samples.items():
-            self.rows += [{**base, **row} for row in measure(self.model, x, y, self.made, split)]
+            self.rows += [{**base, **row} for row in measure(self.net or self.model, x, y, self.made, split)]
         if self.stale:  # what the train_step measured on the (stale) batches it trained on, and their age
             self.rows += [{**base, "split": "train", "attack": "stale", "attack_kappa": 0, "metric": "accuracy",
                            "value": _logged(logs, TRAINED_BATCH_ACCURACY)},
@@ -171,10 +196,11 @@ def log_samples(data: dict, p: Profile, count: int, seed: int, splits=("train", 
 
 
 def train_and_log(run: Run, cell: dict, data: dict, *, model, steps: int, log_every: int, logged: dict,
-                  batch_size: int, seed: int, callbacks=(),
-                  splits=("train", "test")) -> tuple[keras.Model, list[dict], float]:
-    """fit `model` for `steps` steps, the `logged` attacks ({(name, kappa): attack on `model`}) measured
-    every `log_every` steps on images of `splits`; resumable from run.work_dir.
+                  batch_size: int, seed: int, callbacks=(), splits=("train", "test"),
+                  net: keras.Model | None = None) -> tuple[keras.Model, list[dict], float]:
+    """fit `model` for `steps` steps, the `logged` attacks ({(name, kappa): attack on `net`, or on `model`
+    when `net` is None}) measured every `log_every` steps on images of `splits`, `model`'s weights copied
+    into `net` first; resumable from run.work_dir.
 
     Returns (model, logged rows, training seconds of this invocation).
     """
@@ -184,7 +210,7 @@ def train_and_log(run: Run, cell: dict, data: dict, *, model, steps: int, log_ev
     work = run.work_dir(cell)
     samples = log_samples(data, p, run.capped(p.log_images), seed, splits)
     stale = getattr(model, "staleness", None) is not None
-    logger = PanelLogger(samples, logged, log_every, work / "log.csv", stale=stale)
+    logger = PanelLogger(samples, logged, log_every, work / "log.csv", stale=stale, net=net)
     backup = TimedBackupAndRestore(str(work / "backup"))
     x, y = data["train"]
     batches = training_dataset(x, y, batch_size, seed=seed, drop_remainder=True).repeat()
