@@ -232,9 +232,11 @@ def test_a_run_killed_during_evaluation_does_not_train_again(tmp_path, monkeypat
 
 
 def test_the_attacked_copy_attacks_each_cells_own_weights(tmp_path):
-    """Two cells' nets through the one cached copy: FGSM and PGD on the copy give exactly the examples of
-    attacks built on each net itself, and the copy's attacks were traced once for both."""
+    """Two cells' nets through the one cached copy: FGSM and PGD on the copy give exactly the examples and
+    the robust samples of attacks built on each net itself, and the second net costs the copy's attacks
+    fewer traces than attacks of its own (a count of clean-correct samples it has not seen may add one)."""
     from tfadv.attacks import FGM, PGD
+    from tfadv.evaluation import robust_mask
 
     run = open_run("--profile", "smoke", "--out", str(tmp_path / "out"), "--no-progress")
     cell = cells.grid(run)[0]
@@ -242,16 +244,22 @@ def test_the_attacked_copy_attacks_each_cells_own_weights(tmp_path):
     x, y, ids = x[:64], y[:64], np.arange(64)
     threat = run.profile.threats["digits"]
     common = {"from_logits": True, "clip_min": 0.0, "clip_max": 1.0}
+    traces = []
     for weights_seed in (1, 2):
         keras.utils.set_random_seed(weights_seed)
         model = kamath.MODELS[cell["model"]](x.shape[1:], num_classes=cells.NUM_CLASSES)
-        net, fgsm, pgd = cells.attacked_copy(model, cell, run, x.shape[1:])
-        own_fgsm = FGM(model, threat.eps, "inf", **common)
-        own_pgd = PGD(model, threat.eps, "inf", steps=threat.pgd_steps, step_size=threat.pgd_step_size,
-                      rand_init=True, seed=cells.cell_seed(cell, run), **common)
-        np.testing.assert_array_equal(fgsm(x, y, sample_ids=ids), own_fgsm(x, y, sample_ids=ids))
-        np.testing.assert_array_equal(pgd(x, y, sample_ids=ids), own_pgd(x, y, sample_ids=ids))
-    assert fgsm.tracing_count() == pgd.tracing_count() == 1
+        net, fgsm, pgd = cells.attacked_copy(model, cell, run, x.shape)
+        own = {fgsm: FGM(model, threat.eps, "inf", **common),
+               pgd: PGD(model, threat.eps, "inf", steps=threat.pgd_steps, step_size=threat.pgd_step_size,
+                        rand_init=True, seed=cells.cell_seed(cell, run), **common)}
+        for attack, reference in own.items():
+            np.testing.assert_array_equal(attack(x, y, sample_ids=ids), reference(x, y, sample_ids=ids))
+            robust = robust_mask(net, attack, x, y, batch_size=cells.EVAL_BATCH)
+            np.testing.assert_array_equal(robust, robust_mask(model, reference, x, y, batch_size=cells.EVAL_BATCH))
+        traces.append({type(a).__name__: (a.tracing_count(), reference.tracing_count())
+                       for a, reference in own.items()})
+    for name, (copy_traces, own_traces) in traces[1].items():
+        assert copy_traces - traces[0][name][0] < own_traces, name
     assert sum(1 for key in run.cache if key[0] == "attacked copy") == 1
 
 

@@ -2,8 +2,9 @@
 
 A cell trains with SGD (tfadv.analysis.batch_size_settings), then measures test accuracy, FGSM and PGD
 accuracy (L-inf) and the top eigenvalue λ1 of the loss Hessian (tfadv.analysis.hessian). Training resumes
-from its last checkpoint when killed (tfadv.training.TimedBackupAndRestore in the cell's work folder); the trained weights
-are kept there until the cell is stored, so a run killed during the evaluation does not train again.
+from its last checkpoint when killed (tfadv.training.TimedBackupAndRestore in the cell's work folder); the
+trained weights are kept there until the cell is stored, so a run killed during the evaluation does not
+train again.
 """
 from __future__ import annotations
 
@@ -164,30 +165,37 @@ def evaluate(model: keras.Model, cell: dict, run, data, diverged: bool) -> dict:
         return {**row, "fgsm_accuracy": np.nan, "pgd_accuracy": np.nan, "lambda1": np.nan,
                 "lambda1_iterations": 0, "lambda1_converged": False}
     x, y = x_test[:n_eval], y_test[:n_eval]
-    net, fgsm, pgd = attacked_copy(model, cell, run, x.shape[1:])
+    net, fgsm, pgd = attacked_copy(model, cell, run, (min(n_eval, EVAL_BATCH), *x.shape[1:]))
     lam = top_hessian_eigenvalue(model, x_test, y_test, settings=hessian, from_logits=True, seed=cell_seed(cell, run))
     return {**row, "fgsm_accuracy": robust_accuracy(net, fgsm, x, y, batch_size=EVAL_BATCH),
             "pgd_accuracy": robust_accuracy(net, pgd, x, y, batch_size=EVAL_BATCH),
             "lambda1": lam.eigenvalue, "lambda1_iterations": lam.iterations, "lambda1_converged": lam.converged}
 
 
-def attacked_copy(model: keras.Model, cell: dict, run, input_shape: tuple) -> tuple[keras.Model, FGM, PGD]:
+def attacked_copy(model: keras.Model, cell: dict, run, batch_shape: tuple) -> tuple[keras.Model, FGM, PGD]:
     """A copy of `model` (same architecture, its weights copied in) with the cell's FGSM and PGD on it.
 
     Made once per process for each architecture and seed, so the attacks are traced once rather than once
-    per cell: on the demo's digits nets a trace cost as much as a cell's training (measured). The copy
-    computes what `model` computes (same layers, same weights, inference mode): test_batchsize checks it.
+    per cell: on the demo's digits nets the traces cost about as much as a small cell's training (measured).
+    The copy computes what `model` computes (same layers, same weights, inference mode): test_batchsize
+    checks it. robust_accuracy attacks only the clean-correct samples, a count that differs from cell to
+    cell; the attacks are first run on a `batch_shape` batch (the evaluation's largest), so that a smaller
+    count is padded to it (exact in inference mode) instead of tracing its own batch size.
     """
     threat, seed = run.profile.threats[cell["dataset"]], cell_seed(cell, run)
 
     def make():
-        net = MODELS[cell["model"]](input_shape, num_classes=NUM_CLASSES)
+        net = MODELS[cell["model"]](batch_shape[1:], num_classes=NUM_CLASSES)
         common = {"from_logits": True, "clip_min": 0.0, "clip_max": 1.0}  # tfadv's models output logits
-        return (net, FGM(net, threat.eps, "inf", **common),
-                PGD(net, threat.eps, "inf", steps=threat.pgd_steps, step_size=threat.pgd_step_size, rand_init=True,
-                    seed=seed, **common))
+        attacks = (FGM(net, threat.eps, "inf", **common),
+                   PGD(net, threat.eps, "inf", steps=threat.pgd_steps, step_size=threat.pgd_step_size,
+                       rand_init=True, seed=seed, **common))
+        for attack in attacks:  # the call robust_accuracy makes on a batch of batch_shape
+            attack(np.zeros(batch_shape, np.float32), np.zeros(batch_shape[0], np.int64), return_stats=True)
+        return (net, *attacks)
 
-    net, fgsm, pgd = run.cached(("attacked copy", cell["dataset"], cell["model"], tuple(input_shape), seed), make)
+    key = ("attacked copy", cell["dataset"], cell["model"], tuple(batch_shape), seed)
+    net, fgsm, pgd = run.cached(key, make)
     net.set_weights(model.get_weights())
     return net, fgsm, pgd
 
