@@ -171,10 +171,11 @@ class PanelLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         base = {"epoch": epoch, "step": (epoch + 1) * self.log_every}
-        if self.net is not None:
-            copy_weights(self.model, self.net)
+        measured = self.model if self.net is None else self.net
+        if measured is not self.model:
+            copy_weights(self.model, measured)
         for split, (x, y) in self.samples.items():
-            self.rows += [{**base, **row} for row in measure(self.net or self.model, x, y, self.made, split)]
+            self.rows += [{**base, **row} for row in measure(measured, x, y, self.made, split)]
         if self.stale:  # what the train_step measured on the (stale) batches it trained on, and their age
             self.rows += [{**base, "split": "train", "attack": "stale", "attack_kappa": 0, "metric": "accuracy",
                            "value": _logged(logs, TRAINED_BATCH_ACCURACY)},

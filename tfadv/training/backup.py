@@ -27,11 +27,10 @@ class TimedBackupAndRestore(keras.callbacks.BackupAndRestore):
             raise ValueError(f"TimedBackupAndRestore: every_seconds must be >= 0, got {every_seconds!r}")
         super().__init__(backup_dir, save_freq="epoch", double_checkpoint=double_checkpoint)
         self.every_seconds = float(every_seconds)
-        self._saved_at = time.monotonic()
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self._saved_at = time.monotonic()
+        self._saved_at = time.monotonic()  # a run's first checkpoint is due every_seconds after it starts
 
     def on_epoch_end(self, epoch, logs=None):
         # Keras' own bookkeeping, then its own writer (BackupAndRestore has no public hook for either).
