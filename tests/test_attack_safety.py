@@ -1,6 +1,7 @@
 """Issue 12 for attacks: no silently wrong attack on any Keras model. Output kind vs from_logits, multi-output
 models, Sequential/subclassed models, numeric arguments, fresh and batch-invariant random starts, padding."""
 import logging
+import threading
 
 import keras
 import numpy as np
@@ -203,6 +204,33 @@ def test_a_stream_gets_the_same_starts_in_batches_of_1_or_64(trained, digits):
     alone = np.concatenate([attack(x[i : i + 1], y[i : i + 1]).numpy() for i in range(64)])
     np.testing.assert_allclose(alone, together, atol=1e-5)
     assert not np.allclose(attack(x, y).numpy(), together)  # the stream moved on: fresh starts
+
+
+
+def test_threads_sharing_an_attack_get_disjoint_stream_positions():
+    """train_async's workers share one attack: each call must get a block of ids of its own (the first
+    version read the stream position twice, so a call could get another call's ids or a range of the wrong
+    length, as seen once in CI)."""
+    x = tf.random.stateless_uniform([4, 8, 8, 1], [0, 1])
+    y = tf.zeros([4], tf.int64)
+    attack = PGD(sequential(), 0.1, steps=1, step_size=0.0, from_logits=True, seed=1)
+    calls_per_thread, results, errors = 60, [], []
+
+    def work():
+        try:
+            for _ in range(calls_per_thread):
+                results.append(starts(attack, x, y))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[0]
+    block_of = {starts(attack, x, y, sample_ids=np.arange(k * 4, k * 4 + 4)).tobytes(): k for k in range(len(results))}
+    assert sorted(block_of.get(r.tobytes(), -1) for r in results) == list(range(len(results)))
 
 
 # ----------------------------------------------------------------------------------------- padding

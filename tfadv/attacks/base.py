@@ -49,6 +49,7 @@ restarts reuse compiled functions instead of tracing new ones.
 """
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import keras
@@ -112,6 +113,10 @@ class Attack:
         self._num_classes: int | None = None
         with tf.init_scope():
             self._stream_position = tf.Variable(0, dtype=tf.int64, trainable=False, name="attack_samples_seen")
+        # Threads sharing one attack (train_async's workers) must get disjoint ids: eagerly, the add and
+        # the read are two ops another thread can come between. (In a graph, automatic control
+        # dependencies already order the ops on the variable.)
+        self._stream_lock = threading.Lock()
 
     # ----------------------------------------------------------------------------------------- public
     def __call__(
@@ -244,7 +249,8 @@ class Attack:
         """The given ids, or the next positions of the sample stream (advancing it)."""
         n = tf.shape(x, out_type=tf.int64)[0]
         if sample_ids is None:
-            end = self._stream_position.assign_add(n)
+            with self._stream_lock:
+                end = tf.convert_to_tensor(self._stream_position.assign_add(n))  # one read, not one per use
             return tf.ensure_shape(tf.range(end - n, end), x.shape[:1])
         ids = tf.convert_to_tensor(sample_ids)
         if tf.executing_eagerly() and (not ids.dtype.is_integer or ids.shape != (x.shape[0],)):
