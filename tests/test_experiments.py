@@ -172,8 +172,17 @@ def test_shards_partition_the_grid():
 
 
 def test_child_argv_drops_what_the_parent_sets():
-    argv = ["--profile", "demo", "--jobs", "2", "--out=x", "--shard", "0/2", "--seed", "3"]
+    argv = ["--profile", "demo", "--jobs", "2", "--out=x", "--shard", "0/2", "--seed", "3", "--threads", "2"]
     assert jobs.child_argv(argv) == ["--profile", "demo", "--seed", "3"]
+
+
+def test_the_report_says_when_cells_used_different_thread_counts():
+    from tfadv.experiments.cli import threads_fact
+
+    same = pd.DataFrame({store.CELL_COLUMN: ["a", "a", "b"], store.THREADS_COLUMN: [1, 1, 1]})
+    assert threads_fact(same) == "1 (every cell)"
+    mixed = pd.DataFrame({store.CELL_COLUMN: ["a", "a", "b"], store.THREADS_COLUMN: [1, 1, 2]})
+    assert threads_fact(mixed).startswith("MIXED: 1 in 1 cells, 2 in 1 cells.")
 
 
 def _toy_env(**extra):
@@ -206,8 +215,29 @@ def test_jobs_run_shard_processes_into_one_folder(tmp_path):
     logs = sorted(p.name for p in (out / "logs").iterdir())
     assert logs == ["shard-0-of-2.log", "shard-1-of-2.log"]
     serial = run_toy("--profile", "paper", "--out", str(tmp_path / "serial"))
-    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), pd.read_csv(tmp_path / "serial/results.csv"))
+    parallel = pd.read_csv(out / "results.csv")
+    # Cells record their process's thread count; this test process's TensorFlow already runs with its default.
+    assert (parallel[store.THREADS_COLUMN] == jobs.CPU_THREADS_PER_CELL).all()
+    pd.testing.assert_frame_equal(parallel.drop(columns=store.THREADS_COLUMN),
+                                  pd.read_csv(tmp_path / "serial/results.csv").drop(columns=store.THREADS_COLUMN))
     assert serial["results"].query("kind == 'summary'").shape[0] == 1
+
+
+@pytest.mark.slow
+def test_a_trained_cell_is_the_same_under_jobs_1_and_jobs_2(tmp_path):
+    """On a CPU a trained cell's numbers depend on TensorFlow's thread count, which once followed --jobs
+    (2 threads alone, 1 per child of --jobs 2 on 2 cores): batchsize's smoke Hessian eigenvalues moved by 6e-8."""
+    tables = {}
+    for count in ("1", "2"):
+        out = tmp_path / f"jobs-{count}"
+        subprocess.run([sys.executable, "-m", "reproduce.batchsize", "--profile", "smoke", "--no-progress",
+                        "--jobs", count, "--out", str(out)], cwd=TESTS.parent, check=True, capture_output=True)
+        table = pd.read_csv(out / "results.csv")
+        tables[count] = table.drop(columns=[c for c in table.columns if c.endswith("seconds")])
+    pd.testing.assert_frame_equal(tables["1"], tables["2"], check_exact=True)
+    assert (tables["1"][store.THREADS_COLUMN] == jobs.CPU_THREADS_PER_CELL).all()
+    assert f"TensorFlow CPU threads per cell | {jobs.CPU_THREADS_PER_CELL} (every cell)" in (
+        tmp_path / "jobs-2" / "report.md").read_text()
 
 
 @pytest.mark.slow

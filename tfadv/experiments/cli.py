@@ -37,6 +37,10 @@ def parser(experiment: Experiment) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=_jobs, default=None, metavar="N",
                    help="run the grid in N shard processes (one per GPU, or a share of the CPU cores each) and merge "
                         "them (default: one per GPU, else as many as the grid and the cores allow; smoke: 1)")
+    p.add_argument("--threads", type=_threads, default=None, metavar="T",
+                   help="TensorFlow CPU threads of each process that runs cells (default: "
+                        f"{jobs.CPU_THREADS_PER_CELL} on a CPU-only machine, whatever --jobs is, since on a CPU a "
+                        "trained cell's numbers depend on it; with GPUs, TensorFlow's default); recorded per cell")
     p.add_argument("--merge", nargs="*", default=None, metavar="DIR",
                    help="run nothing: merge the finished cells of --out and of these shard folders, then report")
     p.add_argument("--limit", type=_jobs, default=None, metavar="N",
@@ -93,7 +97,8 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None) -> Tables:
     """Run, merge and report; returns the merged tables. Bad settings, missing data or weights, and
     folders of another configuration end the process with a message that names the problem."""
     args = parser(experiment).parse_args(argv)
-    jobs.limit_threads_from_environment()
+    args.threads = jobs.cell_threads(args.threads)
+    jobs.use_threads(args.threads, child=args.child_of_jobs)
     clock = machine.RunClock()
     if args.plan:
         return {"plan": _print_plan(experiment, args)}
@@ -118,9 +123,9 @@ def _run_shard(run: Run, cells: Sequence[dict], args: argparse.Namespace, argv: 
     if args.child_of_jobs:
         mine = [c for c in mine if not run.whole_machine(c)]
     parallel = [c for c in mine if not run.whole_machine(c)]
-    count = jobs.job_count(args.jobs, args.profile, [c for c in parallel if not run.finished(c)])
+    count = jobs.job_count(args.jobs, args.profile, [c for c in parallel if not run.finished(c)], args.threads)
     if count > 1 and args.shard is None and not args.child_of_jobs:
-        jobs.run_parallel(run, parallel, count, argv)
+        jobs.run_parallel(run, parallel, count, argv, args.threads)
     grid.run_cells(run, mine)  # after --jobs: the cells that need the whole machine or wait for others
 
 
@@ -158,7 +163,8 @@ def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machin
     if figures:
         sections.append(("Figures", "\n\n".join(f"![{name}]({name})" for name in figures)))
     facts = clock.facts(**{"cells finished": f"{finished} of {len(cells)}" + (
-        "" if finished == len(cells) else " (the tables, figures and verdicts cover the finished ones)")})
+        "" if finished == len(cells) else " (the tables, figures and verdicts cover the finished ones)"),
+        "TensorFlow CPU threads per cell": threads_fact(tables[store.MAIN_TABLE])})
     text = report.render(title=experiment.title, key=experiment.key, profile=run.profile_name,
                          fingerprint=run.store.fingerprint, verdicts=experiment.judge(tables, run),
                          sections=sections, settings=experiment.settings(run), run_facts=facts)
@@ -169,11 +175,30 @@ def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machin
           f"{', '.join(f'{name}.csv' for name in tables)} in {run.out}", file=sys.stderr)
 
 
+def threads_fact(results) -> str:
+    """How many TensorFlow CPU threads computed the cells, and a warning if not the same for all."""
+    if store.THREADS_COLUMN not in results:
+        return "not recorded (cells written by an older tfadv)"
+    per_cell = results.groupby(store.CELL_COLUMN)[store.THREADS_COLUMN].first()
+    counts = per_cell.value_counts(dropna=False).sort_index()
+    if len(counts) == 1:
+        return f"{counts.index[0]:g} (every cell)"
+    listed = ", ".join(f"{threads:g} in {n} cells" for threads, n in counts.items())
+    return (f"MIXED: {listed}. On a CPU a trained cell's numbers depend on the thread count (TensorFlow splits its "
+            "reductions per thread), so these cells are not bit-comparable; rerun them with one --threads")
+
+
 def _shard(text: str) -> tuple[int, int]:
     try:
         return grid.parse_shard(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from e
+
+
+def _threads(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0 (0: TensorFlow's default), got {text!r}")
+    return int(text)
 
 
 def _jobs(text: str) -> int:

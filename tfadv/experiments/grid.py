@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Sequence, TypeVar
 
 import keras
 
-from tfadv.experiments import identity
+from tfadv.experiments import identity, machine, store
 
 if TYPE_CHECKING:
     from tfadv.experiments.run import Run
@@ -72,7 +72,8 @@ def run_cells(run: "Run", cells: Sequence[dict]) -> list[dict]:
             break
         for cell in ready:
             run.log(f"cell {identity.cell_key(cell)}")
-            run.store.write(identity.cell_key(cell), cell, run.experiment.run_cell(dict(cell), run))
+            output = run.experiment.run_cell(dict(cell), run)
+            run.store.write(identity.cell_key(cell), cell, output, {store.THREADS_COLUMN: machine.threads_in_effect()})
             run.discard_work(cell)
             done += 1
             bar.update(done)

@@ -2,7 +2,7 @@
 
 The parent prepares what every cell shares (Experiment.prepare), starts N children running shards
 0/N .. N-1/N of the same configuration into the same folder, each pinned to its own GPU
-(CUDA_VISIBLE_DEVICES) or, on a CPU-only machine, to its share of the cores (TensorFlow's thread pools),
+(CUDA_VISIBLE_DEVICES) or, on a CPU-only machine, to `--threads` cores (TensorFlow's thread pools),
 shows one progress bar over the cells, and finally runs itself the cells that must not share the machine
 or that wait for other cells. Interrupting the parent stops the children; every finished cell is already
 on disk (cells are written atomically), so nothing finished is lost and a re-run resumes.
@@ -23,14 +23,41 @@ from tfadv.experiments import machine
 if TYPE_CHECKING:
     from tfadv.experiments.run import Run
 
-THREADS_ENV = "TFADV_THREADS"
 POLL_SECONDS = 2.0
 #: Options the parent sets for each child itself.
-_PARENT_OPTIONS = ("--jobs", "--shard", "--out")
+_PARENT_OPTIONS = ("--jobs", "--shard", "--out", "--threads")
+#: TensorFlow CPU threads per cell process on a CPU-only machine, whatever --jobs is: on a CPU a trained
+#: cell's numbers depend on the thread count (TensorFlow splits its reductions per thread; efficient's smoke
+#: curves move by 5e-7 between 1 and 2 threads, a demo cell by 2 accuracy points after training), so it
+#: must not follow from how many processes share the machine.
+CPU_THREADS_PER_CELL = 1
 
 
-def job_count(requested: int | None, profile: str, pending: Sequence[dict]) -> int:
-    """--jobs, else one per GPU, else as many as there are pending cells and cores (smoke: 1, it is seconds)."""
+def cell_threads(requested: int | None) -> int:
+    """--threads, else CPU_THREADS_PER_CELL on a CPU-only machine, else 0 (TensorFlow's default: with GPUs
+    the CPU threads only feed the input pipeline)."""
+    if requested is not None:
+        return requested
+    return 0 if machine.gpus() else CPU_THREADS_PER_CELL
+
+
+def use_threads(threads: int, child: bool = False) -> None:
+    """Size TensorFlow's intra-op pool (the one the numbers depend on) before it starts; a child of --jobs
+    also gets at most 2 inter-op threads so N children do not oversubscribe the cores. A process whose
+    TensorFlow already runs (a test calling main()) keeps its pools: each cell records the count in effect."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        if child:
+            tf.config.threading.set_inter_op_parallelism_threads(min(2, threads or machine.cpu_count()))
+    except RuntimeError:  # "cannot be modified after initialization"
+        pass
+
+
+def job_count(requested: int | None, profile: str, pending: Sequence[dict], threads: int) -> int:
+    """--jobs, else one per GPU, else as many as there are pending cells and `threads`-sized shares of the
+    cores (smoke: 1, it is seconds)."""
     if requested is not None:
         return requested
     if profile == "smoke" or not pending:
@@ -38,29 +65,18 @@ def job_count(requested: int | None, profile: str, pending: Sequence[dict]) -> i
     gpus = machine.gpus()
     if gpus:
         return len(gpus)
-    return max(1, min(machine.cpu_count(), len(pending)))
+    return max(1, min(machine.cpu_count() // max(threads, 1), len(pending)))
 
 
-def limit_threads_from_environment() -> None:
-    """In a child of --jobs: use only this job's share of the cores (before TensorFlow starts its pools)."""
-    threads = os.environ.get(THREADS_ENV)
-    if threads:
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-        tf.config.threading.set_inter_op_parallelism_threads(min(2, int(threads)))
-
-
-def child_environments(count: int) -> list[dict[str, str]]:
-    """One environment per child: its own GPU where there are GPUs, else its share of the CPU threads."""
+def child_environments(count: int, threads: int) -> list[dict[str, str]]:
+    """One environment per child: its own GPU where there are GPUs; OpenMP sized like TensorFlow's pool."""
     base = dict(os.environ)
     gpus = machine.gpus()
     if gpus:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         ids = visible.split(",") if visible else [str(i) for i in range(len(gpus))]
         return [{**base, "CUDA_VISIBLE_DEVICES": ids[i % len(ids)]} for i in range(count)]
-    threads = str(max(1, machine.cpu_count() // count))
-    return [{**base, THREADS_ENV: threads, "OMP_NUM_THREADS": threads} for _ in range(count)]
+    return [{**base, "OMP_NUM_THREADS": str(threads or max(1, machine.cpu_count() // count))} for _ in range(count)]
 
 
 def child_argv(argv: Sequence[str]) -> list[str]:
@@ -78,8 +94,9 @@ def child_argv(argv: Sequence[str]) -> list[str]:
     return kept
 
 
-def run_parallel(run: "Run", cells: Sequence[dict], count: int, argv: Sequence[str]) -> None:
-    """Run `cells` in `count` shard processes; returns when all have ended (raises if one failed)."""
+def run_parallel(run: "Run", cells: Sequence[dict], count: int, argv: Sequence[str], threads: int) -> None:
+    """Run `cells` in `count` shard processes of `threads` TensorFlow CPU threads each; returns when all have
+    ended (raises if one failed)."""
     pending = [c for c in cells if not run.finished(c)]
     if not pending:
         return
@@ -87,10 +104,10 @@ def run_parallel(run: "Run", cells: Sequence[dict], count: int, argv: Sequence[s
     logs = run.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", run.experiment.module or f"reproduce.{run.experiment.key}", *child_argv(argv),
-               "--out", str(run.out), "--jobs", "1", "--child-of-jobs"]
+               "--out", str(run.out), "--jobs", "1", "--threads", str(threads), "--child-of-jobs"]
     run.log(f"{len(pending)} cells in {count} processes (logs in {logs})")
     children = []
-    for i, env in enumerate(child_environments(count)):
+    for i, env in enumerate(child_environments(count, threads)):
         log = open(logs / f"shard-{i}-of-{count}.log", "w")
         children.append((subprocess.Popen([*command, "--shard", f"{i}/{count}"], env=env, stdout=log,
                                           stderr=subprocess.STDOUT), log))

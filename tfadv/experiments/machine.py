@@ -23,6 +23,13 @@ def cpu_count() -> int:
     return os.cpu_count() or 1
 
 
+def threads_in_effect() -> int:
+    """The intra-op thread count TensorFlow uses in this process (its default: every available core)."""
+    import tensorflow as tf
+
+    return tf.config.threading.get_intra_op_parallelism_threads() or cpu_count()
+
+
 class RunClock:
     """Wall time and load of one invocation, read into facts for the report."""
 

@@ -2,6 +2,7 @@
 
     OUT/config.json        the configuration these results belong to (tfadv.experiments.identity)
     OUT/cells/<id>.json    one finished cell: its key, the configuration's fingerprint, its tables' rows
+                           and what it was computed with (the thread count)
     OUT/<table>.csv        every finished cell's rows, merged (results.csv, and any extra table a paper keeps)
 
 A cell file appears only once all of its rows are on disk (tfadv.experiments.atomic), so a run killed at
@@ -25,6 +26,8 @@ CONFIG_FILE = "config.json"
 CELLS_DIR = "cells"
 CELL_COLUMN = "cell"
 MAIN_TABLE = "results"
+#: TensorFlow CPU threads of the process that computed a cell (on a CPU, its numbers depend on them).
+THREADS_COLUMN = "tf_cpu_threads"
 #: A cell returns rows of its main table, or {table name: rows} to keep more than one table.
 CellOutput = Mapping[str, Any] | Iterable[Mapping[str, Any]] | Mapping[str, Iterable[Mapping[str, Any]]]
 
@@ -98,11 +101,13 @@ class CellStore:
     def done(self, key: str) -> bool:
         return self.path(key).is_file()
 
-    def write(self, key: str, coordinates: Mapping[str, Any], output: CellOutput) -> None:
-        """Store one finished cell atomically. `output` is rows of the main table or {table: rows}."""
+    def write(self, key: str, coordinates: Mapping[str, Any], output: CellOutput,
+              computed_with: Mapping[str, Any] | None = None) -> None:
+        """Store one finished cell atomically. `output` is rows of the main table or {table: rows};
+        `computed_with` (e.g. the thread count) becomes columns of the cell's main-table rows."""
         tables = _tables(key, output)
         record = {CELL_COLUMN: key, "config": self.fingerprint, "coordinates": dict(coordinates),
-                  "tables": tables}
+                  "tables": tables, "computed_with": _row(key, computed_with or {})}
         atomic.write_text(self.path(key), json.dumps(record, indent=1, allow_nan=True))
 
     def read(self, key: str) -> dict[str, pd.DataFrame]:
@@ -117,8 +122,8 @@ def read_cell_file(path: Path, fingerprint: str) -> tuple[str, dict[str, pd.Data
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         key, config, tables = record[CELL_COLUMN], record["config"], record["tables"]
-        coordinates = record["coordinates"]
-        if not isinstance(key, str) or not isinstance(tables, dict) or not isinstance(coordinates, dict):
+        coordinates, computed_with = record["coordinates"], record.get("computed_with", {})
+        if not all(isinstance(part, dict) for part in (tables, coordinates, computed_with)) or not isinstance(key, str):
             raise ValueError("unexpected structure")
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise ConfigurationError(f"corrupt cell file {path} ({e}); delete it to recompute that cell") from e
@@ -131,7 +136,8 @@ def read_cell_file(path: Path, fingerprint: str) -> tuple[str, dict[str, pd.Data
                                  "another cell's name; delete it to recompute that cell")
     frames = {}
     for name, rows in tables.items():
-        frame = pd.DataFrame([{**coordinates, **row} for row in rows])
+        extra = computed_with if name == MAIN_TABLE else {}
+        frame = pd.DataFrame([{**coordinates, **row, **extra} for row in rows])
         frame.insert(0, CELL_COLUMN, key)
         frames[name] = frame
     return key, frames
