@@ -231,10 +231,12 @@ def test_a_run_killed_during_evaluation_does_not_train_again(tmp_path, monkeypat
         np.testing.assert_array_equal(a, b)
 
 
-def test_the_attacked_copy_attacks_each_cells_own_weights(tmp_path):
+def test_the_measured_copy_measures_each_cells_own_weights(tmp_path):
     """Two cells' nets through the one cached copy: FGSM and PGD on the copy give exactly the examples and
     the robust samples of attacks built on each net itself, and the second net costs the copy's attacks
-    fewer traces than attacks of its own (a count of clean-correct samples it has not seen may add one)."""
+    fewer traces than attacks of its own (a count of clean-correct samples it has not seen may add one);
+    the copy's top Hessian eigenvalue is exactly the net's, and its power iteration is traced once."""
+    from tfadv.analysis.hessian import top_hessian_eigenvalue
     from tfadv.attacks import FGM, PGD
     from tfadv.evaluation import robust_mask
 
@@ -242,25 +244,27 @@ def test_the_attacked_copy_attacks_each_cells_own_weights(tmp_path):
     cell = cells.grid(run)[0]
     _, _, x, y = cells.load_data("digits", run)
     x, y, ids = x[:64], y[:64], np.arange(64)
-    threat = run.profile.threats["digits"]
+    threat, hessian, seed = run.profile.threats["digits"], run.profile.hessian, cells.cell_seed(cell, run)
     common = {"from_logits": True, "clip_min": 0.0, "clip_max": 1.0}
     traces = []
     for weights_seed in (1, 2):
         keras.utils.set_random_seed(weights_seed)
         model = kamath.MODELS[cell["model"]](x.shape[1:], num_classes=cells.NUM_CLASSES)
-        net, fgsm, pgd = cells.attacked_copy(model, cell, run, x.shape)
+        net, fgsm, pgd, top_eigenvalue = cells.measured_copy(model, cell, run, x.shape, hessian)
         own = {fgsm: FGM(model, threat.eps, "inf", **common),
                pgd: PGD(model, threat.eps, "inf", steps=threat.pgd_steps, step_size=threat.pgd_step_size,
-                        rand_init=True, seed=cells.cell_seed(cell, run), **common)}
+                        rand_init=True, seed=seed, **common)}
         for attack, reference in own.items():
             np.testing.assert_array_equal(attack(x, y, sample_ids=ids), reference(x, y, sample_ids=ids))
             robust = robust_mask(net, attack, x, y, batch_size=cells.EVAL_BATCH)
             np.testing.assert_array_equal(robust, robust_mask(model, reference, x, y, batch_size=cells.EVAL_BATCH))
         traces.append({type(a).__name__: (a.tracing_count(), reference.tracing_count())
                        for a, reference in own.items()})
+        assert top_eigenvalue(x, y, seed=seed) == top_hessian_eigenvalue(model, x, y, settings=hessian, seed=seed)
     for name, (copy_traces, own_traces) in traces[1].items():
         assert copy_traces - traces[0][name][0] < own_traces, name
-    assert sum(1 for key in run.cache if key[0] == "attacked copy") == 1
+    assert top_eigenvalue.tracing_count() == 1
+    assert sum(1 for key in run.cache if key[0] == "measured copy") == 1
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from tfadv.analysis.hessian import (
     CONVERGED,
     HESSIANFLOW,
     PowerIteration,
+    hessian_eigenvalue_fn,
     power_iteration,
     top_hessian_eigenvalue,
 )
@@ -92,6 +93,16 @@ def test_top_eigenvalue_matches_exact_hessian(batch_norm):
     # Chunking the data subset is a memory knob only.
     chunked = top_hessian_eigenvalue(model, x, y, settings=PowerIteration(2000, 1e-7, batch_size=7))
     assert chunked.eigenvalue == pytest.approx(result.eigenvalue, rel=1e-4)
+
+
+def test_the_compiled_function_measures_new_weights_without_retracing():
+    model = tiny_mlp(batch_norm=True)
+    x, y = tiny_data()
+    measure = hessian_eigenvalue_fn(model, settings=TIGHT, which="largest")
+    for scale in (1.0, 0.5):  # new weights in the same model: same answers as a fresh measurement, one trace
+        model.set_weights([w * scale for w in model.get_weights()])
+        assert measure(x, y, seed=3) == top_hessian_eigenvalue(model, x, y, settings=TIGHT, which="largest", seed=3)
+    assert measure.tracing_count() == 1
 
 
 def test_presets_and_weight_decay():

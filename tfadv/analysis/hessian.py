@@ -156,33 +156,53 @@ def top_hessian_eigenvalue(
     cross-entropy (`from_logits` says what the model outputs). `weight_decay` c adds the Hessian of
     (c/2)||theta||^2, i.e. c*I; HessianFlow used none. `seed` fixes the random start vector.
     """
+    measure = hessian_eigenvalue_fn(model, settings=settings, from_logits=from_logits, loss=loss, which=which,
+                                    weight_decay=weight_decay)
+    return measure(x, y, seed=seed)
+
+
+def hessian_eigenvalue_fn(
+    model: keras.Model,
+    *,
+    settings: PowerIteration | str = CONVERGED,
+    from_logits: bool = True,
+    loss: keras.losses.Loss | None = None,
+    which: Which = "largest_magnitude",
+    weight_decay: float = 0.0,
+) -> Callable[..., HessianEigenvalue]:
+    """`top_hessian_eigenvalue` of `model` with its settings fixed: a function `(x, y, seed=0)` whose power
+    iteration is compiled once, so that measuring many weights (copied into `model`) or many data sets of one
+    size traces once instead of once per call."""
     if isinstance(settings, str):
         if settings not in PRESETS:
             raise ValueError(f"settings must be one of {sorted(PRESETS)} or a PowerIteration, got {settings!r}")
         settings = PRESETS[settings]
     if which not in ("largest_magnitude", "largest"):
         raise ValueError(f"which must be 'largest_magnitude' or 'largest', got {which!r}")
-    _validate(model, x, y)
-    n = len(x) if settings.num_samples is None else min(settings.num_samples, len(x))
-    x = tf.constant(np.asarray(x[:n], dtype="float32"))
-    num_classes = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else None
-    if num_classes is None:
-        num_classes = int(model(x[:1], training=False).shape[-1])
     loss_fn = per_sample_loss_fn(loss, from_logits)
-    y = tf.constant(loss_labels(loss_fn, tf.constant(_one_hot(y[:n], num_classes))))
-    params = model.trainable_variables
-    hvp = _mean_loss_hvp(model, x, y, loss_fn, settings.batch_size, weight_decay)
 
     @tf.function
-    def run(v0: Vector, shift: tf.Tensor):
+    def run(v0: Vector, shift: tf.Tensor, x: tf.Tensor, y: tf.Tensor):
+        hvp = _mean_loss_hvp(model, x, y, loss_fn, settings.batch_size, weight_decay)
         return power_iteration(hvp, v0, settings.max_iterations, settings.tolerance, shift)
 
-    v0 = [tf.random.stateless_normal(p.shape, seed=[seed, i]) for i, p in enumerate(params)]
-    eigenvalue, iterations, converged = (t.numpy() for t in run(v0, tf.constant(0.0)))
-    if which == "largest" and eigenvalue < 0:
-        shifted, more, converged = (t.numpy() for t in run(v0, tf.constant(eigenvalue)))
-        eigenvalue, iterations = shifted + eigenvalue, iterations + more
-    return HessianEigenvalue(float(eigenvalue), int(iterations), bool(converged), which)
+    def measure(x: np.ndarray, y: np.ndarray, seed: int = 0) -> HessianEigenvalue:
+        _validate(model, x, y)
+        n = len(x) if settings.num_samples is None else min(settings.num_samples, len(x))
+        x = tf.constant(np.asarray(x[:n], dtype="float32"))
+        num_classes = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else None
+        if num_classes is None:
+            num_classes = int(model(x[:1], training=False).shape[-1])
+        y = tf.constant(loss_labels(loss_fn, tf.constant(_one_hot(y[:n], num_classes))))
+        v0 = [tf.random.stateless_normal(p.shape, seed=[seed, i]) for i, p in enumerate(model.trainable_variables)]
+        eigenvalue, iterations, converged = (t.numpy() for t in run(v0, tf.constant(0.0), x, y))
+        if which == "largest" and eigenvalue < 0:
+            shifted, more, converged = (t.numpy() for t in run(v0, tf.constant(eigenvalue), x, y))
+            eigenvalue, iterations = shifted + eigenvalue, iterations + more
+        return HessianEigenvalue(float(eigenvalue), int(iterations), bool(converged), which)
+
+    measure.tracing_count = run.experimental_get_tracing_count  # for retracing checks
+    return measure
 
 
 def _mean_loss_hvp(model: keras.Model, x: tf.Tensor, y: tf.Tensor, loss_fn, batch_size: int,
