@@ -211,8 +211,8 @@ def test_threads_sharing_an_attack_get_disjoint_stream_positions():
     """train_async's workers share one attack: each call must get a block of ids of its own (the first
     version read the stream position twice, so a call could get another call's ids or a range of the wrong
     length, as seen once in CI)."""
-    x = tf.random.stateless_uniform([4, 8, 8, 1], [0, 1])
-    y = tf.zeros([4], tf.int64)
+    x = np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32)
+    y = np.zeros(4, np.int64)
     attack = PGD(sequential(), 0.1, steps=1, step_size=0.0, from_logits=True, seed=1)
     calls_per_thread, results, errors = 60, [], []
 

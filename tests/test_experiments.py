@@ -204,7 +204,9 @@ def test_kill_9_mid_run_then_rerun_gives_the_same_table(tmp_path):
     assert not (out / "report.md").exists()
     resumed = run_toy("--profile", "paper", "--out", str(out))
     fresh = run_toy("--profile", "paper", "--out", str(tmp_path / "fresh"))
-    pd.testing.assert_frame_equal(resumed["results"], fresh["results"])
+    # The killed process ran its cells on its own thread count, this test process on TensorFlow's default.
+    pd.testing.assert_frame_equal(resumed["results"].drop(columns=store.THREADS_COLUMN),
+                                  fresh["results"].drop(columns=store.THREADS_COLUMN))
 
 
 @pytest.mark.slow
