@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import toy_experiment
-from tfadv.experiments import atomic, grid, identity, jobs, store
+from tfadv.experiments import atomic, grid, identity, jobs, machine, store
 from tfadv.experiments.cli import main
 
 TESTS = Path(__file__).resolve().parent
@@ -174,6 +174,16 @@ def test_shards_partition_the_grid():
 def test_child_argv_drops_what_the_parent_sets():
     argv = ["--profile", "demo", "--jobs", "2", "--out=x", "--shard", "0/2", "--seed", "3", "--threads", "2"]
     assert jobs.child_argv(argv) == ["--profile", "demo", "--seed", "3"]
+
+
+def test_threads_that_cannot_apply_are_said_and_the_count_in_effect_recorded(tmp_path, capsys):
+    import tensorflow as tf
+
+    tf.constant(1.0) + 1.0  # TensorFlow runs: its pools are fixed
+    running = tf.config.threading.get_intra_op_parallelism_threads()
+    tables = run_toy("--profile", "smoke", "--out", str(tmp_path), "--threads", str(running + 3))
+    assert f"not --threads {running + 3}" in capsys.readouterr().err
+    assert set(tables["results"][store.THREADS_COLUMN]) == {running or machine.cpu_count()}
 
 
 def test_the_report_says_when_cells_used_different_thread_counts():

@@ -98,7 +98,10 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None) -> Tables:
     folders of another configuration end the process with a message that names the problem."""
     args = parser(experiment).parse_args(argv)
     args.threads = jobs.cell_threads(args.threads)
-    jobs.use_threads(args.threads, child=args.child_of_jobs)
+    if not jobs.use_threads(args.threads, child=args.child_of_jobs):
+        print(f"{experiment.key}: TensorFlow already runs in this process, so its cells run on its "
+              f"{machine.threads_in_effect()} CPU threads, not --threads {args.threads} (each cell records the "
+              "count; start a fresh process to choose it)", file=sys.stderr)
     clock = machine.RunClock()
     if args.plan:
         return {"plan": _print_plan(experiment, args)}

@@ -41,10 +41,11 @@ def cell_threads(requested: int | None) -> int:
     return 0 if machine.gpus() else CPU_THREADS_PER_CELL
 
 
-def use_threads(threads: int, child: bool = False) -> None:
+def use_threads(threads: int, child: bool = False) -> bool:
     """Size TensorFlow's intra-op pool (the one the numbers depend on) before it starts; a child of --jobs
-    also gets at most 2 inter-op threads so N children do not oversubscribe the cores. A process whose
-    TensorFlow already runs (a test calling main()) keeps its pools: each cell records the count in effect."""
+    also gets at most 2 inter-op threads so N children do not oversubscribe the cores. False if this
+    process's TensorFlow already runs with other pools (main() called from a notebook or a test): they
+    stay, and each cell records the count in effect."""
     import tensorflow as tf
 
     try:
@@ -52,7 +53,8 @@ def use_threads(threads: int, child: bool = False) -> None:
         if child:
             tf.config.threading.set_inter_op_parallelism_threads(min(2, threads or machine.cpu_count()))
     except RuntimeError:  # "cannot be modified after initialization"
-        pass
+        return False
+    return True
 
 
 def job_count(requested: int | None, profile: str, pending: Sequence[dict], threads: int) -> int:
