@@ -38,6 +38,7 @@ def test_default_folder_is_per_profile(tmp_path, monkeypatch):
     (["--profile", "demo"], "profile"),
     (["--seed", "7"], "seed"),
     (["--scale", "2"], "options.scale"),
+    (["--threads", "2"], "threads:"),
 ])
 def test_a_folder_of_another_configuration_is_refused_with_the_differences(tmp_path, change, named):
     out = str(tmp_path / "out")

@@ -65,13 +65,14 @@ def parser(experiment: Experiment) -> argparse.ArgumentParser:
 
 
 def configuration(experiment: Experiment, profile_name: str, options: Mapping[str, Any], seed: int,
-                  limit: int | None = None) -> dict:
-    """Everything that can change a cell's numbers (tfadv.experiments.identity)."""
+                  limit: int | None = None, threads: int | None = None) -> dict:
+    """Everything that can change a cell's numbers (tfadv.experiments.identity), the CPU thread count
+    (--threads, resolved) included."""
     identity_options = {o.dest: options[o.dest] for o in experiment.options if o.role == "identity"}
     return {"experiment": experiment.key, "version": experiment.version, "tfadv": tfadv.__version__,
             "code": identity.code_fingerprint(experiment.module or f"reproduce.{experiment.key}"),
             "profile": profile_name, "profile_settings": experiment.profiles[profile_name],
-            "options": identity_options, "seed": seed, "limit": limit}
+            "options": identity_options, "seed": seed, "limit": limit, "threads": threads}
 
 
 def open_run(experiment: Experiment, args: argparse.Namespace, claim_folder: bool = True) -> Run:
@@ -83,7 +84,7 @@ def open_run(experiment: Experiment, args: argparse.Namespace, claim_folder: boo
     for option in experiment.options:
         if option.profile_field and options[option.dest] is None:
             options[option.dest] = getattr(profile, option.profile_field)
-    config = configuration(experiment, args.profile, options, args.seed, args.limit)
+    config = configuration(experiment, args.profile, options, args.seed, args.limit, jobs.cell_threads(args.threads))
     out = Path(args.out or os.path.join("results", experiment.key, args.profile))
     return Run(experiment=experiment, profile_name=args.profile, profile=profile,
                options=options, seed=args.seed, limit=args.limit, out=out, configuration=config,
