@@ -206,7 +206,6 @@ def test_a_stream_gets_the_same_starts_in_batches_of_1_or_64(trained, digits):
     assert not np.allclose(attack(x, y).numpy(), together)  # the stream moved on: fresh starts
 
 
-
 def test_threads_sharing_an_attack_get_disjoint_stream_positions():
     """train_async's workers share one attack: each call must get a block of ids of its own (the first
     version read the stream position twice, so a call could get another call's ids or a range of the wrong

@@ -243,8 +243,9 @@ def test_a_trained_cell_is_the_same_under_jobs_1_and_jobs_2(tmp_path):
     tables = {}
     for count in ("1", "2"):
         out = tmp_path / f"jobs-{count}"
-        subprocess.run([sys.executable, "-m", "reproduce.batchsize", "--profile", "smoke", "--no-progress",
-                        "--jobs", count, "--out", str(out)], cwd=TESTS.parent, check=True, capture_output=True)
+        done = subprocess.run([sys.executable, "-m", "reproduce.batchsize", "--profile", "smoke", "--no-progress",
+                               "--jobs", count, "--out", str(out)], cwd=TESTS.parent, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
         table = pd.read_csv(out / "results.csv")
         tables[count] = table.drop(columns=[c for c in table.columns if c.endswith("seconds")])
     pd.testing.assert_frame_equal(tables["1"], tables["2"], check_exact=True)
