@@ -113,9 +113,8 @@ class Attack:
         self._num_classes: int | None = None
         with tf.init_scope():
             self._stream_position = tf.Variable(0, dtype=tf.int64, trainable=False, name="attack_samples_seen")
-        # Threads sharing one attack (train_async's workers) must get disjoint ids: eagerly, the add and
-        # the read are two ops another thread can come between. (In a graph, automatic control
-        # dependencies already order the ops on the variable.)
+        # Threads calling one attack must get disjoint ids: eagerly, the read and the advance are two ops
+        # another thread can come between. (In a graph, automatic control dependencies order them.)
         self._stream_lock = threading.Lock()
 
     # ----------------------------------------------------------------------------------------- public
@@ -248,9 +247,15 @@ class Attack:
     def _sample_ids(self, sample_ids: Any, x: tf.Tensor) -> tf.Tensor:
         """The given ids, or the next positions of the sample stream (advancing it)."""
         n = tf.shape(x, out_type=tf.int64)[0]
-        if sample_ids is None:
+        if sample_ids is None and tf.executing_eagerly():
+            # Host integers, read and advanced under a lock: CI twice saw a worker of train_async get a range
+            # of the wrong length (24, then 0 ids for 8 samples) from tensors computed off the variable.
             with self._stream_lock:
-                end = tf.convert_to_tensor(self._stream_position.assign_add(n))  # one read, not one per use
+                start = int(self._stream_position.numpy())
+                self._stream_position.assign(start + int(x.shape[0]))
+            return tf.range(start, start + int(x.shape[0]), dtype=tf.int64)
+        if sample_ids is None:
+            end = self._stream_position.assign_add(n)
             return tf.ensure_shape(tf.range(end - n, end), x.shape[:1])
         ids = tf.convert_to_tensor(sample_ids)
         if tf.executing_eagerly() and (not ids.dtype.is_integer or ids.shape != (x.shape[0],)):
