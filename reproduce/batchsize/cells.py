@@ -182,9 +182,9 @@ def measured_copy(model: keras.Model, cell: dict, run, batch_shape: tuple,
     once rather than once per cell: on the demo's digits nets the attack traces cost about as much as a small
     cell's training, the eigenvalue's about 0.35 s a cell (measured). The copy computes what `model` computes
     (same layers, same weights, inference mode): test_batchsize checks it. robust_accuracy attacks only the
-    clean-correct samples, a count that differs from cell to
-    cell; the attacks are first run on a `batch_shape` batch (the evaluation's largest), so that a smaller
-    count is padded to it (exact in inference mode) instead of tracing its own batch size.
+    clean-correct samples, a count that differs from cell to cell; the attacks are first run on a
+    `batch_shape` batch (the evaluation's largest), so that a smaller count is padded to it (exact in
+    inference mode) instead of tracing its own batch size.
     """
     threat, seed = run.profile.threats[cell["dataset"]], cell_seed(cell, run)
 
