@@ -246,15 +246,16 @@ class Attack:
 
     def _sample_ids(self, sample_ids: Any, x: tf.Tensor) -> tf.Tensor:
         """The given ids, or the next positions of the sample stream (advancing it)."""
-        n = tf.shape(x, out_type=tf.int64)[0]
         if sample_ids is None and tf.executing_eagerly():
             # Host integers, read and advanced under a lock: CI twice saw a worker of train_async get a range
             # of the wrong length (24, then 0 ids for 8 samples) from tensors computed off the variable.
+            n = int(x.shape[0])
             with self._stream_lock:
                 start = int(self._stream_position.numpy())
-                self._stream_position.assign(start + int(x.shape[0]))
-            return tf.range(start, start + int(x.shape[0]), dtype=tf.int64)
+                self._stream_position.assign(start + n)
+            return tf.range(start, start + n, dtype=tf.int64)
         if sample_ids is None:
+            n = tf.shape(x, out_type=tf.int64)[0]
             end = self._stream_position.assign_add(n)
             return tf.ensure_shape(tf.range(end - n, end), x.shape[:1])
         ids = tf.convert_to_tensor(sample_ids)
