@@ -187,6 +187,17 @@ def test_threads_that_cannot_apply_are_said_and_the_count_in_effect_recorded(tmp
     assert set(tables["results"][store.THREADS_COLUMN]) == {running or machine.cpu_count()}
 
 
+def test_default_job_count_shares_the_cores_by_threads(monkeypatch):
+    monkeypatch.setattr(machine, "cpu_count", lambda: 8)
+    monkeypatch.setattr(machine, "gpus", lambda: [])
+    pending = [{"x": i} for i in range(20)]
+    assert jobs.job_count(None, "demo", pending, threads=1) == 8
+    assert jobs.job_count(None, "demo", pending, threads=3) == 2
+    assert jobs.job_count(None, "demo", pending, threads=0) == 1  # TensorFlow's default uses every core
+    assert jobs.job_count(None, "demo", pending[:3], threads=1) == 3
+    assert jobs.job_count(5, "demo", pending, threads=0) == 5
+
+
 def test_the_report_says_when_cells_used_different_thread_counts():
     from tfadv.experiments.cli import threads_fact
 

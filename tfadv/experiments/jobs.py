@@ -59,7 +59,7 @@ def use_threads(threads: int, child: bool = False) -> bool:
 
 def job_count(requested: int | None, profile: str, pending: Sequence[dict], threads: int) -> int:
     """--jobs, else one per GPU, else as many as there are pending cells and `threads`-sized shares of the
-    cores (smoke: 1, it is seconds)."""
+    cores (threads 0: TensorFlow's default, every core; smoke: 1, it is seconds)."""
     if requested is not None:
         return requested
     if profile == "smoke" or not pending:
@@ -67,7 +67,7 @@ def job_count(requested: int | None, profile: str, pending: Sequence[dict], thre
     gpus = machine.gpus()
     if gpus:
         return len(gpus)
-    return max(1, min(machine.cpu_count() // max(threads, 1), len(pending)))
+    return max(1, min(machine.cpu_count() // (threads or machine.cpu_count()), len(pending)))
 
 
 def child_environments(count: int, threads: int) -> list[dict[str, str]]:
