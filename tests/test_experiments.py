@@ -1,12 +1,14 @@
 """The experiment layer: a result's identity, checked cell files, atomic writes, shards, --jobs, resume."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +16,8 @@ import pandas as pd
 import pytest
 
 import toy_experiment
-from tfadv.experiments import atomic, grid, identity, jobs, machine, store
+from tfadv.experiments import atomic, cli, grid, identity, jobs, machine, store
+from tfadv.experiments import claims as cell_claims
 from tfadv.experiments.cli import main
 
 TESTS = Path(__file__).resolve().parent
@@ -172,8 +175,60 @@ def test_shards_partition_the_grid():
             grid.parse_shard(bad)
 
 
+def _open_toy_run(out):
+    args = cli.parser(toy_experiment.EXPERIMENT).parse_args(["--profile", "demo", "--out", str(out)])
+    return cli.open_run(toy_experiment.EXPERIMENT, args)
+
+
+def _recording(run):
+    """The run with its cells' computations recorded in the returned list."""
+    computed = []
+
+    def run_cell(cell, run):
+        computed.append(cell["x"])
+        return toy_experiment.run_cell(cell, run)
+
+    run.experiment = dataclasses.replace(run.experiment, run_cell=run_cell)
+    return run, computed
+
+
+@pytest.mark.timeout(60)
+def test_a_jobs_process_leaves_taken_cells_and_waits_for_those_in_progress(tmp_path):
+    """Processes of one --jobs run take cells one at a time: a cell another live process took is its to
+    compute, and a cell that needs it waits here until it is finished, rather than being left undone."""
+    run, computed = _recording(_open_toy_run(tmp_path / "out"))
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    cells = toy_experiment.grid(run)
+    point_2 = next(c for c in cells if c["x"] == 2)
+    assert cell_claims.take(claims, run.cell_id(point_2))  # "another process": this one, still alive
+    other = threading.Timer(2 * cell_claims.POLL_SECONDS, lambda: run.store.write(
+        identity.cell_key(point_2), point_2, toy_experiment.run_cell(point_2, run), {}))
+    other.start()
+    left = grid.run_cells(run, cells, claims=claims)
+    other.join()
+    assert left == [] and computed == [1, 3, 0]  # the summary (x = 0) ran after x = 2 was finished
+    assert all(run.finished(c) for c in cells)
+    assert not cell_claims.take(claims, run.cell_id(cells[0]))  # what this process computed, it had taken
+
+
+def test_a_jobs_process_does_not_wait_for_a_dead_process_cell(tmp_path, capsys):
+    run, computed = _recording(_open_toy_run(tmp_path / "out"))
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    cells = toy_experiment.grid(run)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (claims / run.cell_id(cells[1])).write_text(str(dead.pid))  # x = 2, taken by a process that has died
+    assert not cell_claims.in_progress(claims, run.cell_id(cells[1]))
+    left = grid.run_cells(run, cells, claims=claims)
+    assert computed == [1, 3] and left == [cells[-1]]  # the summary waits for x = 2, which nobody computes
+    assert "waits for 1 unfinished cell" in capsys.readouterr().err
+
+
 def test_child_argv_drops_what_the_parent_sets():
-    argv = ["--profile", "demo", "--jobs", "2", "--out=x", "--shard", "0/2", "--seed", "3", "--threads", "2"]
+    argv = ["--profile", "demo", "--jobs", "2", "--out=x", "--shard", "0/2", "--seed", "3", "--threads", "2",
+            "--claims", "c"]
     assert jobs.child_argv(argv) == ["--profile", "demo", "--seed", "3"]
 
 
@@ -237,7 +292,8 @@ def test_jobs_run_shard_processes_into_one_folder(tmp_path):
     subprocess.run([sys.executable, "-m", "toy_experiment", "--profile", "paper", "--no-progress", "--jobs", "2",
                     "--out", str(out)], env=_toy_env(), check=True)
     logs = sorted(p.name for p in (out / "logs").iterdir())
-    assert logs == ["shard-0-of-2.log", "shard-1-of-2.log"]
+    assert logs == ["job-0-of-2.log", "job-1-of-2.log"]
+    assert not list((out / "work").glob("claims-*"))  # the run's claims go with it
     serial = run_toy("--profile", "paper", "--out", str(tmp_path / "serial"))
     parallel = pd.read_csv(out / "results.csv")
     # Cells record their process's thread count; this test process's TensorFlow already runs with its default.
@@ -270,9 +326,10 @@ def test_jobs_report_a_failing_child_and_keep_finished_cells(tmp_path):
     out = tmp_path / "failing"
     done = subprocess.run([sys.executable, "-m", "toy_experiment", "--profile", "paper", "--no-progress", "--jobs",
                            "2", "--out", str(out)], env=_toy_env(TOY_FAIL_CELL="2"), capture_output=True, text=True)
-    assert done.returncode != 0 and "fails on purpose" in done.stderr and "shard-1-of-2.log" in done.stderr
-    # shard 0 (x = 1, 3) finished; shard 1 stopped at its failing first cell (x = 2) and kept nothing of it
-    assert len(list((out / "cells").glob("*.json"))) == 2
+    assert done.returncode != 0 and "fails on purpose" in done.stderr and "-of-2.log (exit 1)" in done.stderr
+    # The job that took x = 2 stopped there and kept nothing of it; the other took the remaining points
+    # (x = 1, 3, 4: whichever job took which) and did not wait for the failed job's cell (the summary needs it).
+    assert len(list((out / "cells").glob("*.json"))) == 3
 
 
 def test_store_refuses_a_cell_without_main_rows(tmp_path):

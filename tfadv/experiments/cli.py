@@ -55,6 +55,7 @@ def parser(experiment: Experiment) -> argparse.ArgumentParser:
     p.add_argument("--keep-work", action="store_true", help="keep each finished cell's scratch folder OUT/work/<id>")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars or cell log")
     p.add_argument("--child-of-jobs", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--claims", default=None, help=argparse.SUPPRESS)  # a --jobs child: where it takes cells
     own = p.add_argument_group(f"{experiment.key} options")
     for option in experiment.options:
         kwargs = dict(help=option.help, default=option.default, dest=option.dest, action=option.action)
@@ -130,7 +131,9 @@ def _run_shard(run: Run, cells: Sequence[dict], args: argparse.Namespace, argv: 
     count = jobs.job_count(args.jobs, args.profile, [c for c in parallel if not run.finished(c)], args.threads)
     if count > 1 and args.shard is None and not args.child_of_jobs:
         jobs.run_parallel(run, parallel, count, argv, args.threads)
-    grid.run_cells(run, mine)  # after --jobs: the cells that need the whole machine or wait for others
+    # A --jobs child takes its cells one by one; the parent, after its children, runs the cells that need the
+    # whole machine or still wait for others.
+    grid.run_cells(run, mine, claims=Path(args.claims) if args.claims else None)
 
 
 def _print_plan(experiment: Experiment, args: argparse.Namespace):

@@ -7,10 +7,13 @@ transfer matrix over trained models) waits until those cells are finished here o
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Sequence, TypeVar
 
 import keras
 
+from tfadv.experiments import claims as cell_claims
 from tfadv.experiments import identity, machine, store
 
 if TYPE_CHECKING:
@@ -50,12 +53,14 @@ def check_unique(cells: Sequence[dict]) -> list[str]:
     return keys
 
 
-def run_cells(run: "Run", cells: Sequence[dict]) -> list[dict]:
+def run_cells(run: "Run", cells: Sequence[dict], claims: Path | None = None) -> list[dict]:
     """Run every cell of `cells` not yet finished, each stored the moment it finishes.
 
     Cells whose prerequisites (Experiment.needs) are not all finished wait; those still waiting at the end
     are returned (a later invocation, or the parent of --jobs, runs them). An exception in a cell
-    propagates and nothing of that cell is written.
+    propagates and nothing of that cell is written. With `claims`, the folder of a --jobs run
+    (tfadv.experiments.claims), this process computes only the cells it takes there, one at a time, and
+    while a cell nobody took waits only for cells other live processes are computing, it waits too.
     """
     check_unique(cells)
     todo = [c for c in cells if not run.finished(c)]
@@ -68,18 +73,35 @@ def run_cells(run: "Run", cells: Sequence[dict]) -> list[dict]:
     done = 0
     while todo:
         ready = [c for c in todo if all(run.finished(n) for n in run.needs(c))]
-        if not ready:
+        cell = next((c for c in ready if claims is None or cell_claims.take(claims, run.cell_id(c))), None)
+        if cell is None:
+            if claims is not None and _waits_on_others(run, todo, claims):
+                time.sleep(cell_claims.POLL_SECONDS)
+                todo = [c for c in todo if not run.finished(c)]
+                continue
             break
-        for cell in ready:
-            run.log(f"cell {identity.cell_key(cell)}")
-            output = run.experiment.run_cell(dict(cell), run)
-            run.store.write(identity.cell_key(cell), cell, output, {store.THREADS_COLUMN: machine.threads_in_effect()})
-            run.discard_work(cell)
-            done += 1
-            bar.update(done)
-        todo = [c for c in todo if c not in ready]
+        run.log(f"cell {identity.cell_key(cell)}")
+        output = run.experiment.run_cell(dict(cell), run)
+        run.store.write(identity.cell_key(cell), cell, output, {store.THREADS_COLUMN: machine.threads_in_effect()})
+        run.discard_work(cell)
+        done += 1
+        bar.update(done)
+        todo = [c for c in todo if not run.finished(c)]
+    if claims is not None:  # cells other processes took are theirs to finish (or, if they died, to report)
+        todo = [c for c in todo if not cell_claims.taken(claims, run.cell_id(c))]
     for cell in todo:
         waiting = [identity.cell_key(n) for n in run.needs(cell) if not run.finished(n)]
         print(f"cell {identity.cell_key(cell)} waits for {len(waiting)} unfinished cell(s), e.g. {waiting[0]}; "
               "run again (or --merge) once they are done", file=sys.stderr)
     return todo
+
+
+def _waits_on_others(run: "Run", todo: Sequence[dict], claims: Path) -> bool:
+    """Does a cell nobody took wait only for cells that other live processes are computing?"""
+    for cell in todo:
+        if cell_claims.taken(claims, run.cell_id(cell)):
+            continue
+        unfinished = [n for n in run.needs(cell) if not run.finished(n)]
+        if unfinished and all(cell_claims.in_progress(claims, run.cell_id(n)) for n in unfinished):
+            return True
+    return False

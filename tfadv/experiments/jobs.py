@@ -1,31 +1,36 @@
-"""--jobs N: one grid, N shard processes, every core or GPU busy, one merged table.
+"""--jobs N: one grid, N processes, every core or GPU busy, one merged table.
 
-The parent prepares what every cell shares (Experiment.prepare), starts N children running shards
-0/N .. N-1/N of the same configuration into the same folder, each pinned to its own GPU
-(CUDA_VISIBLE_DEVICES) or, on a CPU-only machine, to `--threads` cores (TensorFlow's thread pools),
-shows one progress bar over the cells, and finally runs itself the cells that must not share the machine
-or that wait for other cells. Interrupting the parent stops the children; every finished cell is already
-on disk (cells are written atomically), so nothing finished is lost and a re-run resumes.
+The parent prepares what every cell shares (Experiment.prepare), starts N children of the same
+configuration into the same folder, each pinned to its own GPU (CUDA_VISIBLE_DEVICES) or, on a CPU-only
+machine, to `--threads` cores (TensorFlow's thread pools); each child takes the next cell nobody has taken
+(tfadv.experiments.claims), so none idles while cells are left. The parent shows one progress bar over the
+cells, and finally runs itself the cells that must not share the machine or that still wait for others.
+Interrupting the parent stops the children; every finished cell is already on disk (cells are written
+atomically), so nothing finished is lost and a re-run resumes.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import keras
 
 from tfadv.experiments import machine
+from tfadv.experiments.run import WORK_DIR
 
 if TYPE_CHECKING:
     from tfadv.experiments.run import Run
 
 POLL_SECONDS = 2.0
 #: Options the parent sets for each child itself.
-_PARENT_OPTIONS = ("--jobs", "--shard", "--out", "--threads")
+_PARENT_OPTIONS = ("--jobs", "--shard", "--out", "--threads", "--claims")
 #: TensorFlow CPU threads per cell process on a CPU-only machine, whatever --jobs is: on a CPU a trained
 #: cell's numbers depend on the thread count (TensorFlow splits its reductions per thread; efficient's smoke
 #: curves move by 5e-7 between 1 and 2 threads, a demo cell by 2 accuracy points after training), so it
@@ -97,23 +102,29 @@ def child_argv(argv: Sequence[str]) -> list[str]:
 
 
 def run_parallel(run: "Run", cells: Sequence[dict], count: int, argv: Sequence[str], threads: int) -> None:
-    """Run `cells` in `count` shard processes of `threads` TensorFlow CPU threads each; returns when all have
-    ended (raises if one failed)."""
+    """Run `cells` in `count` processes of `threads` TensorFlow CPU threads each, each taking the next
+    cell nobody has taken; returns when all have ended (raises if one failed)."""
     pending = [c for c in cells if not run.finished(c)]
     if not pending:
         return
     run.prepare()  # shared artifacts (a trained model) once, before the children look for them
     logs = run.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    scratch = run.out / WORK_DIR
+    scratch.mkdir(parents=True, exist_ok=True)
+    claims = Path(tempfile.mkdtemp(prefix="claims-", dir=scratch))  # this run's own: old claims never count
     command = [sys.executable, "-m", run.experiment.module or f"reproduce.{run.experiment.key}", *child_argv(argv),
-               "--out", str(run.out), "--jobs", "1", "--threads", str(threads), "--child-of-jobs"]
+               "--out", str(run.out), "--jobs", "1", "--threads", str(threads), "--claims", str(claims),
+               "--child-of-jobs"]
     run.log(f"{len(pending)} cells in {count} processes (logs in {logs})")
     children = []
-    for i, env in enumerate(child_environments(count, threads)):
-        log = open(logs / f"shard-{i}-of-{count}.log", "w")
-        children.append((subprocess.Popen([*command, "--shard", f"{i}/{count}"], env=env, stdout=log,
-                                          stderr=subprocess.STDOUT), log))
-    _wait(run, children, pending)
+    try:
+        for i, env in enumerate(child_environments(count, threads)):
+            log = open(logs / f"job-{i}-of-{count}.log", "w")
+            children.append((subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+        _wait(run, children, pending)
+    finally:
+        shutil.rmtree(claims, ignore_errors=True)
 
 
 def _wait(run: "Run", children, pending: Sequence[dict]) -> None:

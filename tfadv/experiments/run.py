@@ -54,6 +54,10 @@ class Run:
         needs = self.experiment.needs
         return list(needs(cell, self)) if needs else []
 
+    def cell_id(self, cell: dict) -> str:
+        """The name of the cell's file, work folder and claim: unique per configuration and cell."""
+        return identity.cell_id(self.store.fingerprint, identity.cell_key(cell))
+
     def whole_machine(self, cell: dict) -> bool:
         rule = self.experiment.whole_machine
         return bool(rule and rule(cell, self))
@@ -77,14 +81,13 @@ class Run:
 
     def work_dir(self, cell: dict) -> Path:
         """Scratch folder of one cell (checkpoints, logs); removed once the cell is stored."""
-        path = self.out / WORK_DIR / identity.cell_id(self.store.fingerprint, identity.cell_key(cell))
+        path = self.out / WORK_DIR / self.cell_id(cell)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def discard_work(self, cell: dict) -> None:
         if not self.keep_work:
-            shutil.rmtree(self.out / WORK_DIR / identity.cell_id(self.store.fingerprint, identity.cell_key(cell)),
-                          ignore_errors=True)
+            shutil.rmtree(self.out / WORK_DIR / self.cell_id(cell), ignore_errors=True)
 
     def artifact(self, name: str) -> Path:
         """Where to write an artifact that outlives its cell (write it with tfadv.experiments.atomic)."""
