@@ -35,8 +35,9 @@ def parser(experiment: Experiment) -> argparse.ArgumentParser:
     p.add_argument("--shard", type=_shard, default=None, metavar="i/n",
                    help="run only shard i of n (0-based); run the n shards into one --out, or into several and --merge")
     p.add_argument("--jobs", type=_jobs, default=None, metavar="N",
-                   help="run the grid in N shard processes (one per GPU, or a share of the CPU cores each) and merge "
-                        "them (default: one per GPU, else as many as the grid and the cores allow; smoke: 1)")
+                   help="run the grid in N processes, each taking the next cell (one per GPU, or a share of the CPU "
+                        "cores each), and merge them (default: one per GPU, else as many as the grid and the cores "
+                        "allow; smoke: 1)")
     p.add_argument("--threads", type=_threads, default=None, metavar="T",
                    help="TensorFlow CPU threads of each process that runs cells (default: "
                         f"{jobs.CPU_THREADS_PER_CELL} on a CPU-only machine, whatever --jobs is, since on a CPU a "
