@@ -212,16 +212,25 @@ def test_a_jobs_process_leaves_taken_cells_and_waits_for_those_in_progress(tmp_p
     assert not cell_claims.take(claims, run.cell_id(cells[0]))  # what this process computed, it had taken
 
 
-def test_a_jobs_process_does_not_wait_for_a_dead_process_cell(tmp_path, capsys):
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("reaped", [True, False], ids=["reaped", "zombie"])
+def test_a_jobs_process_does_not_wait_for_a_dead_process_cell(tmp_path, capsys, reaped):
+    """Not for one its parent has reaped, nor for a zombie (ended, not yet reaped): a --jobs child once
+    waited forever for the cell of a sibling that had failed, which the parent had not reaped yet."""
     run, computed = _recording(_open_toy_run(tmp_path / "out"))
     claims = tmp_path / "claims"
     claims.mkdir()
     cells = toy_experiment.grid(run)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
+    if reaped:
+        dead.wait()
+    else:
+        while not cell_claims._zombie(dead.pid):
+            time.sleep(0.05)
     (claims / run.cell_id(cells[1])).write_text(str(dead.pid))  # x = 2, taken by a process that has died
     assert not cell_claims.in_progress(claims, run.cell_id(cells[1]))
     left = grid.run_cells(run, cells, claims=claims)
+    dead.wait()
     assert computed == [1, 3] and left == [cells[-1]]  # the summary waits for x = 2, which nobody computes
     assert "waits for 1 unfinished cell" in capsys.readouterr().err
 
@@ -259,7 +268,21 @@ def test_the_report_says_when_cells_used_different_thread_counts():
     same = pd.DataFrame({store.CELL_COLUMN: ["a", "a", "b"], store.THREADS_COLUMN: [1, 1, 1]})
     assert threads_fact(same) == "1 (every cell)"
     mixed = pd.DataFrame({store.CELL_COLUMN: ["a", "a", "b"], store.THREADS_COLUMN: [1, 1, 2]})
-    assert threads_fact(mixed).startswith("MIXED: 1 in 1 cells, 2 in 1 cells.")
+    assert threads_fact(mixed).startswith("MIXED: 1 in 1 cells; 2 in 1 cells.")
+
+
+def test_cells_record_the_kernels_that_computed_them_and_the_report_warns_when_they_differ(tmp_path):
+    from tfadv.experiments.cli import kernels_fact
+
+    here = machine.kernels()
+    assert here.startswith("GPU: " if machine.gpus() else "CPU: ") and ("oneDNN o" in here or machine.gpus())
+    results = run_toy("--profile", "smoke", "--out", str(tmp_path / "out"))["results"]
+    assert (results[store.KERNELS_COLUMN] == here).all()
+    assert f"devices and kernels per cell | {here} (every cell)" in (tmp_path / "out" / "report.md").read_text()
+    other = results.assign(**{store.KERNELS_COLUMN: [here] + ["CPU: another, AVX512F, oneDNN on"] * (len(results) - 1)})
+    said = kernels_fact(other)
+    assert said.startswith("MIXED: ") and "not bit-comparable" in said
+    assert f"CPU: another, AVX512F, oneDNN on in {len(results) - 1} cells" in said and f"{here} in 1 cells" in said
 
 
 def _toy_env(**extra):

@@ -44,4 +44,13 @@ def in_progress(folder: Path, name: str) -> bool:
         return False
     except PermissionError:  # alive, under another user
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Ended but not yet reaped by its parent (Linux; elsewhere assumed not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False

@@ -172,7 +172,8 @@ def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machin
         sections.append(("Figures", "\n\n".join(f"![{name}]({name})" for name in figures)))
     facts = clock.facts(**{"cells finished": f"{finished} of {len(cells)}" + (
         "" if finished == len(cells) else " (the tables, figures and verdicts cover the finished ones)"),
-        "TensorFlow CPU threads per cell": threads_fact(tables[store.MAIN_TABLE])})
+        "TensorFlow CPU threads per cell": threads_fact(tables[store.MAIN_TABLE]),
+        "devices and kernels per cell": kernels_fact(tables[store.MAIN_TABLE])})
     text = report.render(title=experiment.title, key=experiment.key, profile=run.profile_name,
                          fingerprint=run.store.fingerprint, verdicts=experiment.judge(tables, run),
                          sections=sections, settings=experiment.settings(run), run_facts=facts)
@@ -185,15 +186,27 @@ def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machin
 
 def threads_fact(results) -> str:
     """How many TensorFlow CPU threads computed the cells, and a warning if not the same for all."""
-    if store.THREADS_COLUMN not in results:
+    return _computed_with_fact(results, store.THREADS_COLUMN, "{:g}", "the thread count (TensorFlow splits its "
+                               "reductions per thread)", "rerun them with one --threads")
+
+
+def kernels_fact(results) -> str:
+    """Which devices and kernels computed the cells (tfadv.experiments.machine.kernels), and a warning if not
+    the same for all."""
+    return _computed_with_fact(results, store.KERNELS_COLUMN, "{}", "the kernels (another CPU or GPU, or oneDNN "
+                               "on or off, rounds differently)", "rerun them on one kind of machine")
+
+
+def _computed_with_fact(results, column: str, shown: str, depends_on: str, remedy: str) -> str:
+    if column not in results:
         return "not recorded (cells written by an older tfadv)"
-    per_cell = results.groupby(store.CELL_COLUMN)[store.THREADS_COLUMN].first()
+    per_cell = results.groupby(store.CELL_COLUMN)[column].first()
     counts = per_cell.value_counts(dropna=False).sort_index()
     if len(counts) == 1:
-        return f"{counts.index[0]:g} (every cell)"
-    listed = ", ".join(f"{threads:g} in {n} cells" for threads, n in counts.items())
-    return (f"MIXED: {listed}. On a CPU a trained cell's numbers depend on the thread count (TensorFlow splits its "
-            "reductions per thread), so these cells are not bit-comparable; rerun them with one --threads")
+        return f"{shown.format(counts.index[0])} (every cell)"
+    listed = "; ".join(f"{shown.format(value)} in {n} cells" for value, n in counts.items())
+    return (f"MIXED: {listed}. On a CPU a trained cell's numbers depend on {depends_on}, so these cells are not "
+            f"bit-comparable; {remedy}")
 
 
 def _shard(text: str) -> tuple[int, int]:

@@ -82,7 +82,8 @@ def run_cells(run: "Run", cells: Sequence[dict], claims: Path | None = None) -> 
             break
         run.log(f"cell {identity.cell_key(cell)}")
         output = run.experiment.run_cell(dict(cell), run)
-        run.store.write(identity.cell_key(cell), cell, output, {store.THREADS_COLUMN: machine.threads_in_effect()})
+        run.store.write(identity.cell_key(cell), cell, output, {store.THREADS_COLUMN: machine.threads_in_effect(),
+                                                                store.KERNELS_COLUMN: machine.kernels()})
         run.discard_work(cell)
         done += 1
         bar.update(done)

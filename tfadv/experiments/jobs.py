@@ -131,7 +131,9 @@ def _wait(run: "Run", children, pending: Sequence[dict]) -> None:
     bar = keras.utils.Progbar(len(pending), unit_name="cell", verbose=1 if run.show_progress else 0)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        while any(child.poll() is None for child, _ in children):
+        # Poll every child each round (no short-circuit): a child that ended is reaped at once, so the
+        # others do not wait for a cell it took (tfadv.experiments.claims.in_progress).
+        while [child.poll() for child, _ in children].count(None):
             bar.update(sum(run.finished(c) for c in pending))
             time.sleep(POLL_SECONDS)
         bar.update(sum(run.finished(c) for c in pending))

@@ -28,6 +28,8 @@ CELL_COLUMN = "cell"
 MAIN_TABLE = "results"
 #: TensorFlow CPU threads of the process that computed a cell (on a CPU, its numbers depend on them).
 THREADS_COLUMN = "tf_cpu_threads"
+#: The devices and kernels that computed it (tfadv.experiments.machine.kernels): they change trained numbers too.
+KERNELS_COLUMN = "tf_kernels"
 #: A cell returns rows of its main table, or {table name: rows} to keep more than one table.
 CellOutput = Mapping[str, Any] | Iterable[Mapping[str, Any]] | Mapping[str, Iterable[Mapping[str, Any]]]
 
