@@ -1,7 +1,7 @@
 """The cells of one --jobs run, handed out one at a time to whichever process is free.
 
 A fixed split (shard i takes every n-th cell) leaves a process idle while another still has a long cell
-queued: on the efficient demo the cells' CPU times range from 40 to 180 seconds. Instead, each process
+queued: on the efficient demo the training cells took 39 to 183 CPU-seconds. Instead, each process
 of a --jobs run takes the next cell nobody has taken by creating its claim file (atomically: O_EXCL) in a
 folder of that run; the file holds the taker's process id, so a cell taken by a process that has since
 died is known not to be in progress. Taking a cell decides only who computes it, never what is computed

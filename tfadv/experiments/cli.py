@@ -186,8 +186,8 @@ def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machin
 
 def threads_fact(results) -> str:
     """How many TensorFlow CPU threads computed the cells, and a warning if not the same for all."""
-    return _computed_with_fact(results, store.THREADS_COLUMN, "{:g}", "the thread count (TensorFlow splits its "
-                               "reductions per thread)", "rerun them with one --threads")
+    return _computed_with_fact(results, store.THREADS_COLUMN, "{:g}", "the CPU thread count (TensorFlow splits "
+                               "its reductions per thread)", "rerun them with one --threads")
 
 
 def kernels_fact(results) -> str:
@@ -205,7 +205,7 @@ def _computed_with_fact(results, column: str, shown: str, depends_on: str, remed
     if len(counts) == 1:
         return f"{shown.format(counts.index[0])} (every cell)"
     listed = "; ".join(f"{shown.format(value)} in {n} cells" for value, n in counts.items())
-    return (f"MIXED: {listed}. On a CPU a trained cell's numbers depend on {depends_on}, so these cells are not "
+    return (f"MIXED: {listed}. A trained cell's numbers depend on {depends_on}, so these cells are not "
             f"bit-comparable; {remedy}")
 
 
