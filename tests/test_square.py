@@ -83,12 +83,19 @@ def test_stays_in_ball_and_range_and_breaks_some_samples(norm):
 
 
 def test_results_do_not_depend_on_the_batch():
+    """Randomness keyed on sample ids: the same squares and decisions in any batch. The values agree to a
+    float32 ulp, not bit for bit: on an AMD EPYC (AVX2) CPU 2 of 4,096 values differed by 6e-8 between
+    batches of 64 and 32 (bit-identical on the CPU before; not from the XLA-fused proposal, measured)."""
     model = trained_cnn()
     x, y = held_out(64)
     attack = Square(model, 0.1, "inf", 30, clip_min=0.0, clip_max=1.0, seed=5)
-    whole = attack(x, y, sample_ids=np.arange(64)).numpy()
-    parts = [attack(x[i : i + 32], y[i : i + 32], sample_ids=np.arange(i, i + 32)).numpy() for i in (0, 32)]
-    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    whole, whole_stats = attack(x, y, sample_ids=np.arange(64), return_stats=True)
+    parts = [attack(x[i : i + 32], y[i : i + 32], sample_ids=np.arange(i, i + 32), return_stats=True)
+             for i in (0, 32)]
+    np.testing.assert_allclose(np.concatenate([p[0].numpy() for p in parts]), whole.numpy(), rtol=0, atol=1.2e-7)
+    for stat in ("success", "queries"):
+        joined = np.concatenate([np.asarray(p[1][stat]) for p in parts])
+        np.testing.assert_array_equal(joined, np.asarray(whole_stats[stat]))
 
 
 def test_bad_arguments_fail_before_compute():
