@@ -74,20 +74,19 @@ def run_cells(run: "Run", cells: Sequence[dict], claims: Path | None = None) -> 
     while todo:
         ready = [c for c in todo if all(run.finished(n) for n in run.needs(c))]
         cell = next((c for c in ready if claims is None or cell_claims.take(claims, run.cell_id(c))), None)
-        if cell is None:
-            if claims is not None and _waits_on_others(run, todo, claims):
-                time.sleep(cell_claims.POLL_SECONDS)
-                todo = [c for c in todo if not run.finished(c)]
-                continue
+        if cell is not None:
+            run.log(f"cell {identity.cell_key(cell)}")
+            output = run.experiment.run_cell(dict(cell), run)
+            run.store.write(identity.cell_key(cell), cell, output, {
+                store.THREADS_COLUMN: machine.threads_in_effect(), store.KERNELS_COLUMN: machine.kernels()})
+            run.discard_work(cell)
+            done += 1
+            bar.update(done)
+        elif claims is not None and _waits_on_others(run, todo, claims):
+            time.sleep(cell_claims.POLL_SECONDS)
+        else:
             break
-        run.log(f"cell {identity.cell_key(cell)}")
-        output = run.experiment.run_cell(dict(cell), run)
-        run.store.write(identity.cell_key(cell), cell, output, {store.THREADS_COLUMN: machine.threads_in_effect(),
-                                                                store.KERNELS_COLUMN: machine.kernels()})
-        run.discard_work(cell)
-        done += 1
-        bar.update(done)
-        todo = [c for c in todo if not run.finished(c)]
+        todo = [c for c in todo if not run.finished(c)]  # other processes' finished cells drop out too
     if claims is not None:  # cells other processes took are theirs to finish (or, if they died, to report)
         todo = [c for c in todo if not cell_claims.taken(claims, run.cell_id(c))]
     for cell in todo:

@@ -1,6 +1,7 @@
 """What machine a run used, for the report's "This run" section (timings mean little without it)."""
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import time
@@ -30,6 +31,7 @@ def threads_in_effect() -> int:
     return tf.config.threading.get_intra_op_parallelism_threads() or cpu_count()
 
 
+@functools.cache  # fixed for the life of a process; asked once per cell
 def kernels() -> str:
     """What picks TensorFlow's kernels in this process, so how they round: the GPUs, or on a CPU its model,
     its widest vector instructions and whether oneDNN's kernels are on. The same code, seed and thread
@@ -42,7 +44,8 @@ def kernels() -> str:
         details = [tf.config.experimental.get_device_details(d) for d in found]
         return "GPU: " + ", ".join(f"{d.get('device_name', 'unknown')} (compute capability "
                                    f"{'.'.join(map(str, d.get('compute_capability', ())))})" for d in details)
-    return f"CPU: {_cpu_model()}, {_vector_isa()}, oneDNN {_onednn()}"
+    info = _cpu_info()
+    return f"CPU: {_cpu_model(info)}, {_vector_isa(info)}, oneDNN {_onednn()}"
 
 
 def _cpu_info() -> dict[str, str]:
@@ -55,12 +58,12 @@ def _cpu_info() -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
 
 
-def _cpu_model() -> str:
-    return _cpu_info().get("model name") or platform.processor() or platform.machine() or "unknown"
+def _cpu_model(info: dict[str, str]) -> str:
+    return info.get("model name") or platform.processor() or platform.machine() or "unknown"
 
 
-def _vector_isa() -> str:
-    flags = set(_cpu_info().get("flags", "").split())
+def _vector_isa(info: dict[str, str]) -> str:
+    flags = set(info.get("flags", "").split())
     for isa in ("avx512f", "avx2", "avx", "sse4_2"):
         if isa in flags:
             return isa.upper().replace("_", ".")
