@@ -59,9 +59,9 @@ def unused_budget(field: str, q: Robustness) -> bool:
 
 def measured_on(cell: dict, run: Run) -> bool:
     """Whether this cell's model gets the AutoAttack cascade and (first seed only) the masking checks. Under
-    --limit only the first run's model: the same code for every family, and each attack object traces the
-    full-size WRN-28-10 / ResNet-110 gradient graph again (minutes of CPU for a wiring check)."""
-    return run.limit is None or cell["model"] == run.profile.cifar.runs[0][0]
+    --limit only the first run's model with batch norm: the same code for every net, and each attack object
+    traces the full-size net's gradient graph again (two minutes of CPU per VGG8 for a wiring check)."""
+    return run.limit is None or (cell["model"] == run.profile.cifar.runs[0][0] and cell["normalization"] == "batchnorm")
 
 
 def autoattack_rows(model: keras.Model, run: Run, x: np.ndarray, y: np.ndarray, pgd_robust: np.ndarray,
