@@ -9,6 +9,7 @@ import pytest
 
 from reproduce.batchnorm import EXPERIMENT, cells, linear, training
 from tfadv.analysis import corruptions
+from tfadv.evaluation import compaction
 from tfadv.experiments import main
 from tfadv.experiments.identity import cell_key
 from tfadv.models import batchnorm_nets as nets
@@ -237,6 +238,7 @@ def test_smoke_run_writes_results_report_and_resumes(tmp_path):
     assert accuracies.between(0, 1).all()
     report = (tmp_path / "report.md").read_text()
     assert "Table 1" in report and "(smoke)" in report and "| tilting.seeds | 1 |" in report
+    assert "| {} | {} | tfadv |".format(*compaction.REPORT_SETTING) in report  # the shortcut the cascade takes
     assert "**reproduced** (" not in report  # one seed, one epoch: never more than partly
     assert (tmp_path / "fig1_toy.png").stat().st_size > 0
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "cells").iterdir()}

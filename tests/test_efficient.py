@@ -8,6 +8,7 @@ import tensorflow as tf
 
 import keras
 from reproduce.efficient import EXPERIMENT, cells, profiles, training
+from tfadv.evaluation import compaction
 from tfadv.experiments import cli, identity
 from tfadv.experiments.tables import select
 from tfadv.models.mnist import madry_cnn
@@ -145,6 +146,7 @@ def test_smoke_run_writes_tables_figures_and_an_inconclusive_report(smoke):
     assert "## Beyond the paper: PGD beside AutoAttack" in report and "No reading of the gaps: model did not" in report
     assert all(name in report for name in tables["masking_flags"]["flag"])
     assert "| aa_budget | (2, 10, 2) | tfadv" in report
+    assert "| {} | {} | tfadv |".format(*compaction.REPORT_SETTING) in report  # the shortcut the cascade took
 
 
 def test_table_1_off_the_diagonal_is_the_attack_crafted_on_the_source(smoke):

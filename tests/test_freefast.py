@@ -10,6 +10,7 @@ import pytest
 
 from reproduce.freefast import EXPERIMENT, cells, cost, evaluation, profiles, training
 from reproduce.freefast.paper import CIFAR_EPS
+from tfadv.evaluation import compaction
 from tfadv.experiments import identity, main
 from tfadv.training import backup
 
@@ -136,6 +137,7 @@ def test_smoke_run_writes_results_curves_figures_and_report(smoke):
     assert {"final_accuracy.png", "curves_fast_preactresnet18_2ep.png"} <= {p.name for p in out.glob("*.png")}
     report = (out / "report.md").read_text()
     assert "profile **smoke**" in report and "| eps | 0.3 |" in report and "Free m = 8 is more robust" in report
+    assert "| {} | {} | tfadv |".format(*compaction.REPORT_SETTING) in report  # the shortcut the cascade took
     assert len(list((out / "artifacts" / "models").glob("*.weights.h5"))) == 3
     # beyond the paper: AutoAttack on every cell (all at the claims' eps), the masking checks on one
     assert set(results["aa_points"]) == {16} and np.all(results["aa_robust_accuracy"] <= results["aa_clean_accuracy"])

@@ -12,6 +12,7 @@ from typing import Any
 
 from reproduce.batchnorm import beyond, cifar, linear, mlp, profiles
 from reproduce.batchnorm.data import CIFAR_BOX, CIFAR_MEAN, CIFAR_STD
+from tfadv.evaluation import compaction
 from tfadv.experiments import Setting
 from tfadv.experiments.run import Run
 
@@ -159,6 +160,7 @@ CONSTANTS = [
                                   "LR / 10, weight decay on every parameter", FIXUP_CODE),
     ("VGG8", "5 conv (64-128-256-512-512) + 3 FC, BN ε 1e-5", "tfadv: the paper's VGG8 is not defined"),
     ("ImageNet attack", "PGD-ℓ∞, no random start, step ε/4, from logits; AWGN clipped to [0, 255]", NOT_STATED),
+    (*compaction.REPORT_SETTING, "tfadv"),
 ]
 
 

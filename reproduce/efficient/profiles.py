@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from tfadv.evaluation import compaction
 from tfadv.experiments import Run, Setting
 
 REFERENCE = "reference code: mnist_challenge"
@@ -232,6 +233,7 @@ def settings(run: Run) -> list[Setting]:
                         "tfadv: StaleAdversarialModel: a weight update cannot be skipped inside train_step"))
     rows.append(Setting("evaluation", "inference mode, test images in order, random starts fixed per image",
                         "tfadv"))
+    rows.append(Setting(*compaction.REPORT_SETTING, "tfadv"))
     if run.limit is not None:
         rows.append(Setting("--limit", f"{run.limit}: images, batch, steps and workers' steps capped",
                             "tfadv: a wiring check: these numbers are not the profile's"))

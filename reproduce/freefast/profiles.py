@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from tfadv.evaluation import compaction
 from tfadv.experiments import Option, Run, Setting
 
 from reproduce.freefast.paper import CIFAR_EPS, label
@@ -218,6 +219,7 @@ FIXED = (
     ("evaluation model", "float32 copy of the weights, inference mode", SEED_CODE + " (model_test.float().eval())"),
     ("evaluation attack", "PGD with random start; a sample stops once misclassified", SEED_CODE + " (attack_pgd)"),
     ("epoch of Free-m", "one pass with m replays per minibatch (not Shafahi's N_ep/m passes)", SEED_CODE),
+    (*compaction.REPORT_SETTING, "tfadv"),
 )
 
 
