@@ -107,4 +107,6 @@ def test_paper_profile_imagenet_runs_on_stand_ins(tmp_path):
     results = tables["results"]
     assert set(results["experiment"]) == {"imagenet"}
     assert set(results["model"]) == {"vgg16", "vgg19", "resnet50", "densenet121"}
+    assert results["weights"].str.startswith("NOT the official weights: ").all()  # random, under official names
     assert_wiring_report(tmp_path / "out", results)
+    assert "**Warning.** pretrained weights: 4 of 4 cells" in (tmp_path / "out" / "report.md").read_text()

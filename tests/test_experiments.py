@@ -272,10 +272,13 @@ def test_the_report_says_when_cells_used_different_thread_counts():
 
 
 def test_cells_record_the_kernels_that_computed_them_and_the_report_warns_when_they_differ(tmp_path):
+    import tensorflow as tf
+
     from tfadv.experiments.cli import kernels_fact
 
     here = machine.kernels()
     assert here.startswith("GPU: " if machine.gpus() else "CPU: ") and ("oneDNN o" in here or machine.gpus())
+    assert here.endswith(f"; TensorFlow {tf.__version__}")
     results = run_toy("--profile", "smoke", "--out", str(tmp_path / "out"))["results"]
     assert (results[store.KERNELS_COLUMN] == here).all()
     assert f"devices and kernels per cell | {here} (every cell)" in (tmp_path / "out" / "report.md").read_text()
@@ -283,6 +286,21 @@ def test_cells_record_the_kernels_that_computed_them_and_the_report_warns_when_t
     said = kernels_fact(other)
     assert said.startswith("MIXED: ") and "not bit-comparable" in said
     assert f"CPU: another, AVX512F, oneDNN on in {len(results) - 1} cells" in said and f"{here} in 1 cells" in said
+
+
+@pytest.mark.parametrize("official", [True, False])
+def test_the_report_warns_first_when_cells_used_weights_that_are_not_the_official_files(tmp_path, monkeypatch,
+                                                                                      official):
+    said = ("official (local file, md5 ab12)" if official else
+            "NOT the official weights: resnet50.h5 has md5 cd34, the official file ab12")
+    monkeypatch.setenv("TOY_WEIGHTS", said)
+    run_toy("--profile", "smoke", "--out", str(tmp_path))
+    report = (tmp_path / "report.md").read_text()
+    assert f"| pretrained weights | {'' if official else 'WARNING: 2 of 2 cells'}" in report
+    assert f"{said} in 2 cells" in report  # the summary cell records none: it is not counted
+    header = report.split("## Claims")[0]
+    assert ("**Warning.** pretrained weights: 2 of 2 cells attacked models whose weights are not the "
+            "official files" in header) is not official
 
 
 def _toy_env(**extra):

@@ -33,6 +33,20 @@ def test_weights_load_from_local_file(resnet_and_weights):
     assert np.abs(np.asarray(fresh(x)) - np.asarray(model(x))).max() > 0  # the file, not chance, made them equal
 
 
+def test_weights_provenance_names_the_official_file_by_its_md5_and_any_other_as_not_official(tmp_path):
+    path = tmp_path / imagenet.ARCHITECTURES["resnet50"].weights_file
+    path.write_bytes(b"weights")
+    md5 = "63f4f1e9b725370f459720575cd5f953"  # of b"weights"
+    assert imagenet.weights_provenance(str(path), md5) == f"official (local file, md5 {md5})"
+    official = imagenet.ARCHITECTURES["resnet50"].weights_md5
+    assert imagenet.weights_provenance(str(path), official) == (
+        f"NOT the official weights: {path.name} has md5 {md5}, the official file {official}")
+    path.write_bytes(b"other weights")  # a file replaced in place is hashed again
+    assert imagenet.weights_provenance(str(path), md5).startswith("NOT the official weights")
+    assert imagenet.weights_provenance("imagenet", official) == f"official (Keras' cache or download, md5 {official})"
+    assert imagenet.weights_provenance(None, official) == "none (random initialisation)"
+
+
 def test_preprocess_input_is_inside_the_graph(resnet_and_weights):
     model, _ = resnet_and_weights
     plain = keras.applications.ResNet50(weights=None, input_shape=(SIZE, SIZE, 3))

@@ -202,7 +202,10 @@ def test_paper_profile_runs_on_local_stand_ins(tmp_path, monkeypatch, models):
     verdicts = EXPERIMENT.judge({"results": table}, None)
     assert all(v.outcome == INCONCLUSIVE for v in verdicts)
     assert any("did not train" in v.why for v in verdicts)  # random weights: accuracy at chance
-    assert "did not train" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "did not train" in report
+    assert table["weights"].str.startswith("NOT the official weights: ").all()  # random, under official names
+    assert f"**Warning.** pretrained weights: {len(models)} of {len(models)} cells attacked" in report
 
 
 @pytest.mark.heavy  # builds the four ImageNet architectures to count their FLOPs

@@ -1,7 +1,8 @@
 """A tiny experiment on tfadv.experiments for the layer's tests: no TensorFlow work, numbers from the seed.
 
 `python -m toy_experiment` (with tests/ on PYTHONPATH) runs it, as --jobs does for a paper's runner.
-Environment: TOY_SLEEP (seconds per cell), TOY_FAIL_CELL (a cell's `x` that raises).
+Environment: TOY_SLEEP (seconds per cell), TOY_FAIL_CELL (a cell's `x` that raises), TOY_WEIGHTS (what the
+point cells record as their model's pretrained weights).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 
 import numpy as np
 
-from tfadv.experiments import Claim, Experiment, Option, Setting, judge, main, verdicts
+from tfadv.experiments import Claim, Experiment, Option, Setting, judge, main, store, verdicts
 from tfadv.experiments.plan import Cost
 
 
@@ -45,7 +46,10 @@ def run_cell(cell, run):
     rng = np.random.default_rng([run.seed, cell["x"]])
     y = cell["x"] * run.options["scale"] + run.options["noise"] * float(rng.standard_normal())
     run.artifact(f"point-{cell['x']}.txt").write_text(repr(y))
-    return {"results": [{"y": y, "points": run.profile.points}], "trace": [{"step": i} for i in range(2)]}
+    row = {"y": y, "points": run.profile.points}
+    if os.environ.get("TOY_WEIGHTS"):
+        row[store.WEIGHTS_COLUMN] = os.environ["TOY_WEIGHTS"]
+    return {"results": [row], "trace": [{"step": i} for i in range(2)]}
 
 
 def judge_all(tables, run):

@@ -18,11 +18,12 @@ from tfadv.attacks import PGD
 from tfadv.experiments.run import Run
 from tfadv.models import imagenet as applications
 
-#: keras.applications models without BN, and their official weight files (Keras' cache names).
+#: keras.applications models without BN: constructor, preprocessing, official weight file (Keras' cache
+#: name) and its md5 (keras.applications' own check of its download).
 BN_FREE = {"vgg16": (keras.applications.VGG16, keras.applications.vgg16.preprocess_input,
-                     "vgg16_weights_tf_dim_ordering_tf_kernels.h5"),
+                     "vgg16_weights_tf_dim_ordering_tf_kernels.h5", "64373286793e3c8b2b4e3219cbf3544b"),
            "vgg19": (keras.applications.VGG19, keras.applications.vgg19.preprocess_input,
-                     "vgg19_weights_tf_dim_ordering_tf_kernels.h5")}
+                     "vgg19_weights_tf_dim_ordering_tf_kernels.h5", "cbe5617147190e668d6c5d5026f83318")}
 WITH_BN = ("resnet50", "densenet121")
 BATCH = 32
 
@@ -30,6 +31,11 @@ BATCH = 32
 def official_file(name: str) -> str:
     """The file name of a model's official ImageNet weights in Keras' cache."""
     return BN_FREE[name][2] if name in BN_FREE else applications.ARCHITECTURES[name].weights_file
+
+
+def official_md5(name: str) -> str:
+    """The md5 of that file (Keras' own check of its download)."""
+    return BN_FREE[name][3] if name in BN_FREE else applications.ARCHITECTURES[name].weights_md5
 
 
 def weights_file(name: str, weights_dir: str | None) -> str:
@@ -52,7 +58,7 @@ def classifier(name: str, weights: str) -> keras.Model:
         raise applications.WeightsUnavailableError(
             f"ImageNet weights for {name} are not in the Keras cache and {applications.WEIGHTS_HOST} is unreachable: "
             f"pass --weights-dir DIR holding {BN_FREE[name][2]}")
-    constructor, preprocess, _ = BN_FREE[name]
+    constructor, preprocess, _, _ = BN_FREE[name]
     pixels = keras.Input((applications.IMAGE_SIZE, applications.IMAGE_SIZE, 3), dtype="float32")
     model = constructor(input_tensor=preprocess(pixels), weights=weights, classifier_activation=None)
     model.trainable = False
@@ -80,11 +86,13 @@ def top_k(model: keras.Model, x: np.ndarray, y: np.ndarray, k: int) -> float:
 def run_imagenet(cell: dict, run: Run) -> list[dict]:
     p = run.profile.imagenet
     x, y = images(run)
-    model = classifier(cell["model"], weights_file(cell["model"], run.options["weights_dir"]))
+    weights = weights_file(cell["model"], run.options["weights_dir"])
+    model = classifier(cell["model"], weights)
     noisy = corruptions.awgn(x, p.awgn_std, clip_min=0.0, clip_max=255.0, seed=0)
     attack = PGD(model, eps=p.pgd_eps, norm="inf", steps=run.capped(p.pgd_steps), step_size=p.pgd_eps / 4,
                  rand_init=False, reduction="sum", from_logits=True, clip_min=0.0, clip_max=255.0)
     adversarial = np.concatenate([attack(x[i:i + BATCH], y[i:i + BATCH]).numpy() for i in range(0, len(x), BATCH)])
     metrics = {f"{name}_top{k}": top_k(model, images_, y, k)
                for name, images_ in (("clean", x), ("awgn", noisy), ("pgd_linf", adversarial)) for k in (1, 5)}
-    return rows(metrics, test_set="imagenet_v2", has_batchnorm=cell["model"] in WITH_BN, n_test=len(y))
+    return rows(metrics, test_set="imagenet_v2", has_batchnorm=cell["model"] in WITH_BN, n_test=len(y),
+                weights=applications.weights_provenance(weights, official_md5(cell["model"])))

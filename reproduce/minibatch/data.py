@@ -81,12 +81,28 @@ def _build(run: Run, name: str, policy: str) -> keras.Model:
             built.load_weights(weights)
             built.trainable = False
             return built
-        from tfadv.models.imagenet import ARCHITECTURES, build_imagenet_model
+        from tfadv.models.imagenet import build_imagenet_model
 
-        weights = "imagenet"
-        if run.options.get("weights_dir"):
-            weights = os.path.join(run.options["weights_dir"], ARCHITECTURES[name].weights_file)
-        return build_imagenet_model(name, weights, image_size=run.profile.image_size)
+        return build_imagenet_model(name, _weights(run, name), image_size=run.profile.image_size)
+
+
+def _weights(run: Run, name: str) -> str:
+    """An ImageNet model's weights: the official file in --weights-dir, else "imagenet" (Keras' cache)."""
+    from tfadv.models.imagenet import ARCHITECTURES
+
+    if run.options.get("weights_dir"):
+        return os.path.join(run.options["weights_dir"], ARCHITECTURES[name].weights_file)
+    return "imagenet"
+
+
+def weights_provenance(run: Run, name: str) -> str:
+    """Which weights a cell's model has (results.csv: weights): official, or another file named by its md5."""
+    if name == DIGITS_MODEL:
+        return "trained by this run"
+    from tfadv.models.imagenet import ARCHITECTURES
+    from tfadv.models.imagenet import weights_provenance as provenance
+
+    return provenance(_weights(run, name), ARCHITECTURES[name].weights_md5)
 
 
 # ------------------------------------------------------------------------------------------- images

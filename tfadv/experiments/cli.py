@@ -170,13 +170,18 @@ def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machin
     sections = list(experiment.sections(tables, run))
     if figures:
         sections.append(("Figures", "\n\n".join(f"![{name}]({name})" for name in figures)))
+    results = tables[store.MAIN_TABLE]
+    computed_with = {"TensorFlow CPU threads per cell": threads_fact(results),
+                     "devices and kernels per cell": kernels_fact(results), "pretrained weights": weights_fact(results)}
+    computed_with = {name: text for name, text in computed_with.items() if text is not None}
     facts = clock.facts(**{"cells finished": f"{finished} of {len(cells)}" + (
         "" if finished == len(cells) else " (the tables, figures and verdicts cover the finished ones)"),
-        "TensorFlow CPU threads per cell": threads_fact(tables[store.MAIN_TABLE]),
-        "devices and kernels per cell": kernels_fact(tables[store.MAIN_TABLE])})
+        **computed_with})
+    warnings = [f"{name}: {text.removeprefix('WARNING: ')}" for name, text in computed_with.items()
+                if text.startswith(("MIXED", "WARNING"))]
     text = report.render(title=experiment.title, key=experiment.key, profile=run.profile_name,
                          fingerprint=run.store.fingerprint, verdicts=experiment.judge(tables, run),
-                         sections=sections, settings=experiment.settings(run), run_facts=facts)
+                         sections=sections, settings=experiment.settings(run), run_facts=facts, warnings=warnings)
     from tfadv.experiments import atomic
 
     atomic.write_text(run.out / "report.md", text)
@@ -193,8 +198,22 @@ def threads_fact(results) -> str:
 def kernels_fact(results) -> str:
     """Which devices and kernels computed the cells (tfadv.experiments.machine.kernels), and a warning if not
     the same for all."""
-    return _computed_with_fact(results, store.KERNELS_COLUMN, "{}", "the kernels (another CPU or GPU, or oneDNN "
-                               "on or off, rounds differently)", "rerun them on one kind of machine")
+    return _computed_with_fact(results, store.KERNELS_COLUMN, "{}", "the kernels (another CPU or GPU, oneDNN on or "
+                               "off, or another TensorFlow rounds differently)", "rerun them on one kind of machine")
+
+
+def weights_fact(results) -> str | None:
+    """Which pretrained weights the cells' models had (where the cells record them), with a warning first
+    when some are not the official files: the paper's numbers are the official models'."""
+    if store.WEIGHTS_COLUMN not in results or results[store.WEIGHTS_COLUMN].isna().all():
+        return None
+    per_cell = results.dropna(subset=[store.WEIGHTS_COLUMN]).groupby(store.CELL_COLUMN)[store.WEIGHTS_COLUMN].first()
+    listed = "; ".join(f"{value} in {n} cells" for value, n in per_cell.value_counts().sort_index().items())
+    other = int(per_cell.str.startswith("NOT ").sum())
+    if other:
+        return (f"WARNING: {other} of {len(per_cell)} cells attacked models whose weights are not the official "
+                f"files, so their numbers are not the paper's models': {listed}")
+    return listed
 
 
 def _computed_with_fact(results, column: str, shown: str, depends_on: str, remedy: str) -> str:

@@ -34,18 +34,20 @@ def threads_in_effect() -> int:
 @functools.cache  # fixed for the life of a process; asked once per cell
 def kernels() -> str:
     """What picks TensorFlow's kernels in this process, so how they round: the GPUs, or on a CPU its model,
-    its widest vector instructions and whether oneDNN's kernels are on. The same code, seed and thread
-    count trained the efficient demo's baseline to 88.9% natural accuracy on one CPU and to 86.2% on an
-    AMD EPYC with AVX2 (87.8% there with oneDNN on)."""
+    its widest vector instructions and whether oneDNN's kernels are on; and TensorFlow's version. The same
+    code, seed and thread count trained the efficient demo's baseline to 88.9% natural accuracy on one CPU
+    and to 86.2% on an AMD EPYC with AVX2 (87.8% there with oneDNN on)."""
     import tensorflow as tf
 
     found = tf.config.list_physical_devices("GPU")
     if found:
         details = [tf.config.experimental.get_device_details(d) for d in found]
-        return "GPU: " + ", ".join(f"{d.get('device_name', 'unknown')} (compute capability "
-                                   f"{'.'.join(map(str, d.get('compute_capability', ())))})" for d in details)
-    info = _cpu_info()
-    return f"CPU: {_cpu_model(info)}, {_vector_isa(info)}, oneDNN {_onednn()}"
+        devices = "GPU: " + ", ".join(f"{d.get('device_name', 'unknown')} (compute capability "
+                                      f"{'.'.join(map(str, d.get('compute_capability', ())))})" for d in details)
+    else:
+        info = _cpu_info()
+        devices = f"CPU: {_cpu_model(info)}, {_vector_isa(info)}, oneDNN {_onednn()}"
+    return f"{devices}; TensorFlow {tf.__version__}"
 
 
 def _cpu_info() -> dict[str, str]:

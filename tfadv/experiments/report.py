@@ -54,8 +54,9 @@ def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], float_
 
 def render(*, title: str, key: str, profile: str, fingerprint: str, verdicts: Iterable[Verdict],
            sections: Iterable[tuple[str, str]] = (), settings: Iterable[Setting] = (),
-           run_facts: Mapping[str, Any] | None = None) -> str:
-    """The Markdown text of report.md."""
+           run_facts: Mapping[str, Any] | None = None, warnings: Sequence[str] = ()) -> str:
+    """The Markdown text of report.md; each of `warnings` (what the numbers rest on that a reader must know
+    before reading them) is shown under the header."""
     verdicts = list(verdicts)
     for v in verdicts:
         if not isinstance(v, Verdict):
@@ -64,6 +65,7 @@ def render(*, title: str, key: str, profile: str, fingerprint: str, verdicts: It
     lines = [f"# {title}", "",
              f"Reproduction `{key}`, profile **{profile}**, configuration `{fingerprint}` (see config.json), "
              f"written {stamp}. Every measured number below was computed by this configuration's cells.", ""]
+    lines += [line for warning in warnings for line in (f"> **Warning.** {warning}", "")]
     if profile != "paper":
         lines += [f"> Profile `{profile}` runs the paper's code on smaller data and models than the paper, so a "
                   "verdict here says whether the phenomenon shows at that scale, not whether the paper's numbers "

@@ -30,6 +30,9 @@ MAIN_TABLE = "results"
 THREADS_COLUMN = "tf_cpu_threads"
 #: The devices and kernels that computed it (tfadv.experiments.machine.kernels): they change trained numbers too.
 KERNELS_COLUMN = "tf_kernels"
+#: The pretrained weights of a cell's model, where a runner records them (tfadv.models.imagenet.weights_provenance);
+#: a value starting with "NOT " marks weights that are not the official ones.
+WEIGHTS_COLUMN = "weights"
 #: A cell returns rows of its main table, or {table name: rows} to keep more than one table.
 CellOutput = Mapping[str, Any] | Iterable[Mapping[str, Any]] | Mapping[str, Iterable[Mapping[str, Any]]]
 

@@ -11,6 +11,7 @@ checks the cache and the network first and fails in seconds with instructions in
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import socket
@@ -100,6 +101,25 @@ def _md5(path: str) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def _md5_of_version(path: str, size: int, mtime_ns: int) -> str:
+    return _md5(path)
+
+
+def weights_provenance(weights: str | None, official_md5: str) -> str:
+    """What a result rests on, in words for results.csv: the official weights (md5 checked), other weights
+    (named by their md5, so that two runs on different files never look alike), or none."""
+    if weights is None:
+        return "none (random initialisation)"
+    if weights == "imagenet":
+        return f"official (Keras' cache or download, md5 {official_md5})"
+    info = os.stat(weights)
+    md5 = _md5_of_version(os.path.abspath(weights), info.st_size, info.st_mtime_ns)
+    if md5 == official_md5:
+        return f"official (local file, md5 {md5})"
+    return f"NOT the official weights: {os.path.basename(weights)} has md5 {md5}, the official file {official_md5}"
 
 
 def _how_to_supply(name: str, arch: Architecture, cached: str) -> str:
