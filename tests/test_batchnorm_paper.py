@@ -4,8 +4,8 @@ MNIST, CIFAR-10, CIFAR-10.1 v6 and CIFAR-10-C come from tensorflow-datasets' moc
 tiny directory in its tarball layout, the keras.applications models from random weights saved under their
 official file names. The paper's networks are built at full size (VGG8, the four ImageNet models) except
 the residual families, at WRN-10-2 and ResNet-20, and Figure 2's deepest net, at 10 layers instead of 60: the
-same builders and code paths (WRN-28-10 and ResNet-110 are built in tests/test_batchnorm.py); at full size
-they took half of these tests' six minutes. --limit caps images, steps, epochs, seeds and grid axes, so a first
+same builders and code paths (WRN-28-10 and ResNet-110 are built in tests/test_batchnorm.py; at full size
+here they doubled the time). --limit caps images, steps, epochs, seeds and grid axes, so a first
 GPU run cannot die on wiring. Three tests, so that none takes more than a few minutes of CI's budget: the
 experiments on synthetic data and digits-sized nets, the CIFAR experiment, and the ImageNet one, marked heavy
 (`make test-all`, not CI).
@@ -108,5 +108,6 @@ def test_paper_profile_imagenet_runs_on_stand_ins(tmp_path):
     assert set(results["experiment"]) == {"imagenet"}
     assert set(results["model"]) == {"vgg16", "vgg19", "resnet50", "densenet121"}
     assert results["weights"].str.startswith("NOT the official weights: ").all()  # random, under official names
+    assert results["data"].str.startswith("directory of 6 images, listing sha256 ").all()
     assert_wiring_report(tmp_path / "out", results)
     assert "**Warning.** pretrained weights: 4 of 4 cells" in (tmp_path / "out" / "report.md").read_text()

@@ -288,6 +288,16 @@ def test_cells_record_the_kernels_that_computed_them_and_the_report_warns_when_t
     assert f"CPU: another, AVX512F, oneDNN on in {len(results) - 1} cells" in said and f"{here} in 1 cells" in said
 
 
+def test_the_report_says_which_data_the_cells_read_and_warns_when_it_differs():
+    from tfadv.experiments.cli import data_fact
+
+    assert data_fact(pd.DataFrame({store.CELL_COLUMN: ["a", "b"], "y": [1, 2]})) is None
+    one = pd.DataFrame({store.CELL_COLUMN: ["a", "a", "b", "c"], store.DATA_COLUMN: ["d1", "d1", "d1", None]})
+    assert data_fact(one) == "d1 in 2 cells"  # c reads no recorded data
+    two = one.assign(**{store.DATA_COLUMN: ["d1", "d1", "d2", None]})
+    assert data_fact(two).startswith("MIXED: d1 in 1 cells; d2 in 1 cells. Cells that read different data")
+
+
 @pytest.mark.parametrize("official", [True, False])
 def test_the_report_warns_first_when_cells_used_weights_that_are_not_the_official_files(tmp_path, monkeypatch,
                                                                                       official):

@@ -126,3 +126,20 @@ def test_an_unknown_record_count_that_fills_no_batch_is_an_error_too(image_dir):
     unknown = imagenet_v2_records(image_dir).filter(lambda *record: True)  # cardinality unknown
     with pytest.raises(ValueError, match="fewer images than one batch"):
         list(imagenet_v2_batches(unknown, 64, image_size=16))
+
+
+def test_a_directory_is_named_by_its_listing_so_another_copy_never_looks_alike(image_dir):
+    said = imagenet_v2.source_provenance(image_dir)
+    count = sum(1 for p in image_dir.rglob("*") if p.suffix == ".jpeg")
+    assert said.startswith(f"directory of {count} images, listing sha256 ")
+    assert imagenet_v2.source_provenance(str(image_dir)) == said  # a path, as str or Path
+    extra = image_dir / "999" / "extra.jpeg"
+    extra.parent.mkdir(exist_ok=True)
+    _write_jpeg(extra, 8, 8, 1)
+    assert imagenet_v2.source_provenance(image_dir) != said  # an image more
+    extra.unlink()
+    assert imagenet_v2.source_provenance(image_dir) == said
+    first = sorted(image_dir.rglob("*.jpeg"))[0]
+    first.write_bytes(first.read_bytes() + b"\0")  # same names, one file changed in size
+    assert imagenet_v2.source_provenance(image_dir) != said
+    assert imagenet_v2.source_provenance("tfds").startswith("tensorflow-datasets imagenet_v2/matched-frequency (tfds ")

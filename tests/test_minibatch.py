@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from reproduce.minibatch import EXPERIMENT, profiles, sections
+from tfadv.datasets import imagenet_v2
 from tfadv.experiments import main
 from tfadv.experiments.verdicts import INCONCLUSIVE
 
@@ -205,6 +206,7 @@ def test_paper_profile_runs_on_local_stand_ins(tmp_path, monkeypatch, models):
     report = (out / "report.md").read_text()
     assert "did not train" in report
     assert table["weights"].str.startswith("NOT the official weights: ").all()  # random, under official names
+    assert (table["data"] == imagenet_v2.source_provenance(tmp_path / "imagenetv2")).all()
     assert f"**Warning.** pretrained weights: {len(models)} of {len(models)} cells attacked" in report
 
 

@@ -84,6 +84,8 @@ def top_k(model: keras.Model, x: np.ndarray, y: np.ndarray, k: int) -> float:
 
 
 def run_imagenet(cell: dict, run: Run) -> list[dict]:
+    from tfadv.datasets.imagenet_v2 import source_provenance
+
     p = run.profile.imagenet
     x, y = images(run)
     weights = weights_file(cell["model"], run.options["weights_dir"])
@@ -95,4 +97,5 @@ def run_imagenet(cell: dict, run: Run) -> list[dict]:
     metrics = {f"{name}_top{k}": top_k(model, images_, y, k)
                for name, images_ in (("clean", x), ("awgn", noisy), ("pgd_linf", adversarial)) for k in (1, 5)}
     return rows(metrics, test_set="imagenet_v2", has_batchnorm=cell["model"] in WITH_BN, n_test=len(y),
+                data=source_provenance(run.options["imagenet_dir"] or "tfds"),
                 weights=applications.weights_provenance(weights, official_md5(cell["model"])))

@@ -166,7 +166,8 @@ def run_cell(cell: dict, run: Run) -> dict:
         check = dict(check_images=0, check_max_abs_diff=np.nan, check_max_rel_diff=np.nan, check_grad_rel_diff=np.nan,
                      check_success_mismatches=0)
     return dict(**summary(run, cell, found), batching=mode, craft_shared=shared, **check,
-                weights=data.weights_provenance(run, cell["model"]), seconds=round(time.monotonic() - started, 3))
+                data=data.images_provenance(run, cell["model"]), weights=data.weights_provenance(run, cell["model"]),
+                seconds=round(time.monotonic() - started, 3))
 
 
 def emulated_craft(run: Run, cell: dict, count: int, craft_size: int, size: int) -> tuple[dict, bool]:

@@ -144,6 +144,15 @@ def _digits_test(run: Run) -> Batch:
     return x_test[:n], y_test[:n], np.arange(n, dtype=np.int64)
 
 
+def images_provenance(run: Run, model_name: str) -> str:
+    """Which images a cell attacks (results.csv: data): the digits, or ImageNetV2 from tfds or a directory."""
+    if model_name == DIGITS_MODEL:
+        return "scikit-learn's digits"
+    from tfadv.datasets.imagenet_v2 import source_provenance
+
+    return run.cached("imagenet provenance", lambda: source_provenance(run.options.get("imagenet_dir") or "tfds"))
+
+
 def _imagenet_records(run: Run):
     from tfadv.datasets.imagenet_v2 import imagenet_v2_records
 

@@ -172,7 +172,8 @@ def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machin
         sections.append(("Figures", "\n\n".join(f"![{name}]({name})" for name in figures)))
     results = tables[store.MAIN_TABLE]
     computed_with = {"TensorFlow CPU threads per cell": threads_fact(results),
-                     "devices and kernels per cell": kernels_fact(results), "pretrained weights": weights_fact(results)}
+                     "devices and kernels per cell": kernels_fact(results), "data per cell": data_fact(results),
+                     "pretrained weights": weights_fact(results)}
     computed_with = {name: text for name, text in computed_with.items() if text is not None}
     facts = clock.facts(**{"cells finished": f"{finished} of {len(cells)}" + (
         "" if finished == len(cells) else " (the tables, figures and verdicts cover the finished ones)"),
@@ -200,6 +201,18 @@ def kernels_fact(results) -> str:
     the same for all."""
     return _computed_with_fact(results, store.KERNELS_COLUMN, "{}", "the kernels (another CPU or GPU, oneDNN on or "
                                "off, or another TensorFlow rounds differently)", "rerun them on one kind of machine")
+
+
+def data_fact(results) -> str | None:
+    """Which data the cells read (where they record it), and a warning if not the same for all."""
+    if store.DATA_COLUMN not in results or results[store.DATA_COLUMN].isna().all():
+        return None
+    per_cell = results.dropna(subset=[store.DATA_COLUMN]).groupby(store.CELL_COLUMN)[store.DATA_COLUMN].first()
+    counts = per_cell.value_counts().sort_index()
+    listed = "; ".join(f"{value} in {n} cells" for value, n in counts.items())
+    if len(counts) == 1:
+        return listed
+    return f"MIXED: {listed}. Cells that read different data are not comparable; rerun them on one copy of the data"
 
 
 def weights_fact(results) -> str | None:

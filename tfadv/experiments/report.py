@@ -1,8 +1,9 @@
 """report.md: the paper's claims beside the numbers measured in this run, and where every setting came from.
 
-Layout: a header naming the profile and the configuration, the verdicts table (claim | paper | measured |
-verdict | why), the paper's own sections (tables, figures), the settings table (setting | value | source),
-and the machine the run used.
+Layout: a header naming the profile and the configuration, warnings about what the numbers rest on
+(cells computed with different threads, kernels or data, weights that are not the official files), the
+verdicts table (claim | paper | measured | verdict | why), the paper's own sections (tables, figures), the
+settings table (setting | value | source), and the machine the run used.
 """
 from __future__ import annotations
 

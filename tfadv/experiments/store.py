@@ -33,6 +33,9 @@ KERNELS_COLUMN = "tf_kernels"
 #: The pretrained weights of a cell's model, where a runner records them (tfadv.models.imagenet.weights_provenance);
 #: a value starting with "NOT " marks weights that are not the official ones.
 WEIGHTS_COLUMN = "weights"
+#: The data a cell's numbers come from, where a runner records it beyond the profile's dataset name (a local
+#: directory named by a hash of its listing: tfadv.datasets.imagenet_v2.source_provenance).
+DATA_COLUMN = "data"
 #: A cell returns rows of its main table, or {table name: rows} to keep more than one table.
 CellOutput = Mapping[str, Any] | Iterable[Mapping[str, Any]] | Mapping[str, Iterable[Mapping[str, Any]]]
 
