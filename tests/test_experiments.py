@@ -288,6 +288,14 @@ def test_cells_record_the_kernels_that_computed_them_and_the_report_warns_when_t
     assert f"CPU: another, AVX512F, oneDNN on in {len(results) - 1} cells" in said and f"{here} in 1 cells" in said
 
 
+def test_cells_computed_on_different_kernels_are_warned_about_at_the_top_of_the_report(tmp_path, monkeypatch):
+    kinds = iter(["CPU: one; TensorFlow 1", "CPU: another; TensorFlow 1"] * 10)
+    monkeypatch.setattr(machine, "kernels", lambda: next(kinds))
+    run_toy("--profile", "smoke", "--out", str(tmp_path))
+    header = (tmp_path / "report.md").read_text().split("## Claims")[0]
+    assert "> **Warning.** devices and kernels per cell: MIXED: CPU: another; TensorFlow 1 in 1 cells; " in header
+
+
 def test_the_report_says_which_data_the_cells_read_and_warns_when_it_differs():
     from tfadv.experiments.cli import data_fact
 
