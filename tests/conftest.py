@@ -1,5 +1,5 @@
 """Test session setup: CPU only, two logical CPU devices (for tf.distribute tests), quiet logs, and CI's
-time budget (--start-by)."""
+time budget (--finish-by)."""
 import os
 import time
 
@@ -16,15 +16,25 @@ tf.config.set_logical_device_configuration(
 )
 
 
+#: A slow check's expected seconds when its marker does not say (`@pytest.mark.slow(seconds=N)`: its time on
+#: the slowest machine CI has seen).
+SLOW_CHECK_SECONDS = 30
+
+
 def pytest_addoption(parser):
     parser.addoption(
-        "--start-by", type=float, default=None, metavar="UNIX_TIME",
-        help="skip, with a reason, every test not started by this time (CI's time budget for the slow checks); "
-             "a test already running finishes")
+        "--finish-by", type=float, default=None, metavar="UNIX_TIME",
+        help="CI's time budget: skip, with the reason, each test that would not finish by this time (its expected "
+             f"duration: its slow marker's seconds, else {SLOW_CHECK_SECONDS})")
 
 
+@pytest.hookimpl(tryfirst=True)  # before any fixture of the test is set up
 def pytest_runtest_setup(item):
-    start_by = item.config.getoption("--start-by")
-    if start_by is not None and time.time() > start_by:
-        started = time.strftime("%H:%M:%S", time.localtime(start_by))
-        pytest.skip(f"not run: CI's time budget allowed tests to start until {started} (see .ci/run)")
+    finish_by = item.config.getoption("--finish-by")
+    if finish_by is None:
+        return
+    marker = item.get_closest_marker("slow")
+    expected = marker.kwargs.get("seconds", SLOW_CHECK_SECONDS) if marker else SLOW_CHECK_SECONDS
+    if time.time() + expected > finish_by:
+        ends = time.strftime("%H:%M:%S", time.localtime(finish_by))
+        pytest.skip(f"not run: it takes about {expected} s and CI's time budget ends at {ends} (see .ci/run)")

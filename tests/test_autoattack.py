@@ -133,7 +133,7 @@ def test_the_standard_version_is_the_reference_cascade():
     assert [(a.name, a.eot_iter) for a in rand] == [("apgd-ce", 20), ("apgd-dlr", 20)]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=150)
 def test_on_the_trained_digits_cnn_apgd_beats_pgd_and_the_cascade_beats_each_attack():
     """The demo model of the reproductions (tfadv.models.digits_cnn, 32 x 32 RGB in [0, 255]) at eps = 0.1 * 255:
     APGD-CE with 99 steps (100 gradient passes) against PGD-100, then the standard cascade on 100 of the

@@ -73,7 +73,7 @@ def assert_wiring_report(out, results):
     assert pd.read_csv(out / "results.csv").shape[0] == len(results)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=125)
 def test_paper_profile_runs_its_small_experiments_on_stand_ins(tmp_path, monkeypatch):
     small_paper_profile(monkeypatch)
     tables = run_paper(tmp_path, "--experiments", "toy,tilting,dimension,depth_batch")
@@ -84,7 +84,7 @@ def test_paper_profile_runs_its_small_experiments_on_stand_ins(tmp_path, monkeyp
     assert_wiring_report(out, results)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=220)
 def test_paper_profile_runs_the_cifar_experiment_on_stand_ins(tmp_path, monkeypatch):
     small_paper_profile(monkeypatch)
     tables = run_paper(tmp_path, "--experiments", "cifar")

@@ -267,7 +267,7 @@ def test_the_measured_copy_measures_each_cells_own_weights(tmp_path):
     assert sum(1 for key in run.cache if key[0] == "measured copy") == 1
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=110)
 def test_paper_profile_code_path_on_mock_data(tmp_path):
     """The paper profile on tfds' offline mock MNIST, Fashion-MNIST and CIFAR-10, every Table 1 model and
     ResNet18 with random weights, capped by --limit 1: it runs end to end (micro-batch accumulation at

@@ -260,7 +260,7 @@ def test_a_killed_training_resumes_from_its_last_logged_point(tmp_path, monkeypa
     assert sorted({r["step"] for r in rows}) == [2, 4]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=240)
 def test_paper_profile_runs_end_to_end_on_stand_ins(tmp_path, monkeypatch):
     """The paper profile's own code path (MNIST through tfds, 28x28 Madry CNN, every experiment, 8 async
     workers on the logical CPU devices) under --limit 2, with tensorflow-datasets' mock MNIST. Its grid axes

@@ -111,7 +111,7 @@ def test_emulated_batches_match_real_batches(cls, norm, reduction, policy, loss_
         assert not np.allclose(alone, together, atol=1e-5)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=10)
 @pytest.mark.parametrize("cls,norm,reduction,policy,loss_scale", ALL)
 def test_emulated_batches_match_real_batches_everywhere(cls, norm, reduction, policy, loss_scale):
     check_emulation(cls, norm, reduction, policy, loss_scale)

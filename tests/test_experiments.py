@@ -362,7 +362,7 @@ def test_jobs_run_shard_processes_into_one_folder(tmp_path):
     assert serial["results"].query("kind == 'summary'").shape[0] == 1
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=95)
 def test_a_trained_cell_is_the_same_under_jobs_1_and_jobs_2(tmp_path):
     """On a CPU a trained cell's numbers depend on TensorFlow's thread count, which once followed --jobs
     (2 threads alone, 1 per child of --jobs 2 on 2 cores): batchsize's smoke Hessian eigenvalues moved by 6e-8."""

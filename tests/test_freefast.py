@@ -164,7 +164,7 @@ def test_a_cell_whose_weights_exist_is_not_trained_again(smoke, monkeypatch):
     assert len(tables["results"]) == 3 and first.is_file()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=60)
 def test_a_killed_cell_resumes_from_its_last_epoch(tmp_path, monkeypatch):
     started = []
     original = training.EpochLog.on_epoch_begin
@@ -207,7 +207,7 @@ def test_paper_data_path_reads_cifar10_through_tfds(tmp_path):
     assert set(np.unique(loaded.y_train)) <= set(range(10))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=145)
 def test_paper_profile_code_path_runs_on_cpu_with_stand_ins(tmp_path, monkeypatch):
     """The paper profile's own code (CIFAR-10 through tfds, mixed_float16 without loss scaling, PreActResNet18
     at width 64 and the seed's 1000-way ResNet50, Free and Fast, PGD-10/20/50 and per-epoch PGD-50) on mocked

@@ -183,7 +183,7 @@ def write_random_weights(folder: Path, size: int, models) -> None:
     # the same builder and weight loading: tracing the two under float16 is 40 s that CI leaves to test-all
     pytest.param(("xception", "densenet121"), marks=pytest.mark.heavy),
 ], ids="+".join)
-@pytest.mark.slow
+@pytest.mark.slow(seconds=95)
 def test_paper_profile_runs_on_local_stand_ins(tmp_path, monkeypatch, models):
     """The paper profile's own code path, offline: ImageNetV2's tarball layout, the models with random
     weights under their official file names, --limit 1 (one image, one PGD step, batch 1), at 75 px
