@@ -96,6 +96,6 @@ def run_imagenet(cell: dict, run: Run) -> list[dict]:
     adversarial = np.concatenate([attack(x[i:i + BATCH], y[i:i + BATCH]).numpy() for i in range(0, len(x), BATCH)])
     metrics = {f"{name}_top{k}": top_k(model, images_, y, k)
                for name, images_ in (("clean", x), ("awgn", noisy), ("pgd_linf", adversarial)) for k in (1, 5)}
-    return rows(metrics, test_set="imagenet_v2", has_batchnorm=cell["model"] in WITH_BN, n_test=len(y),
-                data=source_provenance(run.options["imagenet_dir"] or "tfds"),
+    source = run.cached("imagenet provenance", lambda: source_provenance(run.options["imagenet_dir"] or "tfds"))
+    return rows(metrics, test_set="imagenet_v2", has_batchnorm=cell["model"] in WITH_BN, n_test=len(y), data=source,
                 weights=applications.weights_provenance(weights, official_md5(cell["model"])))

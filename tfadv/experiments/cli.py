@@ -205,12 +205,11 @@ def kernels_fact(results) -> str:
 
 def data_fact(results) -> str | None:
     """Which data the cells read (where they record it), and a warning if not the same for all."""
-    if store.DATA_COLUMN not in results or results[store.DATA_COLUMN].isna().all():
+    per_cell = _recorded_per_cell(results, store.DATA_COLUMN)
+    if per_cell is None:
         return None
-    per_cell = results.dropna(subset=[store.DATA_COLUMN]).groupby(store.CELL_COLUMN)[store.DATA_COLUMN].first()
-    counts = per_cell.value_counts().sort_index()
-    listed = "; ".join(f"{value} in {n} cells" for value, n in counts.items())
-    if len(counts) == 1:
+    listed = _listing(per_cell)
+    if per_cell.nunique() == 1:
         return listed
     return f"MIXED: {listed}. Cells that read different data are not comparable; rerun them on one copy of the data"
 
@@ -218,10 +217,10 @@ def data_fact(results) -> str | None:
 def weights_fact(results) -> str | None:
     """Which pretrained weights the cells' models had (where the cells record them), with a warning first
     when some are not the official files: the paper's numbers are the official models'."""
-    if store.WEIGHTS_COLUMN not in results or results[store.WEIGHTS_COLUMN].isna().all():
+    per_cell = _recorded_per_cell(results, store.WEIGHTS_COLUMN)
+    if per_cell is None:
         return None
-    per_cell = results.dropna(subset=[store.WEIGHTS_COLUMN]).groupby(store.CELL_COLUMN)[store.WEIGHTS_COLUMN].first()
-    listed = "; ".join(f"{value} in {n} cells" for value, n in per_cell.value_counts().sort_index().items())
+    listed = _listing(per_cell)
     other = int(per_cell.str.startswith("NOT ").sum())
     if other:
         return (f"WARNING: {other} of {len(per_cell)} cells attacked models whose weights are not the official "
@@ -233,12 +232,23 @@ def _computed_with_fact(results, column: str, shown: str, depends_on: str, remed
     if column not in results:
         return "not recorded (cells written by an older tfadv)"
     per_cell = results.groupby(store.CELL_COLUMN)[column].first()
-    counts = per_cell.value_counts(dropna=False).sort_index()
-    if len(counts) == 1:
-        return f"{shown.format(counts.index[0])} (every cell)"
-    listed = "; ".join(f"{shown.format(value)} in {n} cells" for value, n in counts.items())
-    return (f"MIXED: {listed}. A trained cell's numbers depend on {depends_on}, so these cells are not "
-            f"bit-comparable; {remedy}")
+    if per_cell.nunique(dropna=False) == 1:
+        return f"{shown.format(per_cell.iloc[0])} (every cell)"
+    return (f"MIXED: {_listing(per_cell, shown)}. A trained cell's numbers depend on {depends_on}, so these cells "
+            f"are not bit-comparable; {remedy}")
+
+
+def _recorded_per_cell(results, column: str):
+    """Each cell's value of `column`, for the cells that record one (None if none does)."""
+    if column not in results or results[column].isna().all():
+        return None
+    return results.dropna(subset=[column]).groupby(store.CELL_COLUMN)[column].first()
+
+
+def _listing(per_cell, shown: str = "{}") -> str:
+    """The distinct per-cell values in sorted order, each with its count: "value in n cells; ..."."""
+    return "; ".join(f"{shown.format(value)} in {n} cells"
+                     for value, n in per_cell.value_counts(dropna=False).sort_index().items())
 
 
 def _shard(text: str) -> tuple[int, int]:
