@@ -62,7 +62,7 @@ def test_plan_counts_free_replays_and_the_evaluation_passes():
     run = fake_run("demo")
     fast = cost.cost(profiles.cell("fast", 20, 0.3, alpha_ratio=1.25), run)
     free = cost.cost(profiles.cell("free", 20, 0.3, replays=2), run)
-    evaluation_passes = 20 * 150 * 10 + 450 * (10 + 20 + 50)  # curves after every epoch, then PGD-10/20/50
+    evaluation_passes = 20 * 150 * 10 + 450 * 50  # curves after every epoch, then PGD-50 (PGD-10/20 read off it)
     # beyond the paper at the claims' eps: AutoAttack (APGD-CE, APGD-T over 3 targets, PGD-50 again) on 150
     # points; the masking checks (12 APGD-CE runs of 20 steps on 100 points) on Fast seed 0 and Free-8, not Free-2.
     autoattack, masking = 150 * 50 * (1 + 3) + 150 * 50, 100 * 20 * (3 + 7 + 2)
@@ -70,7 +70,7 @@ def test_plan_counts_free_replays_and_the_evaluation_passes():
     assert free.passes == 1347 * 20 * 2 + evaluation_passes + autoattack
     search = cost.cost(profiles.cell("fast", 20, 0.4, alpha_ratio=1.25), run)  # the search's cells: neither
     longer = cost.cost(profiles.cell("fast", 40, 0.3, alpha_ratio=2.0), run)
-    assert search.passes == 1347 * 20 * 2 + evaluation_passes and longer.passes == 1347 * 40 * 2 + 40 * 150 * 10 + 450 * 80
+    assert search.passes == 1347 * 20 * 2 + evaluation_passes and longer.passes == 1347 * 40 * 2 + 40 * 150 * 10 + 450 * 50
     assert fast.precision == "float32" and "preact_resnet18" in fast.model
 
 

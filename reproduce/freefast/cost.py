@@ -47,9 +47,10 @@ def cost(cell: dict, run: Run) -> Cost:
     curve = min(test, run.capped(p.curve_points) or test)
     epochs, per_sample = run.capped(int(cell["epochs"])), passes_per_sample(cell, run)
     beyond_passes, beyond_forwards = beyond_the_paper(cell, run, test)
-    attack_passes = epochs * curve * p.curve_steps + test * sum(p.eval_steps) + beyond_passes
+    # PGD-k for every k of eval_steps is read off one run of the largest (evaluation.READ_OFF).
+    attack_passes = epochs * curve * p.curve_steps + test * max(p.eval_steps) + beyond_passes
     batches = math.ceil(train / int(cell["batch_size"]))
-    attack_steps = epochs * p.curve_steps * math.ceil(curve / p.eval_batch_size) + sum(p.eval_steps) * math.ceil(
+    attack_steps = epochs * p.curve_steps * math.ceil(curve / p.eval_batch_size) + max(p.eval_steps) * math.ceil(
         test / p.eval_batch_size)
     size = RESNET50_SIZE if cell["architecture"] == "resnet50" else p.image_size
     shape = (size, size, p.channels)
@@ -64,5 +65,5 @@ def cost(cell: dict, run: Run) -> Cost:
 
     return Cost(model=f"{cell['architecture']} {size}x{size}x{p.channels} width {p.width}", build=build,
                 passes=train * epochs * per_sample + attack_passes,
-                forwards=epochs * curve + test * (1 + len(p.eval_steps)) + beyond_forwards,
+                forwards=epochs * curve + test * 2 + beyond_forwards,
                 steps=batches * epochs * per_sample + attack_steps, precision=p.dtype_policy)

@@ -11,8 +11,14 @@ import numpy as np
 
 from tfadv.attacks import PGD
 from tfadv.evaluation.clean import accuracy
-from tfadv.evaluation.same_shape import robust_mask_same_shape
+from tfadv.evaluation.same_shape import robust_masks_by_steps
 from tfadv.experiments import Run, machine
+
+
+#: How the report states the shortcut (setting, value, source).
+READ_OFF = ("PGD-k for several k", "read off one run of the largest k: each point's first fooling iterate "
+            "decides every k (the same random start, step and stops as separate PGD-k runs; tested point by "
+            "point; tfadv.evaluation.same_shape.robust_masks_by_steps)", "tfadv")
 
 
 def pgd_attack(model: keras.Model, run: Run, eps: float, steps: int, seed: int) -> PGD:
@@ -26,17 +32,18 @@ def pgd_attack(model: keras.Model, run: Run, eps: float, steps: int, seed: int) 
 
 def evaluator(model: keras.Model, run: Run, eps: float, steps: Sequence[int], seed: int):
     """measure(x, y) -> {"natural_accuracy", "pgd<k>_accuracy" for each k}; with masks=True also
-    "pgd<k>_robust", the per-point mask (for comparisons on the same points). The attacks are built once and
-    always see batches of one shape, so repeated calls (one per epoch) reuse their compiled graphs. Under
-    --limit, PGD-k with the same capped k are one attack, run once and reported under each name."""
+    "pgd<k>_robust", the per-point mask (for comparisons on the same points). One PGD of the most steps
+    runs, and each PGD-k is read off its first k iterations (READ_OFF); the attack is built once and always
+    sees batches of one shape, so repeated calls (one per epoch) reuse its compiled graph. --limit caps
+    every k (a wiring check)."""
     capped = {k: run.capped(k) for k in steps}
-    attacks = {n: pgd_attack(model, run, eps, n, seed) for n in dict.fromkeys(capped.values())}
+    attack = pgd_attack(model, run, eps, max(capped.values()), seed)
     batch_size, restarts = run.profile.eval_batch_size, run.profile.restarts
 
     def measure(x: np.ndarray, y: np.ndarray, masks: bool = False) -> dict:
         result = {"natural_accuracy": accuracy(model, x, y, batch_size)}
-        found = {n: robust_mask_same_shape(model, attack, x, y, batch_size=batch_size, restarts=restarts)
-                 for n, attack in attacks.items()}
+        found = robust_masks_by_steps(model, attack, x, y, sorted(set(capped.values())), batch_size=batch_size,
+                                      restarts=restarts)
         for k in steps:
             robust = found[capped[k]]
             result[f"pgd{k}_accuracy"] = float(np.mean(robust)) if len(robust) else float("nan")

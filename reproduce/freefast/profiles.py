@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from tfadv.evaluation import compaction
 from tfadv.experiments import Option, Run, Setting
 
+from reproduce.freefast.evaluation import READ_OFF
 from reproduce.freefast.paper import CIFAR_EPS, label
 
 SEED_CODE = "reference code: neuralNetworkExam CIFAR10/{fast,free,utils}.py (the seed's fork of fast_adversarial)"
@@ -218,6 +219,7 @@ FIXED = (
     ("early stopping", "none (the seed parses --early-stop but never uses it)", SEED_CODE),
     ("evaluation model", "float32 copy of the weights, inference mode", SEED_CODE + " (model_test.float().eval())"),
     ("evaluation attack", "PGD with random start; a sample stops once misclassified", SEED_CODE + " (attack_pgd)"),
+    READ_OFF,
     ("epoch of Free-m", "one pass with m replays per minibatch (not Shafahi's N_ep/m passes)", SEED_CODE),
     (*compaction.REPORT_SETTING, "tfadv"),
 )

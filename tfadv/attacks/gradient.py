@@ -116,29 +116,39 @@ class _GradientAttack(Attack):
         best = x_adv
         best_objective = tf.fill([n], tf.constant(-np.inf, tf.float32))
         frozen = tf.zeros([n], tf.bool)
+        success_step = tf.fill([n], -1)
 
-        def advance(x_adv, best, best_objective, frozen):
-            """One step; also keeps the selected iterate (the loss and prediction seen are x_adv's)."""
+        def advance(t, x_adv, best, best_objective, frozen, success_step):
+            """Step t + 1 from iterate t; also keeps the selected iterate and, with the statistics, the first
+            iterate that fooled each sample (the loss and prediction seen are x_adv's)."""
             objective, y_pred, raw_grad = self._objective_and_gradient(x_adv, y_onehot, batch_sizes)
             grad = self._finite(raw_grad)
+            fooled = self._success(y_pred, y_onehot) if self.select == "first_success" or with_stats else None
+            if with_stats:
+                success_step = tf.where((success_step < 0) & fooled, t, success_step)
             if self.select == "max_loss":
                 better = objective > best_objective
                 best = tf.where(geometry.broadcast_per_sample(better, x_adv), x_adv, best)
                 best_objective = tf.where(better, objective, best_objective)
             elif self.select == "first_success":
-                frozen = frozen | self._success(y_pred, y_onehot)
+                frozen = frozen | fooled
             stepped = self._step(x, x_adv, grad)
             if self.select == "first_success":
                 stepped = tf.where(geometry.broadcast_per_sample(frozen, x_adv), x_adv, stepped)
-            return stepped, best, best_objective, frozen, raw_grad
+            return stepped, best, best_objective, frozen, success_step, raw_grad
 
         # The first step is peeled off the loop so its gradient can be reported.
-        x_adv, best, best_objective, frozen, first_raw_grad = advance(x_adv, best, best_objective, frozen)
-        for _ in tf.range(self.steps - 1):
-            x_adv, best, best_objective, frozen = advance(x_adv, best, best_objective, frozen)[:4]
+        x_adv, best, best_objective, frozen, success_step, first_raw_grad = advance(
+            0, x_adv, best, best_objective, frozen, success_step)
+        for t in tf.range(1, self.steps):
+            x_adv, best, best_objective, frozen, success_step = advance(
+                t, x_adv, best, best_objective, frozen, success_step)[:5]
 
         if self.select == "max_loss" or with_stats:
             final_objective, final_pred, _ = self._objective_and_gradient(x_adv, y_onehot, batch_sizes)
+        if with_stats:  # the last iterate is judged too
+            last_fooled = self._success(final_pred, y_onehot)
+            success_step = tf.where((success_step < 0) & last_fooled, self.steps, success_step)
         if self.select == "max_loss":
             better = final_objective > best_objective
             x_adv = tf.where(geometry.broadcast_per_sample(better, x_adv), x_adv, best)
@@ -158,6 +168,7 @@ class _GradientAttack(Attack):
             "perturbation_linf": geometry.linf_norm(delta),
             "prediction": tf.argmax(final_pred, axis=-1),
             "success": self._success(final_pred, y_onehot),
+            "success_step": success_step,
         }
         return x_adv, stats
 
@@ -201,6 +212,9 @@ class PGD(_GradientAttack):
 
     `select` picks what is returned per sample: the "last" iterate (as Madry et al. and the paper),
     the "max_loss" iterate seen, or the "first_success" (a sample stops moving once it is fooled).
+    The statistics (`return_stats=True`) hold `success_step`: per sample, the first iterate that fooled it
+    (0: the start, `steps`: the last) or -1. With "first_success", PGD-k of the same seed and step size is
+    fooled exactly when 0 <= success_step <= k (tfadv.evaluation.same_shape.robust_masks_by_steps).
     """
 
     def __init__(
