@@ -7,7 +7,8 @@ import tensorflow as tf
 
 from tfadv.attacks import APGD, FAB, PGD, Square
 from tfadv.evaluation import robust_mask
-from tfadv.evaluation.compaction import bucket_sizes, pack, robust_mask_compacted, segment_bounds, supports_segments
+from tfadv.evaluation.compaction import (bucket_sizes, pack, robust_mask_compacted, run_compacted, segment_bounds,
+                                        supports_segments)
 
 from autoattack_support import held_out, trained_cnn
 
@@ -88,3 +89,18 @@ def test_attacks_judged_on_one_iterate_are_not_cut_short():
     assert not supports_segments(PGD(model, 1.0, "2", steps=5, seed=0, select="first_success", l2_rand_init="batch_radius"))
     x, y = held_out(64)
     np.testing.assert_array_equal(robust_mask(model, last, x, y), robust_mask(model, last, x, y, early_exit=False))
+
+
+def test_recorded_points_are_the_plain_runs():
+    """PGD freezes a sample at its first fooling iterate, so the point compaction records for each sample,
+    fooled or not, is the plain run's, bit for bit."""
+    model = trained_cnn()
+    x, y = held_out(192)
+    attack = ATTACKS["pgd-linf-mean"](model)
+    onehot = np.eye(10, dtype=np.float32)[y]
+    fooled, x_adv = run_compacted(attack, x, onehot, np.arange(len(x)), batch_size=64)
+    plain, plain_x = run_compacted(attack, x, onehot, np.arange(len(x)), batch_size=64, compact=False)
+    np.testing.assert_array_equal(fooled, plain)
+    np.testing.assert_array_equal(x_adv, plain_x)
+    assert 0 < fooled.sum() < len(x)
+    assert np.all(np.argmax(model.predict(x_adv, verbose=0), -1)[fooled] != y[fooled])

@@ -44,7 +44,7 @@ def test_weights_provenance_names_the_official_file_by_its_md5_and_any_other_as_
     path.write_bytes(b"other weights")  # a file replaced in place is hashed again
     assert imagenet.weights_provenance(str(path), md5).startswith("NOT the official weights")
     assert imagenet.weights_provenance("imagenet", official) == f"official (Keras' cache or download, md5 {official})"
-    assert imagenet.weights_provenance(None, official) == "none (random initialisation)"
+    assert imagenet.weights_provenance(None, official) == "NOT the official weights: none (random initialisation)"
 
 
 def test_preprocess_input_is_inside_the_graph(resnet_and_weights):

@@ -112,7 +112,7 @@ def weights_provenance(weights: str | None, official_md5: str) -> str:
     """What a result rests on, in words for results.csv: the official weights (md5 checked), other weights
     (named by their md5, so that two runs on different files never look alike), or none."""
     if weights is None:
-        return "none (random initialisation)"
+        return "NOT the official weights: none (random initialisation)"
     if weights == "imagenet":
         return f"official (Keras' cache or download, md5 {official_md5})"
     info = os.stat(weights)
