@@ -235,6 +235,41 @@ def test_a_jobs_process_does_not_wait_for_a_dead_process_cell(tmp_path, capsys, 
     assert "waits for 1 unfinished cell" in capsys.readouterr().err
 
 
+def test_a_jobs_run_hands_out_the_longest_cells_first(tmp_path):
+    """The parent orders the cells by the experiment's cost estimate (toy: x training steps) and every
+    process takes them in that order, so no process is left alone with a long cell at the end."""
+    run, computed = _recording(_open_toy_run(tmp_path / "out"))
+    cells = toy_experiment.grid(run)
+    ordered = jobs._longest_first(run, cells)
+    assert [c["x"] for c in ordered] == [3, 2, 1, 0]
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    cell_claims.write_order(claims, [run.cell_id(c) for c in ordered])
+    assert grid.run_cells(run, cells, claims=claims) == [] and computed == [3, 2, 1, 0]
+
+
+def test_without_a_cost_estimate_cells_are_handed_out_in_the_grid_order(tmp_path):
+    run = _open_toy_run(tmp_path / "out")
+    cells = toy_experiment.grid(run)
+
+    def failing(cell, run):
+        raise KeyError("no such model")
+
+    for cost in (None, failing):
+        run.experiment = dataclasses.replace(run.experiment, cost=cost)
+        assert jobs._longest_first(run, cells) == cells
+
+
+def test_each_cell_records_its_time_beside_its_rows(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOY_SLEEP", "0.2")
+    tables = run_toy("--profile", "smoke", "--out", str(tmp_path))
+    times = pd.read_csv(tmp_path / "cell_times.csv")
+    assert sorted(times["cell"]) == sorted(tables["results"]["cell"])
+    assert (times["wall_seconds"] >= 0.2).all() and (times["cpu_seconds"] >= 0).all()
+    assert not any("seconds" in c for c in tables["results"].columns)  # results of equal runs stay equal
+    assert f"CPU-minutes in {len(times)} cells" in (tmp_path / "report.md").read_text()
+
+
 def test_child_argv_drops_what_the_parent_sets():
     argv = ["--profile", "demo", "--jobs", "2", "--out=x", "--shard", "0/2", "--seed", "3", "--threads", "2",
             "--claims", "c"]

@@ -6,15 +6,33 @@ of a --jobs run takes the next cell nobody has taken by creating its claim file 
 folder of that run; the file holds the taker's process id, so a cell taken by a process that has since
 died is known not to be in progress. Taking a cell decides only who computes it, never what is computed
 (a cell's numbers do not depend on the process: tested by running the same grid under --jobs 1 and 2).
+The parent may write the order in which cells are handed out (longest first: tfadv.experiments.plan).
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Sequence
+
+from tfadv.experiments import atomic
 
 #: How often a process with nothing to take looks again for a cell whose prerequisites another process
 #: is computing.
 POLL_SECONDS = 1.0
+#: The order file in a claims folder (claims are named by 24-hex-digit cell ids, so it is never one).
+ORDER_FILE = "order.json"
+
+
+def write_order(folder: Path, names: Sequence[str]) -> None:
+    """Hand the cells out in this order (cells not listed come after, in the grid's order)."""
+    atomic.write_text(folder / ORDER_FILE, json.dumps(list(names)))
+
+
+def ranks(folder: Path) -> dict[str, int]:
+    """Each listed cell's place in the order the parent wrote; empty if it wrote none."""
+    path = folder / ORDER_FILE
+    return {name: i for i, name in enumerate(json.loads(path.read_text()))} if path.is_file() else {}
 
 
 def take(folder: Path, name: str) -> bool:

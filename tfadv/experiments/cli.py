@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import tfadv
-from tfadv.experiments import grid, identity, jobs, machine, report, store
+from tfadv.experiments import atomic, grid, identity, jobs, machine, report, store
 from tfadv.experiments.run import Run
 from tfadv.experiments.spec import PROFILES, Experiment, Tables
 from tfadv.experiments.store import ConfigurationError
@@ -175,19 +175,27 @@ def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machin
                      "devices and kernels per cell": kernels_fact(results), "data per cell": data_fact(results),
                      "pretrained weights": weights_fact(results)}
     computed_with = {name: text for name, text in computed_with.items() if text is not None}
+    times = store.cell_times(run.folders)
+    atomic.write_csv(times, run.out / "cell_times.csv")
     facts = clock.facts(**{"cells finished": f"{finished} of {len(cells)}" + (
         "" if finished == len(cells) else " (the tables, figures and verdicts cover the finished ones)"),
-        **computed_with})
+        **({"compute": compute_fact(times)} if len(times) else {}), **computed_with})
     warnings = [f"{name}: {text.removeprefix('WARNING: ')}" for name, text in computed_with.items()
                 if text.startswith(("MIXED", "WARNING"))]
     text = report.render(title=experiment.title, key=experiment.key, profile=run.profile_name,
                          fingerprint=run.store.fingerprint, verdicts=experiment.judge(tables, run),
                          sections=sections, settings=experiment.settings(run), run_facts=facts, warnings=warnings)
-    from tfadv.experiments import atomic
-
     atomic.write_text(run.out / "report.md", text)
     print(f"{experiment.key}: wrote {run.out / 'report.md'}, {len(figures)} figure(s) and "
-          f"{', '.join(f'{name}.csv' for name in tables)} in {run.out}", file=sys.stderr)
+          f"{', '.join(f'{name}.csv' for name in [*tables, 'cell_times'])} in {run.out}", file=sys.stderr)
+
+
+def compute_fact(times) -> str:
+    """What the finished cells cost, from each cell's recorded time (cell_times.csv)."""
+    longest = times.loc[times["cpu_seconds"].idxmax()]
+    return (f"{times['cpu_seconds'].sum() / 60:.1f} CPU-minutes in {len(times)} cells "
+            f"({times['wall_seconds'].sum() / 60:.1f} minutes of their wall time, summed); the longest, "
+            f"{longest[store.CELL_COLUMN]}, {longest['cpu_seconds'] / 60:.1f} CPU-minutes; per cell in cell_times.csv")
 
 
 def threads_fact(results) -> str:

@@ -71,14 +71,19 @@ def run_cells(run: "Run", cells: Sequence[dict], claims: Path | None = None) -> 
     run.prepare()
     bar = keras.utils.Progbar(len(todo), unit_name="cell", verbose=1 if run.show_progress else 0)
     done = 0
+    if claims is not None:  # in the order the parent chose (longest first), else the grid's
+        rank = cell_claims.ranks(claims)
+        todo.sort(key=lambda c: rank.get(run.cell_id(c), len(rank)))
     while todo:
         ready = [c for c in todo if all(run.finished(n) for n in run.needs(c))]
         cell = next((c for c in ready if claims is None or cell_claims.take(claims, run.cell_id(c))), None)
         if cell is not None:
             run.log(f"cell {identity.cell_key(cell)}")
+            started, started_cpu = time.perf_counter(), time.process_time()
             output = run.experiment.run_cell(dict(cell), run)
+            timing = {"wall_seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - started_cpu}
             run.store.write(identity.cell_key(cell), cell, output, {
-                store.THREADS_COLUMN: machine.threads_in_effect(), store.KERNELS_COLUMN: machine.kernels()})
+                store.THREADS_COLUMN: machine.threads_in_effect(), store.KERNELS_COLUMN: machine.kernels()}, timing)
             run.discard_work(cell)
             done += 1
             bar.update(done)

@@ -3,7 +3,8 @@
 The parent prepares what every cell shares (Experiment.prepare), starts N children of the same
 configuration into the same folder, each pinned to its own GPU (CUDA_VISIBLE_DEVICES) or, on a CPU-only
 machine, to `--threads` cores (TensorFlow's thread pools); each child takes the next cell nobody has taken
-(tfadv.experiments.claims), so none idles while cells are left. The parent shows one progress bar over the
+(tfadv.experiments.claims), the longest first by the experiment's cost estimate, so none idles while cells
+are left and none is left alone with a long cell at the end. The parent shows one progress bar over the
 cells, and finally runs itself the cells that must not share the machine or that still wait for others.
 Interrupting the parent stops the children; every finished cell is already on disk (cells are written
 atomically), so nothing finished is lost and a re-run resumes.
@@ -22,7 +23,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import keras
 
-from tfadv.experiments import machine
+from tfadv.experiments import claims as cell_claims
+from tfadv.experiments import machine, plan
 from tfadv.experiments.run import WORK_DIR
 
 if TYPE_CHECKING:
@@ -113,6 +115,7 @@ def run_parallel(run: "Run", cells: Sequence[dict], count: int, argv: Sequence[s
     scratch = run.out / WORK_DIR
     scratch.mkdir(parents=True, exist_ok=True)
     claims = Path(tempfile.mkdtemp(prefix="claims-", dir=scratch))  # this run's own: old claims never count
+    cell_claims.write_order(claims, [run.cell_id(c) for c in _longest_first(run, pending)])
     command = [sys.executable, "-m", run.experiment.module or f"reproduce.{run.experiment.key}", *child_argv(argv),
                "--out", str(run.out), "--jobs", "1", "--threads", str(threads), "--claims", str(claims),
                "--child-of-jobs"]
@@ -125,6 +128,17 @@ def run_parallel(run: "Run", cells: Sequence[dict], count: int, argv: Sequence[s
         _wait(run, children, pending)
     finally:
         shutil.rmtree(claims, ignore_errors=True)
+
+
+def _longest_first(run: "Run", cells: Sequence[dict]) -> list[dict]:
+    """The cells by the experiment's cost estimate, longest first; in the grid's order if it has none."""
+    if run.experiment.cost is None:
+        return list(cells)
+    try:
+        return plan.longest_first(run, cells)
+    except Exception as e:  # the order only decides who computes what, so a failed estimate costs only time
+        run.log(f"cells handed out in the grid's order: their cost estimate failed ({type(e).__name__}: {e})")
+        return list(cells)
 
 
 def _wait(run: "Run", children, pending: Sequence[dict]) -> None:

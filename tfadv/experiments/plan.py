@@ -53,8 +53,8 @@ def forward_flops(model) -> float:
     return float(tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops)
 
 
-def plan(run: "Run", cells: Sequence[dict]) -> pd.DataFrame:
-    """One row per architecture: cells, passes, counted FLOPs and the estimated GPU-hours."""
+def cell_estimates(run: "Run", cells: Sequence[dict]) -> pd.DataFrame:
+    """One row per cell, in the order given: its architecture, passes, counted FLOPs and estimated GPU-hours."""
     costs = [run.experiment.cost(cell, run) for cell in cells]
     flops = {c.model: forward_flops(c.build()) for c in {c.model: c for c in costs}.values()}
     rows = []
@@ -65,9 +65,23 @@ def plan(run: "Run", cells: Sequence[dict]) -> pd.DataFrame:
                      "forward GFLOPs per sample": flops[cost.model] / 1e9,
                      "passes (fwd+bwd)": cost.passes, "forward-only passes": cost.forwards,
                      "device steps": cost.steps, "PFLOPs": total / 1e15, "GPU-hours": seconds / 3600})
-    table = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def plan(run: "Run", cells: Sequence[dict]) -> pd.DataFrame:
+    """One row per architecture: cells, passes, counted FLOPs and the estimated GPU-hours."""
     summed = ["cells", "passes (fwd+bwd)", "forward-only passes", "device steps", "PFLOPs", "GPU-hours"]
+    table = cell_estimates(run, cells)
     return table.groupby(["model", "precision", "forward GFLOPs per sample"], as_index=False)[summed].sum()
+
+
+def longest_first(run: "Run", cells: Sequence[dict]) -> list[dict]:
+    """`cells` by counted work (FLOPs, then device steps), the most first, ties in the grid's order: handed
+    out in this order, the processes of a --jobs run end together instead of one finishing a long cell while
+    the others idle. FLOPs, not the GPU-hour estimate, whose step floor ranks small nets' cells by their
+    steps alone. Only the order changes, never what a cell computes."""
+    work = cell_estimates(run, cells)[["PFLOPs", "device steps"]].to_numpy()
+    return [cells[i] for i in sorted(range(len(cells)), key=lambda i: (-work[i][0], -work[i][1]))]
 
 
 def describe(table: pd.DataFrame, run: "Run") -> str:

@@ -4,6 +4,7 @@
     OUT/cells/<id>.json    one finished cell: its key, the configuration's fingerprint, its tables' rows
                            and what it was computed with (the thread count)
     OUT/<table>.csv        every finished cell's rows, merged (results.csv, and any extra table a paper keeps)
+    OUT/cell_times.csv     each finished cell's wall and CPU seconds (kept out of the tables: they vary run to run)
 
 A cell file appears only once all of its rows are on disk (tfadv.experiments.atomic), so a run killed at
 any moment leaves each cell complete or absent, and a re-run computes only what is missing. A folder holds
@@ -110,12 +111,13 @@ class CellStore:
         return self.path(key).is_file()
 
     def write(self, key: str, coordinates: Mapping[str, Any], output: CellOutput,
-              computed_with: Mapping[str, Any] | None = None) -> None:
+              computed_with: Mapping[str, Any] | None = None, timing: Mapping[str, float] | None = None) -> None:
         """Store one finished cell atomically. `output` is rows of the main table or {table: rows};
-        `computed_with` (e.g. the thread count) becomes columns of the cell's main-table rows."""
+        `computed_with` (e.g. the thread count) becomes columns of the cell's main-table rows; `timing`
+        (its wall and CPU seconds) is kept beside the tables, not in them, so that equal results compare equal."""
         tables = _tables(key, output)
         record = {CELL_COLUMN: key, "config": self.fingerprint, "coordinates": dict(coordinates),
-                  "tables": tables, "computed_with": _row(key, computed_with or {})}
+                  "tables": tables, "computed_with": _row(key, computed_with or {}), "timing": dict(timing or {})}
         atomic.write_text(self.path(key), json.dumps(record, indent=1, allow_nan=True))
 
     def read(self, key: str) -> dict[str, pd.DataFrame]:
@@ -182,6 +184,20 @@ def merge(out: str | os.PathLike, configuration: Mapping[str, Any], other_folder
         for name, table in merged.items():
             atomic.write_csv(table, Path(out) / f"{name}.csv")
     return merged
+
+
+def cell_times(folders: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """Wall and CPU seconds of every finished cell in `folders` that recorded them (one row per cell, sorted
+    by key; cells written by an older tfadv have none). CPU seconds are the process's, so they count every
+    thread of the cell's process."""
+    rows: dict[str, dict] = {}
+    for folder in map(Path, folders):
+        for path in sorted((folder / CELLS_DIR).glob("*.json")) if (folder / CELLS_DIR).is_dir() else []:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if record.get("timing") and record[CELL_COLUMN] not in rows:
+                rows[record[CELL_COLUMN]] = {CELL_COLUMN: record[CELL_COLUMN], **record["timing"]}
+    columns = [CELL_COLUMN, "wall_seconds", "cpu_seconds"]
+    return pd.DataFrame([rows[k] for k in sorted(rows)], columns=columns)
 
 
 def _check_shard(folder: Path, configuration: Mapping[str, Any]) -> None:
