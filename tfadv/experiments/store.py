@@ -168,7 +168,7 @@ def merge(out: str | os.PathLike, configuration: Mapping[str, Any], other_folder
     for folder in folders:
         if folder != folders[0]:
             _check_shard(folder, configuration)
-        for path in sorted((folder / CELLS_DIR).glob("*.json")) if (folder / CELLS_DIR).is_dir() else []:
+        for path in _cell_files(folder):
             key, tables = read_cell_file(path, fingerprint)
             if key in cells:
                 first_path, first = cells[key]
@@ -192,12 +192,18 @@ def cell_times(folders: Iterable[str | os.PathLike]) -> pd.DataFrame:
     thread of the cell's process."""
     rows: dict[str, dict] = {}
     for folder in map(Path, folders):
-        for path in sorted((folder / CELLS_DIR).glob("*.json")) if (folder / CELLS_DIR).is_dir() else []:
+        for path in _cell_files(folder):
             record = json.loads(path.read_text(encoding="utf-8"))
             if record.get("timing") and record[CELL_COLUMN] not in rows:
                 rows[record[CELL_COLUMN]] = {CELL_COLUMN: record[CELL_COLUMN], **record["timing"]}
     columns = [CELL_COLUMN, "wall_seconds", "cpu_seconds"]
     return pd.DataFrame([rows[k] for k in sorted(rows)], columns=columns)
+
+
+def _cell_files(folder: Path) -> list[Path]:
+    """The cell files of an output folder, in name order (none if it has no cells/ yet)."""
+    cells = folder / CELLS_DIR
+    return sorted(cells.glob("*.json")) if cells.is_dir() else []
 
 
 def _check_shard(folder: Path, configuration: Mapping[str, Any]) -> None:
