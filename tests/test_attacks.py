@@ -117,6 +117,30 @@ def test_random_start_lies_inside_the_ball(norm):
         assert delta.numpy().min() < -0.45 and delta.numpy().max() > 0.45
 
 
+def xla_calls(fn, *args) -> int:
+    """Functions compiled by XLA (jit_compile=True) in fn's graph for these arguments."""
+    graph = fn.get_concrete_function(*args).graph.as_graph_def()
+    return sum("_XlaMustCompile" in f.attr and f.attr["_XlaMustCompile"].b for f in graph.library.function)
+
+
+def test_per_sample_select_and_finite_guard_are_exact_and_compiled_by_xla():
+    """geometry.select_per_sample and finite_or_zero run as XLA clusters inside a traced attack (TensorFlow's
+    own Select is 11-18x slower on a CPU) and give tf.where's answer, non-finite values included."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 4, 4, 3)).astype(np.float32)
+    y = rng.normal(size=(6, 4, 4, 3)).astype(np.float32)
+    x[0, 0, 0, 0], x[1, 1, 1, 1], y[2, 2, 2, 2] = np.nan, np.inf, -np.inf
+    condition = np.array([True, True, False, False, True, False])
+    expected = np.where(condition[:, None, None, None], x, y)
+    graph_select = tf.function(geometry.select_per_sample)
+    for select in (geometry.select_per_sample, graph_select):  # eager, then traced
+        np.testing.assert_array_equal(select(tf.constant(condition), tf.constant(x), tf.constant(y)).numpy(), expected)
+    assert xla_calls(graph_select, tf.constant(condition), tf.constant(x), tf.constant(y)) == 1
+    graph_guard = tf.function(geometry.finite_or_zero)
+    np.testing.assert_array_equal(graph_guard(tf.constant(x)).numpy(), np.where(np.isfinite(x), x, 0.0))
+    assert xla_calls(graph_guard, tf.constant(x)) == 1
+
+
 def test_one_hot_and_sparse_labels_agree(digits):
     model = small_cnn()
     x, y = batch(digits)

@@ -166,16 +166,15 @@ class APGD(Attack):
                 total = tf.reduce_sum(loss)
             return y_pred, loss, tape.gradient(total, x_adv, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
-        total_loss = tf.zeros([tf.shape(x_adv)[0]], tf.float32)
-        total_grad = tf.zeros_like(x_adv)
-        for _ in range(self.eot_iter):
-            y_pred, loss, grad = tracing.call_as_own_graph(self._own_graph, gradient_pass, x_adv)
-            total_loss += loss
-            total_grad += grad
-        grad = total_grad / self.eot_iter
+        y_pred, loss, grad = tracing.call_as_own_graph(self._own_graph, gradient_pass, x_adv)
+        if self.eot_iter > 1:  # (one pass is not added to zeros and divided by 1: two image-sized passes a step)
+            for _ in range(self.eot_iter - 1):
+                y_pred, more_loss, more_grad = tracing.call_as_own_graph(self._own_graph, gradient_pass, x_adv)
+                loss, grad = loss + more_loss, grad + more_grad
+            loss, grad = loss / self.eot_iter, grad / self.eot_iter
         if self._guard_nonfinite:
             grad = geometry.finite_or_zero(grad)
-        return total_loss / self.eot_iter, grad, scores.misclassified(y_pred, y_onehot)
+        return loss, grad, scores.misclassified(y_pred, y_onehot)
 
     def _project(self, x: tf.Tensor, x_new: tf.Tensor) -> tf.Tensor:
         delta = geometry.project(x_new - x, self.eps, self.norm)
@@ -242,9 +241,9 @@ class APGD(Attack):
         best point with its gradient; remember this checkpoint's best loss and decisions."""
         halve = halve_step(s["increases"], tf.gather(self._gap, i), self.rho, s["reduced_last"],
                            s["loss_best_last"], s["loss_best"])
-        restart = geometry.broadcast_per_sample(halve, s["x_adv"])
         return dict(s, step=tf.where(halve, 0.5 * s["step"], s["step"]),
-                    x_adv=tf.where(restart, s["x_best"], s["x_adv"]), grad=tf.where(restart, s["grad_best"], s["grad"]),
+                    x_adv=geometry.select_per_sample(halve, s["x_best"], s["x_adv"]),
+                    grad=geometry.select_per_sample(halve, s["grad_best"], s["grad"]),
                     reduced_last=halve, loss_best_last=s["loss_best"], increases=tf.zeros_like(s["increases"]))
 
     def _iteration(self, i, x, bounds, y_onehot, t_onehot, s: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -306,7 +305,7 @@ class APGD(Attack):
 
     def segment_output(self, state) -> tf.Tensor:
         """The last fooling iterate where the run fooled the sample, else its highest-loss iterate."""
-        return tf.where(geometry.broadcast_per_sample(state["fooled"], state["x"]), state["x_found"], state["x_best"])
+        return geometry.select_per_sample(state["fooled"], state["x_found"], state["x_best"])
 
     def _attack(self, x, y_onehot, sample_ids, restart, with_stats: bool = False, batch_sizes=None):
         # batch_sizes (mean-reduction emulation) is irrelevant: APGD sums its per-sample losses.
@@ -316,7 +315,7 @@ class APGD(Attack):
             for rank in tf.range(2, self.target_classes + 1):  # autograph: a while loop over the targets
                 run = self.segment_run(self.segment_begin(x, y_onehot, sample_ids, restart, rank), 0, self.steps)
                 newly = run["fooled"] & tf.logical_not(fooled)
-                x_out = tf.where(geometry.broadcast_per_sample(newly, x), run["x_found"], x_out)
+                x_out = geometry.select_per_sample(newly, run["x_found"], x_out)
                 fooled = fooled | run["fooled"]
         if not with_stats:
             return x_out

@@ -212,9 +212,9 @@ class FAB(Attack):
             closer = adversarial & (distance < s["best"])
             back = x + self.beta * (x1 - x)
             return i + 1, dict(
-                s, x1=tf.where(geometry.broadcast_per_sample(adversarial, x), back, x1),
+                s, x1=geometry.select_per_sample(adversarial, back, x1),
                 best=tf.where(closer, distance, s["best"]),
-                x_best=tf.where(geometry.broadcast_per_sample(closer, x), x1, s["x_best"]))
+                x_best=geometry.select_per_sample(closer, x1, s["x_best"]))
 
         stop = tf.cast(stop, tf.int32)
         _, state = tf.while_loop(lambda i, s: i < stop, body, (tf.cast(start, tf.int32), state))
@@ -226,7 +226,7 @@ class FAB(Attack):
 
     def segment_output(self, state) -> tf.Tensor:
         """The closest adversarial point if it lies within eps, else the clean input."""
-        return tf.where(geometry.broadcast_per_sample(self.segment_fooled(state), state["x"]), state["x_best"], state["x"])
+        return geometry.select_per_sample(self.segment_fooled(state), state["x_best"], state["x"])
 
     def _attack(self, x, y_onehot, sample_ids, restart, with_stats: bool = False, batch_sizes=None):
         best = tf.fill([tf.shape(x)[0]], tf.constant(np.inf, tf.float32))
@@ -234,7 +234,7 @@ class FAB(Attack):
         for rank in self.segment_stages():
             run = self.segment_run(self.segment_begin(x, y_onehot, sample_ids, restart, rank), 0, self.steps)
             closer = run["best"] < best
-            x_best = tf.where(geometry.broadcast_per_sample(closer, x), run["x_best"], x_best)
+            x_best = geometry.select_per_sample(closer, run["x_best"], x_best)
             best = tf.minimum(best, run["best"])
         merged = {"x": x, "best": best, "x_best": x_best}
         success, x_out = self.segment_fooled(merged), self.segment_output(merged)

@@ -128,13 +128,13 @@ class _GradientAttack(Attack):
                 success_step = tf.where((success_step < 0) & fooled, t, success_step)
             if self.select == "max_loss":
                 better = objective > best_objective
-                best = tf.where(geometry.broadcast_per_sample(better, x_adv), x_adv, best)
+                best = geometry.select_per_sample(better, x_adv, best)
                 best_objective = tf.where(better, objective, best_objective)
             elif self.select == "first_success":
                 frozen = frozen | fooled
             stepped = self._step(x, x_adv, grad)
             if self.select == "first_success":
-                stepped = tf.where(geometry.broadcast_per_sample(frozen, x_adv), x_adv, stepped)
+                stepped = geometry.select_per_sample(frozen, x_adv, stepped)
             return stepped, best, best_objective, frozen, success_step, raw_grad
 
         # The first step is peeled off the loop so its gradient can be reported.
@@ -151,7 +151,7 @@ class _GradientAttack(Attack):
             success_step = tf.where((success_step < 0) & last_fooled, self.steps, success_step)
         if self.select == "max_loss":
             better = final_objective > best_objective
-            x_adv = tf.where(geometry.broadcast_per_sample(better, x_adv), x_adv, best)
+            x_adv = geometry.select_per_sample(better, x_adv, best)
         if not with_stats:
             return x_adv
         if self.select == "max_loss":

@@ -78,7 +78,7 @@ class SegmentedPGD:
             _, y_pred, raw_grad = attack._objective_and_gradient(s["x_adv"], y_onehot, s["batch"])
             frozen = s["frozen"] | attack._success(y_pred, y_onehot)
             stepped = attack._step(x, s["x_adv"], attack._finite(raw_grad))
-            x_adv = tf.where(geometry.broadcast_per_sample(frozen, x), s["x_adv"], stepped)
+            x_adv = geometry.select_per_sample(frozen, s["x_adv"], stepped)
             return i + 1, dict(s, x_adv=x_adv, frozen=frozen)
 
         _, state = tf.while_loop(lambda i, s: i < stop, body, (tf.cast(start, tf.int32), state))

@@ -264,7 +264,7 @@ class Square(Attack):
                 improved = active & (loss < s["loss"])
                 accept = improved | (active & fooled_now)
                 return i + 1, dict(
-                    s, x_best=tf.where(geometry.broadcast_per_sample(accept, x), x_new, s["x_best"]),
+                    s, x_best=geometry.select_per_sample(accept, x_new, s["x_best"]),
                     loss=tf.where(improved, loss, s["loss"]), fooled=s["fooled"] | (active & fooled_now),
                     used=s["used"] + tf.cast(active, tf.float32))
 
@@ -287,7 +287,7 @@ class Square(Attack):
             run = self.segment_run(self.segment_begin(x, y_onehot, sample_ids, restart, rank, done=fooled), 0, self.queries)
             # The first run's points for the samples it does not fool; later runs only add fooling points.
             keep = tf.logical_not(fooled) if rank == 1 else run["fooled"] & tf.logical_not(fooled)
-            x_out = tf.where(geometry.broadcast_per_sample(keep, x), run["x_best"], x_out)
+            x_out = geometry.select_per_sample(keep, run["x_best"], x_out)
             fooled, used = run["fooled"], used + run["used"]
             first_loss = run["loss"] if first_loss is None else first_loss
         if not with_stats:
