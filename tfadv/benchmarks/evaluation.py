@@ -9,6 +9,8 @@ Cases, on the digits CNN (tfadv.models.digits_cnn, 32 x 32 RGB in [0, 255]) and 
   ratio to 50 passes, and to the plain evaluation (early_exit=False).
   Targets (ISSUE 13): <= 0.35 on the non-robust CNN, <= 1.05 on the robust one.
 - APGD-100 compiled whole (one call on the batch): floor 101 passes (the start and 100 steps). Target <= 1.05.
+- Square-300 compiled whole on the robust CNN (most samples survive, so every query runs): floor 301 forward
+  passes (the initial query and 300). No target in the issue: it shows what a query costs beyond its forward pass.
 Timed in interleaved rounds in one process (medians), as tfadv.benchmarks.attacks; CPU time is the steadier
 clock on a shared machine.
 """
@@ -20,7 +22,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv.attacks import APGD, PGD
+from tfadv import tracing
+from tfadv.attacks import APGD, PGD, Square
 from tfadv.benchmarks.attacks import _floor, _median_seconds
 from tfadv.evaluation import robust_accuracy
 
@@ -94,6 +97,30 @@ def apgd_case(model: keras.Model, x: np.ndarray, y: np.ndarray, *, steps: int, r
                 target=TARGETS["apgd"])
 
 
+def _forward_floor(model: keras.Model, x: tf.Tensor, passes: int) -> Callable[[], object]:
+    """`passes` calls of one compiled forward pass: the cost no score-based attack can go below."""
+    forward = tracing.compile_once(lambda x: model(x, training=False))
+
+    def run():
+        for _ in range(passes):
+            out = forward(x)
+        return out.numpy()
+
+    return run
+
+
+def square_case(model: keras.Model, x: np.ndarray, y: np.ndarray, *, queries: int, rounds: int) -> dict[str, Any]:
+    """Square-`queries` compiled whole, one call on the batch, against queries + 1 forward passes."""
+    eps = EPS["robust"]
+    attack = Square(model, eps, "inf", queries=queries, clip_min=CLIP[0], clip_max=CLIP[1], seed=0)
+    x_tf, y_tf = tf.constant(x), tf.constant(y)
+    fns = {"tfadv": lambda: attack(x_tf, y_tf).numpy(), "floor": _forward_floor(model, x_tf, queries + 1)}
+    seconds = _median_seconds(fns, rounds)
+    return _row(f"Square-{queries}, compiled whole, robust CNN (floor: forward passes)", seconds, queries + 1,
+                batch=len(x), eps=round(eps, 2), steps=queries, restarts=1,
+                robust_accuracy=round(robust_accuracy(model, attack, x, y, batch_size=len(x)), 4), target=None)
+
+
 def run(rounds: int = 7, quick: bool = False) -> list[dict[str, Any]]:
     keras.utils.set_random_seed(0)
     x, y, standard, robust = digits_models(quick)
@@ -105,4 +132,5 @@ def run(rounds: int = 7, quick: bool = False) -> list[dict[str, Any]]:
         robust_accuracy_case(f"PGD-{steps} x2 restarts, early exit, robust CNN", robust, x, y, eps=EPS["robust"],
                              steps=steps, restarts=2, target=TARGETS["robust"], rounds=rounds),
         apgd_case(standard, x, y, steps=40 if quick else 100, rounds=rounds),
+        square_case(robust, x, y, queries=60 if quick else 300, rounds=rounds),
     ]
