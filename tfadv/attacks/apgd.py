@@ -167,7 +167,7 @@ class APGD(Attack):
             return y_pred, loss, tape.gradient(total, x_adv, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
         y_pred, loss, grad = tracing.call_as_own_graph(self._own_graph, gradient_pass, x_adv)
-        if self.eot_iter > 1:  # (one pass is not added to zeros and divided by 1: two image-sized passes a step)
+        if self.eot_iter > 1:  # one pass is used as is: adding it to zeros and dividing by 1 cost two passes over x
             for _ in range(self.eot_iter - 1):
                 y_pred, more_loss, more_grad = tracing.call_as_own_graph(self._own_graph, gradient_pass, x_adv)
                 loss, grad = loss + more_loss, grad + more_grad
