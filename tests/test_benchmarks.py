@@ -16,8 +16,9 @@ def test_evaluation_cases_give_ratios_to_their_floors():
                                         target=1.05, rounds=1),
         evaluation.apgd_case(model, x, y, steps=3, rounds=1),
         evaluation.square_case(model, x, y, queries=3, rounds=1),
+        evaluation.fab_case(model, x, y, steps=2, targets=2, rounds=1),
     ]
-    assert [row["floor_passes"] for row in rows] == [4, 4, 4]
+    assert [row["floor_passes"] for row in rows] == [4, 4, 4, 4]
     for row in rows:
         assert 0.0 <= row["robust_accuracy"] <= 1.0, row
         for clock in ("wall", "cpu"):

@@ -11,6 +11,7 @@ Cases, on the digits CNN (tfadv.models.digits_cnn, 32 x 32 RGB in [0, 255]) and 
 - APGD-100 compiled whole (one call on the batch): floor 101 passes (the start and 100 steps). Target <= 1.05.
 - Square-300 compiled whole on the robust CNN (most samples survive, so every query runs): floor 301 forward
   passes (the initial query and 300). No target in the issue: it shows what a query costs beyond its forward pass.
+- FAB-T (3 targets x 10 steps) compiled whole on the robust CNN: floor 30 gradient and 30 forward passes. No target.
 Timed in interleaved rounds in one process (medians), as tfadv.benchmarks.attacks; CPU time is the steadier
 clock on a shared machine.
 """
@@ -23,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv import tracing
-from tfadv.attacks import APGD, PGD, Square
+from tfadv.attacks import APGD, FAB, PGD, Square
 from tfadv.benchmarks.attacks import _floor, _median_seconds
 from tfadv.evaluation import robust_accuracy
 
@@ -121,6 +122,23 @@ def square_case(model: keras.Model, x: np.ndarray, y: np.ndarray, *, queries: in
                 robust_accuracy=round(robust_accuracy(model, attack, x, y, batch_size=len(x)), 4), target=None)
 
 
+def fab_case(model: keras.Model, x: np.ndarray, y: np.ndarray, *, steps: int, targets: int,
+             rounds: int) -> dict[str, Any]:
+    """FAB-T (`targets` runs of `steps`) compiled whole, against as many gradient and forward passes: each
+    step takes one of each, and projects two points per sample onto the box-bounded hyperplane."""
+    eps = EPS["robust"]
+    attack = FAB(model, eps, "inf", steps, targeted=True, n_target_classes=targets, clip_min=CLIP[0],
+                 clip_max=CLIP[1], seed=0)
+    x_tf, y_tf = tf.constant(x), tf.constant(y)
+    passes = steps * targets
+    gradients, forwards = _floor(model, x_tf, y_tf, passes, from_logits=False), _forward_floor(model, x_tf, passes)
+    fns = {"tfadv": lambda: attack(x_tf, y_tf).numpy(), "floor": lambda: (gradients(), forwards())}
+    seconds = _median_seconds(fns, rounds)
+    return _row(f"FAB-T, {targets} targets x {steps} steps, compiled whole, robust CNN (floor: gradient + forward "
+                "passes)", seconds, passes, batch=len(x), eps=round(eps, 2), steps=steps, restarts=1,
+                robust_accuracy=round(robust_accuracy(model, attack, x, y, batch_size=len(x)), 4), target=None)
+
+
 def run(rounds: int = 7, quick: bool = False) -> list[dict[str, Any]]:
     keras.utils.set_random_seed(0)
     x, y, standard, robust = digits_models(quick)
@@ -133,4 +151,5 @@ def run(rounds: int = 7, quick: bool = False) -> list[dict[str, Any]]:
                              steps=steps, restarts=2, target=TARGETS["robust"], rounds=rounds),
         apgd_case(standard, x, y, steps=40 if quick else 100, rounds=rounds),
         square_case(robust, x, y, queries=60 if quick else 300, rounds=rounds),
+        fab_case(robust, x, y, steps=10, targets=2 if quick else 3, rounds=3 if quick else min(rounds, 5)),
     ]
