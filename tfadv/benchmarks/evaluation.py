@@ -84,18 +84,23 @@ def robust_accuracy_case(case: str, model: keras.Model, x: np.ndarray, y: np.nda
     return row
 
 
+def _whole_batch_case(case: str, attack, model: keras.Model, x: np.ndarray, y: np.ndarray, *, eps: float, steps: int,
+                      floor: Callable[[tf.Tensor, tf.Tensor], Callable[[], object]], floor_passes: int,
+                      target: float | None, rounds: int) -> dict[str, Any]:
+    """One call of a compiled attack on the whole batch against `floor(x, y)`, and the robust accuracy it gives."""
+    x_tf, y_tf = tf.constant(x), tf.constant(y)
+    seconds = _median_seconds({"tfadv": lambda: attack(x_tf, y_tf).numpy(), "floor": floor(x_tf, y_tf)}, rounds)
+    return _row(case, seconds, floor_passes, batch=len(x), eps=round(eps, 2), steps=steps, restarts=1,
+                robust_accuracy=round(robust_accuracy(model, attack, x, y, batch_size=len(x)), 4), target=target)
+
+
 def apgd_case(model: keras.Model, x: np.ndarray, y: np.ndarray, *, steps: int, rounds: int) -> dict[str, Any]:
     """APGD-`steps` compiled whole, one call on the batch, against steps + 1 passes."""
     eps = EPS["apgd"]
     attack = APGD(model, eps, "inf", steps, clip_min=CLIP[0], clip_max=CLIP[1], seed=0)
-    x_tf, y_tf = tf.constant(x), tf.constant(y)
-    fns = {"tfadv": lambda: attack(x_tf, y_tf).numpy(),
-           "floor": _floor(model, x_tf, y_tf, steps + 1, from_logits=False)}
-    seconds = _median_seconds(fns, rounds)
-    return _row(f"APGD-{steps}, compiled whole", seconds, steps + 1, batch=len(x), eps=round(eps, 2), steps=steps,
-                restarts=1,
-                robust_accuracy=round(robust_accuracy(model, attack, x, y, batch_size=len(x)), 4),
-                target=TARGETS["apgd"])
+    floor = lambda x, y: _floor(model, x, y, steps + 1, from_logits=False)  # noqa: E731
+    return _whole_batch_case(f"APGD-{steps}, compiled whole", attack, model, x, y, eps=eps, steps=steps, floor=floor,
+                             floor_passes=steps + 1, target=TARGETS["apgd"], rounds=rounds)
 
 
 def _forward_floor(model: keras.Model, x: tf.Tensor, passes: int) -> Callable[[], object]:
@@ -114,12 +119,10 @@ def square_case(model: keras.Model, x: np.ndarray, y: np.ndarray, *, queries: in
     """Square-`queries` compiled whole, one call on the batch, against queries + 1 forward passes."""
     eps = EPS["robust"]
     attack = Square(model, eps, "inf", queries=queries, clip_min=CLIP[0], clip_max=CLIP[1], seed=0)
-    x_tf, y_tf = tf.constant(x), tf.constant(y)
-    fns = {"tfadv": lambda: attack(x_tf, y_tf).numpy(), "floor": _forward_floor(model, x_tf, queries + 1)}
-    seconds = _median_seconds(fns, rounds)
-    return _row(f"Square-{queries}, compiled whole, robust CNN (floor: forward passes)", seconds, queries + 1,
-                batch=len(x), eps=round(eps, 2), steps=queries, restarts=1,
-                robust_accuracy=round(robust_accuracy(model, attack, x, y, batch_size=len(x)), 4), target=None)
+    floor = lambda x, y: _forward_floor(model, x, queries + 1)  # noqa: E731
+    return _whole_batch_case(f"Square-{queries}, compiled whole, robust CNN (floor: forward passes)", attack, model,
+                             x, y, eps=eps, steps=queries, floor=floor, floor_passes=queries + 1, target=None,
+                             rounds=rounds)
 
 
 def fab_case(model: keras.Model, x: np.ndarray, y: np.ndarray, *, steps: int, targets: int,
@@ -129,14 +132,15 @@ def fab_case(model: keras.Model, x: np.ndarray, y: np.ndarray, *, steps: int, ta
     eps = EPS["robust"]
     attack = FAB(model, eps, "inf", steps, targeted=True, n_target_classes=targets, clip_min=CLIP[0],
                  clip_max=CLIP[1], seed=0)
-    x_tf, y_tf = tf.constant(x), tf.constant(y)
     passes = steps * targets
-    gradients, forwards = _floor(model, x_tf, y_tf, passes, from_logits=False), _forward_floor(model, x_tf, passes)
-    fns = {"tfadv": lambda: attack(x_tf, y_tf).numpy(), "floor": lambda: (gradients(), forwards())}
-    seconds = _median_seconds(fns, rounds)
-    return _row(f"FAB-T, {targets} targets x {steps} steps, compiled whole, robust CNN (floor: gradient + forward "
-                "passes)", seconds, passes, batch=len(x), eps=round(eps, 2), steps=steps, restarts=1,
-                robust_accuracy=round(robust_accuracy(model, attack, x, y, batch_size=len(x)), 4), target=None)
+
+    def floor(x, y):
+        gradients, forwards = _floor(model, x, y, passes, from_logits=False), _forward_floor(model, x, passes)
+        return lambda: (gradients(), forwards())
+
+    return _whole_batch_case(f"FAB-T, {targets} targets x {steps} steps, compiled whole, robust CNN (floor: gradient "
+                             "+ forward passes)", attack, model, x, y, eps=eps, steps=steps, floor=floor,
+                             floor_passes=passes, target=None, rounds=rounds)
 
 
 def run(rounds: int = 7, quick: bool = False) -> list[dict[str, Any]]:
