@@ -380,6 +380,57 @@ def test_kill_9_mid_run_then_rerun_gives_the_same_table(tmp_path):
                                   fresh["results"].drop(columns=store.THREADS_COLUMN))
 
 
+class _Child:
+    """A job process that is running for `polls` polls, then exits 0; it has no log to close."""
+
+    def __init__(self, polls: int):
+        self.polls, self.returncode = polls, None
+
+    def poll(self):
+        self.polls -= 1
+        self.returncode = None if self.polls > 0 else 0
+        return self.returncode
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_jobs_bar_ticks_in_a_terminal_and_updates_a_log_file_once_per_finished_cell(monkeypatch, terminal):
+    updates = []
+
+    class Bar:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def update(self, count):
+            updates.append(count)
+
+    class Log:
+        name = "job.log"
+
+        def close(self):
+            pass
+
+    finished_after = {"a": 3, "b": 6}  # polls until each cell's file appears
+    polls = {"n": 0}
+
+    class FakeRun:
+        show_progress = True
+
+        def finished(self, cell):
+            return polls["n"] >= finished_after[cell]
+
+    def count_poll(seconds):
+        polls["n"] += 1
+
+    monkeypatch.setattr(jobs.keras.utils, "Progbar", Bar)
+    monkeypatch.setattr(jobs.time, "sleep", count_poll)
+    monkeypatch.setattr(jobs.sys.stdout, "isatty", lambda: terminal, raising=False)
+    jobs._wait(FakeRun(), [(_Child(10), Log())], ["a", "b"])
+    if terminal:
+        assert len(updates) == 10 and updates[-1] == 2  # 9 polls and the final count
+    else:
+        assert updates == [0, 1, 2, 2]  # one per change, and the final count
+
+
 @pytest.mark.slow
 def test_jobs_run_shard_processes_into_one_folder(tmp_path):
     out = tmp_path / "parallel"

@@ -144,11 +144,17 @@ def _longest_first(run: "Run", cells: Sequence[dict]) -> list[dict]:
 def _wait(run: "Run", children, pending: Sequence[dict]) -> None:
     bar = keras.utils.Progbar(len(pending), unit_name="cell", verbose=1 if run.show_progress else 0)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # A terminal's bar ticks every poll (its clock moves); a log file (SLURM, `make demo > log`) gets one
+    # update per finished cell instead of one per poll.
+    ticking, shown = sys.stdout.isatty(), -1
     try:
         # Poll every child each round (no short-circuit): a child that ended is reaped at once, so the
         # others do not wait for a cell it took (tfadv.experiments.claims.in_progress).
         while [child.poll() for child, _ in children].count(None):
-            bar.update(sum(run.finished(c) for c in pending))
+            finished = sum(run.finished(c) for c in pending)
+            if ticking or finished != shown:
+                bar.update(finished)
+                shown = finished
             time.sleep(POLL_SECONDS)
         bar.update(sum(run.finished(c) for c in pending))
     except KeyboardInterrupt:
