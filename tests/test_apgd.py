@@ -1,5 +1,6 @@
-"""APGD: the paper's schedule and step-size rule, DLR on hand-computed logits, the attack contract,
-batch invariance, APGD-T's targets, errors before compute, and APGD-CE against PGD at equal cost."""
+"""APGD: the paper's schedule and step-size rule, a whole run against a plain step-by-step one, DLR on
+hand-computed logits, the attack contract, batch invariance, APGD-T's targets, errors before compute, and
+APGD-CE against PGD at equal cost."""
 from fractions import Fraction
 import math
 
@@ -83,6 +84,90 @@ def test_one_iteration_is_the_momentum_step_of_algorithm_1():
     expected = project(x_k.numpy() + 0.75 * (z - x_k.numpy()) + 0.25 * (x_k.numpy() - x_prev.numpy()))
     np.testing.assert_allclose(after["x_adv"].numpy(), expected, atol=1e-6)
     np.testing.assert_allclose(after["x_prev"].numpy(), x_k.numpy())
+
+
+def plain_apgd(loss_grad, x, start, eps, norm, steps, rho=0.75):
+    """One APGD-CE run written out plainly in numpy, step by step as Algorithm 1 runs in the reference code
+    (fra31/auto-attack), with inputs in [0, 1] and the first checkpoint counting f(x_1) > f(x_0). Returns
+    per sample: fooled, the output (last fooling iterate, else the best-loss one), the best loss, and how
+    many times its step was halved."""
+    def project(v):
+        if norm == "inf":
+            return np.clip(np.clip(v, x - eps, x + eps), 0.0, 1.0)
+        d = v - x
+        length = np.linalg.norm(d, axis=1, keepdims=True)
+        return np.clip(x + d * np.minimum(1.0, eps / np.maximum(length, 1e-30)), 0.0, 1.0)
+
+    def direction(g):
+        if norm == "inf":
+            return np.sign(g)
+        length = np.linalg.norm(g, axis=1, keepdims=True)
+        return np.where(length > 0, g / np.where(length > 0, length, 1.0), 0.0)
+
+    gap, shrink, smallest = max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+    x_adv = x_prev = start
+    loss, grad, fooled = loss_grad(x_adv)
+    x_found, x_best, grad_best, loss_best = x_adv.copy(), x_adv.copy(), grad.copy(), loss.copy()
+    loss_prev, loss_best_last = loss.copy(), loss.copy()
+    step, reduced_last = np.full(len(x), 2.0 * eps, np.float32), np.ones(len(x), bool)
+    increases, since, halvings = np.zeros(len(x)), 0, np.zeros(len(x), int)
+    for i in range(steps):
+        a = 1.0 if i == 0 else 0.75
+        z = project(x_adv + step[:, None] * direction(grad))
+        x_prev, x_adv = x_adv, project(x_adv + a * (z - x_adv) + (1 - a) * (x_adv - x_prev))
+        loss, grad, fooled_now = loss_grad(x_adv)
+        x_found[fooled_now] = x_adv[fooled_now]
+        fooled = fooled | fooled_now
+        increases += loss > loss_prev
+        loss_prev = loss
+        better = loss > loss_best
+        x_best[better], grad_best[better], loss_best[better] = x_adv[better], grad[better], loss[better]
+        since += 1
+        if since == gap:
+            halve = (increases <= rho * gap) | (~reduced_last & (loss_best_last >= loss_best))
+            step[halve] /= 2
+            halvings += halve
+            x_adv, grad = x_adv.copy(), grad.copy()
+            x_adv[halve], grad[halve] = x_best[halve], grad_best[halve]
+            reduced_last, loss_best_last, increases, since = halve, loss_best.copy(), np.zeros(len(x)), 0
+            gap = max(gap - shrink, smallest)
+    return fooled, np.where(fooled[:, None], x_found, x_best), loss_best, halvings
+
+
+@pytest.mark.parametrize("norm,eps", [("inf", 0.08), ("2", 0.25)])
+def test_a_whole_run_follows_a_plain_step_by_step_apgd(norm, eps):
+    """The compiled run against plain_apgd from the same random start, on a small net whose loss rises and
+    falls, so that samples are halved different numbers of times and some are fooled. The two differ only
+    in float rounding, which can swap two iterates of equal loss as the best one: the fooled samples, the
+    best losses and the loss of each output must agree, the points only to a fraction of eps."""
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((12,))
+    hidden = keras.layers.Dense(16, activation="tanh", kernel_initializer=keras.initializers.RandomNormal(stddev=4.0))
+    model = keras.Model(inputs, keras.layers.Dense(5)(hidden(inputs)))
+    x = np.random.default_rng(3).uniform(0.2, 0.8, (40, 12)).astype(np.float32)
+    y = np.argmax(model.predict(x, verbose=0), axis=-1)  # every sample correct on the clean input
+    steps, ids = 30, np.arange(40)
+    attack = APGD(model, eps, norm, steps, from_logits=True, clip_min=0.0, clip_max=1.0, seed=5)
+    x_adv, stats = attack(x, y, sample_ids=ids, return_stats=True)
+    start = attack._start(tf.constant(x), tf.constant(ids, tf.int64), tf.constant(1, tf.int64)).numpy()
+
+    def loss_grad(points):
+        points = tf.constant(points, tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(points)
+            logits = model(points)
+            loss = scores.cross_entropy(logits, tf.one_hot(y, 5))
+            total = tf.reduce_sum(loss)
+        return loss.numpy(), tape.gradient(total, points).numpy(), np.argmax(logits.numpy(), axis=-1) != y
+
+    fooled, expected, loss_best, halvings = plain_apgd(loss_grad, x, start, eps, norm, steps)
+    assert 0 < fooled.sum() < len(x) and len(set(halvings)) > 3
+    np.testing.assert_array_equal(stats["success"], fooled)
+    np.testing.assert_allclose(stats["loss_best"], loss_best, rtol=1e-4)
+    output_loss, _, output_fooled = loss_grad(x_adv.numpy())
+    np.testing.assert_array_equal(output_fooled, fooled)
+    np.testing.assert_allclose(output_loss[~fooled], loss_best[~fooled], rtol=1e-4)
+    np.testing.assert_allclose(x_adv.numpy(), expected, atol=0.05 * eps)
 
 
 def test_eot_averages_gradients_and_losses():
