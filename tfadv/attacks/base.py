@@ -188,6 +188,10 @@ class Attack:
 
     def _validated(self, x: Any, y: Any) -> tuple[tf.Tensor, tf.Tensor]:
         name = type(self).__name__
+        if isinstance(x, tf.data.Dataset):
+            raise TypeError(f"{name}: x is a tf.data.Dataset, but an attack takes one batch: call it per batch "
+                            "(for x, y in dataset: ...), or give the dataset to tfadv.evaluation.robust_accuracy, "
+                            "auto_attack or check_gradient_masking")
         x = tf.convert_to_tensor(x)
         if not x.dtype.is_floating:
             raise TypeError(f"{name}: x must be floating point, got dtype {x.dtype.name}; convert it first")

@@ -27,6 +27,7 @@ from tfadv import geometry
 from tfadv.attacks import APGD, FAB, Attack, Square
 from tfadv.evaluation import checks, compaction
 from tfadv.evaluation.clean import predict_labels
+from tfadv.evaluation.data import evaluation_arrays
 from tfadv.evaluation.state import CascadeState
 
 VERSIONS = {
@@ -155,7 +156,7 @@ def _confirmed(model, x, x_adv, labels, config, batch_size) -> np.ndarray:
 def auto_attack(
     model: keras.Model,
     x: Any,
-    y: Any,
+    y: Any = None,
     *,
     eps: float,
     norm: str | int | float,
@@ -176,14 +177,15 @@ def auto_attack(
 ) -> AutoAttackResult:
     """Robust accuracy under the AutoAttack cascade. `steps`, `queries` and `n_target_classes` set the budget
     of attacks given by name (the reference's: 100, 5,000, 9); smaller ones make a cheaper, weaker demo.
-    `compact=False` runs every attack whole on every batch (same result, slower: for checking)."""
+    `compact=False` runs every attack whole on every batch (same result, slower: for checking).
+    `x`, `y`: arrays, or `x` a batched tf.data.Dataset of (x, y) and `y` left out (read once into memory)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"auto_attack: batch_size must be an integer >= 1, got {batch_size!r}")
     settings = dict(eps=eps, norm=norm, from_logits=from_logits, clip_min=clip_min, clip_max=clip_max, seed=seed,
                     output_index=output_index)
     cascade = _resolve_attacks(model, version, attacks, settings,
                                dict(steps=steps, queries=queries, n_target_classes=n_target_classes))
-    x_tf, y_tf = cascade[0]._validated(x, y)
+    x_tf, y_tf = cascade[0]._validated(*evaluation_arrays("auto_attack", x, y))
     x, y_onehot = x_tf.numpy(), y_tf.numpy()
     labels = np.argmax(y_onehot, axis=-1)
     eps, norm = cascade[0].eps, cascade[0].norm

@@ -11,6 +11,7 @@ from tfadv.attacks import APGD, Square
 from tfadv.evaluation import checks
 from tfadv.evaluation.checks import Flag, MaskingReport
 from tfadv.evaluation.clean import predict_labels
+from tfadv.evaluation.data import evaluation_arrays
 from tfadv.evaluation.robust import robust_mask
 
 #: Robust accuracy left at the large eps above this means the attack cannot reach the whole input space.
@@ -24,7 +25,7 @@ TREND_TOLERANCE = 0.005
 def check_gradient_masking(
     model: keras.Model,
     x: Any,
-    y: Any,
+    y: Any = None,
     *,
     eps: float,
     norm: str | int | float,
@@ -41,10 +42,11 @@ def check_gradient_masking(
     output_index: Any = None,
 ) -> MaskingReport:
     """Run every check and return the report (flags in the order measured). APGD-CE with `steps` iterations
-    is the reference attack; the convergence checks rerun it with 4x the steps and with `restarts` restarts."""
+    is the reference attack; the convergence checks rerun it with 4x the steps and with `restarts` restarts.
+    `x`, `y`: arrays, or `x` a batched tf.data.Dataset of (x, y) and `y` left out (read once into memory)."""
     common = dict(from_logits=from_logits, clip_min=clip_min, clip_max=clip_max, seed=seed, output_index=output_index)
     base = APGD(model, eps, norm, steps, **common)
-    x_tf, y_onehot = base._validated(x, y)
+    x_tf, y_onehot = base._validated(*evaluation_arrays("check_gradient_masking", x, y))
     x, labels = x_tf.numpy(), np.argmax(y_onehot.numpy(), axis=-1)
     if restarts < 2:
         raise ValueError(f"check_gradient_masking: restarts must be >= 2 to compare with one restart, got {restarts}")

@@ -15,13 +15,14 @@ from tfadv import model_outputs, validation
 from tfadv.attacks import Attack
 from tfadv.evaluation import compaction
 from tfadv.evaluation.clean import predict_labels
+from tfadv.evaluation.data import evaluation_arrays
 
 
 def robust_mask(
     model: keras.Model,
     attack: Attack,
     x: Any,
-    y: Any,
+    y: Any = None,
     *,
     batch_size: int = 128,
     restarts: int = 1,
@@ -29,6 +30,8 @@ def robust_mask(
     early_exit: bool = True,
 ) -> np.ndarray:
     """Per-sample bool: correct on the clean input and not fooled by any of `restarts` attack runs.
+
+    `x`, `y`: arrays, or `x` a batched tf.data.Dataset of (x, y) and `y` left out (read once into memory).
 
     Before any compute, the attack checks its model's output kind against its `from_logits` (see
     `check_output_kind` of tfadv.attacks.Attack) on the first samples of `x`.
@@ -47,6 +50,7 @@ def robust_mask(
             "robust_accuracy: the attack must be built on `model` (success is judged by the attack's model; "
             "for transfer attacks craft with one attack and evaluate the other model's predictions yourself)"
         )
+    x, y = evaluation_arrays("robust_accuracy", x, y)
     x = np.asarray(x, np.float32)
     y = np.asarray(y)
     if len(x) != len(y):
@@ -75,7 +79,7 @@ def robust_accuracy(
     model: keras.Model,
     attack: Attack,
     x: Any,
-    y: Any,
+    y: Any = None,
     *,
     batch_size: int = 128,
     restarts: int = 1,

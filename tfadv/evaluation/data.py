@@ -1,0 +1,35 @@
+"""Evaluation inputs: arrays, or a batched tf.data.Dataset of (x, y) as Keras' `evaluate` takes.
+
+Robust accuracy, the AutoAttack cascade and the masking checks revisit samples (restarts, later attacks on
+the samples still robust, per-sample results), so a dataset is read once, in its order, into numpy arrays:
+sample i of the result is the i-th sample the dataset yields (its global index for the random starts).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+
+def evaluation_arrays(name: str, x: Any, y: Any) -> tuple[Any, Any]:
+    """(x, y) unchanged, or the (x, y) batches of the dataset `x` concatenated (then `y` must be None)."""
+    if not isinstance(x, tf.data.Dataset):
+        if y is None:
+            raise ValueError(f"{name}: y is required unless x is a tf.data.Dataset of (x, y) batches")
+        return x, y
+    if y is not None:
+        raise ValueError(f"{name}: x is a tf.data.Dataset, which yields (x, y) batches: leave y out")
+    xs, ys = [], []
+    for element in x:
+        if not isinstance(element, (tuple, list)) or len(element) != 2:
+            got = f"{len(element)}-tuples" if isinstance(element, (tuple, list)) else type(element).__name__
+            raise ValueError(f"{name}: the dataset must yield (x, y) batches, got {got} (sample weights are not used: "
+                             "map them away)")
+        xs.append(np.asarray(element[0]))
+        ys.append(np.asarray(element[1]))
+    if not xs:
+        raise ValueError(f"{name}: the dataset yields no batches")
+    if xs[0].ndim == 0 or ys[0].ndim == 0:
+        raise ValueError(f"{name}: the dataset yields single samples; batch it first (dataset.batch(n))")
+    return np.concatenate(xs), np.concatenate(ys)
