@@ -56,6 +56,8 @@ def test_what_cannot_be_evaluated_is_named():
         evaluation_arrays("auto_attack", tf.data.Dataset.from_tensor_slices((x, y, y)).batch(4), None)
     with pytest.raises(ValueError, match="batch it first"):
         evaluation_arrays("auto_attack", tf.data.Dataset.from_tensor_slices((x, y)), None)
+    with pytest.raises(ValueError, match="repeats forever"):
+        evaluation_arrays("auto_attack", _dataset(x, y).repeat(), None)
     with pytest.raises(ValueError, match="yields no batches"):
         evaluation_arrays("auto_attack", _dataset(x, y).take(0), None)
     attack = PGD(small_cnn(), 0.1, steps=1, from_logits=True, clip_min=0.0, clip_max=1.0)

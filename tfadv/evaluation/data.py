@@ -20,6 +20,8 @@ def evaluation_arrays(name: str, x: Any, y: Any) -> tuple[Any, Any]:
         return x, y
     if y is not None:
         raise ValueError(f"{name}: x is a tf.data.Dataset, which yields (x, y) batches: leave y out")
+    if int(x.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+        raise ValueError(f"{name}: the dataset repeats forever; evaluate a finite one (dataset.take(n))")
     xs, ys = [], []
     for element in x:
         if not isinstance(element, (tuple, list)) or len(element) != 2:
