@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tfadv.attacks import PGD
-from tfadv.evaluation import auto_attack, check_gradient_masking, robust_accuracy, robust_mask
+from tfadv.evaluation import accuracy, auto_attack, check_gradient_masking, robust_accuracy, robust_mask
 from tfadv.evaluation.data import evaluation_arrays
 
 from autoattack_support import held_out, small_cnn
@@ -32,6 +32,7 @@ def test_robust_accuracy_of_a_dataset_is_that_of_its_arrays():
     np.testing.assert_array_equal(robust_mask(model, attack, _dataset(x, y), restarts=2), expected)
     one_hot = _dataset(x, tf.one_hot(y, 10))
     assert robust_accuracy(model, attack, one_hot, restarts=2) == expected.mean()
+    assert accuracy(model, one_hot) == accuracy(model, x, y) == 1.0
 
 
 def test_auto_attack_and_the_masking_checks_of_a_dataset_are_those_of_its_arrays():

@@ -1,10 +1,13 @@
 """Clean accuracy and loss, in inference mode (BatchNorm moving statistics, no dropout)."""
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 
 from tfadv import model_outputs
+from tfadv.evaluation.data import evaluation_arrays
 
 
 def predict_labels(
@@ -19,10 +22,12 @@ def predict_labels(
     return np.concatenate(out) if out else np.zeros([0], np.int64)
 
 
-def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256,
+def accuracy(model: keras.Model, x: Any, y: Any = None, batch_size: int = 256,
              output_index: model_outputs.OutputIndex = None) -> float:
-    """Fraction of samples whose arg-max prediction is the label (y: class ids or one-hot)."""
-    y = np.asarray(y)
+    """Fraction of samples whose arg-max prediction is the label (y: class ids or one-hot); `x` may be a
+    batched tf.data.Dataset of (x, y) with `y` left out."""
+    x, y = evaluation_arrays("accuracy", x, y)
+    x, y = np.asarray(x), np.asarray(y)
     labels = np.argmax(y, axis=-1) if y.ndim == 2 else y.reshape(-1)
     if len(labels) != len(x):
         raise ValueError(f"x has {len(x)} samples but y has {len(labels)} labels")
