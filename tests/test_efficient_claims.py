@@ -192,7 +192,8 @@ def _async(adversarial_by_workers, natural=0.9):
 
 
 def test_async_robustness_kept_or_lost():
-    assert claims.async_robust(_async({0: 0.45, 1: 0.44, 3: 0.46}), _run()).outcome == REPRODUCED
+    kept = claims.async_robust(_async({0: 0.45, 1: 0.44, 3: 0.46}), _run())
+    assert kept.outcome == REPRODUCED and kept.measured.endswith("clearly below the synchronous run: none")
     partly = claims.async_robust(_async({0: 0.45, 1: 0.44, 3: 0.20}), _run())
     assert partly.outcome == PARTLY and "clearly below the synchronous run: 3 workers" in partly.measured
     assert claims.async_robust(_async({0: 0.45, 1: 0.44}, natural=0.11), _run()).outcome == INCONCLUSIVE

@@ -226,10 +226,10 @@ def async_robust(tables: Tables, run: Run) -> Verdict:
     se = lambda a: verdicts.binomial_se(a, int(sync["n"]))  # noqa: E731
     kept = [not verdicts.clearly_greater(sync["adversarial"], r.adversarial, se(sync["adversarial"]), se(r.adversarial),
                                          Z) for r in workers.itertuples()]
-    fell = ", ".join(str(int(w)) for w, k in zip(workers["workers"], kept) if not k) or "none"
+    fell = ", ".join(str(int(w)) for w, k in zip(workers["workers"], kept) if not k)
     holds, partly = verdicts.tally(kept)
-    return judge(ASYNC_ROBUST, measured + f"; clearly below the synchronous run: {fell} workers", holds=holds,
-                 partly=partly,
+    return judge(ASYNC_ROBUST, measured + f"; clearly below the synchronous run: {fell + ' workers' if fell else 'none'}",
+                 holds=holds, partly=partly,
                  unless=[untrained(runs["natural"], int(sync["n"]))],
                  rule=f"no run with workers more than {Z:g} standard errors below the synchronous one (one run each)")
 
