@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import pandas as pd
@@ -381,7 +382,7 @@ def test_kill_9_mid_run_then_rerun_gives_the_same_table(tmp_path):
 
 
 class _Child:
-    """A job process that is running for `polls` polls, then exits 0; it has no log to close."""
+    """A job process that runs for `polls` polls, then exits 0."""
 
     def __init__(self, polls: int):
         self.polls, self.returncode = polls, None
@@ -423,7 +424,7 @@ def test_the_jobs_bar_ticks_in_a_terminal_and_updates_a_log_file_once_per_finish
 
     monkeypatch.setattr(jobs.keras.utils, "Progbar", Bar)
     monkeypatch.setattr(jobs.time, "sleep", count_poll)
-    monkeypatch.setattr(jobs.sys.stdout, "isatty", lambda: terminal, raising=False)
+    monkeypatch.setattr(jobs, "sys", types.SimpleNamespace(stdout=types.SimpleNamespace(isatty=lambda: terminal)))
     jobs._wait(FakeRun(), [(_Child(10), Log())], ["a", "b"])
     if terminal:
         assert len(updates) == 10 and updates[-1] == 2  # 9 polls and the final count
