@@ -139,7 +139,8 @@ def test_a_whole_run_follows_a_plain_step_by_step_apgd(norm, eps):
     """The compiled run against plain_apgd from the same random start, on a small net whose loss rises and
     falls, so that samples are halved different numbers of times and some are fooled. The two differ only
     in float rounding, which can swap two iterates of equal loss as the best one: the fooled samples, the
-    best losses and the loss of each output must agree, the points only to a fraction of eps."""
+    best losses and the loss of each output must agree, the points only to a fraction of eps; a sample with
+    an iterate on the decision boundary within rounding (a tie) is decided by rounding and left out."""
     keras.utils.set_random_seed(4)
     inputs = keras.Input((12,))
     hidden = keras.layers.Dense(16, activation="tanh", kernel_initializer=keras.initializers.RandomNormal(stddev=4.0))
@@ -151,6 +152,8 @@ def test_a_whole_run_follows_a_plain_step_by_step_apgd(norm, eps):
     x_adv, stats = attack(x, y, sample_ids=ids, return_stats=True)
     start = attack._start(tf.constant(x), tf.constant(ids, tf.int64), tf.constant(1, tf.int64)).numpy()
 
+    tied = np.zeros(len(x), bool)  # an iterate whose top two logits are within rounding of each other
+
     def loss_grad(points):
         points = tf.constant(points, tf.float32)
         with tf.GradientTape() as tape:
@@ -158,16 +161,20 @@ def test_a_whole_run_follows_a_plain_step_by_step_apgd(norm, eps):
             logits = model(points)
             loss = scores.cross_entropy(logits, tf.one_hot(y, 5))
             total = tf.reduce_sum(loss)
+        top_two = np.sort(logits.numpy(), axis=-1)[:, -2:]
+        tied[:] |= top_two[:, 1] - top_two[:, 0] < 1e-5
         return loss.numpy(), tape.gradient(total, points).numpy(), np.argmax(logits.numpy(), axis=-1) != y
 
     fooled, expected, loss_best, halvings = plain_apgd(loss_grad, x, start, eps, norm, steps)
-    assert 0 < fooled.sum() < len(x) and len(set(halvings)) > 3
-    np.testing.assert_array_equal(stats["success"], fooled)
-    np.testing.assert_allclose(stats["loss_best"], loss_best, rtol=1e-4)
+    kept = ~tied
+    assert kept.sum() >= 35 and 0 < fooled[kept].sum() < kept.sum() and len(set(halvings[kept])) > 3
+    np.testing.assert_array_equal(stats["success"][kept], fooled[kept])
+    np.testing.assert_allclose(stats["loss_best"][kept], loss_best[kept], rtol=1e-4)
     output_loss, _, output_fooled = loss_grad(x_adv.numpy())
-    np.testing.assert_array_equal(output_fooled, fooled)
-    np.testing.assert_allclose(output_loss[~fooled], loss_best[~fooled], rtol=1e-4)
-    np.testing.assert_allclose(x_adv.numpy(), expected, atol=0.05 * eps)
+    np.testing.assert_array_equal(output_fooled[kept], fooled[kept])
+    robust = kept & ~fooled
+    np.testing.assert_allclose(output_loss[robust], loss_best[robust], rtol=1e-4)
+    np.testing.assert_allclose(x_adv.numpy()[kept], expected[kept], atol=0.05 * eps)
 
 
 def test_eot_averages_gradients_and_losses():
