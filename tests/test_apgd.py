@@ -14,7 +14,7 @@ from tfadv.attacks import APGD, PGD, scores
 from tfadv.attacks.apgd import checkpoint_lengths, checkpoints, halve_step
 from tfadv.evaluation import robust_accuracy
 
-from autoattack_support import held_out, small_cnn, trained_cnn
+from autoattack_support import held_out, near_tie, small_cnn, trained_cnn
 
 EPS = {"inf": 0.1, "2": 1.0}
 
@@ -152,7 +152,7 @@ def test_a_whole_run_follows_a_plain_step_by_step_apgd(norm, eps):
     x_adv, stats = attack(x, y, sample_ids=ids, return_stats=True)
     start = attack._start(tf.constant(x), tf.constant(ids, tf.int64), tf.constant(1, tf.int64)).numpy()
 
-    tied = np.zeros(len(x), bool)  # an iterate whose top two logits are within rounding of each other
+    tied = np.zeros(len(x), bool)  # a sample with an iterate classified by rounding (near_tie)
 
     def loss_grad(points):
         points = tf.constant(points, tf.float32)
@@ -161,8 +161,7 @@ def test_a_whole_run_follows_a_plain_step_by_step_apgd(norm, eps):
             logits = model(points)
             loss = scores.cross_entropy(logits, tf.one_hot(y, 5))
             total = tf.reduce_sum(loss)
-        top_two = np.sort(logits.numpy(), axis=-1)[:, -2:]
-        tied[:] |= top_two[:, 1] - top_two[:, 0] < 1e-5
+        tied[:] |= near_tie(logits.numpy())
         return loss.numpy(), tape.gradient(total, points).numpy(), np.argmax(logits.numpy(), axis=-1) != y
 
     fooled, expected, loss_best, halvings = plain_apgd(loss_grad, x, start, eps, norm, steps)

@@ -11,7 +11,7 @@ from tfadv import geometry
 from tfadv.attacks import FAB
 from tfadv.attacks.fab import project_onto_hyperplane
 
-from autoattack_support import held_out, small_cnn, trained_cnn
+from autoattack_support import held_out, near_tie, small_cnn, trained_cnn
 
 
 def _solver(w, c, low, high, norm):
@@ -92,11 +92,6 @@ def sorted_projection(w, c, low, high, norm):
     return out
 
 
-#: An iterate whose top two logits are closer than this is decided by float rounding (FAB's box clip can
-#: eat its overshoot and land it on the boundary), here as in the reference code.
-TIE = 1e-5
-
-
 def plain_fab_t(boundary, logits_of, x, y, eps, norm, steps, alpha_max=0.1, eta=1.05, beta=0.9):
     """One FAB-T run from x against the top runner-up class, step by step as the reference code's loop
     (fra31/auto-attack fab_base.py) in float64 with inputs in [0, 1]: returns per sample fooled, the
@@ -112,9 +107,9 @@ def plain_fab_t(boundary, logits_of, x, y, eps, norm, steps, alpha_max=0.1, eta=
         a1, a0 = np.maximum(size(d1), 1e-8), np.maximum(size(d0), 1e-8)
         alpha = np.clip(a1 / (a1 + a0), 0.0, alpha_max)[:, None]
         x1 = np.clip((x1 + eta * d1) * (1 - alpha) + (x + eta * d0) * alpha, 0.0, 1.0)
-        z = np.sort(logits_of(x1), axis=1)
-        tied |= z[:, -1] - z[:, -2] < TIE
-        adversarial = np.argmax(logits_of(x1), axis=1) != y
+        z = logits_of(x1)
+        tied |= near_tie(z)  # FAB's box clip can eat its overshoot and land the iterate on the boundary
+        adversarial = np.argmax(z, axis=1) != y
         closer = adversarial & (size(x1 - x) < best)
         best[closer], x_best[closer] = size(x1 - x)[closer], x1[closer]
         x1[adversarial] = x[adversarial] + beta * (x1 - x)[adversarial]
