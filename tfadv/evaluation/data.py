@@ -2,7 +2,9 @@
 
 Robust accuracy, the AutoAttack cascade and the masking checks revisit samples (restarts, later attacks on
 the samples still robust, per-sample results), so a dataset is read once, in its order, into numpy arrays:
-sample i of the result is the i-th sample the dataset yields (its global index for the random starts).
+sample i of the result is the i-th sample the dataset yields (its global index for the random starts). A
+dataset that reshuffles on every pass yields another order each call, so auto_attack's state file, keyed on
+the data, will not resume it: shuffle with a seed and reshuffle_each_iteration=False, or not at all.
 """
 from __future__ import annotations
 
