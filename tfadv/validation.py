@@ -3,11 +3,14 @@
 Python converts too eagerly for hyper-parameters: `float("0.1")` accepts a string from a config file,
 `float(True)` is 1.0 and `bool("False")` is True. Each of those silently changes an experiment, so these
 helpers accept only real numbers (Python or NumPy scalars, never bool) and real booleans, and every error
-names the class and the argument.
+names the class and the argument. Also: the warning for an eps far below the inputs' scale.
 """
 from __future__ import annotations
 
 import numbers
+import os
+import sys
+import warnings
 from typing import Any
 
 import numpy as np
@@ -66,3 +69,41 @@ def _is_real(value: Any) -> bool:
     if isinstance(value, np.ndarray) and value.ndim == 0:
         return np.issubdtype(value.dtype, np.number) and not np.iscomplexobj(value)
     return isinstance(value, numbers.Real)
+
+
+class EpsScaleWarning(UserWarning):
+    """eps does not fit the scale of the inputs (see SMALL_EPS_FRACTION); filter it by this category."""
+
+
+#: An eps smaller than this fraction of the input range (per coordinate: eps for L-inf, eps / sqrt(d) for
+#: L2) is far below the perturbations the literature studies (one 8-bit level is 1/255 = 0.0039 of the
+#: range; ImageNet's L2 eps 0.25 on [0, 1] is 6.4e-4 per coordinate). The usual cause is an eps in [0, 1]
+#: units (8/255) on data in [0, 255], which makes any model look robust.
+SMALL_EPS_FRACTION = {"inf": 1e-3, "2": 1e-4}
+
+
+def small_eps_warning(owner: str, eps: float, norm: str, span: float, dims: int, source: str) -> str | None:
+    """A warning (or None) when eps is implausibly small for inputs spanning `span` with `dims` coordinates.
+
+    `norm` is canonical ("inf" or "2"); `source` says where the span came from (the clip range or the data).
+    """
+    if eps <= 0 or span <= 0:
+        return None
+    per_coordinate = eps if norm == "inf" else eps / float(np.sqrt(dims))
+    fraction = per_coordinate / span
+    if fraction >= SMALL_EPS_FRACTION[norm]:
+        return None
+    what = "eps" if norm == "inf" else "eps / sqrt(d)"
+    return (f"{owner}: eps={eps:g} ({norm} norm) is tiny for inputs spanning {span:g} ({source}): {what} is "
+            f"{fraction:.2g} of the range, below {SMALL_EPS_FRACTION[norm]:g}, so robustness measured at it means "
+            f"little. If eps is in [0, 1] units and the data are in [0, 255], scale one to match the other")
+
+
+def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
+    """warnings.warn attributed to the first frame outside tfadv, however deep inside tfadv it was raised
+    (what Python 3.12's skip_file_prefixes does)."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

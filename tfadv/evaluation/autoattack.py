@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv import geometry
+from tfadv import geometry, validation
 from tfadv.attacks import APGD, FAB, Attack, Square
 from tfadv.evaluation import checks, compaction
 from tfadv.evaluation.clean import predict_labels
@@ -197,13 +197,18 @@ def auto_attack(
     if version != "custom" and (steps, queries, n_target_classes) != REFERENCE_BUDGET:
         notes.append(f"version={version!r} with steps={steps}, queries={queries}, n_target_classes={n_target_classes}: "
                      f"not the reference budget {REFERENCE_BUDGET}, so not the published protocol")
+    if clip_min is None:
+        notes.append("no clip_min/clip_max: examples may leave the data's valid range, which the reference never "
+                     "does (it clamps to [0, 1]), so this is not comparable to published AutoAttack numbers")
     notes += checks.quick_checks(model, x[:batch_size], from_logits=from_logits, output_index=output_index,
                                 randomised_expected=version == "rand")
     state = CascadeState.open(state_path, config, model, x, labels, [_attack_name(a) for a in cascade])
     if not state.started:
         state.start(predict_labels(model, x, batch_size, output_index) == labels)
-    for stage, attack in enumerate(cascade):
-        _run_stage(stage, attack, model, x, y_onehot, state, batch_size, compact, verbose, config)
+    with warnings.catch_warnings():  # eps's scale was judged once, on the first attack
+        warnings.simplefilter("ignore", validation.EpsScaleWarning)
+        for stage, attack in enumerate(cascade):
+            _run_stage(stage, attack, model, x, y_onehot, state, batch_size, compact, verbose, config)
     result = _result(state, x, config, notes)
     for note in result.warnings:
         warnings.warn(f"auto_attack: {note}", stacklevel=2)
@@ -256,8 +261,9 @@ def _result(state: CascadeState, x: np.ndarray, config: dict[str, Any], notes: l
     gradient_stages = [r for r in summary if r["attack"] != "square"]
     square = [r for r in summary if r["attack"] == "square"]
     if gradient_stages and square and square[0]["broken"] > SQUARE_GAIN_WARNING * len(x):
-        notes.append(f"Square broke {square[0]['broken']} samples the gradient attacks did not: a sign of gradient "
-                     "masking; run tfadv.evaluation.check_gradient_masking and consider an adaptive attack")
+        broken = square[0]["broken"]
+        notes.append(f"Square broke {broken} sample{'s' if broken > 1 else ''} the gradient attacks did not: a sign "
+                     "of gradient masking; run tfadv.evaluation.check_gradient_masking and consider an adaptive attack")
     x_adv = x.copy()
     x_adv[state.broken_at >= 0] = state.x_found[state.broken_at >= 0]
     return AutoAttackResult(

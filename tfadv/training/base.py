@@ -122,7 +122,7 @@ class AdversarialModel(keras.Model):
         )
         self.seed = secrets.randbelow(2**31) if seed is None else validation.integer(owner, "seed", seed)
         self.check_output_kind = validation.flag(owner, "check_output_kind", check_output_kind)
-        self._output_kind_checked = False
+        self._first_checks_done = False
 
         self.adv_accuracy = keras.metrics.Mean(name="adv_accuracy")
         self.clean_accuracy = keras.metrics.Mean(name="accuracy")
@@ -149,7 +149,7 @@ class AdversarialModel(keras.Model):
         return super().evaluate(*args, **kwargs)
 
     def check_before_compute(self, batch_size: Any = None, data: Any = None) -> None:
-        """The output-kind check (once) and, for per-row state, the fit batch size. Also builds the
+        """The output-kind and eps-scale checks (once) and, for per-row state, the fit batch size. Also builds the
         optimizer now, as Keras does under a distribution strategy: a traced step that raises (a trace-time
         check) then leaves no half-created optimizer variables behind to break the next fit."""
         owner = type(self).__name__
@@ -157,9 +157,11 @@ class AdversarialModel(keras.Model):
             wrapping.check_batch_size(owner, self.batch_size, batch_size, data)
         if not self.compiled:
             return
-        if self.check_output_kind and not self._output_kind_checked:
-            wrapping.check_output_kind(owner, self, (self.clip_min, self.clip_max))
-            self._output_kind_checked = True
+        if not self._first_checks_done:
+            if self.check_output_kind:
+                wrapping.check_output_kind(owner, self, (self.clip_min, self.clip_max))
+            wrapping.warn_if_eps_tiny(owner, self)
+            self._first_checks_done = True
         if not self.optimizer.built:
             with self.distribute_strategy.scope():
                 self.optimizer.build(self.trainable_variables)
