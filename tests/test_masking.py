@@ -1,12 +1,14 @@
 """Gradient masking on purpose (input quantisation with a zero gradient): PGD reports the model robust,
 Square breaks it, and check_gradient_masking flags it. Each cheap flag also stays quiet on a healthy model."""
+import warnings
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfadv.attacks import PGD
-from tfadv.evaluation import check_gradient_masking, checks, predict_labels, robust_accuracy
+from tfadv.attacks import APGD, PGD, Square
+from tfadv.evaluation import auto_attack, check_gradient_masking, checks, predict_labels, robust_accuracy, robust_mask
 
 from autoattack_support import held_out, small_cnn, trained_cnn
 
@@ -21,7 +23,8 @@ def masked():
 def test_pgd_reports_robustness_that_square_does_not_find_and_the_checks_flag_it(masked):
     x, y = held_out(128)
     clean = np.mean(predict_labels(masked, x) == y)
-    pgd = robust_accuracy(masked, PGD(masked, EPS, steps=20, clip_min=0.0, clip_max=1.0, seed=0), x, y)
+    with pytest.warns(UserWarning, match="robustness is assumed, not measured"):
+        pgd = robust_accuracy(masked, PGD(masked, EPS, steps=20, clip_min=0.0, clip_max=1.0, seed=0), x, y)
     assert clean > 0.85 and pgd > clean - 0.1  # PGD barely moves the model: its gradient is zero
     report = check_gradient_masking(masked, x, y, eps=EPS, norm="inf", clip_min=0.0, clip_max=1.0, steps=8,
                                     queries=300, restarts=2, eps_factors=(0.5, 1.0))
@@ -35,6 +38,38 @@ def test_pgd_reports_robustness_that_square_does_not_find_and_the_checks_flag_it
     assert all(flag.name in text for flag in report.flags) and "**raised**" in text
     for flag in report.raised:
         assert flag.meaning and flag.advice
+
+
+@pytest.mark.parametrize("attack", ["pgd", "apgd", "square"])
+def test_robust_accuracy_says_when_the_samples_it_counts_robust_were_never_moved(masked, attack):
+    """All of them, on the quantised model: a gradient attack's robust accuracy there is an assumption.
+    Square needs no gradient, and a healthy model's robust samples have one: no warning for either."""
+    x, y = held_out(64)
+    build = {"pgd": lambda m: PGD(m, EPS, steps=5, clip_min=0.0, clip_max=1.0, seed=0),
+             "apgd": lambda m: APGD(m, EPS, steps=5, clip_min=0.0, clip_max=1.0, seed=0),
+             "square": lambda m: Square(m, EPS, queries=5, clip_min=0.0, clip_max=1.0, seed=0)}[attack]
+    for model, expected in ((masked, attack != "square"), (trained_cnn(), False)):
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            mask = robust_mask(model, build(model), x, y)
+            robust_accuracy(model, build(model), x, y)
+        said = [w for w in record if "robustness is assumed, not measured" in str(w.message)]
+        assert len(said) == expected
+        if expected:
+            assert said[0].filename == __file__
+            assert f"of the {mask.sum()} samples counted robust, {mask.sum()} have an all-zero" in str(said[0].message)
+
+
+def test_auto_attack_notes_the_robust_samples_it_never_moved(masked):
+    x, y = held_out(64)
+    budget = dict(eps=EPS, norm="inf", clip_min=0.0, clip_max=1.0, steps=2, queries=2, n_target_classes=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        masked_result = auto_attack(masked, x, y, **budget)
+        healthy_result = auto_attack(trained_cnn(), x, y, **budget)
+    assert masked_result.robust_accuracy > 0.5
+    assert any("assumed, not measured" in note for note in masked_result.warnings)
+    assert not any("assumed, not measured" in note for note in healthy_result.warnings)
 
 
 def test_gradient_flags_are_quiet_on_a_healthy_model():

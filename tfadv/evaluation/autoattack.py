@@ -209,7 +209,10 @@ def auto_attack(
         warnings.simplefilter("ignore", validation.EpsScaleWarning)
         for stage, attack in enumerate(cascade):
             _run_stage(stage, attack, model, x, y_onehot, state, batch_size, compact, verbose, config)
-    result = _result(state, x, config, notes)
+    if any(not isinstance(attack, Square) for attack in cascade):
+        notes.append(checks.unmeasured_robustness(model, x, labels, state.robust, from_logits=from_logits,
+                                                  loss_path="logit", batch_size=batch_size, output_index=output_index))
+    result = _result(state, x, config, [note for note in notes if note])
     for note in result.warnings:
         warnings.warn(f"auto_attack: {note}", stacklevel=2)
     return result

@@ -5,7 +5,7 @@ outputs, zero gradients, Square beating the gradient attacks, too few classes, a
 calls) and the checklist of Carlini et al. (2019, "On evaluating adversarial robustness", sec. 5): accuracy
 must fall as eps grows and reach ~0% at a large eps, and more iterations or restarts must not keep lowering
 it. Each flag says what was measured, what it means and what to do. `quick_checks` is the cheap subset that
-auto_attack runs before its cascade.
+auto_attack runs before its cascade; `unmeasured_robustness` the one robust_accuracy and auto_attack run after.
 """
 from __future__ import annotations
 
@@ -182,3 +182,30 @@ def gradient_flags(model: keras.Model, x: np.ndarray, labels: np.ndarray, from_l
         {"samples": n, "nonfinite": counts["nonfinite"]},
     )
     return [zero, nonfinite]
+
+
+#: How many of the samples counted robust robust_accuracy and auto_attack check for a dead input gradient.
+ROBUST_GRADIENT_CHECK_SAMPLES = 256
+
+
+def unmeasured_robustness(model: keras.Model, x: np.ndarray, labels: np.ndarray, robust: np.ndarray, *,
+                          from_logits: bool, loss_path: str, batch_size: int, output_index: Any = None) -> str | None:
+    """Why some of the samples counted robust were never really attacked, or None: an all-zero or non-finite
+    input gradient at the clean point (for `loss_path` "keras", Keras' cross-entropy as FGM/PGD use it;
+    "logit", the cross-entropy on logits as APGD and FAB do), on up to ROBUST_GRADIENT_CHECK_SAMPLES of them."""
+    ids = np.flatnonzero(robust)[:ROBUST_GRADIENT_CHECK_SAMPLES]
+    if not len(ids):
+        return None
+    zero, nonfinite = gradient_flags(model, x[ids], labels[ids], from_logits, batch_size, output_index)
+    dead = zero.values[f"zero_{loss_path}_cross_entropy"]
+    found = [f"{dead} {'has' if dead == 1 else 'have'} an all-zero input gradient"] if dead else []
+    if nonfinite.raised:
+        found.append(f"{nonfinite.values['nonfinite']} a non-finite one")
+    if not found:
+        return None
+    advice = zero.advice if dead else nonfinite.advice
+    total = int(np.sum(robust))
+    scope = f"the {total} samples" if len(ids) == total else f"{len(ids)} checked of the {total} samples"
+    return (f"of {scope} counted robust, {' and '.join(found)} at the clean point: a gradient attack cannot "
+            f"move them, so their robustness is assumed, not measured. "
+            f"{advice[0].upper()}{advice[1:]}; tfadv.evaluation.check_gradient_masking measures more")

@@ -12,8 +12,8 @@ import keras
 import numpy as np
 
 from tfadv import model_outputs, validation
-from tfadv.attacks import Attack
-from tfadv.evaluation import compaction
+from tfadv.attacks import APGD, FAB, Attack, Square
+from tfadv.evaluation import checks, compaction
 from tfadv.evaluation.clean import predict_labels
 from tfadv.evaluation.data import evaluation_arrays
 
@@ -86,7 +86,21 @@ def robust_accuracy(
     verbose: bool = False,
     early_exit: bool = True,
 ) -> float:
-    """Fraction of samples that are correct clean and survive every restart of `attack`."""
+    """Fraction of samples that are correct clean and survive every restart of `attack`.
+
+    Warns when samples counted robust have a dead (all-zero or non-finite) input gradient for the attack's
+    loss: a gradient attack never moved them (tfadv.evaluation.checks.unmeasured_robustness)."""
+    x, y = evaluation_arrays("robust_accuracy", x, y)
     mask = robust_mask(model, attack, x, y, batch_size=batch_size, restarts=restarts, verbose=verbose,
                        early_exit=early_exit)
+    if not isinstance(attack, Square):  # a score-based attack needs no gradient
+        y = np.asarray(y)
+        labels = np.argmax(y, axis=-1) if y.ndim == 2 else y.astype(np.int64)
+        problem = checks.unmeasured_robustness(
+            model, np.asarray(x, np.float32), labels, mask, from_logits=attack.from_logits,
+            loss_path="logit" if isinstance(attack, (APGD, FAB)) else "keras", batch_size=batch_size,
+            output_index=attack.output_index,
+        )
+        if problem:
+            validation.warn_caller(f"robust_accuracy: {problem}")
     return float(np.mean(mask)) if len(mask) else float("nan")
