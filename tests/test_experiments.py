@@ -357,6 +357,32 @@ def test_the_report_warns_first_when_cells_used_weights_that_are_not_the_officia
             "official files" in header) is not official
 
 
+def test_tfadv_warnings_are_stored_with_their_cell_and_reach_the_report(tmp_path, monkeypatch):
+    """Shown as usual, and kept: a warning in the middle of a long log must not be lost to the report."""
+    monkeypatch.setenv("TOY_WARN", "1,2")  # one cell of each shard
+    with pytest.warns(UserWarning) as shown:
+        run_toy("--profile", "demo", "--out", str(tmp_path / "s0"), "--shard", "0/2")
+        run_toy("--profile", "demo", "--out", str(tmp_path / "s1"), "--shard", "1/2")
+    assert sum("counted robust" in str(w.message) for w in shown) == 4  # twice in each of two cells
+    raised = pd.read_csv(tmp_path / "s0/cell_warnings.csv")
+    assert raised["warning"].str.contains("of the 10 samples counted robust, 1 have").tolist() == [True]
+    monkeypatch.delenv("TOY_WARN")
+    run_toy("--profile", "demo", "--out", str(tmp_path / "s0"), "--merge", str(tmp_path / "s1"))  # nothing new
+    merged = pd.read_csv(tmp_path / "s0/cell_warnings.csv")
+    assert len(merged) == 2 and not merged["warning"].str.contains("not tfadv's").any()
+    assert sorted(merged[store.CELL_COLUMN]) == ["kind=point,x=1", "kind=point,x=2"]
+    header = (tmp_path / "s0/report.md").read_text().split("## Claims")[0]
+    assert ('**Warning.** tfadv warned while computing 2 of the 3 finished cells (all in cell_warnings.csv): '
+            '2 cell(s), e.g.' in header)  # one kind: the two texts differ only in their numbers
+    assert "robust_accuracy: of the 10 samples counted robust, 1 have" in header
+
+
+def test_a_report_without_tfadv_warnings_says_none(tmp_path):
+    run_toy("--profile", "smoke", "--out", str(tmp_path))
+    assert "tfadv warned" not in (tmp_path / "report.md").read_text()
+    assert pd.read_csv(tmp_path / "cell_warnings.csv").empty
+
+
 def _toy_env(**extra):
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]), **extra}
 

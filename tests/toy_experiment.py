@@ -2,16 +2,19 @@
 
 `python -m toy_experiment` (with tests/ on PYTHONPATH) runs it, as --jobs does for a paper's runner.
 Environment: TOY_SLEEP (seconds per cell), TOY_FAIL_CELL (a cell's `x` that raises), TOY_WEIGHTS (what the
-point cells record as their model's pretrained weights).
+point cells record as their model's pretrained weights), TOY_WARN (the `x`s, comma-separated, of point cells
+that raise a tfadv warning twice and a plain UserWarning).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import time
+import warnings
 
 import numpy as np
 
+from tfadv import validation
 from tfadv.experiments import Claim, Experiment, Option, Setting, judge, main, store, verdicts
 from tfadv.experiments.plan import Cost
 
@@ -43,6 +46,11 @@ def run_cell(cell, run):
     if cell["kind"] == "summary":
         found = [run.find_artifact(f"point-{x}.txt") for x in run.profile.xs]
         return {"y": float(sum(float(p.read_text()) for p in found))}
+    if str(cell["x"]) in os.environ.get("TOY_WARN", "").split(","):
+        for _ in range(2):  # recorded once
+            warnings.warn(f"robust_accuracy: of the {10 * cell['x']} samples counted robust, {cell['x']} have an "
+                          "all-zero input gradient", validation.EvaluationWarning)
+        warnings.warn("not tfadv's: not recorded", UserWarning)
     rng = np.random.default_rng([run.seed, cell["x"]])
     y = cell["x"] * run.options["scale"] + run.options["noise"] * float(rng.standard_normal())
     run.artifact(f"point-{cell['x']}.txt").write_text(repr(y))

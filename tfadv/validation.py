@@ -71,8 +71,18 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real)
 
 
-class EpsScaleWarning(UserWarning):
-    """eps does not fit the scale of the inputs (see SMALL_EPS_FRACTION); filter it by this category."""
+class TfadvWarning(UserWarning):
+    """A number tfadv computed may not mean what it seems. Experiment runners record these with each cell
+    and list them in report.md (tfadv.experiments.grid); filter by category to silence one kind."""
+
+
+class EpsScaleWarning(TfadvWarning):
+    """eps does not fit the scale of the inputs (see SMALL_EPS_FRACTION)."""
+
+
+class EvaluationWarning(TfadvWarning):
+    """A robust accuracy rests on something a reader must know: samples a gradient attack never moved, a
+    cascade off the reference protocol, a black-box attack beating the white-box ones."""
 
 
 #: An eps smaller than this fraction of the input range (per coordinate: eps for L-inf, eps / sqrt(d) for

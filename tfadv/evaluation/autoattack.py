@@ -214,7 +214,7 @@ def auto_attack(
                                                   loss_path="logit", batch_size=batch_size, output_index=output_index))
     result = _result(state, x, config, [note for note in notes if note])
     for note in result.warnings:
-        warnings.warn(f"auto_attack: {note}", stacklevel=2)
+        validation.warn_caller(f"auto_attack: {note}", validation.EvaluationWarning)
     return result
 
 

@@ -102,5 +102,5 @@ def robust_accuracy(
             output_index=attack.output_index,
         )
         if problem:
-            validation.warn_caller(f"robust_accuracy: {problem}")
+            validation.warn_caller(f"robust_accuracy: {problem}", validation.EvaluationWarning)
     return float(np.mean(mask)) if len(mask) else float("nan")

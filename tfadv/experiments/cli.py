@@ -182,12 +182,36 @@ def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machin
         **({"compute": compute_fact(times)} if len(times) else {}), **computed_with})
     warnings = [f"{name}: {text.removeprefix('WARNING: ')}" for name, text in computed_with.items()
                 if text.startswith(("MIXED", "WARNING"))]
+    raised = store.cell_warnings(run.folders)
+    atomic.write_csv(raised, run.out / "cell_warnings.csv")
+    if len(raised):
+        warnings.append(warnings_fact(raised, finished))
     text = report.render(title=experiment.title, key=experiment.key, profile=run.profile_name,
                          fingerprint=run.store.fingerprint, verdicts=experiment.judge(tables, run),
                          sections=sections, settings=experiment.settings(run), run_facts=facts, warnings=warnings)
     atomic.write_text(run.out / "report.md", text)
     print(f"{experiment.key}: wrote {run.out / 'report.md'}, {len(figures)} figure(s) and "
-          f"{', '.join(f'{name}.csv' for name in [*tables, 'cell_times'])} in {run.out}", file=sys.stderr)
+          f"{', '.join(f'{name}.csv' for name in [*tables, 'cell_times', 'cell_warnings'])} in {run.out}",
+          file=sys.stderr)
+
+
+#: report.md quotes this many kinds of tfadv warning at most; cell_warnings.csv has every one.
+QUOTED_WARNING_KINDS = 3
+
+
+def warnings_fact(raised, finished: int) -> str:
+    """What tfadv warned about while computing the cells (tfadv.validation.TfadvWarning): each kind of
+    warning (its text with the numbers blanked out), most cells first, with how many cells raised it and
+    its first text."""
+    kinds = raised.assign(kind=raised["warning"].str.replace(r"\d[\d.e+-]*", "#", regex=True))
+    grouped = kinds.groupby("kind", sort=False).agg(cells=(store.CELL_COLUMN, "nunique"),
+                                                    cell=(store.CELL_COLUMN, "first"), text=("warning", "first"))
+    grouped = grouped.sort_values("cells", ascending=False, kind="mergesort")
+    quoted = [f"{row.cells} cell(s), e.g. {row.cell}: \"{row.text}\""
+              for row in grouped.head(QUOTED_WARNING_KINDS).itertuples()]
+    more = len(grouped) - QUOTED_WARNING_KINDS
+    return (f"tfadv warned while computing {raised[store.CELL_COLUMN].nunique()} of the {finished} finished cells "
+            f"(all in cell_warnings.csv): " + "; ".join(quoted) + (f"; and {more} more kind(s)" if more > 0 else ""))
 
 
 def compute_fact(times) -> str:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence, TypeVar
 
 import keras
 
+from tfadv import validation
 from tfadv.experiments import claims as cell_claims
 from tfadv.experiments import identity, machine, store
 
@@ -80,10 +82,11 @@ def run_cells(run: "Run", cells: Sequence[dict], claims: Path | None = None) -> 
         if cell is not None:
             run.log(f"cell {identity.cell_key(cell)}")
             started, started_cpu = time.perf_counter(), time.process_time()
-            output = run.experiment.run_cell(dict(cell), run)
+            output, raised = _computed(run, cell)
             timing = {"wall_seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - started_cpu}
             run.store.write(identity.cell_key(cell), cell, output, {
-                store.THREADS_COLUMN: machine.threads_in_effect(), store.KERNELS_COLUMN: machine.kernels()}, timing)
+                store.THREADS_COLUMN: machine.threads_in_effect(), store.KERNELS_COLUMN: machine.kernels()}, timing,
+                raised)
             run.discard_work(cell)
             done += 1
             bar.update(done)
@@ -99,6 +102,21 @@ def run_cells(run: "Run", cells: Sequence[dict], claims: Path | None = None) -> 
         print(f"cell {identity.cell_key(cell)} waits for {len(waiting)} unfinished cell(s), e.g. {waiting[0]}; "
               "run again (or --merge) once they are done", file=sys.stderr)
     return todo
+
+
+def _computed(run: "Run", cell: dict) -> tuple[store.CellOutput, list[str]]:
+    """The cell's output and the tfadv warnings raised computing it (each text once, in order), to be stored
+    with it: a warning printed in the middle of a long log would otherwise never reach the report. Every
+    warning is still shown as usual."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", validation.TfadvWarning)
+        output = run.experiment.run_cell(dict(cell), run)
+    raised = []
+    for w in caught:
+        if issubclass(w.category, validation.TfadvWarning) and str(w.message) not in raised:
+            raised.append(str(w.message))
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return output, raised
 
 
 def _waits_on_others(run: "Run", todo: Sequence[dict], claims: Path) -> bool:

@@ -5,6 +5,7 @@
                            and what it was computed with (the thread count)
     OUT/<table>.csv        every finished cell's rows, merged (results.csv, and any extra table a paper keeps)
     OUT/cell_times.csv     each finished cell's wall and CPU seconds (kept out of the tables: they vary run to run)
+    OUT/cell_warnings.csv  the tfadv warnings raised while computing each cell (tfadv.validation.TfadvWarning)
 
 A cell file appears only once all of its rows are on disk (tfadv.experiments.atomic), so a run killed at
 any moment leaves each cell complete or absent, and a re-run computes only what is missing. A folder holds
@@ -111,13 +112,16 @@ class CellStore:
         return self.path(key).is_file()
 
     def write(self, key: str, coordinates: Mapping[str, Any], output: CellOutput,
-              computed_with: Mapping[str, Any] | None = None, timing: Mapping[str, float] | None = None) -> None:
+              computed_with: Mapping[str, Any] | None = None, timing: Mapping[str, float] | None = None,
+              warnings: Iterable[str] = ()) -> None:
         """Store one finished cell atomically. `output` is rows of the main table or {table: rows};
         `computed_with` (e.g. the thread count) becomes columns of the cell's main-table rows; `timing`
-        (its wall and CPU seconds) is kept beside the tables, not in them, so that equal results compare equal."""
+        (its wall and CPU seconds) and `warnings` (tfadv's, raised computing it) are kept beside the tables,
+        not in them, so that equal results compare equal."""
         tables = _tables(key, output)
         record = {CELL_COLUMN: key, "config": self.fingerprint, "coordinates": dict(coordinates),
-                  "tables": tables, "computed_with": _row(key, computed_with or {}), "timing": dict(timing or {})}
+                  "tables": tables, "computed_with": _row(key, computed_with or {}), "timing": dict(timing or {}),
+                  "warnings": [str(text) for text in warnings]}
         atomic.write_text(self.path(key), json.dumps(record, indent=1, allow_nan=True))
 
     def read(self, key: str) -> dict[str, pd.DataFrame]:
@@ -198,6 +202,18 @@ def cell_times(folders: Iterable[str | os.PathLike]) -> pd.DataFrame:
                 rows[record[CELL_COLUMN]] = {CELL_COLUMN: record[CELL_COLUMN], **record["timing"]}
     columns = [CELL_COLUMN, "wall_seconds", "cpu_seconds"]
     return pd.DataFrame([rows[k] for k in sorted(rows)], columns=columns)
+
+
+def cell_warnings(folders: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """The tfadv warnings recorded with the finished cells in `folders`: one row per (cell, warning), sorted
+    by cell key, in the order each cell raised them."""
+    found: dict[str, list[str]] = {}
+    for folder in map(Path, folders):
+        for path in _cell_files(folder):
+            record = json.loads(path.read_text(encoding="utf-8"))
+            found.setdefault(record[CELL_COLUMN], list(record.get("warnings", [])))
+    rows = [{CELL_COLUMN: key, "warning": text} for key in sorted(found) for text in found[key]]
+    return pd.DataFrame(rows, columns=[CELL_COLUMN, "warning"])
 
 
 def _cell_files(folder: Path) -> list[Path]:
