@@ -377,6 +377,13 @@ def test_tfadv_warnings_are_stored_with_their_cell_and_reach_the_report(tmp_path
     assert "robust_accuracy: of the 10 samples counted robust, 1 have" in header
 
 
+def test_the_warnings_of_a_failing_cell_are_still_shown(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOY_WARN", "1")
+    monkeypatch.setenv("TOY_FAIL_CELL", "1")
+    with pytest.warns(UserWarning, match="counted robust"), pytest.raises(RuntimeError, match="fails on purpose"):
+        run_toy("--profile", "smoke", "--out", str(tmp_path))
+
+
 def test_a_report_without_tfadv_warnings_says_none(tmp_path):
     run_toy("--profile", "smoke", "--out", str(tmp_path))
     assert "tfadv warned" not in (tmp_path / "report.md").read_text()

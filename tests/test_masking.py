@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from tfadv.attacks import APGD, PGD, Square
-from tfadv.evaluation import auto_attack, check_gradient_masking, checks, predict_labels, robust_accuracy, robust_mask
+from tfadv.evaluation import (auto_attack, check_gradient_masking, checks, predict_labels, robust_accuracy,
+                              robust_mask)
 
 from autoattack_support import held_out, small_cnn, trained_cnn
 

@@ -41,16 +41,16 @@ def needs(cell, run):
 
 def run_cell(cell, run):
     time.sleep(float(os.environ.get("TOY_SLEEP", "0")))
-    if str(cell["x"]) == os.environ.get("TOY_FAIL_CELL") and cell["kind"] == "point":
-        raise RuntimeError(f"cell x={cell['x']} fails on purpose")
-    if cell["kind"] == "summary":
-        found = [run.find_artifact(f"point-{x}.txt") for x in run.profile.xs]
-        return {"y": float(sum(float(p.read_text()) for p in found))}
     if str(cell["x"]) in os.environ.get("TOY_WARN", "").split(","):
         for _ in range(2):  # recorded once
             warnings.warn(f"robust_accuracy: of the {10 * cell['x']} samples counted robust, {cell['x']} have an "
                           "all-zero input gradient", validation.EvaluationWarning)
         warnings.warn("not tfadv's: not recorded", UserWarning)
+    if str(cell["x"]) == os.environ.get("TOY_FAIL_CELL") and cell["kind"] == "point":
+        raise RuntimeError(f"cell x={cell['x']} fails on purpose")
+    if cell["kind"] == "summary":
+        found = [run.find_artifact(f"point-{x}.txt") for x in run.profile.xs]
+        return {"y": float(sum(float(p.read_text()) for p in found))}
     rng = np.random.default_rng([run.seed, cell["x"]])
     y = cell["x"] * run.options["scale"] + run.options["noise"] * float(rng.standard_normal())
     run.artifact(f"point-{cell['x']}.txt").write_text(repr(y))

@@ -104,18 +104,26 @@ def run_cells(run: "Run", cells: Sequence[dict], claims: Path | None = None) -> 
     return todo
 
 
+#: Where the warnings shown again after a cell are registered, so that each shows as often as it would have.
+_SHOWN: dict = {}
+
+
 def _computed(run: "Run", cell: dict) -> tuple[store.CellOutput, list[str]]:
     """The cell's output and the tfadv warnings raised computing it (each text once, in order), to be stored
     with it: a warning printed in the middle of a long log would otherwise never reach the report. Every
-    warning is still shown as usual."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", validation.TfadvWarning)
-        output = run.experiment.run_cell(dict(cell), run)
+    warning is still shown (after the cell, or as it fails)."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", validation.TfadvWarning)
+            output = run.experiment.run_cell(dict(cell), run)
+    finally:
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, registry=_SHOWN)
     raised = []
     for w in caught:
         if issubclass(w.category, validation.TfadvWarning) and str(w.message) not in raised:
             raised.append(str(w.message))
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return output, raised
 
 
