@@ -137,9 +137,32 @@ def test_momentum_lowering_lambda1_everywhere_is_reproduced_and_nowhere_is_not()
 
 def test_untrained_runs_are_left_out_of_the_momentum_cases():
     lines = [runs("LR", 0.0, [0.97] * 4, lambda1=[10] * 4), runs("LR", 0.9, [0.97, 0.97, 0.97, 0.10], lambda1=[5] * 4)]
-    better, total, left_out = claims.momentum_cases(pd.DataFrame([r for line in lines for r in line]), "LR",
-                                                    "lambda1")
-    assert (better, total, left_out) == (3, 3, 3)
+    better, total, left_out, masked = claims.momentum_cases(pd.DataFrame([r for line in lines for r in line]), "LR",
+                                                            "lambda1")
+    assert (better, total, left_out, masked) == (3, 3, 3, 0)
+
+
+def test_a_run_whose_robustness_rests_on_dead_gradients_is_left_out():
+    """The 2026-12-04 demo: StdCNN at batch 16 with momentum 0.9 kept one of three seeds trained (61% clean),
+    and its FGSM accuracy of 55% beat momentum 0's 50% only because 102 of its 247 robust samples had a
+    saturated softmax, so no gradient attack could move them. That case was counted as momentum helping."""
+    def table(dead_at_16):
+        without = runs("LR", 0.0, [0.97] * 4, fgsm=[0.50, 0.48, 0.43, 0.31])
+        with_momentum = runs("LR", 0.9, [0.97] * 4, fgsm=[0.55, 0.50, 0.56, 0.50])
+        for row in without + with_momentum:
+            row["fgsm_unmeasured"] = dead_at_16 if row["momentum"] == 0.9 and row["batch_size"] == 8 and \
+                row["seed"] == 2 else 0.0
+        return pd.DataFrame(without + with_momentum)
+
+    assert claims.momentum_cases(table(0.0), "LR", "fgsm_accuracy") == (4, 4, 0, 0)
+    assert claims.momentum_cases(table(0.01), "LR", "fgsm_accuracy") == (4, 4, 0, 0)  # within UNMEASURED_MAX
+    assert claims.momentum_cases(table(0.23), "LR", "fgsm_accuracy") == (4, 4, 0, 1)  # seeds 0, 1 still decide
+    v = claims.most_cases(claims.LR_MOMENTUM_FGSM, table(0.23), "LR", "fgsm_accuracy")
+    assert "1 run with masked gradients left out" in v.measured
+    assert claims.momentum_cases(table(0.23), "LR", "lambda1")[3] == 0  # λ1 needs no attack
+    line = table(0.23).query("momentum == 0.9").assign(schedule="LR/BS", momentum=0.0)
+    v = verdict(claims.lrbs_robust, line.to_dict("records"))
+    assert v.outcome == "inconclusive" and "masked gradients: 1 run counts up to 23% of the samples FGSM-robust" in v.why
 
 
 def test_claims_without_their_runs_are_not_measured():

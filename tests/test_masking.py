@@ -61,6 +61,21 @@ def test_robust_accuracy_says_when_the_samples_it_counts_robust_were_never_moved
             assert f"of the {mask.sum()} samples counted robust, {mask.sum()} have an all-zero" in str(said[0].message)
 
 
+def test_dead_gradients_are_all_zero_or_non_finite_per_sample(masked):
+    x, y = held_out(32)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    rooted = keras.Model(inputs, small_cnn()(keras.layers.Lambda(tf.sqrt)(inputs)))  # d sqrt(t)/dt = inf at 0
+    for loss_path in ("keras", "logit"):
+        def dead(model, points, logits=False):
+            return checks.dead_gradients(model, points, y, from_logits=logits, loss_path=loss_path, batch_size=16)
+        assert dead(masked, x).all() and not dead(trained_cnn(), x).any()
+        assert dead(rooted, x, logits=True).all()  # every digit has black pixels
+        assert not dead(rooted, x + 0.01, logits=True).any()
+    with pytest.raises(ValueError, match="loss_path"):
+        checks.dead_gradients(masked, x, y, from_logits=False, loss_path="dlr", batch_size=16)
+
+
 def test_auto_attack_notes_the_robust_samples_it_never_moved(masked):
     x, y = held_out(64)
     budget = dict(eps=EPS, norm="inf", clip_min=0.0, clip_max=1.0, steps=2, queries=2, n_target_classes=2)

@@ -20,7 +20,7 @@ from reproduce.batchsize.profiles import AUGMENTED, TFDS_TRAIN_SPLITS, Profile
 from tfadv.analysis.batch_size_settings import TrainingSetting, accumulation_steps
 from tfadv.analysis.hessian import HessianEigenvalue, PowerIteration, hessian_eigenvalue_fn
 from tfadv.attacks import FGM, PGD
-from tfadv.evaluation import accuracy, robust_accuracy
+from tfadv.evaluation import accuracy, checks, robust_mask
 from tfadv.experiments import atomic
 from tfadv.experiments.plan import Cost
 from tfadv.models.kamath import MODELS
@@ -163,13 +163,18 @@ def evaluate(model: keras.Model, cell: dict, run, data, diverged: bool) -> dict:
            # accuracy means training ended on a loss spike.
            "final_train_accuracy": accuracy(model, x_train[:n_train], y_train[:n_train], batch_size=EVAL_BATCH)}
     if diverged:  # NaN weights: nothing to attack, no curvature
-        return {**row, "fgsm_accuracy": np.nan, "pgd_accuracy": np.nan, "lambda1": np.nan,
-                "lambda1_iterations": 0, "lambda1_converged": False}
+        return {**row, "fgsm_accuracy": np.nan, "pgd_accuracy": np.nan, "fgsm_unmeasured": np.nan,
+                "pgd_unmeasured": np.nan, "lambda1": np.nan, "lambda1_iterations": 0, "lambda1_converged": False}
     x, y = x_test[:n_eval], y_test[:n_eval]
     net, fgsm, pgd, top_eigenvalue = measured_copy(model, cell, run, (min(n_eval, EVAL_BATCH), *x.shape[1:]), hessian)
     lam = top_eigenvalue(x_test, y_test, seed=cell_seed(cell, run))
-    return {**row, "fgsm_accuracy": robust_accuracy(net, fgsm, x, y, batch_size=EVAL_BATCH),
-            "pgd_accuracy": robust_accuracy(net, pgd, x, y, batch_size=EVAL_BATCH),
+    fgsm_robust = robust_mask(net, fgsm, x, y, batch_size=EVAL_BATCH)
+    pgd_robust = robust_mask(net, pgd, x, y, batch_size=EVAL_BATCH)
+    # Samples counted robust that no gradient attack could move (a saturated softmax): claims leave out a run
+    # whose attack accuracy rests on them (claims.UNMEASURED_MAX).
+    dead = checks.dead_gradients(net, x, y, from_logits=True, loss_path="keras", batch_size=EVAL_BATCH)
+    return {**row, "fgsm_accuracy": float(np.mean(fgsm_robust)), "pgd_accuracy": float(np.mean(pgd_robust)),
+            "fgsm_unmeasured": float(np.mean(fgsm_robust & dead)), "pgd_unmeasured": float(np.mean(pgd_robust & dead)),
             "lambda1": lam.eigenvalue, "lambda1_iterations": lam.iterations, "lambda1_converged": lam.converged}
 
 
@@ -181,7 +186,7 @@ def measured_copy(model: keras.Model, cell: dict, run, batch_shape: tuple,
     Made once per process for each architecture and seed, so the attacks and the power iteration are traced
     once rather than once per cell: on the demo's digits nets the attack traces cost about as much as a small
     cell's training, the eigenvalue's about 0.35 s a cell (measured). The copy computes what `model` computes
-    (same layers, same weights, inference mode): test_batchsize checks it. robust_accuracy attacks only the
+    (same layers, same weights, inference mode): test_batchsize checks it. robust_mask attacks only the
     clean-correct samples, a count that differs from cell to cell; the attacks are first run on a
     `batch_shape` batch (the evaluation's largest), so that a smaller count is padded to it (exact in
     inference mode) instead of tracing its own batch size.
@@ -194,7 +199,7 @@ def measured_copy(model: keras.Model, cell: dict, run, batch_shape: tuple,
         attacks = (FGM(net, threat.eps, "inf", **common),
                    PGD(net, threat.eps, "inf", steps=threat.pgd_steps, step_size=threat.pgd_step_size,
                        rand_init=True, seed=seed, **common))
-        for attack in attacks:  # the call robust_accuracy makes on a batch of batch_shape
+        for attack in attacks:  # the call robust_mask makes on a batch of batch_shape
             attack(np.zeros(batch_shape, np.float32), np.zeros(batch_shape[0], np.int64), return_stats=True)
         return (net, *attacks, hessian_eigenvalue_fn(net, settings=hessian, from_logits=True))
 

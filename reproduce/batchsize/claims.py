@@ -45,6 +45,11 @@ DROP = 0.02
 #: Significance of the sign test behind "in most cases".
 ALPHA = 0.05
 CLASSES = 10
+#: A run whose FGSM or PGD accuracy counts more than this fraction of its samples robust with an all-zero or
+#: non-finite input gradient (a saturated softmax: no gradient attack can move them) has its robustness
+#: assumed, not measured: it is left out of the attack-accuracy claims, as a run that did not train is.
+UNMEASURED_MAX = 0.02
+UNMEASURED = {"fgsm_accuracy": "fgsm_unmeasured", "pgd_accuracy": "pgd_unmeasured"}
 HOLDS, FAILS, UNDECIDED = "holds", "fails", "undecided"
 
 PURPLE = "purple (LR/BS) lines nearly flat; figures only"
@@ -140,10 +145,24 @@ def preconditions(name: str, line: pd.DataFrame, metrics: list[str]) -> list[str
     """Why a line cannot be judged: too few seeds, untrained models, or saturated attack accuracies."""
     seeds = int(line.groupby("batch_size")["seed"].nunique().min())
     reasons = [too_few(seeds, MIN_SEEDS, "seeds per point"), untrained(line["test_accuracy"], CLASSES)]
-    reasons += [saturated(line[m]) for m in metrics if m in ("fgsm_accuracy", "pgd_accuracy")]
+    reasons += [saturated(line[m]) for m in metrics if m in UNMEASURED]
+    reasons += [masked(line, m) for m in metrics if m in UNMEASURED]
     if "lambda1" in metrics and not (line["lambda1"] > 0).all():
         reasons.append("λ1 ≤ 0 or not measured (diverged, or not at a minimum)")
     return [f"{name}: {r}" for r in reasons if r]
+
+
+def masked(rows: pd.DataFrame, metric: str) -> str | None:
+    """Why an attack accuracy of these runs is not a measurement: some count more than UNMEASURED_MAX of
+    their samples robust with a dead input gradient (cells.evaluate), else None."""
+    unmeasured = rows.get(UNMEASURED[metric], pd.Series(0.0, index=rows.index)).fillna(0.0)
+    bad = unmeasured[unmeasured > UNMEASURED_MAX]
+    if bad.empty:
+        return None
+    runs = f"{len(bad)} run counts" if len(bad) == 1 else f"{len(bad)} runs count"
+    return (f"masked gradients: {runs} up to {bad.max():.0%} of the samples "
+            f"{SHORT[metric]}-robust with a dead input gradient (more than {UNMEASURED_MAX:.0%}: robustness assumed, "
+            "not measured)")
 
 
 def unusable(line: pd.DataFrame, metric: str) -> str:
@@ -257,31 +276,38 @@ def counter_example(table: pd.DataFrame) -> Verdict:
                        "no StdCNN on Fashion-MNIST with fixed LR")
 
 
-def momentum_cases(table: pd.DataFrame, schedule: str, metric: str) -> tuple[int, int, int]:
-    """(cases where the larger momentum gives the better `metric`, decided cases, runs left out).
+def momentum_cases(table: pd.DataFrame, schedule: str, metric: str) -> tuple[int, int, int, int]:
+    """(cases where the larger momentum gives the better `metric`, decided cases, runs left out as untrained,
+    runs left out as masked).
 
     A case is a pair of adjacent momenta at one study and batch size, compared by their means over the
-    seeds that trained; better = lower λ1, higher accuracy."""
+    seeds that trained (and, for an attack accuracy, whose robustness was measured: see `masked`); better =
+    lower λ1, higher accuracy."""
     rows = select(table, schedule=schedule)
     trained = rows[rows["test_accuracy"] > 1.0 / CLASSES + CHANCE_MARGIN]
     trained = trained[np.isfinite(trained[metric]) & ((trained[metric] > 0) | (metric != "lambda1"))]
+    measured = trained
+    if metric in UNMEASURED and UNMEASURED[metric] in trained:
+        measured = trained[~(trained[UNMEASURED[metric]] > UNMEASURED_MAX)]
     better = total = 0
-    for _, point in trained.groupby(["dataset", "model", "batch_size"]):
+    for _, point in measured.groupby(["dataset", "model", "batch_size"]):
         means = point.groupby("momentum")[metric].mean().sort_index().to_numpy()
         for low, high in itertools.pairwise(means):
             if high != low:
                 total += 1
                 better += bool(high < low) if metric == "lambda1" else bool(high > low)
-    return better, total, len(rows) - len(trained)
+    return better, total, len(rows) - len(trained), len(trained) - len(measured)
 
 
 def most_cases(claim: Claim, table: pd.DataFrame, schedule: str, metric: str) -> Verdict:
-    better, total, left_out = momentum_cases(table, schedule, metric)
+    better, total, untrained_runs, masked_runs = momentum_cases(table, schedule, metric)
     if total == 0:
         return not_measured(claim, f"{schedule} at two or more momenta")
     p = sign_test(better, total)
     measured = f"better with the larger momentum in {better} of {total} cases (sign test p = {p:.2g})" + (
-        f"; {left_out} run{'s' * (left_out != 1)} that did not train left out" if left_out else "")
+        f"; {untrained_runs} run{'s' * (untrained_runs != 1)} that did not train left out" if untrained_runs else "") + (
+        f"; {masked_runs} run{'s' * (masked_runs != 1)} with masked gradients left out (more than "
+        f"{UNMEASURED_MAX:.0%} of the samples counted robust with a dead input gradient)" if masked_runs else "")
     if p >= ALPHA:
         return inconclusive(claim, f"{better} of {total} could be chance: sign test p = {p:.2g} ≥ {ALPHA:g}"
                             + (" (so few cases can never reach it)" if sign_test(total, total) >= ALPHA else ""),
