@@ -174,7 +174,8 @@ def evaluate(model: keras.Model, cell: dict, run, data, diverged: bool) -> dict:
     # whose attack accuracy rests on them (claims.UNMEASURED_MAX).
     dead = checks.dead_gradients(net, x, y, from_logits=True, loss_path="keras", batch_size=EVAL_BATCH)
     return {**row, "fgsm_accuracy": float(np.mean(fgsm_robust)), "pgd_accuracy": float(np.mean(pgd_robust)),
-            "fgsm_unmeasured": float(np.mean(fgsm_robust & dead)), "pgd_unmeasured": float(np.mean(pgd_robust & dead)),
+            "fgsm_unmeasured": float(np.mean(fgsm_robust & dead)),
+            "pgd_unmeasured": float(np.mean(pgd_robust & dead)),
             "lambda1": lam.eigenvalue, "lambda1_iterations": lam.iterations, "lambda1_converged": lam.converged}
 
 

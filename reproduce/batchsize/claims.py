@@ -142,7 +142,7 @@ def lines(table: pd.DataFrame, schedule: str, momentum: float, **where) -> list[
 
 
 def preconditions(name: str, line: pd.DataFrame, metrics: list[str]) -> list[str | None]:
-    """Why a line cannot be judged: too few seeds, untrained models, or saturated attack accuracies."""
+    """Why a line cannot be judged: too few seeds, untrained models, saturated or masked attack accuracies."""
     seeds = int(line.groupby("batch_size")["seed"].nunique().min())
     reasons = [too_few(seeds, MIN_SEEDS, "seeds per point"), untrained(line["test_accuracy"], CLASSES)]
     reasons += [saturated(line[m]) for m in metrics if m in UNMEASURED]
@@ -304,10 +304,14 @@ def most_cases(claim: Claim, table: pd.DataFrame, schedule: str, metric: str) ->
     if total == 0:
         return not_measured(claim, f"{schedule} at two or more momenta")
     p = sign_test(better, total)
-    measured = f"better with the larger momentum in {better} of {total} cases (sign test p = {p:.2g})" + (
-        f"; {untrained_runs} run{'s' * (untrained_runs != 1)} that did not train left out" if untrained_runs else "") + (
-        f"; {masked_runs} run{'s' * (masked_runs != 1)} with masked gradients left out (more than "
-        f"{UNMEASURED_MAX:.0%} of the samples counted robust with a dead input gradient)" if masked_runs else "")
+    left_out = []
+    if untrained_runs:
+        left_out.append(f"{untrained_runs} run{'s' * (untrained_runs != 1)} that did not train left out")
+    if masked_runs:
+        left_out.append(f"{masked_runs} run{'s' * (masked_runs != 1)} with masked gradients left out (more than "
+                        f"{UNMEASURED_MAX:.0%} of the samples counted robust with a dead input gradient)")
+    measured = "; ".join([f"better with the larger momentum in {better} of {total} cases (sign test p = {p:.2g})",
+                          *left_out])
     if p >= ALPHA:
         return inconclusive(claim, f"{better} of {total} could be chance: sign test p = {p:.2g} ≥ {ALPHA:g}"
                             + (" (so few cases can never reach it)" if sign_test(total, total) >= ALPHA else ""),
