@@ -76,6 +76,20 @@ def test_dead_gradients_are_all_zero_or_non_finite_per_sample(masked):
         checks.dead_gradients(masked, x, y, from_logits=False, loss_path="dlr", batch_size=16)
 
 
+def test_the_unmeasured_robustness_message_counts_what_it_checked(masked):
+    x, y = held_out(300)
+
+    def said(robust):
+        return checks.unmeasured_robustness(masked, x, y, robust, from_logits=False, loss_path="keras",
+                                            batch_size=128)
+
+    assert said(np.ones(300, bool)).startswith("of 256 checked of the 300 samples counted robust, 256 have an")
+    one = np.zeros(300, bool)
+    one[7] = True
+    assert said(one).startswith("of the 1 sample counted robust, 1 has an")
+    assert said(np.zeros(300, bool)) is None
+
+
 def test_auto_attack_notes_the_robust_samples_it_never_moved(masked):
     x, y = held_out(64)
     budget = dict(eps=EPS, norm="inf", clip_min=0.0, clip_max=1.0, steps=2, queries=2, n_target_classes=2)

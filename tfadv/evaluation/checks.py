@@ -225,7 +225,9 @@ def unmeasured_robustness(model: keras.Model, x: np.ndarray, labels: np.ndarray,
     if not dead:
         return None
     total = int(np.sum(robust))
-    scope = f"the {total} samples" if len(ids) == total else f"{len(ids)} checked of the {total} samples"
+    scope = f"the {total} sample{'s' * (total != 1)}"
+    if len(ids) < total:
+        scope = f"{len(ids)} checked of the {total} samples"
     return (f"of {scope} counted robust, {dead} {'has' if dead == 1 else 'have'} an all-zero or non-finite input "
             "gradient at the clean point: a gradient attack cannot move them, so their robustness is assumed, not "
             "measured. Find the saturating or non-differentiable part (saturated softmax, quantisation, clipping, "
