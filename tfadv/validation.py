@@ -3,7 +3,8 @@
 Python converts too eagerly for hyper-parameters: `float("0.1")` accepts a string from a config file,
 `float(True)` is 1.0 and `bool("False")` is True. Each of those silently changes an experiment, so these
 helpers accept only real numbers (Python or NumPy scalars, never bool) and real booleans, and every error
-names the class and the argument. Also: the warning for an eps far below the inputs' scale.
+names the class and the argument. Also here: tfadv's warning categories (TfadvWarning and its kinds), the
+warning for an eps far below the inputs' scale, and `warn_caller`, which points a warning at the user's line.
 """
 from __future__ import annotations
 
