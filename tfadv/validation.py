@@ -12,7 +12,7 @@ import numbers
 import os
 import sys
 import warnings
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -108,6 +108,24 @@ def small_eps_warning(owner: str, eps: float, norm: str, span: float, dims: int,
     return (f"{owner}: eps={eps:g} ({norm} norm) is tiny for inputs spanning {span:g} ({source}): {what} is "
             f"{fraction:.2g} of the range, below {SMALL_EPS_FRACTION[norm]:g}, so robustness measured at it means "
             f"little. If eps is in [0, 1] units and the data are in [0, 255], scale one to match the other")
+
+
+def warn_if_eps_tiny(owner: str, eps: float, norm: str, sample_shape: Sequence[int | None],
+                     clip_min: float | None, clip_max: float | None, data_span: float | None = None) -> None:
+    """An EpsScaleWarning at the caller's line when eps is tiny (small_eps_warning) against the clip range,
+    or, with an open range, against `data_span` (the data's max - min; None: nothing to judge)."""
+    if clip_min is not None and clip_max is not None:
+        span, source = clip_max - clip_min, f"clip range [{clip_min:g}, {clip_max:g}]"
+    elif data_span is not None:
+        span, source = data_span, "the data's range; no clip_min/clip_max given"
+    else:
+        return
+    if norm == "2" and any(d is None for d in sample_shape):
+        return  # eps / sqrt(d) needs d
+    dims = int(np.prod([d for d in sample_shape if d is not None]))
+    message = small_eps_warning(owner, eps, norm, span, dims, source)
+    if message:
+        warn_caller(message, EpsScaleWarning)
 
 
 def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:

@@ -53,7 +53,6 @@ import threading
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfadv import geometry, model_outputs, tracing, validation
@@ -204,7 +203,8 @@ class Attack:
             raise ValueError(f"{name}: x must be a batch of {want} (N, ...), got shape {tuple(x.shape)}")
         if not bool(tf.reduce_all(tf.math.is_finite(x))):
             raise ValueError(f"{name}: x contains NaN or Inf")
-        low, high = float(tf.reduce_min(x)), float(tf.reduce_max(x))
+        needs_range = self.clip_min is not None or not self._eps_scale_judged
+        low, high = (float(tf.reduce_min(x)), float(tf.reduce_max(x))) if needs_range else (None, None)
         if self.clip_min is not None:
             tolerance = 1e-5 * (self.clip_max - self.clip_min)
             if low < self.clip_min - tolerance or high > self.clip_max + tolerance:
@@ -219,20 +219,11 @@ class Attack:
             )
         if not self._eps_scale_judged:  # said once per attack, on the first data it sees
             self._eps_scale_judged = True
-            self._warn_if_eps_tiny(x, high - low)
+            validation.warn_if_eps_tiny(name, self.eps, self.norm, x.shape[1:], self.clip_min, self.clip_max,
+                                        data_span=high - low)
         self.check_model_output(x)
         _check_labels(name, y, self._num_classes)
         return x, self._one_hot(y)
-
-    def _warn_if_eps_tiny(self, x: tf.Tensor, data_span: float) -> None:
-        if self.clip_min is not None:
-            span, source = self.clip_max - self.clip_min, f"clip range [{self.clip_min:g}, {self.clip_max:g}]"
-        else:
-            span, source = data_span, "the data's range; no clip_min/clip_max given"
-        dims = int(np.prod(x.shape[1:]))
-        message = validation.small_eps_warning(type(self).__name__, self.eps, self.norm, span, dims, source)
-        if message:
-            validation.warn_caller(message, validation.EpsScaleWarning)
 
     def _inspect(self, probe: tf.Tensor) -> None:
         """One eager forward pass on a few samples: the class count and the output-kind check."""

@@ -210,9 +210,11 @@ def auto_attack(
         for stage, attack in enumerate(cascade):
             _run_stage(stage, attack, model, x, y_onehot, state, batch_size, compact, verbose, config)
     if any(not isinstance(attack, Square) for attack in cascade):
-        notes.append(checks.unmeasured_robustness(model, x, labels, state.robust, from_logits=from_logits,
-                                                  loss_path="logit", batch_size=batch_size, output_index=output_index))
-    result = _result(state, x, config, [note for note in notes if note])
+        problem = checks.unmeasured_robustness(model, x, labels, state.robust, from_logits=from_logits,
+                                               loss_path="logit", batch_size=batch_size, output_index=output_index)
+        if problem:
+            notes.append(problem)
+    result = _result(state, x, config, notes)
     for note in result.warnings:
         validation.warn_caller(f"auto_attack: {note}", validation.EvaluationWarning)
     return result

@@ -143,27 +143,48 @@ def quick_checks(model: keras.Model, x: np.ndarray, *, from_logits: bool, output
 
 
 # ------------------------------------------------------------------------------------ gradients
-def gradient_flags(model: keras.Model, x: np.ndarray, labels: np.ndarray, from_logits: bool,
-                   batch_size: int, output_index: Any = None) -> list[Flag]:
-    """Input gradients at the clean points of the correctly classified samples: exactly zero (per sample)
-    or non-finite, for Keras' cross-entropy (what FGM/PGD see) and for the logit-space cross-entropy."""
+LOSS_PATHS = ("keras", "logit")
+
+
+def _gradient_masks(model: keras.Model, x: np.ndarray, labels: np.ndarray, *, from_logits: bool,
+                    loss_paths: Sequence[str], batch_size: int, output_index: Any = None) -> dict[str, tuple]:
+    """{loss path: (all-zero, non-finite)}: per-sample masks of the input gradient at x, from one forward
+    pass per batch. "keras": Keras' cross-entropy, as FGM and PGD use it; "logit": the cross-entropy on
+    logits, as APGD and FAB."""
+    bad = [path for path in loss_paths if path not in LOSS_PATHS]
+    if bad:
+        raise ValueError(f"loss_path must be 'keras' or 'logit', got {bad[0]!r}")
     keras_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits, reduction="sum")
-    counts = {"keras": 0, "logit": 0, "nonfinite": 0}
+    masks = {path: (np.zeros(len(x), bool), np.zeros(len(x), bool)) for path in loss_paths}
     for start in range(0, len(x), batch_size):
         xb = tf.constant(x[start : start + batch_size])
         yb = tf.constant(labels[start : start + batch_size])
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(xb)
             out = model_outputs.select_output("check", model(xb, training=False), output_index)
-            loss_keras = keras_loss(yb, out)
-            z = scores.output_logits(out, from_logits)
-            loss_logit = tf.reduce_sum(scores.cross_entropy(z, tf.one_hot(yb, tf.shape(z)[-1])))
-        for key, loss in (("keras", loss_keras), ("logit", loss_logit)):
+            losses = {}
+            if "keras" in loss_paths:
+                losses["keras"] = keras_loss(yb, out)
+            if "logit" in loss_paths:
+                z = scores.output_logits(out, from_logits)
+                losses["logit"] = tf.reduce_sum(scores.cross_entropy(z, tf.one_hot(yb, tf.shape(z)[-1])))
+        for path, loss in losses.items():
             g = tape.gradient(loss, xb, unconnected_gradients=tf.UnconnectedGradients.ZERO).numpy().reshape(len(xb), -1)
-            counts[key] += int(np.sum(np.all(g == 0, axis=1)))
-            if key == "logit":
-                counts["nonfinite"] += int(np.sum(~np.all(np.isfinite(g), axis=1)))
+            zero, nonfinite = masks[path]
+            zero[start : start + len(xb)] = np.all(g == 0, axis=1)
+            nonfinite[start : start + len(xb)] = ~np.all(np.isfinite(g), axis=1)
         del tape
+    return masks
+
+
+def gradient_flags(model: keras.Model, x: np.ndarray, labels: np.ndarray, from_logits: bool,
+                   batch_size: int, output_index: Any = None) -> list[Flag]:
+    """Input gradients at the clean points of the correctly classified samples: exactly zero (per sample)
+    or non-finite, for Keras' cross-entropy (what FGM/PGD see) and for the logit-space cross-entropy."""
+    masks = _gradient_masks(model, x, labels, from_logits=from_logits, loss_paths=LOSS_PATHS,
+                            batch_size=batch_size, output_index=output_index)
+    counts = {"keras": int(masks["keras"][0].sum()), "logit": int(masks["logit"][0].sum()),
+              "nonfinite": int(masks["logit"][1].sum())}
     n = max(len(x), 1)
     zero = Flag(
         "zero_gradients", counts["keras"] + counts["logit"] > 0,
@@ -193,24 +214,9 @@ def dead_gradients(model: keras.Model, x: np.ndarray, labels: np.ndarray, *, fro
     """Per sample: is the input gradient at x all zero or non-finite, for `loss_path` "keras" (Keras'
     cross-entropy, as FGM and PGD use it) or "logit" (the cross-entropy on logits, as APGD and FAB)?
     A gradient attack cannot move such a sample (a saturated softmax, a quantised input, an overflow)."""
-    if loss_path not in ("keras", "logit"):
-        raise ValueError(f"loss_path must be 'keras' or 'logit', got {loss_path!r}")
-    keras_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits, reduction="sum")
-    dead = np.zeros(len(x), bool)
-    for start in range(0, len(x), batch_size):
-        xb = tf.constant(x[start : start + batch_size])
-        yb = tf.constant(labels[start : start + batch_size])
-        with tf.GradientTape() as tape:
-            tape.watch(xb)
-            out = model_outputs.select_output("check", model(xb, training=False), output_index)
-            if loss_path == "keras":
-                loss = keras_loss(yb, out)
-            else:
-                z = scores.output_logits(out, from_logits)
-                loss = tf.reduce_sum(scores.cross_entropy(z, tf.one_hot(yb, tf.shape(z)[-1])))
-        g = tape.gradient(loss, xb, unconnected_gradients=tf.UnconnectedGradients.ZERO).numpy().reshape(len(xb), -1)
-        dead[start : start + len(xb)] = np.all(g == 0, axis=1) | ~np.all(np.isfinite(g), axis=1)
-    return dead
+    zero, nonfinite = _gradient_masks(model, x, labels, from_logits=from_logits, loss_paths=(loss_path,),
+                                      batch_size=batch_size, output_index=output_index)[loss_path]
+    return zero | nonfinite
 
 
 def unmeasured_robustness(model: keras.Model, x: np.ndarray, labels: np.ndarray, robust: np.ndarray, *,

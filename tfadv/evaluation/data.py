@@ -37,3 +37,9 @@ def evaluation_arrays(name: str, x: Any, y: Any) -> tuple[Any, Any]:
     if xs[0].ndim == 0 or ys[0].ndim == 0:
         raise ValueError(f"{name}: the dataset yields single samples; batch it first (dataset.batch(n))")
     return np.concatenate(xs), np.concatenate(ys)
+
+
+def class_ids(y: Any) -> np.ndarray:
+    """Labels as class ids: the argmax of one-hot rows (N, C), else the ids (N,) as int64."""
+    y = np.asarray(y)
+    return np.argmax(y, axis=-1) if y.ndim == 2 else y.astype(np.int64)

@@ -22,6 +22,7 @@ import numpy as np
 
 from tfadv.attacks import Attack
 from tfadv.evaluation.clean import predict_labels
+from tfadv.evaluation.data import class_ids
 
 
 def _attacked(model, attack: Attack, x, y, batch_size: int, restarts: int) -> tuple[np.ndarray, list]:
@@ -32,7 +33,7 @@ def _attacked(model, attack: Attack, x, y, batch_size: int, restarts: int) -> tu
     if restarts < 1 or batch_size < 1:
         raise ValueError(f"restarts and batch_size must be >= 1, got {restarts} and {batch_size}")
     x, y = np.asarray(x, np.float32), np.asarray(y)
-    labels = np.argmax(y, axis=-1) if y.ndim == 2 else y.astype(np.int64)
+    labels = class_ids(y)
     if len(x) == 0:
         return np.zeros(0, bool), []
     correct = predict_labels(model, x, batch_size, attack.output_index) == labels

@@ -195,11 +195,9 @@ def cell_times(folders: Iterable[str | os.PathLike]) -> pd.DataFrame:
     by key; cells written by an older tfadv have none). CPU seconds are the process's, so they count every
     thread of the cell's process."""
     rows: dict[str, dict] = {}
-    for folder in map(Path, folders):
-        for path in _cell_files(folder):
-            record = json.loads(path.read_text(encoding="utf-8"))
-            if record.get("timing") and record[CELL_COLUMN] not in rows:
-                rows[record[CELL_COLUMN]] = {CELL_COLUMN: record[CELL_COLUMN], **record["timing"]}
+    for record in _cell_records(folders):
+        if record.get("timing") and record[CELL_COLUMN] not in rows:
+            rows[record[CELL_COLUMN]] = {CELL_COLUMN: record[CELL_COLUMN], **record["timing"]}
     columns = [CELL_COLUMN, "wall_seconds", "cpu_seconds"]
     return pd.DataFrame([rows[k] for k in sorted(rows)], columns=columns)
 
@@ -208,12 +206,18 @@ def cell_warnings(folders: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """The tfadv warnings recorded with the finished cells in `folders`: one row per (cell, warning), sorted
     by cell key, in the order each cell raised them."""
     found: dict[str, list[str]] = {}
-    for folder in map(Path, folders):
-        for path in _cell_files(folder):
-            record = json.loads(path.read_text(encoding="utf-8"))
-            found.setdefault(record[CELL_COLUMN], list(record.get("warnings", [])))
+    for record in _cell_records(folders):
+        found.setdefault(record[CELL_COLUMN], list(record.get("warnings", [])))
     rows = [{CELL_COLUMN: key, "warning": text} for key in sorted(found) for text in found[key]]
     return pd.DataFrame(rows, columns=[CELL_COLUMN, "warning"])
+
+
+def _cell_records(folders: Iterable[str | os.PathLike]) -> Iterable[dict]:
+    """The raw records of the cell files in `folders`, folder by folder, in name order (for what is kept
+    beside the tables: read_cell_file checks a record for its tables)."""
+    for folder in map(Path, folders):
+        for path in _cell_files(folder):
+            yield json.loads(path.read_text(encoding="utf-8"))
 
 
 def _cell_files(folder: Path) -> list[Path]:

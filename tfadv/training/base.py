@@ -160,7 +160,8 @@ class AdversarialModel(keras.Model):
         if not self._first_checks_done:
             if self.check_output_kind:
                 wrapping.check_output_kind(owner, self, (self.clip_min, self.clip_max))
-            wrapping.warn_if_eps_tiny(owner, self)
+            validation.warn_if_eps_tiny(owner, self.eps, self.norm, self.inputs[0].shape[1:], self.clip_min,
+                                        self.clip_max)
             self._first_checks_done = True
         if not self.optimizer.built:
             with self.distribute_strategy.scope():

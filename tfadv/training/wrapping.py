@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv import model_outputs, validation
+from tfadv import model_outputs
 
 #: Keras losses named by a string resolve with from_logits=False.
 _PROBABILITY_LOSS_NAMES = (
@@ -105,18 +105,6 @@ def check_output_kind(owner: str, model: keras.Model, clip_range: tuple[float | 
         "(e.g. keras.losses.SparseCategoricalCrossentropy(from_logits=True))",
         to_probabilities="compile with from_logits=False",
     )
-
-
-def warn_if_eps_tiny(owner: str, model: keras.Model) -> None:
-    """tfadv.validation's eps-scale warning, against the clip range (the training inputs are checked to lie
-    in it); nothing to judge with an open range."""
-    if model.clip_min is None or model.clip_max is None:
-        return
-    dims = int(np.prod(model.inputs[0].shape[1:]))
-    message = validation.small_eps_warning(owner, model.eps, model.norm, model.clip_max - model.clip_min, dims,
-                                           f"clip range [{model.clip_min:g}, {model.clip_max:g}]")
-    if message:
-        validation.warn_caller(message, validation.EpsScaleWarning)
 
 
 def check_batch_size(owner: str, capacity: int, batch_size: Any, data: Any = None) -> None:
