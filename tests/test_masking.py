@@ -66,12 +66,16 @@ def test_dead_gradients_are_all_zero_or_non_finite_per_sample(masked):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 1))
     rooted = keras.Model(inputs, small_cnn()(keras.layers.Lambda(tf.sqrt)(inputs)))  # d sqrt(t)/dt = inf at 0
+    corner = np.ones((8, 8, 1), np.float32)
+    corner[0, 0] = 0.0
+    blind = keras.Model(inputs, small_cnn()(keras.layers.Lambda(lambda t: t * corner)(inputs)))  # one pixel unseen
     for loss_path in ("keras", "logit"):
         def dead(model, points, logits=False):
             return checks.dead_gradients(model, points, y, from_logits=logits, loss_path=loss_path, batch_size=16)
         assert dead(masked, x).all() and not dead(trained_cnn(), x).any()
         assert dead(rooted, x, logits=True).all()  # every digit has black pixels
         assert not dead(rooted, x + 0.01, logits=True).any()
+        assert not dead(blind, x, logits=True).any()  # a zero gradient at some pixels is not a dead one
     with pytest.raises(ValueError, match="loss_path"):
         checks.dead_gradients(masked, x, y, from_logits=False, loss_path="dlr", batch_size=16)
 
