@@ -55,3 +55,30 @@ def test_own_graph_gives_the_inline_answer_sample_by_sample(make, atol):
     assert not np.array_equal(x_own, x)
     np.testing.assert_allclose(x_own, x_inline, rtol=0, atol=atol)
     np.testing.assert_array_equal(np.argmax(model(x_own), -1), np.argmax(model(x_inline), -1))
+
+
+def test_looped_training_steps_take_their_own_graph_with_the_inline_answer(monkeypatch):
+    """PGD-kappa training loops its steps in the graph past crafting.UNROLL_STEPS; there each gradient pass is a
+    graph of its own on a max-pooling net, crafting what the inline pass crafts."""
+    from tfadv.training import PGDAdversarialModel
+
+    keras.utils.set_random_seed(0)
+    net = build_digits_cnn(16, 10)
+    model = PGDAdversarialModel(net.inputs[0], net.outputs[0], eps=24.0, steps=12, step_size=4.0, seed=3,
+                                clip_min=0.0, clip_max=255.0)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy())  # the digits CNN outputs probabilities
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.uniform(0, 255, (32, 16, 16, 3)).astype("float32"))
+    y = tf.constant(rng.integers(0, 10, 32))
+
+    def crafted(own: bool):
+        monkeypatch.setattr(tracing, "own_graph_helps", lambda m: own)
+        craft = tf.function(model.craft)
+        graph = craft.get_concrete_function(x, y).graph.as_graph_def()
+        calls = sum("_noinline" in f.attr for f in graph.library.function)
+        return np.asarray(craft(x, y)), calls
+
+    (x_own, own_calls), (x_inline, inline_calls) = crafted(True), crafted(False)
+    assert own_calls > inline_calls
+    assert not np.array_equal(x_own, x.numpy())
+    np.testing.assert_array_equal(x_own, x_inline)

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv import geometry, precision, validation
+from tfadv import geometry, precision, tracing, validation
 from tfadv.training import crafting, wrapping
 
 WeightDecayOn = Literal["all", "kernels"]
@@ -228,6 +228,7 @@ class AdversarialModel(keras.Model):
         return crafting.pgd(
             self.attack_loss(y, training=training), x, start, steps=steps, step_size=step_size,
             threat=self.threat, scale=precision.loss_scale(self.optimizer), guard_nonfinite=self.guard_nonfinite,
+            own_graph=tracing.own_graph_helps(self),
         )
 
     def l2_penalty(self) -> tf.Tensor:

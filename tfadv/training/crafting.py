@@ -16,7 +16,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from tfadv import geometry, losses
+from tfadv import geometry, losses, tracing
 
 #: Attacks up to this many steps are unrolled into the step's graph; longer ones run in a graph loop so a
 #: 128-step attacker compiles as fast as a short one. Measured (tfadv.benchmarks.training, CPU): PGD-3
@@ -86,11 +86,17 @@ def pgd(
     threat: Threat,
     scale: tf.Tensor | None = None,
     guard_nonfinite: bool = True,
+    own_graph: bool = False,
 ) -> tf.Tensor:
-    """`steps` projected steepest-ascent steps from the starting point x_adv (Madry et al. Eq. 2.2)."""
+    """`steps` projected steepest-ascent steps from the starting point x_adv (Madry et al. Eq. 2.2).
 
-    def step(z: tf.Tensor) -> tf.Tensor:
-        grad = input_gradient(loss_fn, z, scale)
+    own_graph: the looped steps' gradient passes as graphs of their own (tracing.own_graph_helps: in a loop
+    body, about half the traces of a max-pooling net kept the slow MaxPoolGrad, PGD-16 training steps of
+    mnist_challenge's net 126-134 ms against 105-111; unrolled passes are rewritten either way).
+    """
+
+    def step(z: tf.Tensor, own: bool = False) -> tf.Tensor:
+        grad = tracing.call_as_own_graph(own, lambda w: input_gradient(loss_fn, w, scale), z)
         return ascent_step(x, z, grad, step_size=step_size, threat=threat, guard_nonfinite=guard_nonfinite)
 
     if steps <= UNROLL_STEPS:
@@ -99,7 +105,7 @@ def pgd(
         return tf.stop_gradient(x_adv)
     _, x_adv = tf.while_loop(
         lambda i, _: i < steps,
-        lambda i, z: (i + 1, step(z)),
+        lambda i, z: (i + 1, step(z, own_graph)),
         (tf.constant(0), x_adv),
         parallel_iterations=1,
     )
