@@ -308,13 +308,14 @@ def test_the_report_says_when_cells_used_different_thread_counts():
 
 
 def test_cells_record_the_kernels_that_computed_them_and_the_report_warns_when_they_differ(tmp_path):
+    import keras
     import tensorflow as tf
 
     from tfadv.experiments.cli import kernels_fact
 
     here = machine.kernels()
     assert here.startswith("GPU: " if machine.gpus() else "CPU: ") and ("oneDNN o" in here or machine.gpus())
-    assert here.endswith(f"; TensorFlow {tf.__version__}")
+    assert here.endswith(f"; TensorFlow {tf.__version__}, Keras {keras.__version__}")
     results = run_toy("--profile", "smoke", "--out", str(tmp_path / "out"))["results"]
     assert (results[store.KERNELS_COLUMN] == here).all()
     assert f"devices and kernels per cell | {here} (every cell)" in (tmp_path / "out" / "report.md").read_text()

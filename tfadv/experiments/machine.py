@@ -34,9 +34,11 @@ def threads_in_effect() -> int:
 @functools.cache  # fixed for the life of a process; asked once per cell
 def kernels() -> str:
     """What picks TensorFlow's kernels in this process, so how they round: the GPUs, or on a CPU its model,
-    its widest vector instructions and whether oneDNN's kernels are on; and TensorFlow's version. The same
+    its widest vector instructions and whether oneDNN's kernels are on; and TensorFlow's and Keras' versions
+    (Keras builds the layers, losses and optimizers whose arithmetic the kernels run). The same
     code, seed and thread count trained the efficient demo's baseline to 88.9% natural accuracy on one CPU
     and to 86.2% on an AMD EPYC with AVX2 (87.8% there with oneDNN on)."""
+    import keras
     import tensorflow as tf
 
     found = tf.config.list_physical_devices("GPU")
@@ -47,7 +49,7 @@ def kernels() -> str:
     else:
         info = _cpu_info()
         devices = f"CPU: {_cpu_model(info)}, {_vector_isa(info)}, oneDNN {_onednn()}"
-    return f"{devices}; TensorFlow {tf.__version__}"
+    return f"{devices}; TensorFlow {tf.__version__}, Keras {keras.__version__}"
 
 
 def _cpu_info() -> dict[str, str]:
