@@ -39,9 +39,10 @@ def training_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, augment: 
 def _without_autotune_thread() -> tf.data.Options:
     """Options that keep tf.data's autotuning thread out of the pipeline. Destroying an iterator (the end of
     a `fit`, or of a Keras epoch over a finite dataset) waits for that thread, which in TensorFlow 2.21 at
-    times sleeps out its optimisation period, up to a minute, first: 7 of 39 efficient demo cells and 7 of
-    110 batchsize ones idled 15 to 26 s at the end of `fit`. Without it, AUTOTUNE still means every core for
-    the map and a self-sizing prefetch buffer, and the batches are the same (the seeded shuffle's order).
+    times sleeps out its optimisation period, up to a minute, first: cells of the efficient demo idled up to
+    20 s (once 59 s) at the end of `fit`, 2 minutes in all, as did batchsize's and batchnorm's. Without it,
+    AUTOTUNE still means every core for the map and a self-sizing prefetch buffer, and the batches are the
+    same (the seeded shuffle's order).
     """
     options = tf.data.Options()
     options.autotune.enabled = False
