@@ -143,3 +143,18 @@ def test_a_directory_is_named_by_its_listing_so_another_copy_never_looks_alike(i
     first.write_bytes(first.read_bytes() + b"\0")  # same names, one file changed in size
     assert imagenet_v2.source_provenance(image_dir) != said
     assert imagenet_v2.source_provenance("tfds").startswith("tensorflow-datasets imagenet_v2/matched-frequency (tfds ")
+
+
+def test_batches_are_read_without_the_autotune_thread(image_dir, monkeypatch):
+    """Each cell's pass ends by destroying its iterator, which must not wait for tf.data's autotuning thread
+    (tfadv.datasets.pipeline.without_autotune_thread)."""
+    applied = []
+    with_options = tf.data.Dataset.with_options
+
+    def recording(dataset, options, name=None):
+        applied.append(options.autotune.enabled)
+        return with_options(dataset, options, name=name)
+
+    monkeypatch.setattr(tf.data.Dataset, "with_options", recording)
+    x, _, _ = _all(imagenet_v2_records(image_dir), batch_size=4, image_size=16)
+    assert len(x) == 8 and False in applied

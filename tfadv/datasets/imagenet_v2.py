@@ -21,6 +21,8 @@ from typing import Iterator
 import numpy as np
 import tensorflow as tf
 
+from tfadv.datasets.pipeline import without_autotune_thread
+
 IMAGE_SIZE = 224
 NUM_CLASSES = 1000
 SHUFFLE_SEED = 42
@@ -178,7 +180,9 @@ def imagenet_v2_batches(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
+    # One pass per minibatch cell: its iterator must end without tf.data's wait (pipeline.without_autotune_thread).
     batches = decoded.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    batches = batches.with_options(without_autotune_thread())
     position = 0
     iterator = iter(batches)
     while True:

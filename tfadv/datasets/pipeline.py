@@ -33,12 +33,12 @@ def training_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, augment: 
     if augment:
         ds = ds.map(crop_and_flip, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
-    return ds.with_options(_without_autotune_thread())
+    return ds.with_options(without_autotune_thread())
 
 
-def _without_autotune_thread() -> tf.data.Options:
-    """Options that keep tf.data's autotuning thread out of the pipeline. Destroying an iterator (the end of
-    a `fit`, or of a Keras epoch over a finite dataset) waits for that thread, which in TensorFlow 2.21 at
+def without_autotune_thread() -> tf.data.Options:
+    """Options that keep tf.data's autotuning thread out of a pipeline. Destroying an iterator (the end of
+    a `fit`, of a Keras epoch over a finite dataset, or of a pass over the images) waits for that thread, which in TensorFlow 2.21 at
     times sleeps out its optimisation period, up to a minute, first: cells of the efficient demo idled up to
     20 s (once 59 s) at the end of `fit`, 2 minutes in all, as did batchsize's and batchnorm's. Without it,
     AUTOTUNE still means every core for the map and a self-sizing prefetch buffer, and the batches are the
