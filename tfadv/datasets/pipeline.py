@@ -38,11 +38,11 @@ def training_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, augment: 
 
 def without_autotune_thread() -> tf.data.Options:
     """Options that keep tf.data's autotuning thread out of a pipeline. Destroying an iterator (the end of
-    a `fit`, of a Keras epoch over a finite dataset, or of a pass over the images) waits for that thread, which in TensorFlow 2.21 at
-    times sleeps out its optimisation period, up to a minute, first: cells of the efficient demo idled up to
-    20 s (once 59 s) at the end of `fit`, 2 minutes in all, as did batchsize's and batchnorm's. Without it,
-    AUTOTUNE still means every core for the map and a self-sizing prefetch buffer, and the batches are the
-    same (the seeded shuffle's order).
+    a `fit`, of a Keras epoch over a finite dataset, or of a pass over the images) waits for that thread,
+    which in TensorFlow 2.21 at times first sleeps out its optimisation period, up to a minute: cells of the
+    efficient demo idled up to 20 s (once 59 s) at the end of `fit`, 2 minutes in all, as did batchsize's
+    and batchnorm's. Without it, AUTOTUNE still means every core for the map and a self-sizing prefetch
+    buffer, and the batches are the same (the seeded shuffle's order).
     """
     options = tf.data.Options()
     options.autotune.enabled = False
