@@ -50,6 +50,7 @@ def test_accuracy_reads_ids_and_one_hot():
     x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], np.float32)
     assert accuracy(model, x, np.array([0, 1, 1])) == pytest.approx(2 / 3)
     assert accuracy(model, x, np.eye(2)[[0, 1, 1]]) == pytest.approx(2 / 3)
+    assert accuracy(model, x, np.array([[1], [1], [1]])) == pytest.approx(1 / 3)  # Keras' sparse (N, 1) labels
     with pytest.raises(ValueError, match="3 samples but y has 2"):
         accuracy(model, x, np.array([0, 1]))
 

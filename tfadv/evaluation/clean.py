@@ -7,7 +7,7 @@ import keras
 import numpy as np
 
 from tfadv import model_outputs
-from tfadv.evaluation.data import evaluation_arrays
+from tfadv.evaluation.data import class_ids, evaluation_arrays
 
 
 def predict_labels(
@@ -27,8 +27,7 @@ def accuracy(model: keras.Model, x: Any, y: Any = None, batch_size: int = 256,
     """Fraction of samples whose arg-max prediction is the label (y: class ids or one-hot); `x` may be a
     batched tf.data.Dataset of (x, y) with `y` left out."""
     x, y = evaluation_arrays("accuracy", x, y)
-    x, y = np.asarray(x), np.asarray(y)
-    labels = np.argmax(y, axis=-1) if y.ndim == 2 else y.reshape(-1)
+    x, labels = np.asarray(x), class_ids(y)
     if len(labels) != len(x):
         raise ValueError(f"x has {len(x)} samples but y has {len(labels)} labels")
     if len(x) == 0:

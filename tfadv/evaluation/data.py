@@ -40,6 +40,9 @@ def evaluation_arrays(name: str, x: Any, y: Any) -> tuple[Any, Any]:
 
 
 def class_ids(y: Any) -> np.ndarray:
-    """Labels as class ids: the argmax of one-hot rows (N, C), else the ids (N,) as int64."""
+    """Labels as class ids (N,) int64: the argmax of one-hot rows (N, C), else the ids, given as (N,) or as
+    Keras' sparse (N, 1) (keras.datasets' CIFAR-10 labels), which an argmax would read as all class 0."""
     y = np.asarray(y)
-    return np.argmax(y, axis=-1) if y.ndim == 2 else y.astype(np.int64)
+    if y.ndim == 2 and y.shape[1] > 1:
+        return np.argmax(y, axis=-1)
+    return y.reshape(-1).astype(np.int64)
