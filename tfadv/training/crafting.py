@@ -92,7 +92,7 @@ def pgd(
 
     own_graph: the looped steps' gradient passes as graphs of their own (tracing.own_graph_helps: in a loop
     body, about half the traces of a max-pooling net kept the slow MaxPoolGrad, PGD-16 training steps of
-    mnist_challenge's net 126-134 ms against 105-111; unrolled passes are rewritten either way).
+    mnist_challenge's net 120-151 ms against 104-111; unrolled passes are rewritten either way).
     """
 
     def step(z: tf.Tensor, own: bool = False) -> tf.Tensor:
