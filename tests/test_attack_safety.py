@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from test_attacks import batch, digits_data, small_cnn, trained_cnn
 
-from tfadv.attacks import FGM, PGD
+from tfadv.attacks import APGD, FAB, FGM, PGD, Square
 from tfadv.evaluation import robust_accuracy
 from tfadv.precision import dtype_policy
 
@@ -296,6 +296,8 @@ def test_bad_configuration_is_refused(kwargs, message):
         (np.zeros((4, 8, 8, 1), "float32"), np.zeros((4, 9), "float32"), ValueError, "one-hot labels have 9 columns"),
         (np.zeros((4, 8, 8, 1), "float32"), np.full((4, 10), 0.5, "float32"), ValueError, "sum to 1"),
         (np.zeros((4, 8, 8, 1), "float32"), np.zeros(4, "float32"), TypeError, "must be integers"),
+        (np.zeros((4, 8, 8, 1), "float32"), np.zeros((4, 1), "float32"), TypeError, "must be integers"),
+        (np.zeros((4, 8, 8, 1), "float32"), np.full((4, 1), 10), ValueError, r"labels must lie in \[0, 10\)"),
         (np.full((4, 8, 8, 1), np.nan, "float32"), np.zeros(4, "int64"), ValueError, "NaN or Inf"),
         (np.full((4, 8, 8, 1), 2.0, "float32"), np.zeros(4, "int64"), ValueError, r"outside \[clip_min, clip_max\]"),
         (np.zeros((4, 8, 8), "float32"), np.zeros(4, "int64"), ValueError, "rank 4"),
@@ -307,3 +309,24 @@ def test_bad_inputs_are_refused_before_any_compute(x, y, error, message):
     with pytest.raises(error, match=message):
         attack(x, y)
     assert attack.tracing_count() == 0
+
+
+# ------------------------------------------------------------------------ Keras' sparse (N, 1) labels
+@pytest.mark.parametrize("make", [
+    lambda m: PGD(m, 0.1, steps=3, step_size=0.05, rand_init=True, seed=0),
+    lambda m: APGD(m, 0.1, "inf", 4, seed=0),
+    lambda m: Square(m, 0.1, "inf", 10, seed=0),
+    lambda m: FAB(m, 0.1, "inf", 3, seed=0),
+], ids=["PGD", "APGD", "Square", "FAB"])
+def test_sparse_column_labels_are_class_ids_as_in_keras(trained, digits, make):
+    """keras.datasets' CIFAR-10 labels are (N, 1) ids, which Keras' sparse losses accept. Attacks read them
+    as ids, eagerly and inside a tf.function, not as one-column one-hot rows (which were refused)."""
+    x, y = batch(digits)
+    reference = make(trained)(x, y).numpy()
+    column = make(trained)(x, y[:, None]).numpy()
+    np.testing.assert_array_equal(column, reference)
+    traced_attack = make(trained)
+    traced = tf.function(lambda a, b: traced_attack(a, b, sample_ids=tf.range(len(x))))(
+        tf.constant(x), tf.constant(y[:, None])).numpy()
+    np.testing.assert_array_equal(traced, reference)
+    assert robust_accuracy(trained, make(trained), x, y[:, None]) == robust_accuracy(trained, make(trained), x, y)

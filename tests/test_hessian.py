@@ -127,6 +127,13 @@ def test_uses_only_the_first_num_samples():
     assert head.eigenvalue == pytest.approx(exact_hessian_eigenvalues(model, x[:10], y[:10]).max(), rel=1e-3)
 
 
+def test_keras_sparse_column_labels_are_class_ids():
+    model = tiny_mlp(batch_norm=False)
+    x, y = tiny_data()
+    column = top_hessian_eigenvalue(model, x, y[:, None], settings=TIGHT)
+    assert column.eigenvalue == top_hessian_eigenvalue(model, x, y, settings=TIGHT).eigenvalue
+
+
 def test_bad_input_is_refused():
     model = tiny_mlp(batch_norm=False)
     x, y = tiny_data()

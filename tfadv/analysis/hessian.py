@@ -127,6 +127,8 @@ def _validate(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:
 
 def _one_hot(y: np.ndarray, num_classes: int) -> np.ndarray:
     y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1 and num_classes != 1:  # Keras' sparse (N, 1) labels
+        y = y.reshape(-1)
     if y.ndim == 2:
         if y.shape[1] != num_classes:
             raise ValueError(f"one-hot labels have {y.shape[1]} classes, the model outputs {num_classes}")

@@ -129,7 +129,7 @@ class Attack:
         emulated_batch_size: Any = None,
         return_stats: bool = False,
     ) -> tf.Tensor | tuple[tf.Tensor, dict[str, Any]]:
-        """Adversarial examples for `x` with labels `y` (class ids (N,) or one-hot (N, C)).
+        """Adversarial examples for `x` with labels `y` (class ids (N,) or (N, 1), or one-hot (N, C)).
 
         For a targeted attack `y` holds the targets. `sample_ids` (N,) key each sample's random start;
         by default they continue the stream of samples seen so far (see `reset`): pass global dataset
@@ -215,13 +215,15 @@ class Attack:
         y = tf.convert_to_tensor(y)
         if y.shape.rank not in (1, 2) or y.shape[0] != x.shape[0]:
             raise ValueError(
-                f"{name}: y must be class ids (N,) or one-hot (N, C) with N = {x.shape[0]}, got shape {tuple(y.shape)}"
+                f"{name}: y must be class ids (N,) or (N, 1), or one-hot (N, C), with N = {x.shape[0]}, "
+                f"got shape {tuple(y.shape)}"
             )
         if not self._eps_scale_judged:  # said once per attack, on the first data it sees
             self._eps_scale_judged = True
             validation.warn_if_eps_tiny(name, self.eps, self.norm, x.shape[1:], self.clip_min, self.clip_max,
                                         data_span=high - low)
         self.check_model_output(x)
+        y = _sparse_column_as_ids(y, self._num_classes)
         _check_labels(name, y, self._num_classes)
         return x, self._one_hot(y)
 
@@ -250,6 +252,7 @@ class Attack:
             self._inspect(tf.random.stateless_uniform(shape, [0, 0], low, high))
 
     def _one_hot(self, y: tf.Tensor) -> tf.Tensor:
+        y = _sparse_column_as_ids(y, self._num_classes)
         if y.shape.rank == 2:
             return tf.cast(y, tf.float32)
         return tf.one_hot(tf.cast(y, tf.int32), self._num_classes, dtype=tf.float32)
@@ -365,6 +368,14 @@ def _pad(t: tf.Tensor, rows: int | None) -> tf.Tensor:
     if rows is None or n == rows:
         return t
     return tf.concat([t, tf.repeat(t[:1], rows - n, axis=0)], axis=0)
+
+
+def _sparse_column_as_ids(y: tf.Tensor, classes: int) -> tf.Tensor:
+    """Keras' sparse labels of shape (N, 1) (keras.datasets' CIFAR-10) as the ids (N,) they are, as
+    Keras' sparse losses read them; a one-column one-hot exists only for a one-class model."""
+    if y.shape.rank == 2 and y.shape[1] == 1 and classes != 1:
+        return tf.reshape(y, [-1])
+    return y
 
 
 def _check_labels(name: str, y: tf.Tensor, classes: int) -> None:
