@@ -10,8 +10,9 @@ import tensorflow as tf
 from test_attacks import batch, digits_data, small_cnn, trained_cnn
 
 from tfadv.attacks import APGD, FAB, FGM, PGD, Square
-from tfadv.evaluation import robust_accuracy
+from tfadv.evaluation import accuracy, robust_accuracy
 from tfadv.precision import dtype_policy
+from tfadv.training import PGDAdversarialModel
 
 
 @pytest.fixture(scope="module")
@@ -330,3 +331,38 @@ def test_sparse_column_labels_are_class_ids_as_in_keras(trained, digits, make):
         tf.constant(x), tf.constant(y[:, None])).numpy()
     np.testing.assert_array_equal(traced, reference)
     assert robust_accuracy(trained, make(trained), x, y[:, None]) == robust_accuracy(trained, make(trained), x, y)
+
+
+# ------------------------------------------------------------------- one score per sample (binary heads)
+def binary_net(activation: str | None) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(1, activation=activation)])
+
+
+@pytest.mark.parametrize("activation", [None, "sigmoid"], ids=["logit", "sigmoid"])
+def test_a_single_score_head_is_refused_where_its_argmax_would_be_class_0(digits, activation):
+    """A binary classifier's one score has arg-max 0 for every sample: accuracy was the fraction of label-0
+    samples (0.52 on digits >= 5) and adversarial training logged that constant as its accuracy."""
+    x, y = digits[0][:64], (digits[1][:64] >= 5).astype("int64")
+    net, from_logits = binary_net(activation), activation is None
+    with pytest.raises(ValueError, match="one score per sample"):
+        accuracy(net, x, y)
+    with pytest.raises(ValueError, match="one score per sample"):
+        PGD(net, 0.1, steps=2, step_size=0.05, from_logits=from_logits)(x, y)
+    with pytest.raises(ValueError, match="one score per sample"):
+        robust_accuracy(net, PGD(net, 0.1, steps=2, step_size=0.05, from_logits=from_logits), x, y)
+    for check in (True, False):  # the opt-out skips the probe pass, not the trace-time check
+        model = PGDAdversarialModel(binary_net(activation), eps=0.1, steps=2, step_size=0.05, check_output_kind=check)
+        model.compile("adam", keras.losses.BinaryCrossentropy(from_logits=from_logits))
+        with pytest.raises(ValueError, match="one score per sample"):
+            model.fit(x, y, epochs=1, verbose=0)
+
+
+def test_the_two_score_head_the_error_suggests_reads_a_binary_logit_correctly(digits):
+    x, y = digits[0][:64], (digits[1][:64] >= 5).astype("int64")
+    single = binary_net(None)
+    two = keras.Sequential([single, keras.layers.Lambda(
+        lambda z: keras.ops.concatenate([keras.ops.zeros_like(z), z], axis=-1))])
+    thresholded = float(np.mean((single(x).numpy()[:, 0] > 0) == y))
+    assert accuracy(two, x, y) == thresholded
+    assert robust_accuracy(two, PGD(two, 0.1, steps=2, step_size=0.05, from_logits=True), x, y) <= thresholded

@@ -73,6 +73,21 @@ def select_output(owner: str, outputs: Any, output_index: OutputIndex) -> tf.Ten
     return outputs
 
 
+def check_class_scores(owner: str, y_pred: Any) -> None:
+    """Refuse an output of one score per sample (a binary classifier's sigmoid or single logit): its arg-max
+    is class 0 for every sample, so an accuracy would count the label-0 samples and no attack could succeed."""
+    shape = tuple(y_pred.shape)
+    if len(shape) >= 2 and shape[-1] == 1:
+        raise ValueError(
+            f"{owner}: the model outputs one score per sample (shape {shape}), as a binary classifier's sigmoid "
+            "or single logit does, but tfadv takes the arg-max over one score per class, which over one score "
+            "is class 0 for every sample. Give the model two class scores: after a single logit z, "
+            "keras.layers.Lambda(lambda z: keras.ops.concatenate([keras.ops.zeros_like(z), z], axis=-1)) "
+            "(logits whose softmax is [1 - sigmoid(z), sigmoid(z)]; use from_logits=True); after a sigmoid p, "
+            "the same with [1 - p, p] (probabilities)"
+        )
+
+
 def check_output_kind(
     owner: str, y_pred: Any, from_logits: bool, *, setting: str, to_logits: str, to_probabilities: str
 ) -> None:

@@ -230,6 +230,7 @@ class Attack:
     def _inspect(self, probe: tf.Tensor) -> None:
         """One eager forward pass on a few samples: the class count and the output-kind check."""
         y_pred = self.forward(probe, training=False)
+        model_outputs.check_class_scores(type(self).__name__, y_pred)
         if self.check_output_kind:
             model_outputs.check_output_kind(
                 type(self).__name__, y_pred, self.from_logits, setting=f"from_logits={self.from_logits}",

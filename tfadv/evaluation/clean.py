@@ -14,11 +14,12 @@ def predict_labels(
     model: keras.Model, x: np.ndarray, batch_size: int = 256, output_index: model_outputs.OutputIndex = None
 ) -> np.ndarray:
     """Arg-max predictions in inference mode, of the `output_index` output of a multi-output model."""
-    out = [
-        np.argmax(model_outputs.select_output("predict_labels", model(x[i : i + batch_size], training=False),
-                                              output_index), axis=-1)
-        for i in range(0, len(x), batch_size)
-    ]
+    out = []
+    for i in range(0, len(x), batch_size):
+        scores = model_outputs.select_output("predict_labels", model(x[i : i + batch_size], training=False),
+                                             output_index)
+        model_outputs.check_class_scores("predict_labels", scores)
+        out.append(np.argmax(scores, axis=-1))
     return np.concatenate(out) if out else np.zeros([0], np.int64)
 
 

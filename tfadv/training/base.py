@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv import geometry, precision, tracing, validation
+from tfadv import geometry, model_outputs, precision, tracing, validation
 from tfadv.training import crafting, wrapping
 
 WeightDecayOn = Literal["all", "kernels"]
@@ -42,6 +42,7 @@ def class_ids(y: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
 
 def correct(y: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     """1.0 where the top prediction is the label."""
+    model_outputs.check_class_scores("adversarial training", y_pred)  # at trace time: the static shape
     predicted = tf.argmax(y_pred, axis=-1, output_type=tf.int32)
     return tf.cast(tf.equal(predicted, class_ids(y, y_pred)), tf.float32)
 

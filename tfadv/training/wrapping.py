@@ -87,19 +87,20 @@ def compiled_from_logits(loss: Any) -> bool | None:
 
 
 def check_output_kind(owner: str, model: keras.Model, clip_range: tuple[float | None, float | None]) -> None:
-    """The output-kind check of tfadv.attacks, against the compiled loss's from_logits: one eager forward
-    pass in inference mode on a few random inputs drawn in the valid range."""
+    """The class-score and output-kind checks of tfadv.attacks, against the compiled loss's from_logits: one
+    eager forward pass in inference mode on a few random inputs drawn in the valid range."""
+    low, high = clip_range
+    low, high = (-1.0, 1.0) if low is None or high is None else (low, high)
+    shape = [model_outputs.PROBE_SAMPLES] + list(model.inputs[0].shape[1:])
+    y_pred = model(tf.random.stateless_uniform(shape, [0, 0], low, high), training=False)
+    model_outputs.check_class_scores(owner, y_pred)
     loss = getattr(model, "loss", None)
     from_logits = compiled_from_logits(loss)
     if from_logits is None:
         return
-    low, high = clip_range
-    low, high = (-1.0, 1.0) if low is None or high is None else (low, high)
-    shape = [model_outputs.PROBE_SAMPLES] + list(model.inputs[0].shape[1:])
-    probe = tf.random.stateless_uniform(shape, [0, 0], low, high)
     name = type(loss).__name__ if not isinstance(loss, str) else repr(loss)
     model_outputs.check_output_kind(
-        owner, model(probe, training=False), from_logits,
+        owner, y_pred, from_logits,
         setting=f"the compiled loss ({name}) has from_logits={from_logits}, which",
         to_logits="compile with a loss built with from_logits=True "
         "(e.g. keras.losses.SparseCategoricalCrossentropy(from_logits=True))",
