@@ -53,6 +53,13 @@ def test_accuracy_reads_ids_and_one_hot():
     assert accuracy(model, x, np.array([[1], [1], [1]])) == pytest.approx(1 / 3)  # Keras' sparse (N, 1) labels
     with pytest.raises(ValueError, match="3 samples but y has 2"):
         accuracy(model, x, np.array([0, 1]))
+    # 1-based ids (label 2 never matches a prediction: 1/3 instead of 2/3), float ids, one-hot of another width
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\), got values in \[1, 2\]"):
+        accuracy(model, x, np.array([1, 2, 2]))
+    with pytest.raises(TypeError, match="must be integers"):
+        accuracy(model, x, np.array([0.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="one-hot labels have 3 columns"):
+        accuracy(model, x, np.eye(3)[[0, 1, 1]])
 
 
 def test_select_matches_floats_lists_and_missing_columns():

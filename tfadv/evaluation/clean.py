@@ -14,13 +14,7 @@ def predict_labels(
     model: keras.Model, x: np.ndarray, batch_size: int = 256, output_index: model_outputs.OutputIndex = None
 ) -> np.ndarray:
     """Arg-max predictions in inference mode, of the `output_index` output of a multi-output model."""
-    out = []
-    for i in range(0, len(x), batch_size):
-        scores = model_outputs.select_output("predict_labels", model(x[i : i + batch_size], training=False),
-                                             output_index)
-        model_outputs.check_class_scores("predict_labels", scores)
-        out.append(np.argmax(scores, axis=-1))
-    return np.concatenate(out) if out else np.zeros([0], np.int64)
+    return _predictions(model, x, batch_size, output_index)[0]
 
 
 def accuracy(model: keras.Model, x: Any, y: Any = None, batch_size: int = 256,
@@ -28,9 +22,22 @@ def accuracy(model: keras.Model, x: Any, y: Any = None, batch_size: int = 256,
     """Fraction of samples whose arg-max prediction is the label (y: class ids or one-hot); `x` may be a
     batched tf.data.Dataset of (x, y) with `y` left out."""
     x, y = evaluation_arrays("accuracy", x, y)
-    x, labels = np.asarray(x), class_ids(y)
-    if len(labels) != len(x):
-        raise ValueError(f"x has {len(x)} samples but y has {len(labels)} labels")
+    x = np.asarray(x)
+    if len(y) != len(x):
+        raise ValueError(f"x has {len(x)} samples but y has {len(y)} labels")
     if len(x) == 0:
         raise ValueError("accuracy of an empty set is undefined")
-    return float(np.mean(predict_labels(model, x, batch_size, output_index) == labels))
+    predicted, classes = _predictions(model, x, batch_size, output_index, owner="accuracy")
+    return float(np.mean(predicted == class_ids(y, classes, name="accuracy")))
+
+
+def _predictions(model: keras.Model, x: np.ndarray, batch_size: int, output_index: model_outputs.OutputIndex,
+                 owner: str = "predict_labels") -> tuple[np.ndarray, int | None]:
+    """Arg-max predictions and the number of class scores (None for no samples)."""
+    out, classes = [], None
+    for i in range(0, len(x), batch_size):
+        scores = model_outputs.select_output(owner, model(x[i : i + batch_size], training=False), output_index)
+        model_outputs.check_class_scores(owner, scores)
+        out.append(np.argmax(scores, axis=-1))
+        classes = int(scores.shape[-1])
+    return (np.concatenate(out) if out else np.zeros([0], np.int64)), classes
