@@ -98,6 +98,27 @@ def test_shards_merge_into_the_table_of_one_run(tmp_path):
     pd.testing.assert_frame_equal(whole["trace"], merged["trace"])
 
 
+@pytest.mark.parametrize("partial,why", [
+    (("--shard", "0/2"), "of the grid's 4 cells have finished"),
+    (("--only", "x=1,2"), "--only x=1,2 selected part of the grid"),
+    (("--limit", "2"), "--limit 2 capped"),
+], ids=["shard", "only", "limit"])
+def test_a_partial_run_judges_nothing_final(tmp_path, partial, why):
+    """A shard, a selection or a capped run has the rule's answer on fewer cells: y = x grows over x = 1, 2 (or
+    1, 3) as over 1, 2, 3, but a rule on fewer cells can come out otherwise, so the verdict is inconclusive and
+    says what the cells at hand gave; the whole grid gets the verdict."""
+    out = tmp_path / "out"
+    run_toy("--profile", "demo", "--out", str(out), *partial)
+    text = (out / "report.md").read_text()
+    assert "> **Warning.** PARTIAL RUN: " in text and why in text
+    assert "**inconclusive** (demo) | partial run (see the warning above); the cells at hand give: reproduced " \
+           "(strictly increasing)" in text
+    assert "**reproduced**" not in text
+    run_toy("--profile", "demo", "--out", str(tmp_path / "whole"))
+    whole = (tmp_path / "whole" / "report.md").read_text()
+    assert "**reproduced** (demo) | strictly increasing" in whole and "PARTIAL RUN" not in whole
+
+
 def test_a_cell_that_needs_others_waits_for_them(tmp_path, capsys):
     out = str(tmp_path / "out")
     tables = run_toy("--profile", "demo", "--out", out, "--shard", "1/2")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tfadv.experiments import Claim, Run, Verdict, inconclusive, judge, not_measured
+from tfadv.experiments import Claim, Run, Verdict, judge, not_measured
 from tfadv.experiments import verdicts as pre
 from tfadv.experiments.tables import select
 
@@ -207,24 +207,18 @@ def paper_numbers(results: pd.DataFrame, dataset: str) -> list[Verdict]:
     return found
 
 
-def judge_tables(results: pd.DataFrame, curves: pd.DataFrame, dataset: str, eps: float | None = None,
-                 limit: int | None = None) -> list[Verdict]:
-    """Every claim, on the cells at budget `eps` (the others are the search's); with --limit every verdict is
-    inconclusive (its numbers are not the profile's)."""
+def judge_tables(results: pd.DataFrame, curves: pd.DataFrame, dataset: str, eps: float | None = None) -> list[Verdict]:
+    """Every claim, on the cells at budget `eps` (the others are the search's). (Under --limit the report makes
+    every verdict inconclusive, as for any partial run: tfadv.experiments.cli.partial_run.)"""
     if "natural_accuracy" not in results:
         results = results.reindex(columns=[*results.columns, *paper.CONFIG_COLUMNS, "natural_accuracy", "cell"])
     if eps is not None and "eps" in results:
         results = select(results, eps=float(eps))
-    found = [catastrophic_overfitting(results, curves), free_natural(results), free_robust(results),
-             free_vs_fast(results), speed(results, curves), networks(results), late_collapse(results, curves),
-             *paper_numbers(results, dataset)]
-    if limit is None:
-        return found
-    reason = f"--limit {limit} capped images, steps and epochs: a wiring check, not the profile's numbers"
-    return [inconclusive(v.claim, "; ".join(filter(None, [reason, v.why if v.outcome == pre.INCONCLUSIVE else ""])),
-                         v.measured) for v in found]
+    return [catastrophic_overfitting(results, curves), free_natural(results), free_robust(results),
+            free_vs_fast(results), speed(results, curves), networks(results), late_collapse(results, curves),
+            *paper_numbers(results, dataset)]
 
 
 def judge_run(tables: dict[str, pd.DataFrame], run: Run) -> list[Verdict]:
     return judge_tables(tables["results"], tables.get("curves", pd.DataFrame()), run.profile.dataset,
-                        run.profile.eps, run.limit)
+                        run.profile.eps)

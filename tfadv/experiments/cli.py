@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import tfadv
-from tfadv.experiments import atomic, grid, identity, jobs, machine, report, store
+from tfadv.experiments import atomic, grid, identity, jobs, machine, report, store, verdicts
 from tfadv.experiments.run import Run
 from tfadv.experiments.spec import PROFILES, Experiment, Tables
 from tfadv.experiments.store import ConfigurationError
@@ -162,6 +162,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
 def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machine.RunClock) -> None:
     """Figures and report.md from the merged tables (of the finished cells only, as the report says)."""
     finished = sum(run.finished(c) for c in cells)
+    partial = partial_run(run, finished, len(cells))
     if finished == 0:
         print(f"{run.experiment.key}: no finished cells yet in {run.out}: nothing to plot or report", file=sys.stderr)
         return
@@ -178,7 +179,7 @@ def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machin
     times = store.cell_times(run.folders)
     atomic.write_csv(times, run.out / "cell_times.csv")
     facts = clock.facts(**{"cells finished": f"{finished} of {len(cells)}" + (
-        "" if finished == len(cells) else " (the tables, figures and verdicts cover the finished ones)"),
+        "" if finished == len(cells) else " (the tables and figures cover the finished ones)"),
         **({"compute": compute_fact(times)} if len(times) else {}), **computed_with})
     warnings = [f"{name}: {text.removeprefix('WARNING: ')}" for name, text in computed_with.items()
                 if text.startswith(("MIXED", "WARNING"))]
@@ -186,13 +187,38 @@ def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machin
     atomic.write_csv(raised, run.out / "cell_warnings.csv")
     if len(raised):
         warnings.append(warnings_fact(raised, finished))
+    judged = experiment.judge(tables, run)
+    if partial:
+        warnings.insert(0, f"PARTIAL RUN: {'; '.join(partial)}. So every verdict below is inconclusive and says "
+                           "what its rule gave on the cells at hand; run the whole grid (the same command without "
+                           "the selection or the cap, or every shard and then --merge) for the profile's verdicts.")
+        judged = [verdicts.provisional(v, "partial run (see the warning above)") for v in judged]
     text = report.render(title=experiment.title, key=experiment.key, profile=run.profile_name,
-                         fingerprint=run.store.fingerprint, verdicts=experiment.judge(tables, run),
+                         fingerprint=run.store.fingerprint, verdicts=judged,
                          sections=sections, settings=experiment.settings(run), run_facts=facts, warnings=warnings)
     atomic.write_text(run.out / "report.md", text)
     print(f"{experiment.key}: wrote {run.out / 'report.md'}, {len(figures)} figure(s) and "
           f"{', '.join(f'{name}.csv' for name in [*tables, 'cell_times', 'cell_warnings'])} in {run.out}",
           file=sys.stderr)
+
+
+def partial_run(run: Run, finished: int, cells: int) -> list[str]:
+    """How this run falls short of the profile's whole grid, if it does: its verdicts cannot be the profile's."""
+    partial = []
+    if finished < cells:
+        partial.append(f"only {finished} of the grid's {cells} cells have finished (one shard, or a run not yet "
+                       "done), and a rule on fewer cells can come out otherwise")
+    selected = [f"{o.flag} {_shown(run.options[o.dest])}" for o in run.experiment.options
+                if o.role == "selection" and run.options.get(o.dest) not in (None, o.default)]
+    if selected:
+        partial.append(f"{', '.join(selected)} selected part of the grid")
+    if run.limit is not None:
+        partial.append(f"--limit {run.limit} capped images, training steps and epochs (a wiring check)")
+    return partial
+
+
+def _shown(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 #: report.md quotes this many kinds of tfadv warning at most; cell_warnings.csv has every one.

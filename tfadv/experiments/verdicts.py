@@ -70,9 +70,21 @@ def inconclusive(claim: Claim, reason: str, measured: str = "-") -> Verdict:
     return Verdict(claim, INCONCLUSIVE, measured, reason)
 
 
+NOT_MEASURED = "not measured in this profile"
+
+
 def not_measured(claim: Claim, what: str = "") -> Verdict:
     """The profile does not measure what the claim needs."""
-    return Verdict(claim, INCONCLUSIVE, "-", "not measured in this profile" + (f": {what}" if what else ""))
+    return Verdict(claim, INCONCLUSIVE, "-", NOT_MEASURED + (f": {what}" if what else ""))
+
+
+def provisional(verdict: Verdict, partial: str) -> Verdict:
+    """The verdict of a partial run (`partial` says how: unfinished cells, a selection, capped sizes) is
+    inconclusive, since what it lacks could change it; it says what the rule gave on the cells at hand."""
+    given = verdict.why.replace(NOT_MEASURED, "not measured by them")
+    if verdict.outcome != INCONCLUSIVE:
+        given = f"{verdict.outcome}" + (f" ({given})" if given else "")
+    return Verdict(verdict.claim, INCONCLUSIVE, verdict.measured, f"{partial}; the cells at hand give: {given}")
 
 
 def tally(holds: Sequence[bool]) -> tuple[bool, bool]:
