@@ -9,7 +9,7 @@ import pytest
 from tfadv.attacks import APGD, PGD
 from tfadv.evaluation import auto_attack, check_gradient_masking, robust_accuracy
 from tfadv.training import PGDAdversarialModel
-from tfadv.validation import SMALL_EPS_FRACTION, EpsScaleWarning, small_eps_warning
+from tfadv.validation import SMALL_EPS_FRACTION, EpsScaleWarning, EvaluationWarning, small_eps_warning
 
 
 def logits_net(shape=(8, 8, 1)) -> keras.Model:
@@ -112,3 +112,29 @@ def test_a_training_wrapper_warns_when_fit_starts():
     with pytest.warns(EpsScaleWarning, match="PGDAdversarialModel: eps=0.0313725") as record:
         model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     assert [w.filename for w in record if issubclass(w.category, EpsScaleWarning)] == [__file__]
+
+
+# ------------------------------------------------------------------- steps that cannot reach eps
+@pytest.mark.parametrize("eps, steps, step_size, warned", [
+    (0.3, 10, 0.01, True),      # reach 0.1 of eps 0.3: robustness in a third of the ball
+    (0.3, 40, 0.01, False),     # mnist_challenge's PGD-40 of 0.01 at 0.3
+    (0.3, 3, 0.1, False),       # eps, rounded up (0.1 * 3 is 0.30000000000000004)
+    (0.2, 19, 0.2 / 19, False),  # eps as 19 equal steps, rounded down (0.19999999999999998)
+])
+def test_pgd_whose_steps_cannot_reach_eps_says_so_at_the_callers_line(eps, steps, step_size, warned):
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        PGD(logits_net(), eps, steps=steps, step_size=step_size, from_logits=True)
+    found = [w for w in record if issubclass(w.category, EvaluationWarning)]
+    assert len(found) == warned
+    if warned:
+        assert "10 steps of 0.01 move at most 0.1 from the start, less than eps=0.3" in str(found[0].message)
+        assert found[0].filename == __file__
+
+
+def test_the_evaluation_attack_of_adversarial_training_is_checked_too():
+    with pytest.warns(EvaluationWarning, match=r"\(the attack of evaluate\): 2 steps of 0.05"):
+        PGDAdversarialModel(logits_net(), eps=0.3, steps=7, step_size=0.1, eval_steps=2, eval_step_size=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EvaluationWarning)
+        PGDAdversarialModel(logits_net(), eps=0.3, steps=7, step_size=0.1)  # default: 10 steps of eps / 4

@@ -128,6 +128,18 @@ def warn_if_eps_tiny(owner: str, eps: float, norm: str, sample_shape: Sequence[i
         warn_caller(message, EpsScaleWarning)
 
 
+def warn_if_short_reach(owner: str, eps: float, steps: int, step_size: float) -> None:
+    """An EvaluationWarning at the caller's line when `steps` steps of `step_size` cannot reach the eps ball's
+    boundary (each step moves at most step_size in the attack's norm): such an attack measures robustness in a
+    smaller ball than eps says, which overstates it."""
+    reach = steps * step_size
+    if steps > 0 and reach < eps * (1 - 1e-6):
+        warn_caller(
+            f"{owner}: {steps} steps of {step_size:g} move at most {reach:g} from the start, less than eps={eps:g}, "
+            f"so the attack measures robustness in a smaller ball than eps says and overstates it. Raise steps or "
+            f"step_size (Madry et al.'s rule: step_size = 2.5 * eps / steps)", EvaluationWarning)
+
+
 def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
     """warnings.warn attributed to the first frame outside tfadv, however deep inside tfadv it was raised
     (what Python 3.12's skip_file_prefixes does)."""

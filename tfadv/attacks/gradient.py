@@ -252,3 +252,4 @@ class PGD(_GradientAttack):
             loss_scale=loss_scale, training=training, select=select, jit_compile=jit_compile,
             output_index=output_index, check_output_kind=check_output_kind,
         )
+        validation.warn_if_short_reach(type(self).__name__, self.eps, self.steps, self.step_size)

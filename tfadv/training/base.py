@@ -121,6 +121,8 @@ class AdversarialModel(keras.Model):
         self.eval_step_size = (
             self.eps / 4 if eval_step_size is None else validation.real(owner, "eval_step_size", eval_step_size, positive=True)
         )
+        validation.warn_if_short_reach(f"{owner} (the attack of evaluate)", self.eps, self.eval_steps,
+                                       self.eval_step_size)
         self.seed = secrets.randbelow(2**31) if seed is None else validation.integer(owner, "seed", seed)
         self.check_output_kind = validation.flag(owner, "check_output_kind", check_output_kind)
         self._first_checks_done = False
