@@ -1,5 +1,6 @@
 """tfadv.training: the adversarial train_step models under fit/evaluate/save, schedule and callbacks."""
 import functools
+import warnings
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from tfadv.training import (
     StaleAdversarialModel,
     TimedBackupAndRestore,
 )
+from tfadv.validation import TfadvWarning
 
 EPS = 0.1
 MODELS = {
@@ -260,6 +262,44 @@ def test_cyclic_learning_rate_drives_the_optimizer():
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)  # 2 steps, the first with lr(0) = 0
     assert float(model.optimizer.learning_rate) == pytest.approx(0.2 * 2 / 3)
     assert any(not np.allclose(b, a) for b, a in zip(before, weights_of(model)))
+
+
+@pytest.mark.parametrize("how", ["arrays", "dataset", "validation_split", "second_fit", "mixed_precision"])
+def test_a_cyclic_schedule_that_ends_before_the_fit_is_flagged_with_its_numbers(how):
+    """Free-m makes m optimizer updates per batch: a cyclic schedule sized in batches (2 epochs x 2 batches
+    = 4) reaches learning rate 0 after a quarter of Free-4's 16 updates, and the rest learn nothing."""
+    model = build(FreeAdversarialModel, replays=4, batch_size=16)
+    optimizer = keras.optimizers.SGD(CyclicLearningRate(0.1, total_steps=4))
+    if how == "mixed_precision":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = data(40 if how == "validation_split" else 32)
+    fit = dict(x=x, y=y, batch_size=16, epochs=2, verbose=0)
+    if how == "dataset":
+        fit = dict(x=tf.data.Dataset.from_tensor_slices((x, y)).batch(16), epochs=2, verbose=0)
+    if how == "validation_split":
+        fit["validation_split"] = 0.2  # 32 training samples, 2 batches
+    if how == "second_fit":
+        fit["epochs"] = 1
+        model.fit(**fit)  # updates 0..7: ends early too (warned), so look at the second fit's numbers
+    with pytest.warns(TfadvWarning, match="CyclicLearningRate, total_steps=4") as record:
+        model.fit(**fit)
+    done = 8 if how == "second_fit" else 0
+    planned = 8 if how == "second_fit" else 16
+    assert f"this fit makes {planned} optimizer updates from update {done}, so its last " \
+           f"{min(planned, done + planned - 4)} learn nothing" in str(record[0].message)
+    assert record[0].filename == __file__
+
+
+def test_a_cyclic_schedule_sized_in_optimizer_updates_is_silent():
+    model = build(FreeAdversarialModel, replays=4, batch_size=16)
+    model.compile(keras.optimizers.SGD(CyclicLearningRate(0.1, total_steps=2 * 2 * 4)),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = data(32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TfadvWarning)
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 16
 
 
 class Sabotage(keras.callbacks.Callback):

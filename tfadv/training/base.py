@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv import geometry, model_outputs, precision, tracing, validation
-from tfadv.training import crafting, wrapping
+from tfadv.training import crafting, schedules, wrapping
 
 WeightDecayOn = Literal["all", "kernels"]
 
@@ -141,9 +141,16 @@ class AdversarialModel(keras.Model):
     # ----------------------------------------------------------------------------------------------
     # Checks before the first compiled step.
 
+    #: Optimizer updates per fit step (Free-m makes m).
+    updates_per_step = 1
+
     def fit(self, *args: Any, **kwargs: Any):
         data = kwargs.get("x", args[0] if args else None)
         self.check_before_compute(kwargs.get("batch_size", args[2] if len(args) > 2 else None), data)
+        steps = wrapping.planned_fit_steps(args, kwargs)
+        if self.compiled:
+            schedules.warn_if_schedule_ends_early(type(self).__name__, self.optimizer,
+                                                  None if steps is None else steps * self.updates_per_step)
         return super().fit(*args, **kwargs)
 
     def evaluate(self, *args: Any, **kwargs: Any):

@@ -81,7 +81,7 @@ class FreeAdversarialModel(AdversarialModel):
             )
         super().__init__(*args, eps=eps, **kwargs)
         owner = type(self).__name__
-        self.replays = validation.integer(owner, "replays", replays, minimum=1)
+        self.replays = self.updates_per_step = validation.integer(owner, "replays", replays, minimum=1)
         self.batch_size = validation.integer(owner, "batch_size", batch_size, minimum=1)
         self.step_size = self.eps if step_size is None else validation.real(owner, "step_size", step_size, positive=True)
         input_shape = tuple(self.inputs[0].shape[1:])

@@ -4,6 +4,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tfadv import validation
+
 
 @keras.saving.register_keras_serializable(package="tfadv")
 class CyclicLearningRate(keras.optimizers.schedules.LearningRateSchedule):
@@ -62,3 +64,21 @@ class CyclicLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             "final_learning_rate": self.final_learning_rate,
             "name": self.name,
         }
+
+
+def warn_if_schedule_ends_early(owner: str, optimizer: keras.optimizers.Optimizer, planned_updates: int | None) -> None:
+    """A TfadvWarning at the caller's line when a fit's `planned_updates` optimizer updates run past the end of a
+    CyclicLearningRate whose final rate is 0: those updates learn nothing. (The usual cause: total_steps
+    counted batches, not Free-m's m updates per batch.)"""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # a mixed-precision LossScaleOptimizer's own
+    schedule = getattr(inner, "_learning_rate", None)
+    if planned_updates is None or not isinstance(schedule, CyclicLearningRate) or schedule.final_learning_rate:
+        return
+    done = int(inner.iterations.numpy())
+    idle = done + planned_updates - schedule.total_steps
+    if idle > 0:
+        validation.warn_caller(
+            f"{owner}: the learning rate (CyclicLearningRate, total_steps={schedule.total_steps}) reaches its final "
+            f"value 0 after update {schedule.total_steps}, but this fit makes {planned_updates} optimizer updates "
+            f"from update {done}, so its last {min(idle, planned_updates)} learn nothing. total_steps counts optimizer "
+            "updates: epochs * steps_per_epoch, times m for Free-m", validation.TfadvWarning)

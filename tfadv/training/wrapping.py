@@ -8,6 +8,8 @@ any functional model.
 """
 from __future__ import annotations
 
+import inspect
+import math
 from typing import Any
 
 import keras
@@ -122,3 +124,28 @@ def check_batch_size(owner: str, capacity: int, batch_size: Any, data: Any = Non
             f"{owner} was built with batch_size={capacity}, but fit was given {given}: build the model with "
             f"batch_size={batch_size} (or more), or batch the data by at most {capacity}"
         )
+
+
+def planned_fit_steps(args: tuple, kwargs: dict[str, Any]) -> int | None:
+    """The number of steps (batches) a `keras.Model.fit(*args, **kwargs)` call will run, or None when it cannot
+    be told before it runs (a generator, a dataset of unknown or infinite cardinality without steps_per_epoch)."""
+    try:
+        bound = inspect.signature(keras.Model.fit).bind(None, *args, **kwargs)
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    given = bound.arguments
+    epochs = given["epochs"] - given["initial_epoch"]
+    if given["steps_per_epoch"] is not None:
+        return epochs * int(given["steps_per_epoch"])
+    x = given["x"]
+    if isinstance(x, tf.data.Dataset):
+        cardinality = int(x.cardinality())
+        return epochs * cardinality if cardinality >= 0 else None
+    first = tf.nest.flatten(x)[0] if x is not None else None
+    if not hasattr(first, "shape") or not first.shape:
+        return None
+    samples = int(first.shape[0])
+    if given["validation_split"] and given["validation_data"] is None:
+        samples = int(samples * (1.0 - given["validation_split"]))
+    return epochs * math.ceil(samples / (given["batch_size"] or 32))
