@@ -10,6 +10,7 @@ import tensorflow as tf
 from tfadv.attacks import APGD, PGD, Square
 from tfadv.evaluation import (auto_attack, check_gradient_masking, checks, predict_labels, robust_accuracy,
                               robust_mask)
+from tfadv.validation import EvaluationWarning
 
 from autoattack_support import held_out, small_cnn, trained_cnn
 
@@ -37,6 +38,7 @@ def test_pgd_reports_robustness_that_square_does_not_find_and_the_checks_flag_it
     assert report["nonfinite_gradients"].values["nonfinite"] == 0
     text = report.to_markdown()
     assert all(flag.name in text for flag in report.flags) and "**raised**" in text
+    assert "Only" not in text.splitlines()[0]  # 128 samples: no few-samples caveat
     for flag in report.raised:
         assert flag.meaning and flag.advice
 
@@ -184,3 +186,12 @@ def test_no_attack_of_the_report_runs_twice(masked, monkeypatch):
                            restarts=2, eps_factors=(0.5, 1.0))
     assert len(runs) == len(set(runs)) == 7, runs  # sweep 2, large eps, DLR, Square, 4x steps, restarts
     assert runs.count(("APGD", EPS, "ce", 2, 1)) == 1
+
+
+def test_too_few_samples_are_said_to_rule_little_out(masked):
+    x, y = held_out(32)
+    with pytest.warns(EvaluationWarning, match=r"Only 32 samples: an \"ok\" here rules little out \(a symptom on 1 "
+                      r"sample in 30 goes unseen with probability 34%\); pass at least 100") as record:
+        report = check_gradient_masking(masked, x, y, eps=EPS, norm="inf", clip_min=0.0, clip_max=1.0, steps=2,
+                                        queries=10, restarts=2, eps_factors=(0.5, 1.0))
+    assert record[0].filename == __file__ and "Only 32 samples" in report.to_markdown().splitlines()[0]

@@ -19,6 +19,9 @@ import tensorflow as tf
 from tfadv import model_outputs
 from tfadv.attacks import scores
 
+#: With fewer samples a check's "ok" rules little out: a symptom on 1 sample in 30 goes unseen among 100
+#: samples with probability (29/30)^100 = 3%, among 20 with 51%.
+MIN_SAMPLES = 100
 #: Output changes between identical passes above this (relative L2) mean a randomised model (reference: 1e-4).
 RANDOM_OUTPUT_TOLERANCE = 1e-4
 #: Rows within this of summing to 1 and of lying in [0, 1] look like probabilities (reference: 1e-5).
@@ -62,7 +65,14 @@ class MaskingReport:
                  f.advice if f.raised else "") for f in self.flags]
         head = (f"Gradient-masking checks ({self.config['norm']}, eps = {self.config['eps']:g}, "
                 f"{self.config['samples']} samples): {len(self.raised)} of {len(self.flags)} raised")
+        if self.config["samples"] < MIN_SAMPLES:
+            head += f". {few_samples(self.config['samples'])}"
         return head + "\n\n" + markdown_table(["check", "status", "measured", "meaning", "advice"], rows)
+
+
+def few_samples(n: int) -> str:
+    return (f"Only {n} samples: an \"ok\" here rules little out (a symptom on 1 sample in 30 goes unseen with "
+            f"probability {(29 / 30) ** n:.0%}); pass at least {MIN_SAMPLES}")
 
 
 # ------------------------------------------------------------------------------- cheap output checks

@@ -59,6 +59,8 @@ def check_gradient_masking(
     classes = int(y_onehot.shape[-1])
     n = len(x)
     tolerance = max(TREND_TOLERANCE, 1.5 / max(n, 1))
+    if n < checks.MIN_SAMPLES:
+        validation.warn_caller(f"check_gradient_masking: {checks.few_samples(n)}", validation.EvaluationWarning)
 
     before = checks._variables(model)
     outputs = checks.output_passes(model, x[:batch_size], output_index=output_index)
