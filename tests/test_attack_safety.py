@@ -2,6 +2,7 @@
 models, Sequential/subclassed models, numeric arguments, fresh and batch-invariant random starts, padding."""
 import logging
 import threading
+import warnings
 
 import keras
 import numpy as np
@@ -13,6 +14,7 @@ from tfadv.attacks import APGD, FAB, FGM, PGD, Square
 from tfadv.evaluation import accuracy, robust_accuracy
 from tfadv.precision import dtype_policy
 from tfadv.training import PGDAdversarialModel
+from tfadv.validation import EvaluationWarning
 
 
 @pytest.fixture(scope="module")
@@ -366,3 +368,21 @@ def test_the_two_score_head_the_error_suggests_reads_a_binary_logit_correctly(di
     thresholded = float(np.mean((single(x).numpy()[:, 0] > 0) == y))
     assert accuracy(two, x, y) == thresholded
     assert robust_accuracy(two, PGD(two, 0.1, steps=2, step_size=0.05, from_logits=True), x, y) <= thresholded
+
+
+# --------------------------------------------------------------------- restarts that cannot differ
+@pytest.mark.parametrize("make, repeats", [
+    (lambda m: FGM(m, 0.1), True),
+    (lambda m: PGD(m, 0.1, steps=3, step_size=0.05, rand_init=False), True),
+    (lambda m: PGD(m, 0.1, steps=3, step_size=0.05, rand_init=True, seed=0), False),
+    (lambda m: FAB(m, 0.1, "inf", 2, seed=0), False),  # no rand_init, but its later restarts start at random
+], ids=["FGM", "PGD-no-rand-init", "PGD", "FAB"])
+def test_restarts_of_a_deterministic_attack_are_said_to_repeat_the_first(trained, digits, make, repeats):
+    x, y = batch(digits)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        robust_accuracy(trained, make(trained), x, y, restarts=3)
+    said = [w for w in record if "repeat its first run exactly" in str(w.message)]
+    assert len(said) == repeats
+    if repeats:
+        assert issubclass(said[0].category, EvaluationWarning) and said[0].filename == __file__

@@ -173,6 +173,11 @@ class Attack:
         if self._num_classes is None:
             self._inspect(tf.convert_to_tensor(x, tf.float32)[: model_outputs.PROBE_SAMPLES])
 
+    @property
+    def restarts_differ(self) -> bool:
+        """Whether restarts start from different random points (FAB's later restarts do, without rand_init)."""
+        return True
+
     def tracing_count(self) -> int:
         """How many times the compiled attack has been traced (for retracing checks)."""
         return sum(f.experimental_get_tracing_count() for f in self._compiled.values())

@@ -172,6 +172,10 @@ class _GradientAttack(Attack):
         }
         return x_adv, stats
 
+    @property
+    def restarts_differ(self) -> bool:
+        return self.rand_init  # without a random start every restart repeats the first, step for step
+
 
 class FGM(_GradientAttack):
     """Fast Gradient Method (Goodfellow et al.): x + eps * sign(g) for L-inf, x + eps * g/||g||_2 for L2,

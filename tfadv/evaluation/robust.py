@@ -42,6 +42,11 @@ def robust_mask(
     if attack.targeted:
         raise ValueError("robust_accuracy: needs an untargeted attack")
     restarts = validation.integer("robust_accuracy", "restarts", restarts, minimum=1)
+    if restarts > 1 and not attack.restarts_differ:
+        validation.warn_caller(
+            f"robust_accuracy: restarts={restarts} of {type(attack).__name__} without a random start (rand_init=False) "
+            "repeat its first run exactly: the number is that of one run, not the best of several",
+            validation.EvaluationWarning)
     batch_size = validation.integer("robust_accuracy", "batch_size", batch_size, minimum=1)
     if getattr(attack, "training", False):
         raise ValueError("robust_accuracy: evaluation attacks run the model in inference mode: build the attack with training=False")
