@@ -132,9 +132,11 @@ def test_pgd_whose_steps_cannot_reach_eps_says_so_at_the_callers_line(eps, steps
         assert found[0].filename == __file__
 
 
-def test_the_evaluation_attack_of_adversarial_training_is_checked_too():
+def test_the_attacks_of_adversarial_training_are_checked_too():
     with pytest.warns(EvaluationWarning, match=r"\(the attack of evaluate\): 2 steps of 0.05"):
         PGDAdversarialModel(logits_net(), eps=0.3, steps=7, step_size=0.1, eval_steps=2, eval_step_size=0.05)
+    with pytest.warns(EvaluationWarning, match=r"\(its training attack\): 2 steps of 0.1 move at most 0.2"):
+        PGDAdversarialModel(logits_net(), eps=0.3, steps=2, step_size=0.1)
     with warnings.catch_warnings():
         warnings.simplefilter("error", EvaluationWarning)
         PGDAdversarialModel(logits_net(), eps=0.3, steps=7, step_size=0.1)  # default: 10 steps of eps / 4

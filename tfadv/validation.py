@@ -136,8 +136,9 @@ def warn_if_short_reach(owner: str, eps: float, steps: int, step_size: float) ->
     if steps > 0 and reach < eps * (1 - 1e-6):
         warn_caller(
             f"{owner}: {steps} steps of {step_size:g} move at most {reach:g} from the start, less than eps={eps:g}, "
-            f"so the attack measures robustness in a smaller ball than eps says and overstates it. Raise steps or "
-            f"step_size (Madry et al.'s rule: step_size = 2.5 * eps / steps)", EvaluationWarning)
+            f"so the attack searches a smaller ball than eps names, and robustness measured (or trained) against it "
+            f"is overstated. Raise steps or step_size (Madry et al.'s rule: step_size = 2.5 * eps / steps)",
+            EvaluationWarning)
 
 
 def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:

@@ -30,6 +30,7 @@ class PGDAdversarialModel(AdversarialModel):
         self.steps = validation.integer(owner, "steps", steps, minimum=1)
         self.step_size = validation.real(owner, "step_size", step_size, positive=True)
         self.rand_init = validation.flag(owner, "rand_init", rand_init)
+        validation.warn_if_short_reach(f"{owner} (its training attack)", self.eps, self.steps, self.step_size)
 
     def craft(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         """The training attack with the current weights: x + delta."""
