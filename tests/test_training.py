@@ -302,6 +302,20 @@ def test_a_cyclic_schedule_sized_in_optimizer_updates_is_silent():
     assert int(model.optimizer.iterations.numpy()) == 16
 
 
+def test_a_schedule_one_update_per_epoch_short_is_within_tolerance():
+    """total_steps = epochs * floor(samples / batch_size) misses each epoch's short batch: 1 idle update in
+    101 is within IDLE_UPDATES_TOLERANCE; 2 in 101 are not."""
+    from tfadv.training.schedules import IDLE_UPDATES_TOLERANCE, warn_if_schedule_ends_early
+
+    assert IDLE_UPDATES_TOLERANCE == 0.01
+    optimizer = keras.optimizers.SGD(CyclicLearningRate(0.1, total_steps=100))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TfadvWarning)
+        warn_if_schedule_ends_early("m", optimizer, 101)
+    with pytest.warns(TfadvWarning, match="its last 2 learn nothing"):
+        warn_if_schedule_ends_early("m", optimizer, 102)
+
+
 class Sabotage(keras.callbacks.Callback):
     """Forces a collapse: after epoch `at`, the classifier is replaced by noise."""
 

@@ -44,8 +44,8 @@ def robust_mask(
     restarts = validation.integer("robust_accuracy", "restarts", restarts, minimum=1)
     if restarts > 1 and not attack.restarts_differ:
         validation.warn_caller(
-            f"robust_accuracy: restarts={restarts} of {type(attack).__name__} without a random start (rand_init=False) "
-            "repeat its first run exactly: the number is that of one run, not the best of several",
+            f"robust_accuracy: {type(attack).__name__} has no random start (FGM, or rand_init=False), so its "
+            f"restarts={restarts} repeat its first run exactly: the number is that of one run, not the best of several",
             validation.EvaluationWarning)
     batch_size = validation.integer("robust_accuracy", "batch_size", batch_size, minimum=1)
     if getattr(attack, "training", False):

@@ -66,19 +66,24 @@ class CyclicLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+#: A fit may run this fraction of its updates past a schedule's end unremarked: total_steps counted with
+#: floor(samples / batch_size) leaves one update per epoch there, which changes little.
+IDLE_UPDATES_TOLERANCE = 0.01
+
+
 def warn_if_schedule_ends_early(owner: str, optimizer: keras.optimizers.Optimizer, planned_updates: int | None) -> None:
-    """A TfadvWarning at the caller's line when a fit's `planned_updates` optimizer updates run past the end of a
-    CyclicLearningRate whose final rate is 0: those updates learn nothing. (The usual cause: total_steps
-    counted batches, not Free-m's m updates per batch.)"""
+    """A TfadvWarning at the caller's line when more than IDLE_UPDATES_TOLERANCE of a fit's `planned_updates`
+    optimizer updates run past the end of a CyclicLearningRate whose final rate is 0: they learn nothing. (The
+    usual cause: total_steps counted batches, not Free-m's m updates per batch.)"""
     inner = getattr(optimizer, "inner_optimizer", optimizer)  # a mixed-precision LossScaleOptimizer's own
     schedule = getattr(inner, "_learning_rate", None)
     if planned_updates is None or not isinstance(schedule, CyclicLearningRate) or schedule.final_learning_rate:
         return
     done = int(inner.iterations.numpy())
-    idle = done + planned_updates - schedule.total_steps
-    if idle > 0:
+    idle = min(done + planned_updates - schedule.total_steps, planned_updates)
+    if idle > IDLE_UPDATES_TOLERANCE * planned_updates:
         validation.warn_caller(
             f"{owner}: the learning rate (CyclicLearningRate, total_steps={schedule.total_steps}) reaches its final "
             f"value 0 after update {schedule.total_steps}, but this fit makes {planned_updates} optimizer updates "
-            f"from update {done}, so its last {min(idle, planned_updates)} learn nothing. total_steps counts optimizer "
+            f"from update {done}, so its last {idle} learn nothing. total_steps counts optimizer "
             "updates: epochs * steps_per_epoch, times m for Free-m", validation.TfadvWarning)
