@@ -101,8 +101,9 @@ def test_shards_merge_into_the_table_of_one_run(tmp_path):
 @pytest.mark.parametrize("partial,why", [
     (("--shard", "0/2"), "of the grid's 4 cells have finished"),
     (("--only", "x=1,2"), "--only x=1,2 selected part of the grid"),
+    (("--xs", "1,2"), "--xs 1,2 selected part of the grid"),
     (("--limit", "2"), "--limit 2 capped"),
-], ids=["shard", "only", "limit"])
+], ids=["shard", "only", "fewer-xs", "limit"])
 def test_a_partial_run_judges_nothing_final(tmp_path, partial, why):
     """A shard, a selection or a capped run has the rule's answer on fewer cells: y = x grows over x = 1, 2 (or
     1, 3) as over 1, 2, 3, but a rule on fewer cells can come out otherwise, so the verdict is inconclusive and
@@ -114,9 +115,11 @@ def test_a_partial_run_judges_nothing_final(tmp_path, partial, why):
     assert "**inconclusive** (demo) | partial run (see the warning above); the cells at hand give: reproduced " \
            "(strictly increasing)" in text
     assert "**reproduced**" not in text
-    run_toy("--profile", "demo", "--out", str(tmp_path / "whole"))
-    whole = (tmp_path / "whole" / "report.md").read_text()
-    assert "**reproduced** (demo) | strictly increasing" in whole and "PARTIAL RUN" not in whole
+    # The whole grid: selections left at the profile's values (the demo's xs, given or not), or widened.
+    for name, extra in (("whole", ()), ("given", ("--xs", "1,2,3")), ("wider", ("--xs", "1,2,3,4"))):
+        run_toy("--profile", "demo", "--out", str(tmp_path / name), *extra)
+        whole = (tmp_path / name / "report.md").read_text()
+        assert "**reproduced** (demo) | strictly increasing" in whole and "PARTIAL RUN" not in whole, name
 
 
 def test_a_cell_that_needs_others_waits_for_them(tmp_path, capsys):

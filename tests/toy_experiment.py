@@ -31,8 +31,11 @@ GROWS = Claim("y grows with x", "y = x * scale")
 
 
 def grid(run):
-    cells = [{"x": x, "kind": "point"} for x in run.profile.xs]
-    return cells + [{"x": 0, "kind": "summary"}]
+    """The points at --xs (default: the profile's), then the summary; `--only x=1,2` keeps those points."""
+    xs = run.options["xs"]
+    if run.options.get("only"):
+        xs = [x for x in xs if str(x) in run.options["only"].removeprefix("x=").split(",")]
+    return [{"x": x, "kind": "point"} for x in xs] + [{"x": 0, "kind": "summary"}]
 
 
 def needs(cell, run):
@@ -49,7 +52,7 @@ def run_cell(cell, run):
     if str(cell["x"]) == os.environ.get("TOY_FAIL_CELL") and cell["kind"] == "point":
         raise RuntimeError(f"cell x={cell['x']} fails on purpose")
     if cell["kind"] == "summary":
-        found = [run.find_artifact(f"point-{x}.txt") for x in run.profile.xs]
+        found = [run.find_artifact(f"point-{c['x']}.txt") for c in grid(run) if c["kind"] == "point"]
         return {"y": float(sum(float(p.read_text()) for p in found))}
     rng = np.random.default_rng([run.seed, cell["x"]])
     y = cell["x"] * run.options["scale"] + run.options["noise"] * float(rng.standard_normal())
@@ -85,6 +88,8 @@ EXPERIMENT = Experiment(
     settings=lambda run: [Setting("scale", run.options["scale"], "tfadv")],
     options=(Option("--scale", "slope of y", default=1.0, type=float),
              Option("--only", "a grid selection, not part of the identity", default=None, role="selection"),
+             Option("--xs", "the points' x (default: the profile's), a selection", role="selection",
+                    type=lambda text: tuple(int(v) for v in text.split(",")), profile_field="xs"),
              Option("--noise", "noise of y (default: the profile's)", type=float, profile_field="noise")),
     needs=needs, cost=cost, module="toy_experiment",
 )

@@ -9,6 +9,7 @@ and write report.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -208,8 +209,7 @@ def partial_run(run: Run, finished: int, cells: int) -> list[str]:
     if finished < cells:
         partial.append(f"only {finished} of the grid's {cells} cells have finished (one shard, or a run not yet "
                        "done), and a rule on fewer cells can come out otherwise")
-    selected = [f"{o.flag} {_shown(run.options[o.dest])}" for o in run.experiment.options
-                if o.role == "selection" and run.options.get(o.dest) not in (None, o.default)]
+    selected = _narrowing_selection(run)
     if selected:
         partial.append(f"{', '.join(selected)} selected part of the grid")
     if run.limit is not None:
@@ -217,8 +217,27 @@ def partial_run(run: Run, finished: int, cells: int) -> list[str]:
     return partial
 
 
-def _shown(value: Any) -> str:
-    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+def _narrowing_selection(run: Run) -> list[str]:
+    """The selection options (--only, --seeds, ...) of a run whose grid lacks cells of the profile's own grid
+    (the grid with every selection at the profile's value); a selection that adds cells narrows nothing."""
+    selection = [o for o in run.experiment.options if o.role == "selection"]
+    own = {o.dest: getattr(run.profile, o.profile_field) if o.profile_field else o.default for o in selection}
+    changed = [o for o in selection if run.options.get(o.dest) != own[o.dest]]
+    if not changed:
+        return []
+    whole = run.experiment.grid(dataclasses.replace(run, options={**run.options, **own}))
+    chosen = {identity.cell_key(c) for c in run.experiment.grid(run)}
+    if {identity.cell_key(c) for c in whole} <= chosen:
+        return []
+    return [_as_given(o, run.options[o.dest]) for o in changed]
+
+
+def _as_given(option: Any, value: Any) -> str:
+    """An option as a command line would give it: `--only a --only b` (append), `--xs 1,2` (a parsed list)."""
+    if option.action == "append":
+        return " ".join(f"{option.flag} {v}" for v in value)
+    shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    return f"{option.flag} {shown}"
 
 
 #: report.md quotes this many kinds of tfadv warning at most; cell_warnings.csv has every one.
