@@ -304,7 +304,7 @@ def test_a_cyclic_schedule_sized_in_optimizer_updates_is_silent():
 
 def test_a_schedule_one_update_per_epoch_short_is_within_tolerance():
     """total_steps = epochs * floor(samples / batch_size) misses each epoch's short batch: 1 idle update in
-    101 is within IDLE_UPDATES_TOLERANCE; 2 in 101 are not."""
+    101 is within IDLE_UPDATES_TOLERANCE; 2 in 102 are not."""
     from tfadv.training.schedules import IDLE_UPDATES_TOLERANCE, warn_if_schedule_ends_early
 
     assert IDLE_UPDATES_TOLERANCE == 0.01
