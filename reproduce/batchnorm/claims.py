@@ -14,7 +14,8 @@ from reproduce.batchnorm.mlp import DIM_WEIGHT_DECAY
 from reproduce.batchnorm.stats import Arm, arm, difference
 from tfadv.experiments.run import Run
 from tfadv.experiments.tables import select
-from tfadv.experiments.verdicts import Claim, Verdict, inconclusive, judge, not_measured, saturated, too_few, untrained
+from tfadv.experiments.verdicts import (NOT_MEASURED, Claim, Verdict, inconclusive, judge, not_measured, saturated,
+                                        too_few, untrained)
 
 # --- Figure 1 -------------------------------------------------------------------------------------------------
 TOY_TILT = Claim("Fig. 1: batch-normalised GD tilts the toy's boundary; plain GD does not",
@@ -296,8 +297,8 @@ def depth_limit(table: pd.DataFrame) -> Verdict:
     beyond = t["depth"].astype(float) > t["batch_size"].map(lambda b: bn_max_trainable_depth(int(b)))
     deep, shallow = t[beyond]["value"], t[~beyond]["value"]
     if deep.empty:
-        return inconclusive(DB_LIMIT, "not measured in this profile: no BN net deeper than the theory's limit for "
-                            "its batch size", f"{len(shallow)} BN nets, all within the limit")
+        return inconclusive(DB_LIMIT, f"{NOT_MEASURED}: no BN net deeper than the theory's limit for its batch size",
+                            f"{len(shallow)} BN nets, all within the limit")
     deep_fail, shallow_train = np.mean(deep < REASONABLE_CLEAN), np.mean(shallow >= REASONABLE_CLEAN)
     return judge(DB_LIMIT, f"beyond the limit {100 * deep_fail:.0f}% of {len(deep)} failed to train; within it "
                  f"{100 * shallow_train:.0f}% of {len(shallow)} trained",

@@ -27,6 +27,7 @@ def accuracy(model: keras.Model, x: Any, y: Any = None, batch_size: int = 256,
         raise ValueError(f"x has {len(x)} samples but y has {len(y)} labels")
     if len(x) == 0:
         raise ValueError("accuracy of an empty set is undefined")
+    class_ids(y, name="accuracy")  # their dtype and shape before any compute; their range needs the class count
     predicted, classes = _predictions(model, x, batch_size, output_index, owner="accuracy")
     return float(np.mean(predicted == class_ids(y, classes, name="accuracy")))
 

@@ -163,10 +163,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
 def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machine.RunClock) -> None:
     """Figures and report.md from the merged tables (of the finished cells only, as the report says)."""
     finished = sum(run.finished(c) for c in cells)
-    partial = partial_run(run, finished, len(cells))
     if finished == 0:
         print(f"{run.experiment.key}: no finished cells yet in {run.out}: nothing to plot or report", file=sys.stderr)
         return
+    partial = partial_run(run, cells, finished)
     experiment = run.experiment
     figures = experiment.figures(tables, run)
     sections = list(experiment.sections(tables, run))
@@ -203,13 +203,14 @@ def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machin
           file=sys.stderr)
 
 
-def partial_run(run: Run, finished: int, cells: int) -> list[str]:
-    """How this run falls short of the profile's whole grid, if it does: its verdicts cannot be the profile's."""
+def partial_run(run: Run, cells: Sequence[dict], finished: int) -> list[str]:
+    """How this run (its grid `cells`, `finished` of them done) falls short of the profile's whole grid, if it
+    does: its verdicts cannot be the profile's."""
     partial = []
-    if finished < cells:
-        partial.append(f"only {finished} of the grid's {cells} cells have finished (one shard, or a run not yet "
-                       "done), and a rule on fewer cells can come out otherwise")
-    selected = _narrowing_selection(run)
+    if finished < len(cells):
+        partial.append(f"only {finished} of the grid's {len(cells)} cells have finished (one shard, or a run not "
+                       "yet done), and a rule on fewer cells can come out otherwise")
+    selected = _narrowing_selection(run, cells)
     if selected:
         partial.append(f"{', '.join(selected)} selected part of the grid")
     if run.limit is not None:
@@ -217,16 +218,17 @@ def partial_run(run: Run, finished: int, cells: int) -> list[str]:
     return partial
 
 
-def _narrowing_selection(run: Run) -> list[str]:
-    """The selection options (--only, --seeds, ...) of a run whose grid lacks cells of the profile's own grid
-    (the grid with every selection at the profile's value); a selection that adds cells narrows nothing."""
+def _narrowing_selection(run: Run, cells: Sequence[dict]) -> list[str]:
+    """The selection options (--only, --seeds, ...) of a run whose grid `cells` lacks cells of the profile's
+    own grid (the grid with every selection at the profile's value); a selection that adds cells narrows
+    nothing."""
     selection = [o for o in run.experiment.options if o.role == "selection"]
     own = {o.dest: getattr(run.profile, o.profile_field) if o.profile_field else o.default for o in selection}
     changed = [o for o in selection if run.options.get(o.dest) != own[o.dest]]
     if not changed:
         return []
     whole = run.experiment.grid(dataclasses.replace(run, options={**run.options, **own}))
-    chosen = {identity.cell_key(c) for c in run.experiment.grid(run)}
+    chosen = {identity.cell_key(c) for c in cells}
     if {identity.cell_key(c) for c in whole} <= chosen:
         return []
     return [_as_given(o, run.options[o.dest]) for o in changed]

@@ -145,10 +145,10 @@ class AdversarialModel(keras.Model):
     updates_per_step = 1
 
     def fit(self, *args: Any, **kwargs: Any):
-        data = kwargs.get("x", args[0] if args else None)
-        self.check_before_compute(kwargs.get("batch_size", args[2] if len(args) > 2 else None), data)
-        steps = wrapping.planned_fit_steps(args, kwargs)
+        given = wrapping.fit_arguments(args, kwargs)
+        self.check_before_compute(given.get("batch_size"), given.get("x"))
         if self.compiled:
+            steps = wrapping.planned_fit_steps(given)
             schedules.warn_if_schedule_ends_early(type(self).__name__, self.optimizer,
                                                   None if steps is None else steps * self.updates_per_step)
         return super().fit(*args, **kwargs)

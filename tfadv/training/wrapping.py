@@ -126,15 +126,23 @@ def check_batch_size(owner: str, capacity: int, batch_size: Any, data: Any = Non
         )
 
 
-def planned_fit_steps(args: tuple, kwargs: dict[str, Any]) -> int | None:
-    """The number of steps (batches) a `keras.Model.fit(*args, **kwargs)` call will run, or None when it cannot
-    be told before it runs (a generator, a dataset of unknown or infinite cardinality without steps_per_epoch)."""
+def fit_arguments(args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of a `keras.Model.fit(*args, **kwargs)` call by name, defaults filled in; {} when they do
+    not fit its signature (fit itself then says why)."""
     try:
         bound = inspect.signature(keras.Model.fit).bind(None, *args, **kwargs)
     except TypeError:
-        return None
+        return {}
     bound.apply_defaults()
-    given = bound.arguments
+    return dict(bound.arguments)
+
+
+def planned_fit_steps(given: dict[str, Any]) -> int | None:
+    """The number of steps (batches) a fit call with these arguments (fit_arguments) will run, or None when it
+    cannot be told before it runs (a generator, a dataset of unknown or infinite cardinality without
+    steps_per_epoch)."""
+    if not given:
+        return None
     epochs = given["epochs"] - given["initial_epoch"]
     if given["steps_per_epoch"] is not None:
         return epochs * int(given["steps_per_epoch"])
