@@ -56,6 +56,9 @@ def test_every_broken_sample_has_a_checked_example(cascade):
     assert [row["attack"] for row in result.summary] == NAMES
     assert sum(row["broken"] for row in result.summary) == attacked.sum()
     assert "robust accuracy" in result.to_markdown()
+    low, high = result.interval()
+    assert 0.0 <= low < result.robust_accuracy < high <= 1.0
+    assert f"(95% interval {low:.1%} to {high:.1%}) on {len(x)} samples" in result.to_markdown()
 
 
 @pytest.mark.slow
