@@ -8,6 +8,7 @@ from tfadv import geometry
 from tfadv.attacks import APGD, Square
 from tfadv.evaluation import auto_attack, compaction, predict_labels
 from tfadv.evaluation.autoattack import _resolve_attacks, build_attack
+from tfadv.evaluation.state import CascadeState
 
 from autoattack_support import held_out, small_cnn, trained_cnn
 
@@ -100,6 +101,25 @@ def test_an_interrupted_evaluation_resumes(tmp_path, monkeypatch):
     np.testing.assert_array_equal(resumed.x_adv, reference.x_adv)
     with pytest.raises(ValueError, match="different evaluation"):
         auto_attack(model, x, y, attacks=attacks(), state_path=str(state), **dict(options, batch_size=32, seed=1))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "missing field"])
+def test_an_unreadable_state_file_is_refused_by_name(tmp_path, damage):
+    model = small_cnn(softmax=True)
+    x, y = held_out(8)
+    path = tmp_path / "state.npz"
+    state = CascadeState.open(str(path), {"eps": EPS}, model, x, y, ["apgd-ce"])
+    state.start(np.ones(len(x), bool))  # writes the file
+    data = path.read_bytes()
+    if damage == "truncated":  # what a copy cut short leaves (the state's own writes are atomic)
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"not a state file" * 8)
+    else:
+        with np.load(path) as saved:
+            np.savez(path, **{k: saved[k] for k in saved.files if k != "done"})
+    with pytest.raises(ValueError, match=f"state file {path} cannot be read as an auto_attack state"):
+        CascadeState.open(str(path), {"eps": EPS}, model, x, y, ["apgd-ce"])
 
 
 def test_bad_settings_fail_before_compute():

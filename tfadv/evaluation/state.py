@@ -12,12 +12,15 @@ import hashlib
 import json
 import os
 import time
+import zipfile
 from typing import Any, Sequence
 
 import numpy as np
 
 #: At most one write per this many seconds inside a stage; always one at the end of a stage.
 SAVE_INTERVAL_S = 30.0
+#: What a state file holds (save writes them, _load needs every one).
+_FIELDS = ("key", "stage_names", "started", "broken_at", "done", "found_ids", "found_x", "seconds", "unconfirmed")
 
 
 def fingerprint(config: dict[str, Any], model: Any, x: np.ndarray, labels: np.ndarray) -> str:
@@ -89,15 +92,23 @@ class CascadeState:
         self._last_save = time.monotonic()
 
     def _load(self) -> None:
-        with np.load(self.path, allow_pickle=False) as saved:
-            if str(saved["key"]) != self.key:
-                raise ValueError(
-                    f"auto_attack: the state file {self.path} was written for a different evaluation (model "
-                    "settings, attacks or data differ); delete it or pass another state_path"
-                )
-            self.started = bool(saved["started"])
-            self.broken_at = saved["broken_at"].astype(np.int32)
-            self.done = saved["done"].astype(bool)
-            self.x_found[saved["found_ids"]] = saved["found_x"]
-            self.seconds = saved["seconds"].astype(float)
-            self.unconfirmed = saved["unconfirmed"].astype(np.int64)
+        try:
+            with np.load(self.path, allow_pickle=False) as file:
+                saved = {name: file[name] for name in _FIELDS}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            raise ValueError(
+                f"auto_attack: the state file {self.path} cannot be read as an auto_attack state (corrupt, "
+                f"truncated or another file: {type(error).__name__}: {error}); delete it to start the evaluation "
+                "over, or pass another state_path"
+            ) from None
+        if str(saved["key"]) != self.key:
+            raise ValueError(
+                f"auto_attack: the state file {self.path} was written for a different evaluation (model "
+                "settings, attacks or data differ); delete it or pass another state_path"
+            )
+        self.started = bool(saved["started"])
+        self.broken_at = saved["broken_at"].astype(np.int32)
+        self.done = saved["done"].astype(bool)
+        self.x_found[saved["found_ids"]] = saved["found_x"]
+        self.seconds = saved["seconds"].astype(float)
+        self.unconfirmed = saved["unconfirmed"].astype(np.int64)
