@@ -145,6 +145,24 @@ def test_evaluate_with_a_seed_returns_the_same_numbers_every_time():
     assert first == second
 
 
+def test_a_metric_object_used_before_starts_from_zero_in_the_first_evaluate():
+    # One metrics list compiled into two models: Keras builds the wrapper's compiled metrics only in its first
+    # evaluate (fit does not compute them), and resets only built ones, so the first evaluate after fit
+    # averaged in the other model's counts (0.75 for a true 0.68 in a digits probe).
+    top2 = keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")
+    x, y = data(32)
+    other = functional_network()
+    other.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=[top2])
+    other.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    other.evaluate(x[:16], np.full(16, 2), verbose=0)  # leaves counts in top2
+    model = wrap("pgd", "functional")
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=[top2])
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    logits = model.predict(x, verbose=0)
+    true_top2 = np.mean([label in np.argsort(-row)[:2] for row, label in zip(logits, y)])
+    assert model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)["top2"] == pytest.approx(true_top2, abs=1e-6)
+
+
 # ----------------------------------------------------------------------------------------- output kind
 def test_logits_model_with_a_probability_loss_is_refused_at_fit_before_any_step():
     model = PGDAdversarialModel(functional_network(), eps=EPS, steps=2, step_size=0.05)

@@ -281,6 +281,18 @@ class AdversarialModel(keras.Model):
         """What fit logs: the adversarial loss and accuracy (no clean pass is paid for in training)."""
         return {"adv_loss": self.adv_loss.result(), "adv_accuracy": self.adv_accuracy.result()}
 
+    def reset_metrics(self) -> None:
+        """Keras' reset, plus the compiled metric objects while Keras has not built them: they are built in
+        the first evaluate (fit never computes them), and Keras skips an unbuilt CompileMetrics, so a metric
+        object the user had used before (one `metrics=[AUC()]` list compiled into two models) would carry its
+        old counts into the first evaluate after fit."""
+        super().reset_metrics()
+        compiled = getattr(self, "_compile_metrics", None)
+        if compiled is not None and not compiled.built:
+            for metric in keras.tree.flatten([compiled._user_metrics, compiled._user_weighted_metrics]):
+                if isinstance(metric, keras.metrics.Metric):
+                    metric.reset_state()
+
     def get_metrics_result(self) -> dict:
         """Keras' metric results, without compiled metrics that were never built: compiled metrics are
         computed on clean inputs, i.e. in evaluate only, so during fit they stay unbuilt."""
