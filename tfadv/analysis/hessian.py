@@ -28,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadv import labels
 from tfadv.losses import loss_labels, per_sample_loss_fn
 
 Which = Literal["largest_magnitude", "largest"]
@@ -125,21 +126,6 @@ def _validate(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:
         raise ValueError("x contains NaN or inf")
 
 
-def _one_hot(y: np.ndarray, num_classes: int) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1 and num_classes != 1:  # Keras' sparse (N, 1) labels
-        y = y.reshape(-1)
-    if y.ndim == 2:
-        if y.shape[1] != num_classes:
-            raise ValueError(f"one-hot labels have {y.shape[1]} classes, the model outputs {num_classes}")
-        return y.astype("float32")
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"y must be integer class ids (N,) or one-hot (N, C), got {y.dtype} {y.shape}")
-    if y.min() < 0 or y.max() >= num_classes:
-        raise ValueError(f"labels must lie in [0, {num_classes}), got [{y.min()}, {y.max()}]")
-    return np.eye(num_classes, dtype="float32")[y]
-
-
 def top_hessian_eigenvalue(
     model: keras.Model,
     x: np.ndarray,
@@ -195,7 +181,8 @@ def hessian_eigenvalue_fn(
         num_classes = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else None
         if num_classes is None:
             num_classes = int(model(x[:1], training=False).shape[-1])
-        y = tf.constant(loss_labels(loss_fn, tf.constant(_one_hot(y[:n], num_classes))))
+        rows = labels.one_hot(y[:n], num_classes, name="top_hessian_eigenvalue")
+        y = tf.constant(loss_labels(loss_fn, tf.constant(rows)))
         v0 = [tf.random.stateless_normal(p.shape, seed=[seed, i]) for i, p in enumerate(model.trainable_variables)]
         eigenvalue, iterations, converged = (t.numpy() for t in run(v0, tf.constant(0.0), x, y))
         if which == "largest" and eigenvalue < 0:

@@ -55,7 +55,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tfadv import geometry, model_outputs, tracing, validation
+from tfadv import geometry, labels, model_outputs, tracing, validation
 
 
 class Attack:
@@ -217,20 +217,12 @@ class Attack:
                     f"{name}: x lies in [{low:g}, {high:g}], outside [clip_min, clip_max] = "
                     f"[{self.clip_min:g}, {self.clip_max:g}]"
                 )
-        y = tf.convert_to_tensor(y)
-        if y.shape.rank not in (1, 2) or y.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"{name}: y must be class ids (N,) or (N, 1), or one-hot (N, C), with N = {x.shape[0]}, "
-                f"got shape {tuple(y.shape)}"
-            )
         if not self._eps_scale_judged:  # said once per attack, on the first data it sees
             self._eps_scale_judged = True
             validation.warn_if_eps_tiny(name, self.eps, self.norm, x.shape[1:], self.clip_min, self.clip_max,
                                         data_span=high - low)
         self.check_model_output(x)
-        y = _sparse_column_as_ids(y, self._num_classes)
-        _check_labels(name, y, self._num_classes)
-        return x, self._one_hot(y)
+        return x, self._one_hot(tf.constant(labels.check(y, self._num_classes, name, n=x.shape[0])))
 
     def _inspect(self, probe: tf.Tensor) -> None:
         """One eager forward pass on a few samples: the class count and the output-kind check."""
@@ -258,10 +250,10 @@ class Attack:
             self._inspect(tf.random.stateless_uniform(shape, [0, 0], low, high))
 
     def _one_hot(self, y: tf.Tensor) -> tf.Tensor:
-        y = _sparse_column_as_ids(y, self._num_classes)
-        if y.shape.rank == 2:
+        """Labels (tfadv.labels: ids (N,) or (N, 1), or one-hot (N, C)) as one-hot float32 rows."""
+        if labels.is_one_hot(y.shape):
             return tf.cast(y, tf.float32)
-        return tf.one_hot(tf.cast(y, tf.int32), self._num_classes, dtype=tf.float32)
+        return tf.one_hot(tf.reshape(tf.cast(y, tf.int32), [-1]), self._num_classes, dtype=tf.float32)
 
     def _sample_ids(self, sample_ids: Any, x: tf.Tensor) -> tf.Tensor:
         """The given ids, or the next positions of the sample stream (advancing it)."""
@@ -374,30 +366,6 @@ def _pad(t: tf.Tensor, rows: int | None) -> tf.Tensor:
     if rows is None or n == rows:
         return t
     return tf.concat([t, tf.repeat(t[:1], rows - n, axis=0)], axis=0)
-
-
-def _sparse_column_as_ids(y: tf.Tensor, classes: int) -> tf.Tensor:
-    """Keras' sparse labels of shape (N, 1) (keras.datasets' CIFAR-10) as the ids (N,) they are, as
-    Keras' sparse losses read them; a one-column one-hot exists only for a one-class model."""
-    if y.shape.rank == 2 and y.shape[1] == 1 and classes != 1:
-        return tf.reshape(y, [-1])
-    return y
-
-
-def _check_labels(name: str, y: tf.Tensor, classes: int) -> None:
-    if y.shape.rank == 1:
-        if not y.dtype.is_integer:
-            raise TypeError(f"{name}: class-id labels must be integers, got dtype {y.dtype.name}")
-        low, high = int(tf.reduce_min(y)), int(tf.reduce_max(y))
-        if low < 0 or high >= classes:
-            raise ValueError(f"{name}: labels must lie in [0, {classes}), got values in [{low}, {high}]")
-        return
-    if y.shape[1] != classes:
-        raise ValueError(f"{name}: one-hot labels have {y.shape[1]} columns, the model has {classes} classes")
-    y = tf.cast(y, tf.float32)
-    rows_ok = tf.reduce_all(tf.abs(tf.reduce_sum(y, axis=1) - 1.0) < 1e-3)
-    if not bool(rows_ok & tf.reduce_all(y >= 0)):
-        raise ValueError(f"{name}: one-hot label rows must be non-negative and sum to 1")
 
 
 def _check_batch_sizes(name: str, sizes: tf.Tensor, n: int) -> None:

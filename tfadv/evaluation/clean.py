@@ -6,8 +6,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfadv import model_outputs
-from tfadv.evaluation.data import class_ids, evaluation_arrays
+from tfadv import labels, model_outputs
+from tfadv.evaluation.data import evaluation_arrays
 
 
 def predict_labels(
@@ -27,9 +27,9 @@ def accuracy(model: keras.Model, x: Any, y: Any = None, batch_size: int = 256,
         raise ValueError(f"x has {len(x)} samples but y has {len(y)} labels")
     if len(x) == 0:
         raise ValueError("accuracy of an empty set is undefined")
-    class_ids(y, name="accuracy")  # their dtype and shape before any compute; their range needs the class count
+    labels.check(y, name="accuracy")  # their dtype and shape before any compute; their range needs the class count
     predicted, classes = _predictions(model, x, batch_size, output_index, owner="accuracy")
-    return float(np.mean(predicted == class_ids(y, classes, name="accuracy")))
+    return float(np.mean(predicted == labels.class_ids(y, classes, name="accuracy")))
 
 
 def _predictions(model: keras.Model, x: np.ndarray, batch_size: int, output_index: model_outputs.OutputIndex,

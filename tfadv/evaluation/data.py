@@ -37,23 +37,3 @@ def evaluation_arrays(name: str, x: Any, y: Any) -> tuple[Any, Any]:
     if xs[0].ndim == 0 or ys[0].ndim == 0:
         raise ValueError(f"{name}: the dataset yields single samples; batch it first (dataset.batch(n))")
     return np.concatenate(xs), np.concatenate(ys)
-
-
-def class_ids(y: Any, num_classes: int | None = None, name: str = "labels") -> np.ndarray:
-    """Labels as class ids (N,) int64: the argmax of one-hot rows (N, C), else the ids, given as (N,) or as
-    Keras' sparse (N, 1) (keras.datasets' CIFAR-10 labels), which an argmax would read as all class 0.
-    With `num_classes`, ids outside [0, num_classes) and one-hot rows of another width are refused (1-based
-    labels would otherwise never match a prediction)."""
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] > 1:
-        if num_classes is not None and y.shape[1] != num_classes:
-            raise ValueError(f"{name}: one-hot labels have {y.shape[1]} columns, the model has {num_classes} classes")
-        return np.argmax(y, axis=-1)
-    if y.ndim not in (1, 2):
-        raise ValueError(f"{name}: y must be class ids (N,) or (N, 1), or one-hot (N, C), got shape {y.shape}")
-    if not np.issubdtype(y.dtype, np.integer):
-        raise TypeError(f"{name}: class-id labels must be integers, got dtype {y.dtype}")
-    ids = y.reshape(-1).astype(np.int64)
-    if num_classes is not None and ids.size and (ids.min() < 0 or ids.max() >= num_classes):
-        raise ValueError(f"{name}: labels must lie in [0, {num_classes}), got values in [{ids.min()}, {ids.max()}]")
-    return ids

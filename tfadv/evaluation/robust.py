@@ -11,11 +11,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfadv import model_outputs, validation
+from tfadv import labels, model_outputs, validation
 from tfadv.attacks import APGD, FAB, Attack, Square
 from tfadv.evaluation import checks, compaction
 from tfadv.evaluation.clean import predict_labels
-from tfadv.evaluation.data import class_ids, evaluation_arrays
+from tfadv.evaluation.data import evaluation_arrays
 
 
 def robust_mask(
@@ -64,8 +64,7 @@ def robust_mask(
         attack.check_model_output(x[: model_outputs.PROBE_SAMPLES])
     if early_exit and not verbose and compaction.supports_segments(attack):
         return compaction.robust_mask_compacted(model, attack, x, y, batch_size=batch_size, restarts=restarts)
-    labels = class_ids(y)
-    robust = predict_labels(model, x, batch_size, attack.output_index) == labels
+    robust = predict_labels(model, x, batch_size, attack.output_index) == labels.class_ids(y)
     progress = keras.utils.Progbar(restarts * len(x), unit_name="sample") if verbose else None
     for restart in range(restarts):
         remaining = np.flatnonzero(robust)
@@ -100,7 +99,7 @@ def robust_accuracy(
                        early_exit=early_exit)
     if not isinstance(attack, Square):  # a score-based attack needs no gradient
         problem = checks.unmeasured_robustness(
-            model, np.asarray(x, np.float32), class_ids(y), mask, from_logits=attack.from_logits,
+            model, np.asarray(x, np.float32), labels.class_ids(y), mask, from_logits=attack.from_logits,
             loss_path="logit" if isinstance(attack, (APGD, FAB)) else "keras", batch_size=batch_size,
             output_index=attack.output_index,
         )

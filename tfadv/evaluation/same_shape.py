@@ -20,9 +20,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tfadv import labels
 from tfadv.attacks import Attack
 from tfadv.evaluation.clean import predict_labels
-from tfadv.evaluation.data import class_ids
 
 
 def _attacked(model, attack: Attack, x, y, batch_size: int, restarts: int) -> tuple[np.ndarray, list]:
@@ -33,10 +33,10 @@ def _attacked(model, attack: Attack, x, y, batch_size: int, restarts: int) -> tu
     if restarts < 1 or batch_size < 1:
         raise ValueError(f"restarts and batch_size must be >= 1, got {restarts} and {batch_size}")
     x, y = np.asarray(x, np.float32), np.asarray(y)
-    labels = class_ids(y)
+    label_ids = labels.class_ids(y)
     if len(x) == 0:
         return np.zeros(0, bool), []
-    correct = predict_labels(model, x, batch_size, attack.output_index) == labels
+    correct = predict_labels(model, x, batch_size, attack.output_index) == label_ids
     runs = []
     for restart in range(restarts):
         for start in range(0, len(x), batch_size):

@@ -27,24 +27,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv import geometry, model_outputs, precision, tracing, validation
+from tfadv import geometry, labels, model_outputs, precision, tracing, validation
 from tfadv.training import crafting, schedules, wrapping
 
 WeightDecayOn = Literal["all", "kernels"]
 
 
-def class_ids(y: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-    """Integer labels from class ids (N,) / (N, 1) or one-hot (N, C)."""
-    if y.shape.rank == y_pred.shape.rank and y.shape[-1] not in (None, 1):
-        return tf.argmax(y, axis=-1, output_type=tf.int32)
-    return tf.reshape(tf.cast(y, tf.int32), [-1])
-
-
 def correct(y: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-    """1.0 where the top prediction is the label."""
+    """1.0 where the top prediction is the label (tfadv.labels: ids (N,) or (N, 1), or one-hot (N, C))."""
     model_outputs.check_class_scores("adversarial training", y_pred)  # at trace time: the static shape
     predicted = tf.argmax(y_pred, axis=-1, output_type=tf.int32)
-    return tf.cast(tf.equal(predicted, class_ids(y, y_pred)), tf.float32)
+    if labels.is_one_hot(y.shape):
+        ids = tf.argmax(y, axis=-1, output_type=tf.int32)
+    else:
+        ids = tf.reshape(tf.cast(y, tf.int32), [-1])
+    return tf.cast(tf.equal(predicted, ids), tf.float32)
 
 
 def num_replicas() -> int:

@@ -1,0 +1,53 @@
+"""One label rule (tfadv.labels) for attacks, evaluation, training and the Hessian tool: ids (N,), Keras'
+sparse (N, 1), one-hot (N, C); everything else refused by name."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfadv import labels
+from tfadv.attacks import PGD
+from tfadv.evaluation import accuracy
+from tfadv.training.base import correct
+
+IDS = np.array([0, 2, 1, 2])
+
+
+@pytest.mark.parametrize("y", [IDS, IDS[:, None], np.eye(3)[IDS], np.eye(3, dtype="float32")[IDS]],
+                         ids=["ids", "sparse column", "one-hot", "one-hot float32"])
+def test_every_accepted_form_reads_as_the_same_ids_everywhere(y):
+    np.testing.assert_array_equal(labels.class_ids(y, 3), IDS)
+    np.testing.assert_array_equal(labels.one_hot(y, 3), np.eye(3)[IDS])
+    # Training's accuracy (in a graph, with the batch size unknown) and an attack's one-hot rows.
+    scores = tf.constant(np.eye(3, dtype="float32")[[0, 2, 1, 0]])  # the last prediction is wrong
+    graph = tf.function(correct).get_concrete_function(
+        tf.TensorSpec((None,) + y.shape[1:], tf.as_dtype(y.dtype)), tf.TensorSpec((None, 3), tf.float32))
+    np.testing.assert_array_equal(graph(tf.constant(y), scores).numpy(), [1, 1, 1, 0])
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    attack = PGD(model, 0.1, steps=1, step_size=0.1, from_logits=True)
+    x = np.zeros((4, 2), "float32")
+    np.testing.assert_array_equal(attack._inputs(x, y)[1].numpy(), np.eye(3)[IDS])
+    assert accuracy(model, x, y) == pytest.approx(np.mean(np.argmax(model.predict(x, verbose=0), -1) == IDS))
+
+
+@pytest.mark.parametrize("y,num_classes,error,message", [
+    (np.zeros((4, 3, 1), "int64"), None, ValueError, r"y must be class ids \(N,\) or \(N, 1\), or one-hot \(N, C\)"),
+    (np.array([0.0, 1.0]), None, TypeError, "class-id labels must be integers"),
+    (np.array([[0.0], [1.0]]), None, TypeError, "class-id labels must be integers"),
+    (np.array([1, 3]), 3, ValueError, r"labels must lie in \[0, 3\), got values in \[1, 3\]"),
+    (np.array([[-1], [0]]), 3, ValueError, r"labels must lie in \[0, 3\)"),
+    (np.eye(4)[[0, 1]], 3, ValueError, "one-hot labels have 4 columns, the model has 3 classes"),
+    (np.array([[1.0, 1.0, 0.0]]), 3, ValueError, "one-hot label rows must be non-negative and sum to 1"),
+    (np.array([[1.5, -0.5, 0.0]]), 3, ValueError, "one-hot label rows must be non-negative and sum to 1"),
+])
+def test_other_labels_are_refused_by_name(y, num_classes, error, message):
+    with pytest.raises(error, match=f"who: {message}"):
+        labels.check(y, num_classes, name="who")
+
+
+def test_the_row_count_is_checked_when_given_and_unknown_widths_read_as_one_hot():
+    with pytest.raises(ValueError, match="with N = 5, got shape"):
+        labels.check(IDS, n=5)
+    assert labels.is_one_hot((None, None)) and labels.is_one_hot((4, 3))
+    assert not labels.is_one_hot((4,)) and not labels.is_one_hot((None, 1))
