@@ -10,6 +10,8 @@ from tfadv.attacks import PGD
 from tfadv.evaluation import accuracy
 from tfadv.training.base import correct
 
+from test_training import MODELS, build, data, weights_of
+
 IDS = np.array([0, 2, 1, 2])
 
 
@@ -51,3 +53,21 @@ def test_the_row_count_is_checked_when_given_and_unknown_widths_read_as_one_hot(
         labels.check(IDS, n=5)
     assert labels.is_one_hot((None, None)) and labels.is_one_hot((4, 3))
     assert not labels.is_one_hot((4,)) and not labels.is_one_hot((None, 1))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_training_variant_trains_alike_on_every_label_form(name):
+    """Stale's queue stores one-hot rows and hands each batch its labels back in their own form: ids,
+    Keras' sparse column or one-hot (with the matching loss) must all give the same weights."""
+    cls, kwargs = MODELS[name]
+    x, y = data(32)
+    trained = []
+    for form, loss in ((y, "sparse"), (y[:, None], "sparse"), (np.eye(3, dtype="float32")[y], "one-hot")):
+        model = build(cls, seed=0, **kwargs)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True) if loss == "sparse" else keras.losses.CategoricalCrossentropy(from_logits=True))
+        model.fit(x, form, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        trained.append(weights_of(model))
+    for other in trained[1:]:
+        for a, b in zip(trained[0], other):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -6,7 +6,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tfadv import validation
+from tfadv import labels, validation
 from tfadv.training.free import per_replica_state
 from tfadv.training.pgd import PGDAdversarialModel
 
@@ -53,10 +53,10 @@ class StaleAdversarialModel(PGDAdversarialModel):
         if sample_weight is not None:
             raise ValueError("StaleAdversarialModel does not support sample weights")
         num_classes = self.queue_y.shape[-1]
-        if _is_sparse(y, num_classes):
-            y_onehot = tf.one_hot(tf.reshape(tf.cast(y, tf.int32), [-1]), num_classes)
-        else:
+        if labels.is_one_hot(y.shape):
             y_onehot = tf.cast(y, tf.float32)
+        else:  # the queue holds one-hot rows; the batch trained on gets the labels back in their own form
+            y_onehot = tf.one_hot(tf.reshape(tf.cast(y, tf.int32), [-1]), num_classes)
         n = tf.shape(x)[0]
         now = tf.cast(self.optimizer.iterations, tf.int64)
         fresh_x = self.craft(x, y)
@@ -83,17 +83,13 @@ class StaleAdversarialModel(PGDAdversarialModel):
         train_x, train_y, crafted_at = tf.cond(
             filling, lambda: (fresh_x, y_onehot, now), lambda: (stale_x, stale_y, stale_at)
         )
-        if _is_sparse(y, num_classes):
+        if not labels.is_one_hot(y.shape):
             train_y = tf.cast(tf.argmax(train_y, axis=-1), y.dtype)
             if y.shape.rank == 2:
                 train_y = train_y[:, None]
         logs = self.fit_on_batch(train_x, train_y)
         logs["staleness"] = now - crafted_at
         return logs
-
-
-def _is_sparse(y: tf.Tensor, num_classes: int) -> bool:
-    return y.shape.rank == 1 or (y.shape.rank == 2 and y.shape[-1] == 1 and num_classes != 1)
 
 
 def _put(variable: tf.Variable, index: tf.Tensor, value: tf.Tensor) -> None:
