@@ -108,6 +108,19 @@ def test_auto_attack_notes_the_robust_samples_it_never_moved(masked):
     assert not any("assumed, not measured" in note for note in healthy_result.warnings)
 
 
+def test_auto_attack_says_when_square_breaks_what_the_gradient_attacks_left(masked):
+    x, y = held_out(64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = auto_attack(masked, x, y, eps=EPS, norm="inf", clip_min=0.0, clip_max=1.0, version="custom",
+                             attacks=["apgd-ce", "square"], steps=2, queries=100)
+    broken = result.summary[1]["broken"]
+    assert broken > 0.002 * len(x)
+    note = next(n for n in result.warnings if n.startswith("Square broke"))
+    assert note.startswith(f"Square broke {broken} samples ({broken / 64:.1%} of 64; the reference warns above 0.2%)")
+    assert "gradient masking" in note and "budget is too small" in note
+
+
 def test_gradient_flags_are_quiet_on_a_healthy_model():
     model = trained_cnn()
     x, y = held_out(64)

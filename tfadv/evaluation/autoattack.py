@@ -277,8 +277,10 @@ def _result(state: CascadeState, x: np.ndarray, config: dict[str, Any], notes: l
     square = [r for r in summary if r["attack"] == "square"]
     if gradient_stages and square and square[0]["broken"] > SQUARE_GAIN_WARNING * len(x):
         broken = square[0]["broken"]
-        notes.append(f"Square broke {broken} sample{'s' if broken > 1 else ''} the gradient attacks did not: a sign "
-                     "of gradient masking; run tfadv.evaluation.check_gradient_masking and consider an adaptive attack")
+        notes.append(f"Square broke {broken} sample{'s' if broken > 1 else ''} ({broken / len(x):.1%} of {len(x)}; the "
+                     f"reference warns above {SQUARE_GAIN_WARNING:.1%}) that the gradient attacks had left robust: their "
+                     "gradients mislead them there (gradient masking) or their budget is too small; run "
+                     "tfadv.evaluation.check_gradient_masking, then more steps and restarts or an adaptive attack")
     x_adv = x.copy()
     x_adv[state.broken_at >= 0] = state.x_found[state.broken_at >= 0]
     return AutoAttackResult(
