@@ -140,6 +140,33 @@ def test_bad_settings_fail_before_compute():
             auto_attack(model, x, y, **dict(SETTINGS, **kwargs))
 
 
+def test_the_notes_say_when_a_number_is_not_the_published_protocol(monkeypatch):
+    """A named version at another budget, no clip range, and examples an attack called fooling that fail
+    the check: each is said in result.warnings (and warned), and the last ones count as robust."""
+    model = trained_cnn()
+    x, y = held_out(16)
+    with pytest.warns(UserWarning) as said:
+        cheap = auto_attack(model, x, y, **dict(SETTINGS, version="rand", steps=2))
+    assert any("version='rand' with steps=2, queries=5000, n_target_classes=9: not the reference budget "
+               "(100, 5000, 9)" in str(w.message) for w in said)
+    assert not any("no clip_min/clip_max" in note for note in cheap.warnings)
+    open_range = auto_attack(model, x, y, **dict(SETTINGS, clip_min=None, clip_max=None, version="custom",
+                                                 attacks=["apgd-ce"], steps=2))
+    assert any(note.startswith("no clip_min/clip_max: examples may leave the data's valid range")
+               for note in open_range.warnings)
+    assert not any("reference budget" in note for note in open_range.warnings)  # custom names its own
+
+    def claims_without_moving(attack, x_part, y_part, ids, **kwargs):
+        return np.ones(len(x_part), bool), x_part.copy()
+
+    monkeypatch.setattr(compaction, "run_compacted", claims_without_moving)
+    lying = auto_attack(model, x, y, **dict(SETTINGS, version="custom", attacks=["apgd-ce"], steps=2))
+    correct = int(np.sum(predict_labels(model, x) == y))
+    assert any(note == f"apgd-ce reported {correct} fooled samples whose examples did not pass the check "
+               "(misclassified, within eps, inside the range); they count as robust" for note in lying.warnings)
+    assert lying.robust_accuracy == lying.clean_accuracy
+
+
 def test_the_standard_version_is_the_reference_cascade():
     model = small_cnn(softmax=True)
     cascade = _resolve_attacks(
