@@ -121,6 +121,41 @@ def test_auto_attack_says_when_square_breaks_what_the_gradient_attacks_left(mask
     assert "gradient masking" in note and "budget is too small" in note
 
 
+class CountsCalls(keras.layers.Layer):
+    """Updates a weight whenever it is called, in inference mode too: the model attacked is not the one
+    evaluated."""
+
+    def build(self, input_shape):
+        self.calls = self.add_weight(shape=(), initializer="zeros", trainable=False)
+
+    def call(self, t):
+        self.calls.assign_add(1.0)
+        return t
+
+
+def test_a_randomised_or_self_changing_model_is_flagged_before_the_cascade():
+    trained = trained_cnn()
+    x, y = held_out(8)
+    inputs = keras.Input((8, 8, 1))
+    noisy = keras.Model(inputs, trained(keras.layers.Lambda(  # noise in inference mode too
+        lambda t: tf.clip_by_value(t + tf.random.normal(tf.shape(t), stddev=0.3), 0.0, 1.0))(inputs)))
+    changing = keras.Model(inputs, trained(CountsCalls()(inputs)))
+    cheap = dict(eps=EPS, norm="inf", clip_min=0.0, clip_max=1.0, version="custom", attacks=["apgd-ce"], steps=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        notes = {name: auto_attack(model, x, y, **cheap).warnings
+                 for name, model in (("noisy", noisy), ("changing", changing), ("plain", trained))}
+        rand = auto_attack(noisy, x, y, eps=EPS, norm="inf", clip_min=0.0, clip_max=1.0, version="rand",
+                           steps=2).warnings
+    assert any(n.startswith("randomised_outputs") and "version='rand'" in n for n in notes["noisy"])
+    assert not any(n.startswith("randomised_outputs") for n in notes["changing"] + notes["plain"] + rand)
+    assert any(n.startswith("model_changes_between_calls: 1 of") for n in notes["changing"])
+    assert not any(n.startswith("model_changes_between_calls") for n in notes["noisy"] + notes["plain"])
+    report = check_gradient_masking(noisy, x, y, eps=EPS, norm="inf", clip_min=0.0, clip_max=1.0, steps=2,
+                                    queries=5, restarts=2, eps_factors=(1.0,))
+    assert "randomised_outputs" in {flag.name for flag in report.raised}
+
+
 def test_gradient_flags_are_quiet_on_a_healthy_model():
     model = trained_cnn()
     x, y = held_out(64)
