@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from tfadv.attacks import APGD, PGD, Square
-from tfadv.evaluation import (auto_attack, check_gradient_masking, checks, predict_labels, robust_accuracy,
-                              robust_mask)
+from tfadv.evaluation import (auto_attack, check_gradient_masking, checks, masking, predict_labels,
+                              robust_accuracy, robust_mask)
 from tfadv.validation import EvaluationWarning
 
 from autoattack_support import held_out, small_cnn, trained_cnn
@@ -33,7 +33,7 @@ def test_pgd_reports_robustness_that_square_does_not_find_and_the_checks_flag_it
     square = report["square_beats_gradient_attacks"].values
     assert square["gradient_robust_accuracy"] > clean - 0.1 and square["square_robust_accuracy"] < pgd - 0.4
     raised = {flag.name for flag in report.raised}
-    assert {"zero_gradients", "square_beats_gradient_attacks"} <= raised
+    assert {"zero_gradients", "square_beats_gradient_attacks", "large_eps_not_zero"} <= raised
     assert "randomised_outputs" not in raised and "probability_outputs" not in raised
     assert report["nonfinite_gradients"].values["nonfinite"] == 0
     text = report.to_markdown()
@@ -154,6 +154,20 @@ def test_a_randomised_or_self_changing_model_is_flagged_before_the_cascade():
     report = check_gradient_masking(noisy, x, y, eps=EPS, norm="inf", clip_min=0.0, clip_max=1.0, steps=2,
                                     queries=5, restarts=2, eps_factors=(1.0,))
     assert "randomised_outputs" in {flag.name for flag in report.raised}
+
+
+def test_the_trend_flags_are_raised_past_their_tolerances_and_not_before():
+    """The rules of the eps sweep, the large-eps check and the convergence checks (their tolerance is
+    max(TREND_TOLERANCE, 1.5 samples) in check_gradient_masking: 0.015 on 100 samples)."""
+    tolerance = 0.015
+    rising = {0.5: 0.60, 1.0: 0.40, 2.0: 0.40 + 0.02}
+    assert masking._monotonic_flag(0.1, rising, tolerance).raised
+    assert not masking._monotonic_flag(0.1, {**rising, 2.0: 0.40 + 0.01}, tolerance).raised
+    assert masking._large_eps_flag(1.0, 0.03, 100).raised and not masking._large_eps_flag(1.0, 0.02, 100).raised
+    assert not masking._large_eps_flag(1.0, 1 / 50, 50).raised  # one sample of 50 left: within 1.5 samples
+    steps, restarts = masking._convergence_flags(0.40, 10, 0.38, 3, 0.39, tolerance)
+    assert steps.raised and not restarts.raised
+    assert "40.0% with 10 steps, 38.0% with 40" in steps.measured
 
 
 def test_gradient_flags_are_quiet_on_a_healthy_model():
