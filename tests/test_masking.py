@@ -133,7 +133,7 @@ class CountsCalls(keras.layers.Layer):
         return t
 
 
-def test_a_randomised_or_self_changing_model_is_flagged_before_the_cascade():
+def test_a_randomised_or_self_changing_model_is_flagged_before_the_cascade(capsys):
     trained = trained_cnn()
     x, y = held_out(8)
     inputs = keras.Input((8, 8, 1))
@@ -151,9 +151,13 @@ def test_a_randomised_or_self_changing_model_is_flagged_before_the_cascade():
     assert not any(n.startswith("randomised_outputs") for n in notes["changing"] + notes["plain"] + rand)
     assert any(n.startswith("model_changes_between_calls: 1 of") for n in notes["changing"])
     assert not any(n.startswith("model_changes_between_calls") for n in notes["noisy"] + notes["plain"])
+    capsys.readouterr()
     report = check_gradient_masking(noisy, x, y, eps=EPS, norm="inf", clip_min=0.0, clip_max=1.0, steps=2,
-                                    queries=5, restarts=2, eps_factors=(1.0,))
+                                    queries=5, restarts=2, eps_factors=(1.0,), verbose=True)
     assert "randomised_outputs" in {flag.name for flag in report.raised}
+    shown = capsys.readouterr().out.splitlines()  # verbose: one line per check, as it is measured
+    assert [line.split(":")[1].strip() for line in shown] == [flag.name for flag in report.flags]
+    assert shown[0].startswith("check_gradient_masking: randomised_outputs: RAISED (")
 
 
 def test_the_trend_flags_are_raised_past_their_tolerances_and_not_before():

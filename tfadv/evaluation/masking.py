@@ -2,6 +2,7 @@
 APGD and Square on the user's model and data (pass a few hundred samples; budgets are keywords)."""
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Any, Sequence
 
@@ -42,10 +43,12 @@ def check_gradient_masking(
     large_eps: float | None = None,
     batch_size: int = 256,
     output_index: Any = None,
+    verbose: bool = False,
 ) -> MaskingReport:
     """Run every check and return the report (flags in the order measured). APGD-CE with `steps` iterations
     is the reference attack; the convergence checks rerun it with 4x the steps and with `restarts` restarts.
-    `x`, `y`: arrays, or `x` a batched tf.data.Dataset of (x, y) and `y` left out (read once into memory)."""
+    `x`, `y`: arrays, or `x` a batched tf.data.Dataset of (x, y) and `y` left out (read once into memory).
+    `verbose`: a line per check as it is measured (about ten attack runs in all: minutes on a large model)."""
     common = dict(from_logits=from_logits, clip_min=clip_min, clip_max=clip_max, seed=seed, output_index=output_index)
     base = APGD(model, eps, norm, steps, **common)
     x_tf, y_onehot = base._validated(*evaluation_arrays("check_gradient_masking", x, y))
@@ -64,10 +67,20 @@ def check_gradient_masking(
 
     before = checks._variables(model)
     outputs = checks.output_passes(model, x[:batch_size], output_index=output_index)
-    flags = [checks.randomness_flag(outputs), checks.dynamic_flag(before, checks._variables(model)),
-             checks.probability_flag(outputs[0], from_logits), checks.classes_flag(classes)]
+    flags: list[Flag] = []
+    started = time.perf_counter()
+
+    def add(*measured: Flag) -> None:
+        for flag in measured:
+            flags.append(flag)
+            if verbose:
+                print(f"check_gradient_masking: {flag.name}: {'RAISED' if flag.raised else 'ok'} ({flag.measured}) "
+                      f"[{time.perf_counter() - started:.0f} s]", flush=True)
+
+    add(checks.randomness_flag(outputs), checks.dynamic_flag(before, checks._variables(model)),
+        checks.probability_flag(outputs[0], from_logits), checks.classes_flag(classes))
     correct = predict_labels(model, x, batch_size, output_index) == labels
-    flags += checks.gradient_flags(model, x[correct], labels[correct], from_logits, batch_size, output_index)
+    add(*checks.gradient_flags(model, x[correct], labels[correct], from_logits, batch_size, output_index))
 
     def accuracy(attack, restarts=1) -> np.ndarray:
         with warnings.catch_warnings():  # eps's scale was judged once, above; the sweep's eps are ours
@@ -76,19 +89,20 @@ def check_gradient_masking(
 
     masks = {f: accuracy(base if f == 1.0 else APGD(model, eps * f, norm, steps, **common)) for f in factors}
     sweep = {f: float(np.mean(mask)) for f, mask in masks.items()}
-    flags.append(_monotonic_flag(eps, sweep, tolerance))
-    flags.append(_large_eps_flag(large, float(np.mean(accuracy(APGD(model, large, norm, steps, **common)))), n))
+    add(_monotonic_flag(eps, sweep, tolerance))
+    add(_large_eps_flag(large, float(np.mean(accuracy(APGD(model, large, norm, steps, **common)))), n))
     white = masks[1.0].copy()  # APGD-CE at eps, run once for the sweep
     if classes >= 3:
         white &= accuracy(APGD(model, eps, norm, steps, loss="dlr", **common))
-    flags.append(_square_flag(white, accuracy(Square(model, eps, norm, queries, **common)), queries))
+    add(_square_flag(white, accuracy(Square(model, eps, norm, queries, **common)), queries))
     base_accuracy = sweep[1.0]
     longer = float(np.mean(accuracy(APGD(model, eps, norm, 4 * steps, **common))))
     restarted = float(np.mean(accuracy(base, restarts=restarts)))
-    flags += _convergence_flags(base_accuracy, steps, longer, restarts, restarted, tolerance)
+    add(*_convergence_flags(base_accuracy, steps, longer, restarts, restarted, tolerance))
     config = {"eps": float(eps), "norm": base.norm, "samples": n, "steps": steps, "queries": queries,
               "restarts": restarts, "large_eps": float(large), "eps_factors": factors, "seed": seed}
     return MaskingReport(flags, config)
+
 
 
 def _default_large_eps(attack: APGD, x: np.ndarray) -> float:
