@@ -167,6 +167,16 @@ def test_the_notes_say_when_a_number_is_not_the_published_protocol(monkeypatch):
     assert lying.robust_accuracy == lying.clean_accuracy
 
 
+def test_verbose_shows_each_stage_as_its_samples_finish(capsys):
+    model = trained_cnn()
+    x, y = held_out(40)
+    result = auto_attack(model, x, y, **dict(SETTINGS, version="custom", attacks=["apgd-ce", "square"], steps=2,
+                                             queries=5, batch_size=8), verbose=True)
+    shown = capsys.readouterr().out
+    assert shown.count("robust accuracy:") >= 2  # a bar per stage (Keras' Progbar), its accuracy as it stands
+    assert f"square: {result.summary[1]['broken']} broken, robust accuracy {result.robust_accuracy:.2%}" in shown
+
+
 def test_the_standard_version_is_the_reference_cascade():
     model = small_cnn(softmax=True)
     cascade = _resolve_attacks(

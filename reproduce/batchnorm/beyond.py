@@ -72,7 +72,7 @@ def autoattack_rows(model: keras.Model, run: Run, x: np.ndarray, y: np.ndarray, 
     result = auto_attack(model, x[:n], y[:n], eps=p.linf_eps, norm="inf", version=q.version,
                          attacks=q.attacks or None, steps=run.capped(q.steps), queries=run.capped(q.queries),
                          n_target_classes=run.capped(q.targets), from_logits=True, clip_min=data.CIFAR_BOX[0],
-                         clip_max=data.CIFAR_BOX[1], seed=seed)
+                         clip_max=data.CIFAR_BOX[1], seed=seed, verbose=run.show_progress)
     return rows({"autoattack_linf": result.robust_accuracy, "pgd_linf_on_aa_points": float(np.mean(pgd_robust[:n]))},
                 test_set="test", n_test=n)
 
@@ -85,7 +85,8 @@ def masking_rows(model: keras.Model, run: Run, x: np.ndarray, y: np.ndarray, see
                                     clip_min=data.CIFAR_BOX[0], clip_max=data.CIFAR_BOX[1], seed=seed,
                                     steps=run.capped(q.masking_steps), queries=run.capped(q.masking_queries),
                                     restarts=q.masking_restarts if run.limit is None else 2,
-                                    eps_factors=q.masking_eps_factors if run.limit is None else q.masking_eps_factors[-1:])
+                                    eps_factors=q.masking_eps_factors if run.limit is None else q.masking_eps_factors[-1:],
+                                    verbose=run.show_progress)
     return [{"check": f.name, "raised": bool(f.raised), "measured": f.measured, "points": n} for f in report.flags]
 
 

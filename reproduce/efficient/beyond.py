@@ -40,7 +40,8 @@ def autoattack(run: Run, cell: dict) -> dict:
     result = auto_attack(model, x, y, eps=p.eps, **BOUNDS, version=p.aa_version,
                          attacks=list(STANDARD_ATTACKS) if p.aa_version == "custom" else None,
                          seed=seed_of(run, cell["seed"]) + EVAL_SEED, steps=steps, queries=queries,
-                         n_target_classes=targets, state_path=str(run.work_dir(cell) / "autoattack_state.npz"))
+                         n_target_classes=targets, state_path=str(run.work_dir(cell) / "autoattack_state.npz"),
+                         verbose=run.show_progress)
     n = len(x)
     rows = [_row("autoattack_accuracy", result.robust_accuracy, n, "autoattack"),
             _row("autoattack_clean_accuracy", result.clean_accuracy, n, "autoattack")]
@@ -65,7 +66,7 @@ def masking(run: Run, cell: dict) -> dict:
     _, model, x, y = _net_and_images(run, cell, p.masking_images)
     steps, queries, restarts = p.masking_budget
     report = check_gradient_masking(model, x, y, eps=p.eps, **BOUNDS, seed=seed_of(run, cell["seed"]) + EVAL_SEED,
-                                    steps=steps, queries=queries, restarts=restarts)
+                                    steps=steps, queries=queries, restarts=restarts, verbose=run.show_progress)
     flags = [{"flag": f.name, "raised": bool(f.raised), "measured": f.measured, "meaning": f.meaning,
               "advice": f.advice} for f in report.flags]
     return {"results": [_row("masking_flags_raised", len(report.raised), len(x), "masking"),

@@ -44,7 +44,8 @@ def autoattack_row(run: Run, net: keras.Model, eps: float, x: np.ndarray, y: np.
     per-point result there), and their paired difference: points only PGD leaves robust, points only
     AutoAttack does."""
     result = auto_attack(net, x, y, eps=eps, version="custom", attacks=cascade(run, net, eps),
-                         seed=1000 * run.seed + 2, batch_size=run.profile.eval_batch_size, **THREAT)
+                         seed=1000 * run.seed + 2, batch_size=run.profile.eval_batch_size, verbose=run.show_progress,
+                         **THREAT)
     row = {"aa_points": len(x), "aa_clean_accuracy": result.clean_accuracy, "aa_robust_accuracy": result.robust_accuracy,
            "aa_pgd_accuracy": float(np.mean(pgd_robust)),
            "aa_only_pgd_robust": int(np.sum(pgd_robust & ~result.robust)),
@@ -82,6 +83,7 @@ def masking_rows(run: Run, net: keras.Model, eps: float, x: np.ndarray, y: np.nd
     p = run.profile
     report = check_gradient_masking(net, x, y, eps=eps, seed=1000 * run.seed + 3, steps=run.capped(p.masking_steps),
                                     queries=run.capped(p.masking_queries), restarts=p.masking_restarts,
-                                    eps_factors=p.masking_eps_factors, batch_size=p.eval_batch_size, **THREAT)
+                                    eps_factors=p.masking_eps_factors, batch_size=p.eval_batch_size,
+                                    verbose=run.show_progress, **THREAT)
     return [{"check": f.name, "raised": bool(f.raised), "measured": f.measured, "meaning": f.meaning,
              "advice": f.advice, "masking_points": len(x)} for f in report.flags]

@@ -239,6 +239,9 @@ def _run_stage(stage, attack, model, x, y_onehot, state, batch_size, compact, ve
     segmented = compact and compaction.supports_segments(attack)
     window = batch_size * compaction.WINDOW_BATCHES if segmented else batch_size
     started = time.perf_counter()
+    # A stage over a test set can take an hour on a GPU: with verbose, show its samples as windows finish.
+    progress = (keras.utils.Progbar(len(todo), unit_name="sample", stateful_metrics=["robust accuracy"])
+                if verbose and len(todo) else None)
     for start in range(0, len(todo), window):
         ids = todo[start : start + window]
         if segmented:
@@ -249,6 +252,8 @@ def _run_stage(stage, attack, model, x, y_onehot, state, batch_size, compact, ve
         broken = _confirmed(model, x[ids], x_adv, labels[ids], config, batch_size)
         state.record(stage, ids, broken, x_adv, unconfirmed=int(np.sum(claimed & ~broken)))
         state.save(force=False)
+        if progress is not None:
+            progress.add(len(ids), [("robust accuracy", float(np.mean(state.robust)))])
     state.finish_stage(stage, seconds=time.perf_counter() - started)
     state.save(force=True)
     if verbose:
