@@ -65,14 +65,15 @@ def measured_on(cell: dict, run: Run) -> bool:
 
 
 def autoattack_rows(model: keras.Model, run: Run, x: np.ndarray, y: np.ndarray, pgd_robust: np.ndarray,
-                    seed: int) -> list[dict]:
-    """AutoAttack-style L-inf accuracy on the first points of (x, y), and the paper's PGD on the same points."""
+                    seed: int, state_path: str) -> list[dict]:
+    """AutoAttack-style L-inf accuracy on the first points of (x, y), and the paper's PGD on the same points;
+    `state_path` keeps the cascade's progress, so a killed run resumes it."""
     p, q = run.profile.cifar, run.profile.cifar.robustness
     n = min(run.capped(q.points), len(x))
     result = auto_attack(model, x[:n], y[:n], eps=p.linf_eps, norm="inf", version=q.version,
                          attacks=q.attacks or None, steps=run.capped(q.steps), queries=run.capped(q.queries),
                          n_target_classes=run.capped(q.targets), from_logits=True, clip_min=data.CIFAR_BOX[0],
-                         clip_max=data.CIFAR_BOX[1], seed=seed, verbose=run.show_progress)
+                         clip_max=data.CIFAR_BOX[1], seed=seed, state_path=state_path, verbose=run.show_progress)
     return rows({"autoattack_linf": result.robust_accuracy, "pgd_linf_on_aa_points": float(np.mean(pgd_robust[:n]))},
                 test_set="test", n_test=n)
 

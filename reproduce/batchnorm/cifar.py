@@ -105,7 +105,8 @@ def run_cifar(cell: dict, run: Run) -> dict[str, list[dict]]:
         if name != "test" or not beyond.measured_on(cell, run):
             continue
         if p.robustness.points:
-            out += beyond.autoattack_rows(model, run, boxed, y, masks["pgd_linf"], cell["seed"])
+            out += beyond.autoattack_rows(model, run, boxed, y, masks["pgd_linf"], cell["seed"],
+                                          state_path=str(run.work_dir(cell) / "autoattack_state.npz"))
         if p.robustness.masking_points and cell["seed"] == run.seed:
             tables["masking"] = beyond.masking_rows(model, run, boxed, y, cell["seed"])
     if run.profile.data == "tfds":

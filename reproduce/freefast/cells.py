@@ -107,7 +107,8 @@ def beyond_the_paper(cell: dict, run: Run, net: keras.Model, data: datasets.Data
     row, masking = {}, []
     if cell in [dict(c) for c in p.aa_cells]:
         started, n = time.process_time(), run.capped(p.aa_points)
-        row = robustness.autoattack_row(run, net, eps, data.x_test[:n], data.y_test[:n], pgd_robust[:n])
+        row = robustness.autoattack_row(run, net, eps, data.x_test[:n], data.y_test[:n], pgd_robust[:n],
+                                        state_path=str(run.work_dir(cell) / "autoattack_state.npz"))
         row["aa_cpu_seconds"] = time.process_time() - started
     if cell in [dict(c) for c in p.masking_cells]:
         started, n = time.process_time(), run.capped(p.masking_points)

@@ -39,13 +39,13 @@ def cascade(run: Run, net: keras.Model, eps: float) -> list:
 
 
 def autoattack_row(run: Run, net: keras.Model, eps: float, x: np.ndarray, y: np.ndarray,
-                   pgd_robust: np.ndarray) -> dict:
+                   pgd_robust: np.ndarray, state_path: str) -> dict:
     """AutoAttack's robust accuracy on (x, y), PGD's on the same points (`pgd_robust`: the final evaluation's
     per-point result there), and their paired difference: points only PGD leaves robust, points only
-    AutoAttack does."""
+    AutoAttack does. `state_path` keeps the cascade's progress, so a killed run resumes it."""
     result = auto_attack(net, x, y, eps=eps, version="custom", attacks=cascade(run, net, eps),
-                         seed=1000 * run.seed + 2, batch_size=run.profile.eval_batch_size, verbose=run.show_progress,
-                         **THREAT)
+                         seed=1000 * run.seed + 2, batch_size=run.profile.eval_batch_size, state_path=state_path,
+                         verbose=run.show_progress, **THREAT)
     row = {"aa_points": len(x), "aa_clean_accuracy": result.clean_accuracy, "aa_robust_accuracy": result.robust_accuracy,
            "aa_pgd_accuracy": float(np.mean(pgd_robust)),
            "aa_only_pgd_robust": int(np.sum(pgd_robust & ~result.robust)),
