@@ -104,7 +104,6 @@ def check_gradient_masking(
     return MaskingReport(flags, config)
 
 
-
 def _default_large_eps(attack: APGD, x: np.ndarray) -> float:
     """The whole input range (L-inf) or its diameter (L2) when the range is known, else 10 eps."""
     if attack.clip_min is None:
