@@ -145,8 +145,10 @@ class Attack:
         if tf.executing_eagerly():
             restart = validation.integer(type(self).__name__, "restart", restart, minimum=0)
         rows = self._padded_rows(n, x.shape[1:])
-        if rows is not None and batch_sizes is None and self._short(n, x.shape[1:]):
-            batch_sizes = tf.fill([n], tf.cast(n, tf.float32))  # padding must not change the mean's 1/n
+        if rows is not None and rows != n and batch_sizes is None:
+            # Padding must not change the mean's 1/n. Only when there is padding: an unpadded batch takes the
+            # plain path whatever was compiled before, so its answer does not depend on the calls before it.
+            batch_sizes = tf.fill([n], tf.cast(n, tf.float32))
         run = self._compiled_for(rows, x.shape[1:], int(y_onehot.shape[-1]), return_stats, batch_sizes is not None)
         inputs = [x, y_onehot, ids] + ([] if batch_sizes is None else [batch_sizes])
         out = run(*[_pad(t, rows) for t in inputs], tf.cast(restart, tf.int64))
