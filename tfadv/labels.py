@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+import tensorflow as tf
 
 ACCEPTED = "class ids (N,) or (N, 1), or one-hot (N, C)"
 #: How far a one-hot (or soft) label row's sum may sit from 1 (float32 rounding).
@@ -47,6 +48,20 @@ def class_ids(y: Any, num_classes: int | None = None, name: str = "labels") -> n
     """Checked labels as class ids (N,) int64 (the argmax of one-hot rows)."""
     y = check(y, num_classes, name)
     return np.argmax(y, axis=-1) if is_one_hot(y.shape) else y.reshape(-1).astype(np.int64)
+
+
+def ids_tensor(y: tf.Tensor) -> tf.Tensor:
+    """Labels as class ids (N,) int32, in a graph (not checked: check them eagerly first)."""
+    if is_one_hot(y.shape):
+        return tf.argmax(y, axis=-1, output_type=tf.int32)
+    return tf.reshape(tf.cast(y, tf.int32), [-1])
+
+
+def one_hot_tensor(y: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """Labels as one-hot rows (N, num_classes) float32, in a graph (not checked: check them eagerly first)."""
+    if is_one_hot(y.shape):
+        return tf.cast(y, tf.float32)
+    return tf.one_hot(tf.reshape(tf.cast(y, tf.int32), [-1]), num_classes, dtype=tf.float32)
 
 
 def one_hot(y: Any, num_classes: int, name: str = "labels") -> np.ndarray:

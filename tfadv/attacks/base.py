@@ -192,7 +192,7 @@ class Attack:
         x = tf.convert_to_tensor(x, tf.float32)
         if self._num_classes is None:
             self._inspect_while_tracing(x)
-        return x, self._one_hot(tf.convert_to_tensor(y))
+        return x, labels.one_hot_tensor(tf.convert_to_tensor(y), self._num_classes)
 
     def _validated(self, x: Any, y: Any) -> tuple[tf.Tensor, tf.Tensor]:
         name = type(self).__name__
@@ -224,7 +224,8 @@ class Attack:
             validation.warn_if_eps_tiny(name, self.eps, self.norm, x.shape[1:], self.clip_min, self.clip_max,
                                         data_span=high - low)
         self.check_model_output(x)
-        return x, self._one_hot(tf.constant(labels.check(y, self._num_classes, name, n=x.shape[0])))
+        return x, labels.one_hot_tensor(tf.constant(labels.check(y, self._num_classes, name, n=x.shape[0])),
+                                        self._num_classes)
 
     def _inspect(self, probe: tf.Tensor) -> None:
         """One eager forward pass on a few samples: the class count and the output-kind check."""
@@ -250,12 +251,6 @@ class Attack:
             low, high = (self.clip_min, self.clip_max) if self.clip_min is not None else (-1.0, 1.0)
             shape = [model_outputs.PROBE_SAMPLES] + sample_shape.as_list()
             self._inspect(tf.random.stateless_uniform(shape, [0, 0], low, high))
-
-    def _one_hot(self, y: tf.Tensor) -> tf.Tensor:
-        """Labels (tfadv.labels: ids (N,) or (N, 1), or one-hot (N, C)) as one-hot float32 rows."""
-        if labels.is_one_hot(y.shape):
-            return tf.cast(y, tf.float32)
-        return tf.one_hot(tf.reshape(tf.cast(y, tf.int32), [-1]), self._num_classes, dtype=tf.float32)
 
     def _sample_ids(self, sample_ids: Any, x: tf.Tensor) -> tf.Tensor:
         """The given ids, or the next positions of the sample stream (advancing it)."""

@@ -37,11 +37,7 @@ def correct(y: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     """1.0 where the top prediction is the label (tfadv.labels: ids (N,) or (N, 1), or one-hot (N, C))."""
     model_outputs.check_class_scores("adversarial training", y_pred)  # at trace time: the static shape
     predicted = tf.argmax(y_pred, axis=-1, output_type=tf.int32)
-    if labels.is_one_hot(y.shape):
-        ids = tf.argmax(y, axis=-1, output_type=tf.int32)
-    else:
-        ids = tf.reshape(tf.cast(y, tf.int32), [-1])
-    return tf.cast(tf.equal(predicted, ids), tf.float32)
+    return tf.cast(tf.equal(predicted, labels.ids_tensor(y)), tf.float32)
 
 
 def num_replicas() -> int:

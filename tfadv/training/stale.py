@@ -53,10 +53,8 @@ class StaleAdversarialModel(PGDAdversarialModel):
         if sample_weight is not None:
             raise ValueError("StaleAdversarialModel does not support sample weights")
         num_classes = self.queue_y.shape[-1]
-        if labels.is_one_hot(y.shape):
-            y_onehot = tf.cast(y, tf.float32)
-        else:  # the queue holds one-hot rows; the batch trained on gets the labels back in their own form
-            y_onehot = tf.one_hot(tf.reshape(tf.cast(y, tf.int32), [-1]), num_classes)
+        # The queue holds one-hot rows; the batch trained on gets its labels back in their own form below.
+        y_onehot = labels.one_hot_tensor(y, num_classes)
         n = tf.shape(x)[0]
         now = tf.cast(self.optimizer.iterations, tf.int64)
         fresh_x = self.craft(x, y)
