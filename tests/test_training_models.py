@@ -13,6 +13,7 @@ from tfadv.training import (
     PGDAdversarialModel,
     StaleAdversarialModel,
 )
+from tfadv.training.distributed import train
 
 
 def sequential_network():
@@ -127,13 +128,95 @@ def test_metric_names_say_clean_or_adversarial_in_fit_evaluate_and_validation():
                   metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")])
     x, y = data(32)
     history = model.fit(x, y, batch_size=16, epochs=1, verbose=0, validation_data=(x, y))
-    assert set(history.history) == {"adv_loss", "adv_accuracy", "val_loss", "val_accuracy", "val_top2",
-                                    "val_adv_loss", "val_adv_accuracy"}
+    assert set(history.history) == {"adv_loss", "adv_accuracy", "adv_top2", "val_loss", "val_accuracy", "val_top2",
+                                    "val_adv_loss", "val_adv_accuracy", "val_adv_top2"}
     logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
-    assert set(logs) == {"loss", "accuracy", "top2", "adv_loss", "adv_accuracy"}
+    assert set(logs) == {"loss", "accuracy", "top2", "adv_loss", "adv_accuracy", "adv_top2"}
     assert logs["adv_accuracy"] <= logs["accuracy"] + 1e-6
     clean = np.mean(np.argmax(model.predict(x, verbose=0), -1) == y)
     assert logs["accuracy"] == pytest.approx(clean, abs=1e-6)
+
+
+def accuracy_twins():
+    """Compiled metrics that must equal the wrapper's own accuracy: a plain one and a weighted one."""
+    return dict(metrics=[keras.metrics.SparseCategoricalAccuracy(name="twin")],
+                weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="weighted_twin")])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_compiled_metrics_are_measured_again_on_the_adversarial_inputs(name):
+    # A compiled accuracy under another name is the same number as the wrapper's own accuracy on the same
+    # inputs: adv_twin equals adv_accuracy (adversarial) and twin equals accuracy (clean), in fit and evaluate.
+    model = wrap(name, "functional")
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), **accuracy_twins())
+    x, y = data(48)
+    weights = np.linspace(0.2, 2.0, len(x)).astype("float32")
+    fit_weights = None if name == "stale" else weights  # Stale refuses sample weights
+    history = model.fit(x, y, sample_weight=fit_weights, batch_size=16, epochs=2, verbose=0).history
+    np.testing.assert_allclose(history["adv_weighted_twin"], history["adv_accuracy"], atol=1e-6)
+    logs = model.evaluate(x, y, sample_weight=weights, batch_size=16, verbose=0, return_dict=True)
+    assert logs["adv_accuracy"] < logs["accuracy"]  # the attack changes predictions, so a clean twin would differ
+    assert logs["adv_weighted_twin"] == pytest.approx(logs["adv_accuracy"], abs=1e-6)
+    assert logs["weighted_twin"] == pytest.approx(logs["accuracy"], abs=1e-6)
+    unweighted = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    assert unweighted["adv_twin"] == pytest.approx(unweighted["adv_accuracy"], abs=1e-6)
+    assert unweighted["twin"] == pytest.approx(unweighted["accuracy"], abs=1e-6)
+
+
+def test_evaluate_without_an_attack_logs_no_adversarial_copies_even_after_fit():
+    model = wrap("pgd", "functional", eval_steps=0)
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), **accuracy_twins())
+    x, y = data(32)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)  # builds the adversarial copies
+    assert set(model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)) == {
+        "loss", "accuracy", "twin", "weighted_twin"}
+
+
+def test_the_list_form_of_evaluate_lists_each_metric_once_in_the_dict_forms_values():
+    model = wrap("pgd", "functional")  # compiled with "accuracy", the name of the wrapper's clean accuracy too
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")])
+    x, y = data(32)
+    as_dict = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    as_list = model.evaluate(x, y, batch_size=16, verbose=0)
+    assert len(as_list) == len(as_dict) == 6
+    assert sorted(as_list) == sorted(as_dict.values())
+    assert as_list[0] == as_dict["loss"]
+
+
+def test_a_metric_that_cannot_be_copied_is_named_and_left_out_of_the_adversarial_logs():
+    class Opaque(keras.metrics.Mean):
+        def __init__(self, shift):  # no get_config for `shift`: from_config cannot rebuild it
+            super().__init__(name="opaque")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            return super().update_state(y_pred[:, 0], sample_weight=sample_weight)
+
+    model = wrap("fast", "functional")
+    with pytest.warns(UserWarning, match=r"FastAdversarialModel: the compiled metric 'opaque' cannot be copied.*adv_opaque"):
+        model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=[Opaque(1.0), "accuracy"])
+        history = model.fit(*data(32), batch_size=16, epochs=1, verbose=0).history
+    assert set(history) == {"adv_loss", "adv_accuracy"}
+    assert {"opaque", "adv_accuracy"} <= set(model.evaluate(*data(32), batch_size=16, verbose=0, return_dict=True))
+
+
+@pytest.mark.parametrize("loop", ["fit", "train"])
+def test_adversarial_copies_of_compiled_metrics_under_a_mirrored_strategy(loop):
+    strategy = two_cpus()
+    with strategy.scope():
+        model = wrap("pgd", "sequential")
+        model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      **accuracy_twins())
+    x, y = data(32)
+    if loop == "fit":
+        history = model.fit(x, y, batch_size=16, epochs=1, verbose=0).history
+    else:
+        history = train(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(16).repeat(), epochs=1,
+                        steps_per_epoch=2, verbose=False)
+    np.testing.assert_allclose(history["adv_twin"], history["adv_accuracy"], atol=1e-6)
+    logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    assert logs["adv_twin"] == pytest.approx(logs["adv_accuracy"], abs=1e-6)
 
 
 def test_evaluate_with_a_seed_returns_the_same_numbers_every_time():

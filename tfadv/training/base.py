@@ -11,8 +11,9 @@ subclassed; the trainer shares its weights), or functional-style from `(inputs, 
 
 Metric names say which inputs they were computed on: `adv_` = adversarial inputs, no prefix = clean
 inputs, in fit, evaluate and callbacks alike. `fit` runs no clean pass, so it logs `adv_loss` (the
-training objective, weight decay included) and `adv_accuracy` on the batch the weights were updated on.
-`evaluate` logs `loss`, `accuracy` and the compiled metrics on clean inputs, and `adv_loss`/`adv_accuracy`
+training objective, weight decay included), `adv_accuracy` and `adv_<name>` of each compiled metric on the
+batch the weights were updated on (tfadv.training.metrics). `evaluate` logs `loss`, `accuracy` and the
+compiled metrics on clean inputs, and `adv_loss`, `adv_accuracy` and the `adv_` compiled metrics
 under a PGD attack (`eval_steps` steps of `eval_step_size`, random start) with the model in inference
 mode; its starts are keyed on the batch's position in the call, so every call returns the same numbers.
 Before the first step of fit or evaluate, the compiled loss's `from_logits` is checked against what the
@@ -28,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv import geometry, labels, model_outputs, precision, tracing, validation
-from tfadv.training import crafting, schedules, wrapping
+from tfadv.training import crafting, metrics, schedules, wrapping
 
 WeightDecayOn = Literal["all", "kernels"]
 
@@ -76,6 +77,10 @@ class AdversarialModel(keras.Model):
     )
     #: Free and Stale keep per-row state for `batch_size` rows and refuse larger batches.
     _per_row_state = False
+    #: The compiled metrics' copies for adversarial inputs (tfadv.training.metrics) and the compiled metrics
+    #: they copy. Kept out of Keras' attribute tracking, as Keras keeps its own compiled metrics.
+    _adversarial_metrics: metrics.AdversarialMetrics | None = None
+    _adversarial_metrics_of: Any = None
 
     def __init__(
         self,
@@ -264,15 +269,65 @@ class AdversarialModel(keras.Model):
         self.train_counter.assign_add(1)
         return self.record_training(x_adv, y, y_pred, loss, sample_weight)
 
+    @property
+    def adversarial_metrics(self) -> metrics.AdversarialMetrics | None:
+        """The compiled metrics' copies for adversarial inputs, made afresh for each compile. (Made here, not
+        in an overridden `compile`, which would stop Keras from recompiling a loaded model.)"""
+        compiled = getattr(self, "_compile_metrics", None)
+        if self._adversarial_metrics_of is not compiled:
+            copy = metrics.adversarial_copy(type(self).__name__, compiled)
+            object.__setattr__(self, "_adversarial_metrics", copy)
+            object.__setattr__(self, "_adversarial_metrics_of", compiled)
+        return self._adversarial_metrics
+
+    @property
+    def metrics(self) -> list:
+        """Keras' metrics, with the adversarial copies of the compiled ones right after the compiled ones."""
+        listed, adversarial = super().metrics, self.adversarial_metrics
+        if adversarial is not None:
+            after = listed.index(self._compile_metrics) + 1 if self._compile_metrics in listed else len(listed)
+            listed.insert(after, adversarial)
+        return listed
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        # Under a distribution strategy Keras builds the compiled metrics symbolically, in its scope, through
+        # this method; the adversarial copies are built with them (variables cannot be made in a replica).
+        adversarial = self.adversarial_metrics
+        if adversarial is not None and not adversarial.built:
+            adversarial.build(y, y_pred)
+        return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def build_adversarial_metrics(self, y_spec: tf.TensorSpec) -> None:
+        """Build the adversarial copies now, in the current (strategy) scope, for labels like `y_spec`: what
+        Keras' fit does for the compiled metrics, for loops that drive train_step themselves."""
+        adversarial = self.adversarial_metrics
+        if adversarial is not None and not adversarial.built:
+            output = self.outputs[0]
+            adversarial.build(keras.KerasTensor(y_spec.shape, y_spec.dtype.name),
+                              keras.KerasTensor((None,) + tuple(output.shape[1:]), output.dtype))
+
     def record_training(self, x_adv, y, y_pred, loss, sample_weight) -> dict:
         """Metrics of the batch the weights were updated on: adversarial inputs, so `adv_` names."""
-        self.adv_loss.update_state(loss * num_replicas(), sample_weight=tf.shape(x_adv)[0])
-        self.adv_accuracy.update_state(correct(y, y_pred), sample_weight=sample_weight)
+        self.record_adversarial(x_adv, y, y_pred, loss, sample_weight)
         return self.training_logs()
 
+    def record_adversarial(self, x_adv, y, y_pred, loss, sample_weight) -> None:
+        """adv_loss, adv_accuracy and the compiled metrics' adversarial copies, on one adversarial batch."""
+        self.adv_loss.update_state(loss * num_replicas(), sample_weight=tf.shape(x_adv)[0])
+        self.adv_accuracy.update_state(correct(y, y_pred), sample_weight=sample_weight)
+        adversarial = self.adversarial_metrics
+        if adversarial is not None:
+            adversarial.update_state(y, y_pred, sample_weight=sample_weight)
+
     def training_logs(self) -> dict:
-        """What fit logs: the adversarial loss and accuracy (no clean pass is paid for in training)."""
-        return {"adv_loss": self.adv_loss.result(), "adv_accuracy": self.adv_accuracy.result()}
+        """What fit logs: the adversarial loss, accuracy and compiled metrics (fit pays for no clean pass).
+        A compiled "accuracy" is the same number as adv_accuracy, which is kept."""
+        logs = {"adv_loss": self.adv_loss.result(), "adv_accuracy": self.adv_accuracy.result()}
+        adversarial = self.adversarial_metrics
+        if adversarial is not None and adversarial.built:
+            for name, value in adversarial.result().items():
+                logs.setdefault(name, value)
+        return logs
 
     def reset_metrics(self) -> None:
         """Keras' reset, plus the compiled metric objects while Keras has not built them: they are built in
@@ -288,20 +343,38 @@ class AdversarialModel(keras.Model):
 
     def get_metrics_result(self) -> dict:
         """Keras' metric results, without compiled metrics that were never built: compiled metrics are
-        computed on clean inputs, i.e. in evaluate only, so during fit they stay unbuilt."""
-        results = {}
+        computed on clean inputs, i.e. in evaluate only, so during fit they stay unbuilt. The wrapper's own
+        adv_accuracy wins over an equal one from a compiled "accuracy"."""
+        results, adversarial = {}, self.adversarial_metrics
         for metric in self.metrics:
             if not getattr(metric, "built", True):
                 continue
             result = metric.result()
-            results.update(result if isinstance(result, dict) else {metric.name: result})
+            for name, value in (result if isinstance(result, dict) else {metric.name: result}).items():
+                if metric is not adversarial or name not in results:
+                    results[name] = value
         if tf.executing_eagerly():
             results = {name: float(value) if np.ndim(value) == 0 else np.asarray(value) for name, value in results.items()}
         return results
 
-    def logs(self, exclude: tuple[str, ...] = ()) -> dict:
-        results = self.get_metrics_result()
-        return {name: value for name, value in results.items() if name not in exclude}
+    def _flatten_metrics_in_order(self, logs: dict) -> Any:
+        # The list form of evaluate (return_dict=False). Keras lists a name once per metric object that has it,
+        # and a compiled "accuracy" shares its name with the wrapper's clean accuracy: each name once here.
+        names: list[str] = []
+        for metric in self.metrics:
+            inner = metric.metrics if isinstance(metric, metrics.CompileMetrics) else [metric]
+            for name in (m.name for m in inner):
+                if name in logs and name not in names:
+                    names.append(name)
+        values = [logs[name] for name in names + sorted(set(logs) - set(names))]
+        return values[0] if len(values) == 1 else values
+
+    def clean_logs(self) -> dict:
+        """The metric results without any computed on adversarial inputs (evaluate with eval_steps=0)."""
+        names = {"adv_loss", "adv_accuracy"}
+        if self.adversarial_metrics is not None:
+            names.update(metric.name for metric in self.adversarial_metrics.metrics)
+        return {name: value for name, value in self.get_metrics_result().items() if name not in names}
 
     # ----------------------------------------------------------------------------------------------
     # Evaluation: clean metrics plus an inference-mode PGD attack.
@@ -320,13 +393,12 @@ class AdversarialModel(keras.Model):
         self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         self.clean_accuracy.update_state(correct(y, y_pred), sample_weight=sample_weight)
         if self.eval_steps == 0:
-            return self.logs(exclude=("adv_accuracy", "adv_loss"))
+            return self.clean_logs()
         x_adv = self.craft_eval(x, y)
         adv_pred = self(x_adv, training=False)
         adv_loss = self.compute_loss(x=x_adv, y=y, y_pred=adv_pred, sample_weight=sample_weight, training=False)
-        self.adv_loss.update_state(adv_loss * num_replicas(), sample_weight=tf.shape(x)[0])
-        self.adv_accuracy.update_state(correct(y, adv_pred), sample_weight=sample_weight)
-        return self.logs()
+        self.record_adversarial(x_adv, y, adv_pred, adv_loss, sample_weight)
+        return self.get_metrics_result()
 
     def get_config(self) -> dict:
         config = super().get_config()

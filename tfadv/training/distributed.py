@@ -66,6 +66,8 @@ def train(
         model.check_before_compute()
     with strategy.scope():
         model.optimizer.build(model.trainable_variables)
+        if hasattr(model, "build_adversarial_metrics"):  # metric variables cannot be made inside strategy.run
+            model.build_adversarial_metrics(keras.utils.unpack_x_y_sample_weight(dataset.element_spec)[1])
     callback_list = keras.callbacks.CallbackList(callbacks, model=model)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
 
