@@ -58,7 +58,8 @@ def test_a_folder_of_another_configuration_is_refused_with_the_differences(tmp_p
 def test_a_selection_option_is_not_part_of_the_identity(tmp_path):
     out = str(tmp_path / "out")
     run_toy("--profile", "smoke", "--out", out)
-    run_toy("--profile", "smoke", "--out", out, "--only", "something")  # no error: same configuration
+    run_toy("--profile", "smoke", "--out", out, "--xs", "1")  # no error: same configuration
+    run_toy("--profile", "smoke", "--out", out, "--only", "x=1")
 
 
 def test_a_cell_file_copied_under_another_cells_name_is_an_error(tmp_path):
@@ -96,6 +97,45 @@ def test_shards_merge_into_the_table_of_one_run(tmp_path):
     # the summary cell waits for points of the other shard, then runs on the merge's next plain run
     assert merged["results"]["kind"].tolist().count("point") == 3
     pd.testing.assert_frame_equal(whole["trace"], merged["trace"])
+
+
+GRID = [{"model": "a", "kappa": 1, "steps": None}, {"model": "a", "kappa": 4, "steps": 600},
+        {"model": "b", "kappa": 4, "steps": 600}, {"model": "transfer", "source": "a", "kappa": 4}]
+
+
+def needs_of(cell):
+    return [c for c in GRID if c.get("model") == cell.get("source") and c["kappa"] == cell["kappa"]]
+
+
+def test_only_keeps_matching_cells_and_what_they_need_in_grid_order():
+    select = lambda *filters: grid.select_only(GRID, list(filters), needs_of)  # noqa: E731
+    assert select("model=a") == GRID[:2]
+    assert select("kappa=4.0", "model=a,b") == GRID[1:3]  # numbers as numbers; values or'd, filters and'ed
+    assert select("steps=none") == GRID[:1]
+    assert select("model=transfer") == [GRID[1], GRID[3]]  # the transfer cell brings the training it reads
+    assert select() == GRID
+
+
+@pytest.mark.parametrize("filters,named", [
+    (["colour=red"], "no cell has the coordinate 'colour'; the grid's coordinates are kappa, model, source, steps"),
+    (["model"], "expected coordinate=value"),
+    (["model=a,kappa=4"], "one coordinate per --only"),
+    (["model=a,"], "expected coordinate=value"),
+    (["model=c"], "no cell of this grid matches"),
+    (["model=a", "kappa=2"], "no cell of this grid matches"),
+])
+def test_only_refuses_what_names_nothing(filters, named):
+    with pytest.raises(store.ConfigurationError, match=named):
+        grid.select_only(GRID, filters, needs_of)
+
+
+def test_only_is_a_common_option_of_every_runner_and_says_so_in_the_report(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match="toy: --only 'y=1': no cell has the coordinate 'y'"):
+        run_toy("--profile", "demo", "--out", str(out), "--only", "y=1")
+    tables = run_toy("--profile", "demo", "--out", str(out), "--only", "kind=point", "--only", "x=1,3")
+    assert tables["results"]["x"].tolist() == [1, 3]
+    assert "--only kind=point --only x=1,3 selected part of the grid" in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize("partial,why", [

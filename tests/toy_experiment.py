@@ -31,10 +31,8 @@ GROWS = Claim("y grows with x", "y = x * scale")
 
 
 def grid(run):
-    """The points at --xs (default: the profile's), then the summary; `--only x=1,2` keeps those points."""
+    """The points at --xs (default: the profile's), then the summary."""
     xs = run.options["xs"]
-    if run.options.get("only"):
-        xs = [x for x in xs if str(x) in run.options["only"].removeprefix("x=").split(",")]
     return [{"x": x, "kind": "point"} for x in xs] + [{"x": 0, "kind": "summary"}]
 
 
@@ -87,7 +85,6 @@ EXPERIMENT = Experiment(
     key="toy", title="Toy experiment", profiles=PROFILES, grid=grid, run_cell=run_cell, judge=judge_all,
     settings=lambda run: [Setting("scale", run.options["scale"], "tfadv")],
     options=(Option("--scale", "slope of y", default=1.0, type=float),
-             Option("--only", "a grid selection, not part of the identity", default=None, role="selection"),
              Option("--xs", "the points' x (default: the profile's), a selection", role="selection",
                     type=lambda text: tuple(int(v) for v in text.split(",")), profile_field="xs"),
              Option("--noise", "noise of y (default: the profile's)", type=float, profile_field="noise")),

@@ -26,15 +26,13 @@ from tfadv.experiments.plan import Cost
 from tfadv.models.kamath import MODELS
 from tfadv.training import TimedBackupAndRestore
 
-COORDINATES = ("dataset", "model", "schedule", "momentum", "lr_scale", "epochs", "batch_size", "seed")
 NUM_CLASSES = 10
 EVAL_BATCH = 500
 
 
 # ------------------------------------------------------------------------------------------------ grid
 def grid(run) -> list[dict]:
-    """Every (study, setting, batch size, seed) of the profile, then the regime search's runs; narrowed by
-    --only."""
+    """Every (study, setting, batch size, seed) of the profile, then the regime search's runs."""
     p: Profile = run.profile
     cells = [_cell(s.dataset, s.model, schedule, momentum, p.lr_scale, p.epochs, b, k)
              for s in p.studies for schedule, momentum in s.settings for b in p.batch_sizes
@@ -42,36 +40,13 @@ def grid(run) -> list[dict]:
     cells += [c for s in p.search for scale in s.lr_scales for b in s.batch_sizes for k in range(s.seeds)
               if (c := _cell(s.dataset, s.model, s.schedule, s.momentum, scale, s.epochs or p.epochs, b, k))
               not in cells]
-    return only(cells, run.options.get("only"))
+    return cells
 
 
 def _cell(dataset: str, model: str, schedule: str, momentum: float, lr_scale: float, epochs: int,
           batch_size: int, seed: int) -> dict:
     return {"dataset": dataset, "model": model, "schedule": schedule, "momentum": float(momentum),
             "lr_scale": float(lr_scale), "epochs": int(epochs), "batch_size": int(batch_size), "seed": int(seed)}
-
-
-def only(cells: list[dict], filters: list[str] | None) -> list[dict]:
-    """The cells matching every `coordinate=value[,value...]` filter (numbers compared as numbers)."""
-    for text in filters or []:
-        name, _, values = text.partition("=")
-        if name not in COORDINATES or not values:
-            raise SystemExit(f"batchsize: --only {text!r}: expected coordinate=value[,value...] with a "
-                             f"coordinate among {', '.join(COORDINATES)}")
-        wanted = values.split(",")
-        cells = [c for c in cells if any(_equal(c[name], w) for w in wanted)]
-    if not cells:
-        raise SystemExit(f"batchsize: --only {' '.join(filters or [])} matches no cell of this profile")
-    return cells
-
-
-def _equal(value, text: str) -> bool:
-    if isinstance(value, (int, float)):
-        try:
-            return float(text) == float(value)
-        except ValueError:
-            return False
-    return str(value) == text
 
 
 # ------------------------------------------------------------------------------------------------ data

@@ -122,9 +122,6 @@ OPTIONS = (
     Option("--seeds", "training runs per point (seeds 0..N-1; default: the profile's). Each seed's cells are "
                       "the same whatever N is, so raising it later adds runs to the same folder",
            type=_seeds, role="selection", profile_field="seeds"),
-    Option("--only", "run only the cells whose coordinate has one of the values, e.g. --only dataset=mnist "
-                     "--only batch_size=32,256 (coordinates: dataset, model, schedule, momentum, lr_scale, epochs, "
-                     "batch_size, seed)", default=None, role="selection", action="append"),
 )
 
 

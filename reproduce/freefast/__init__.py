@@ -1,6 +1,6 @@
 """Reproduce Capaldi & Capozzi 2020, "Free vs Fast adversarial training" (`make reproduce-freefast`).
 
-    python -m reproduce.freefast --profile paper|demo|smoke [--out DIR] [--jobs N] [--only method=fast,...]
+    python -m reproduce.freefast --profile paper|demo|smoke [--out DIR] [--jobs N] [--only method=fast ...]
 
 The paper compares Free-m adversarial training (Shafahi et al. 2019; m in 2, 4, 8, 10) with Fast, FGSM from
 a random start (Wong et al. 2020; alpha = 10/255 or 16/255, batch 128 or 256), at eps = 8/255 on CIFAR-10:
@@ -22,5 +22,5 @@ from reproduce.freefast import cells, claims, cost, figures, profiles, sections
 EXPERIMENT = Experiment(
     key="freefast", title="Free vs Fast adversarial training (Capaldi & Capozzi 2020)", profiles=profiles.PROFILES,
     grid=cells.grid, run_cell=cells.run_cell, judge=claims.judge_run, figures=figures.figures,
-    sections=sections.sections, settings=profiles.settings, options=profiles.OPTIONS, cost=cost.cost, version=2,
+    sections=sections.sections, settings=profiles.settings, cost=cost.cost, version=2,
     description=__doc__)

@@ -19,32 +19,9 @@ from reproduce.freefast import data as datasets
 from reproduce.freefast import robustness, training
 from reproduce.freefast.evaluation import evaluator
 
-#: The --only selection: "key=value[,key=value...]" over cell coordinates, e.g. "method=fast,epochs=90".
-ONLY_SEPARATOR = ","
-
-
-def parse_only(text: str | None) -> dict[str, str]:
-    """{coordinate: value as text} from --only; a clear error for anything else."""
-    if not text:
-        return {}
-    pairs = [part.split("=", 1) for part in text.split(ONLY_SEPARATOR)]
-    if any(len(p) != 2 or not p[0].strip() for p in pairs):
-        raise SystemExit(f"freefast: --only takes key=value pairs separated by commas, e.g. method=fast,epochs=90; "
-                         f"got {text!r}")
-    return {k.strip(): v.strip() for k, v in pairs}
-
-
 def grid(run: Run) -> list[dict]:
-    """The profile's cells, narrowed by --only."""
-    cells = [dict(c) for c in run.profile.cells]
-    only = parse_only(run.options.get("only"))
-    unknown = sorted(set(only) - set(cells[0]))
-    if unknown:
-        raise SystemExit(f"freefast: --only names unknown coordinates {unknown}; a cell has {sorted(cells[0])}")
-    chosen = [c for c in cells if all(str(c[k]) == v for k, v in only.items())]
-    if not chosen:
-        raise SystemExit(f"freefast: --only {run.options['only']!r} selects none of the profile's cells")
-    return chosen
+    """The profile's cells."""
+    return [dict(c) for c in run.profile.cells]
 
 
 def evaluation_network(run: Run, architecture: str, data: datasets.Data) -> keras.Model:

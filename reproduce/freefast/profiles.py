@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from tfadv.evaluation import compaction
-from tfadv.experiments import Option, Run, Setting
+from tfadv.experiments import Run, Setting
 
 from reproduce.freefast.evaluation import READ_OFF
 from reproduce.freefast.paper import CIFAR_EPS, label
@@ -201,11 +201,6 @@ _SMOKE_SOURCES = {name: _DEMO_SOURCES[name] if getattr(SMOKE, name) == getattr(D
 
 PROFILES = {"paper": PAPER, "demo": DEMO, "smoke": SMOKE}
 SOURCES = {"paper": _PAPER_SOURCES, "demo": _DEMO_SOURCES, "smoke": _SMOKE_SOURCES}
-
-OPTIONS = (
-    Option("--only", "run only the cells whose coordinates match, e.g. method=fast,epochs=90 (a selection of the "
-                     "grid; the cells keep their identity)", role="selection"),
-)
 
 #: Protocol facts fixed in the code (not profile fields), each with its source.
 FIXED = (

@@ -35,6 +35,10 @@ def parser(experiment: Experiment) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="base random seed of the run (default: %(default)s)")
     p.add_argument("--shard", type=_shard, default=None, metavar="i/n",
                    help="run only shard i of n (0-based); run the n shards into one --out, or into several and --merge")
+    p.add_argument("--only", action="append", default=None, metavar="COORDINATE=V[,V...]",
+                   help="run only the cells whose coordinate has one of the values, and the cells they need; repeat "
+                        "to narrow further (e.g. --only method=fast --only epochs=15,30). The cells keep their "
+                        "identity, and the report says the grid was narrowed")
     p.add_argument("--jobs", type=_jobs, default=None, metavar="N",
                    help="run the grid in N processes, each taking the next cell (one per GPU, or a share of the CPU "
                         "cores each), and merge them (default: one per GPU, else as many as the grid and the cores "
@@ -90,7 +94,8 @@ def open_run(experiment: Experiment, args: argparse.Namespace, claim_folder: boo
     config = configuration(experiment, args.profile, options, args.seed, args.limit, jobs.cell_threads(args.threads))
     out = Path(args.out or os.path.join("results", experiment.key, args.profile))
     return Run(experiment=experiment, profile_name=args.profile, profile=profile,
-               options=options, seed=args.seed, limit=args.limit, out=out, configuration=config,
+               options=options, seed=args.seed, limit=args.limit, only=tuple(args.only or ()), out=out,
+               configuration=config,
                store=store.CellStore(out, config) if claim_folder else None,
                merge_dirs=[Path(d) for d in args.merge or []],
                data_dir=args.data_dir or default_data_dir(), show_progress=args.progress and not args.child_of_jobs,
@@ -111,8 +116,7 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None) -> Tables:
         return {"plan": _print_plan(experiment, args)}
     try:
         run = open_run(experiment, args)
-        cells = experiment.grid(run)
-        grid.check_unique(cells)
+        cells = selected_grid(run)
         if args.merge is None:
             _run_shard(run, cells, args, sys.argv[1:] if argv is None else list(argv))
         if args.child_of_jobs:
@@ -122,6 +126,13 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None) -> Tables:
         raise SystemExit(f"{experiment.key}: {e}") from None
     write_outputs(run, cells, tables, clock)
     return tables
+
+
+def selected_grid(run: Run) -> list[dict]:
+    """The experiment's grid narrowed by --only (with the cells the chosen ones need)."""
+    cells = run.experiment.grid(run)
+    grid.check_unique(cells)
+    return grid.select_only(cells, run.only, run.needs)
 
 
 def _run_shard(run: Run, cells: Sequence[dict], args: argparse.Namespace, argv: list[str]) -> None:
@@ -144,7 +155,7 @@ def _print_plan(experiment: Experiment, args: argparse.Namespace):
     if experiment.cost is None:
         raise SystemExit(f"{experiment.key}: this experiment does not say what its cells cost; --plan cannot estimate it")
     run = open_run(experiment, args, claim_folder=False)
-    cells = grid.select_shard(experiment.grid(run), args.shard)
+    cells = grid.select_shard(selected_grid(run), args.shard)
     table = plan.plan(run, cells)
     print(plan.describe(table, run))
     return table
@@ -211,6 +222,8 @@ def partial_run(run: Run, cells: Sequence[dict], finished: int) -> list[str]:
         partial.append(f"only {finished} of the grid's {len(cells)} cells have finished (one shard, or a run not "
                        "yet done), and a rule on fewer cells can come out otherwise")
     selected = _narrowing_selection(run, cells)
+    if run.only and len(cells) < len(run.experiment.grid(run)):
+        selected.append(" ".join(f"--only {text}" for text in run.only))
     if selected:
         partial.append(f"{', '.join(selected)} selected part of the grid")
     if run.limit is not None:
@@ -219,15 +232,18 @@ def partial_run(run: Run, cells: Sequence[dict], finished: int) -> list[str]:
 
 
 def _narrowing_selection(run: Run, cells: Sequence[dict]) -> list[str]:
-    """The selection options (--only, --seeds, ...) of a run whose grid `cells` lacks cells of the profile's
-    own grid (the grid with every selection at the profile's value); a selection that adds cells narrows
-    nothing."""
+    """The paper's selection options (--seeds, ...) of a run whose grid `cells` lacks cells of the profile's
+    own grid (the grid with every selection at the profile's value, and the same --only); a selection that
+    adds cells narrows nothing."""
     selection = [o for o in run.experiment.options if o.role == "selection"]
     own = {o.dest: getattr(run.profile, o.profile_field) if o.profile_field else o.default for o in selection}
     changed = [o for o in selection if run.options.get(o.dest) != own[o.dest]]
     if not changed:
         return []
-    whole = run.experiment.grid(dataclasses.replace(run, options={**run.options, **own}))
+    try:
+        whole = selected_grid(dataclasses.replace(run, options={**run.options, **own}))
+    except ConfigurationError:  # --only picks only cells the selection added (--seeds 5 --only seed=4)
+        return []
     chosen = {identity.cell_key(c) for c in cells}
     if {identity.cell_key(c) for c in whole} <= chosen:
         return []
@@ -235,7 +251,7 @@ def _narrowing_selection(run: Run, cells: Sequence[dict]) -> list[str]:
 
 
 def _as_given(option: Any, value: Any) -> str:
-    """An option as a command line would give it: `--only a --only b` (append), `--xs 1,2` (a parsed list)."""
+    """An option as a command line would give it: `--opt a --opt b` (append), `--xs 1,2` (a parsed list)."""
     if option.action == "append":
         return " ".join(f"{option.flag} {v}" for v in value)
     shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)

@@ -1,7 +1,8 @@
 """Running a grid of cells: shards, dependencies between cells, resume, progress.
 
-A grid is a list of cells, each a flat dict of scalars (its coordinates). Shard i of n takes the cells at
-positions i, i+n, i+2n, ...; the n shards partition the grid. A cell that reads other cells' artifacts (a
+A grid is a list of cells, each a flat dict of scalars (its coordinates). `--only coordinate=value[,value...]`
+keeps the cells with one of the values (repeat it to narrow further) and the cells they need. Shard i of n
+takes the cells at positions i, i+n, i+2n, ...; the n shards partition the grid. A cell that reads other cells' artifacts (a
 transfer matrix over trained models) waits until those cells are finished here or in a --merge folder.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
 
 import keras
 
@@ -37,6 +38,51 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     if not 0 <= i < n:
         raise ValueError(f"shard {text!r}: the index is 0-based, so i must satisfy 0 <= i < {n}")
     return i, n
+
+
+def select_only(cells: Sequence[dict], filters: Sequence[str] | None,
+                needs: Callable[[dict], Sequence[dict]]) -> list[dict]:
+    """The cells matching every filter `coordinate=value[,value...]` (a value matches a number as a number,
+    None as "none"), and every cell they need, in grid order. A filter that names no coordinate of the grid,
+    is malformed, or leaves no cell is an error that says so."""
+    if not filters:
+        return list(cells)
+    coordinates = sorted({name for cell in cells for name in cell})
+    chosen = list(cells)
+    for text in filters:
+        name, _, listed = (part.strip() for part in text.partition("="))
+        values = [v.strip() for v in listed.split(",")]
+        if not name or not listed or any(not v or "=" in v for v in values):
+            raise store.ConfigurationError(
+                f"--only {text!r}: expected coordinate=value[,value...], one coordinate per --only "
+                "(e.g. --only method=fast --only epochs=90)")
+        if name not in coordinates:
+            raise store.ConfigurationError(
+                f"--only {text!r}: no cell has the coordinate {name!r}; the grid's coordinates are {', '.join(coordinates)}")
+        chosen = [c for c in chosen if name in c and any(_matches(c[name], v) for v in values)]
+    if not chosen:
+        raise store.ConfigurationError(f"--only {' '.join(filters)}: no cell of this grid matches every filter")
+    keys = {identity.cell_key(c) for c in chosen}
+    pending = list(chosen)
+    while pending:  # a transfer cell brings the trainings it reads
+        for needed in needs(pending.pop()):
+            if identity.cell_key(needed) not in keys:
+                keys.add(identity.cell_key(needed))
+                pending.append(needed)
+    return [c for c in cells if identity.cell_key(c) in keys]
+
+
+def _matches(value, text: str) -> bool:
+    if value is None:
+        return text.lower() == "none"
+    if isinstance(value, bool):
+        return text.lower() == str(value).lower()
+    if isinstance(value, (int, float)):
+        try:
+            return float(text) == float(value)
+        except ValueError:
+            return False
+    return str(value) == text
 
 
 def select_shard(cells: Sequence[T], shard: tuple[int, int] | None) -> list[T]:

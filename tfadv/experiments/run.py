@@ -38,6 +38,8 @@ class Run:
     merge_dirs: list[Path] = field(default_factory=list)
     #: --limit: cap on images, training steps and epochs (a wiring check), None for the profile's own sizes.
     limit: int | None = None
+    #: --only filters ("coordinate=value[,value...]"): a selection of the grid, not part of any identity.
+    only: tuple[str, ...] = ()
     data_dir: str | None = None
     show_progress: bool = True
     keep_work: bool = False
