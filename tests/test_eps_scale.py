@@ -31,6 +31,9 @@ def eps_warnings(record) -> list[warnings.WarningMessage]:
     (8 / 255, "inf", 255.0, 3072, True),        # [0, 1] units on [0, 255] data
     (8 / 255, "inf", 1.0, 3072, False),         # CIFAR-10's usual threat
     (1 / 255, "inf", 1.0, 3072, False),         # one 8-bit level
+    (0.5 / 255, "inf", 1.0, 224 * 224 * 3, False),  # half a level: the smallest L-inf eps in common use
+    (0.3, "inf", 255.0, 784, True),             # MNIST's eps on [0, 255] MNIST
+    (2.0, "2", 255.0, 784, True),               # MNIST's L2 eps on [0, 255] MNIST
     (0.5, "2", 255.0, 3072, True),              # CIFAR-10's L2 0.5 on [0, 255] data
     (0.5, "2", 1.0, 3072, False),
     (0.25, "2", 1.0, 224 * 224 * 3, False),     # ImageNet's smallest usual L2 eps
