@@ -178,3 +178,31 @@ def test_search_counts_a_model_at_chance_as_not_trained_not_collapsed():
     text = search.pattern(results, curves)
     assert "pattern (α = 2ε collapsed in every run, 1.25ε in none): ε = 0.4 (20 epochs)." in text
     assert "Mixed, unclear or not trained: ε = 0.3 (20 epochs)." in text
+
+
+@pytest.mark.parametrize("natural_large, natural_small", [
+    (0.1875, 0.1875),   # the smoke report: both at chance on 16 points, PGD-20 0 for both
+    (0.9, 0.1875),      # alpha = 2 eps collapsed; the 1.25 eps run did not train, so it cannot count as collapsed
+])
+def test_the_claim_and_the_search_section_count_collapses_alike(natural_large, natural_small):
+    from reproduce.freefast import search
+
+    large, small = fast_seeds((0.0,), (0.0,))
+    rows = [{**r, "natural_accuracy": n, "eval_points": 16, "curve_points": 16, "eps": 0.3}
+            for r, n in ((large, natural_large), (small, natural_small))]
+    results, curves = tables(rows)
+    verdict = claims.catastrophic_overfitting(results, curves)
+    _, found = search.fast_table(results, curves)
+    section = dict(line.split(", 20 epochs: ") for line in found)  # "ε = 0.3, Fast α=2ε" -> "collapsed in ..."
+    for ratio in ("1.25", "2"):
+        assert f"α={ratio}ε: {section[f'ε = 0.3, Fast α={ratio}ε']}, PGD-20" in verdict.measured
+    assert "α=1.25ε: collapsed in 0 of 1 run(s); 1 did not train" in verdict.measured
+    assert verdict.outcome == INCONCLUSIVE and "did not train" in verdict.why
+
+
+def test_a_late_fall_of_a_run_that_did_not_train_is_not_a_collapse():
+    fast = row("fast", alpha_ratio=1.25, natural=0.11, pgd=0.0)
+    results, curves = tables([fast], curve(fast, [0.3, 0.43, 0.44, 0.10, 0.0]))
+    verdict = claims.late_collapse(results, curves)
+    assert "collapsed in 0 of 1 run(s); 1 did not train" in verdict.measured
+    assert verdict.outcome == INCONCLUSIVE and "did not train" in verdict.why

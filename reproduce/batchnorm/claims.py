@@ -89,7 +89,7 @@ def toy_tilt(table: pd.DataFrame) -> Verdict:
                  rule=f"tilted: θ_BNGD − θ_GD > {TILT_MARGIN:g}° + {rules.Z:g} s.e.; reproduced also needs θ_BNGD "
                       f"within {TOY_ANGLE_TOLERANCE:g}° of {TOY_THETA_BN}°, θ_GD ≤ {TOY_ANGLE_TOLERANCE:g}° and "
                       f"{rules.MIN_SEEDS} seeds",
-                 unless=[chance_check(*clean, classes=2), None if tilted else too_few(gap.seeds, 2)])
+                 unless=[chance_check(*clean, classes=2), rules.seeds_check(gap.seeds)])
 
 
 def tilt_table(table: pd.DataFrame) -> tuple[pd.DataFrame, int | None]:
@@ -115,7 +115,7 @@ def tilt_bn(table: pd.DataFrame) -> Verdict:
                  rule=f"each BNGD θ exceeds GD's and WD's by > {TILT_MARGIN:g}° + {rules.Z:g} s.e.; "
                       f"{rules.MIN_SEEDS} seeds for reproduced",
                  unless=[chance_check(*[arm(t, "clean", variant=v) for v in linear.TILT_VARIANTS], classes=2),
-                         None if tilted else too_few(seeds, 2)])
+                         rules.seeds_check(seeds)])
 
 
 def tilt_affine(table: pd.DataFrame) -> Verdict:
@@ -130,7 +130,7 @@ def tilt_affine(table: pd.DataFrame) -> Verdict:
                  partly=abs(gap.delta) <= AFFINE_TOLERANCE,
                  rule=f"|θ_F − θ_T| ≤ {AFFINE_TOLERANCE:g}°; {rules.MIN_SEEDS} seeds for reproduced",
                  unless=[None if both_tilted else "no tilt to compare: a BNGD θ is not "
-                         f"{TILT_MARGIN:g}° above GD's"])
+                         f"{TILT_MARGIN:g}° above GD's", rules.seeds_check(gap.seeds)])
 
 
 def nearest_centroid(table: pd.DataFrame) -> Verdict:
@@ -143,9 +143,10 @@ def nearest_centroid(table: pd.DataFrame) -> Verdict:
     return judge(NC_FGSM, f"{100 * nc.mean:.1f}% vs {100 * gd.mean:.1f}% (width {width}, n={gap.seeds})",
                  holds=lead > NC_GAP + rules.Z * gap.se and gap.seeds >= rules.MIN_SEEDS, partly=lead > rules.Z * gap.se,
                  rule=f"reproduced: the nearest-centroid lead exceeds {100 * NC_GAP:g} pts + {rules.Z:g} s.e. with "
-                      f"{rules.MIN_SEEDS} seeds; partly: a smaller lead beyond the noise, or fewer seeds",
+                      f"{rules.MIN_SEEDS} seeds; partly: a smaller lead beyond the noise, or "
+                      f"{rules.MIN_SEEDS_TO_JUDGE}-{rules.MIN_SEEDS - 1} seeds",
                  unless=[chance_check(arm(t, "clean", variant="nearest_centroid"), arm(t, "clean", variant="gd"),
-                                      classes=2), saturated_check(nc, gd)])
+                                      classes=2), saturated_check(nc, gd), rules.seeds_check(gap.seeds)])
 
 
 # ------------------------------------------------------------------------------------------- Tables 6-7, App. F
@@ -213,6 +214,12 @@ def linear_ratios(table: pd.DataFrame, wd: float) -> list[tuple[int, float, floa
     return out
 
 
+def linear_seeds(table: pd.DataFrame, **where) -> int:
+    """The fewest seeds behind the linear model's BIM accuracy at any (λ, width) matching `where`."""
+    rows = select(part(table, "dimension"), model="linear", metric="bim", **where)
+    return int(rows.groupby(["weight_decay", "scale"]).size().min()) if len(rows) else 0
+
+
 def ratio_text(ratios: list[tuple[int, float, float]]) -> str:
     return " / ".join(f"{r:.2f} ± {se:.2f} ({k}x)" for k, r, se in ratios) or "n/a (one width only)"
 
@@ -226,14 +233,15 @@ def linear_flat(table: pd.DataFrame) -> Verdict:
         return not_measured(LINEAR_WD_FLAT, "the linear model with weight decay at two or more widths")
     flat = [wd for wd, r in found.items() if all(q - rules.Z * se >= 1 - RATIO_TOLERANCE for _, q, se in r)]
     falls = [wd for wd, r in found.items() if any(q + rules.Z * se < 1 - RATIO_TOLERANCE for _, q, se in r)]
-    seeds = select(t, model="linear", metric="bim").groupby(["weight_decay", "scale"]).size().min()
+    seeds = linear_seeds(table)
     return judge(LINEAR_WD_FLAT, "; ".join(f"λ={wd:g}: {ratio_text(r)}" for wd, r in found.items()),
                  holds=bool(flat) and seeds >= rules.MIN_SEEDS, partly=bool(flat),
                  rule=f"for some λ of the grid, every ratio − {rules.Z:g} s.e. ≥ {1 - RATIO_TOLERANCE:g}"
                       + (f" (λ = {', '.join(f'{w:g}' for w in flat)})" if flat else "")
                       + f"; {rules.MIN_SEEDS} seeds for reproduced",
                  unless=[None if flat or len(falls) == len(found) else
-                         "within the noise: no λ's ratios are all clearly ≥ or clearly below the threshold"])
+                         "within the noise: no λ's ratios are all clearly ≥ or clearly below the threshold",
+                         rules.seeds_check(seeds)])
 
 
 def linear_falls(table: pd.DataFrame) -> Verdict:
@@ -242,10 +250,12 @@ def linear_falls(table: pd.DataFrame) -> Verdict:
         return not_measured(LINEAR_PLAIN_FALLS, "the linear model at two or more widths")
     _, r, se = ratios[-1]
     falls = r + rules.Z * se < 1 - RATIO_TOLERANCE
-    return judge(LINEAR_PLAIN_FALLS, ratio_text(ratios), holds=falls,
-                 rule=f"the widest ratio + {rules.Z:g} s.e. < {1 - RATIO_TOLERANCE:g}",
+    seeds = linear_seeds(table, weight_decay=0.0)
+    return judge(LINEAR_PLAIN_FALLS, ratio_text(ratios), holds=falls and seeds >= rules.MIN_SEEDS, partly=falls,
+                 rule=f"the widest ratio + {rules.Z:g} s.e. < {1 - RATIO_TOLERANCE:g}; {rules.MIN_SEEDS} seeds for "
+                      "reproduced",
                  unless=[None if falls or r - rules.Z * se >= 1 - RATIO_TOLERANCE else
-                         "within the noise: the widest ratio's interval straddles the threshold"])
+                         "within the noise: the widest ratio's interval straddles the threshold", rules.seeds_check(seeds)])
 
 
 # ------------------------------------------------------------------------------------------------- Figure 2

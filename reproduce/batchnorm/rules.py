@@ -5,8 +5,9 @@ minus without) against the paper's direction:
 
 * shown: in the paper's direction by more than Z standard errors and by at least MIN_EFFECT; then
   *reproduced* with at least MIN_SEEDS seeds per arm (and, on the paper profile, within a factor
-  MAGNITUDE of the paper's number), else *partly reproduced* (the seed-to-seed spread is unknown, or the
-  size is off);
+  MAGNITUDE of the paper's number), else *partly reproduced* (the seed-to-seed spread is not trusted, or the
+  size is off); with fewer than MIN_SEEDS_TO_JUDGE seeds, *inconclusive* (one run per arm says nothing of
+  the spread, and a difference between single runs can be noise);
 * excluded: even Z standard errors in the paper's favour stay below MIN_EFFECT: *not reproduced*;
 * otherwise the noise could flip the verdict: *inconclusive*, and so is any comparison on a model that did
   not train (clean accuracy within CHANCE_MARGIN of chance) or on accuracies saturated at 0% or 100%.
@@ -17,13 +18,20 @@ import math
 from collections.abc import Iterable, Sequence
 
 from reproduce.batchnorm.stats import Difference
-from tfadv.experiments.verdicts import INCONCLUSIVE, NOT_REPRODUCED, PARTLY, REPRODUCED, Claim, Verdict, judge
+from tfadv.experiments.verdicts import (INCONCLUSIVE, NOT_REPRODUCED, PARTLY, REPRODUCED, Claim, Verdict, judge,
+                                       too_few)
 
 Z = 2.0             # standard errors that the noise could not plausibly produce
 MIN_EFFECT = 0.02   # tfadv: the smallest change in accuracy (2 points) called an effect
 MIN_SEEDS = 3       # seeds per arm before a spread over seeds is trusted (the paper: 3 to 5 seeds)
+MIN_SEEDS_TO_JUDGE = 2  # seeds per arm before a comparison of runs is judged at all
 MAGNITUDE = 2.0     # paper profile: "reproduced" within a factor of 2 of the paper's difference
 CAPPED = "at most partly: "
+
+
+def seeds_check(seeds: int) -> str | None:
+    """Why a comparison of `seeds` runs per arm cannot be judged, or None."""
+    return too_few(seeds, MIN_SEEDS_TO_JUDGE, "seeds (a difference between single runs can be noise)")
 
 
 def noise_reason(diff: Difference, direction: float, smallest: float = MIN_EFFECT) -> str | None:
@@ -53,7 +61,7 @@ def effect(claim: Claim, diff: Difference, paper_delta: float | None, *, directi
         reasons.append(cap)
     rule = (f"{'lower' if direction < 0 else 'higher'} by > {Z:g} s.e. and >= {100 * MIN_EFFECT:g} pts"
             + (f"; {note}" if note else "") + (f"; {CAPPED}{', '.join(reasons)}" if shown and reasons else ""))
-    unless = [r for r in unless if r]  # a failed precondition says more than the noise would
+    unless = [r for r in [*unless, seeds_check(diff.seeds)] if r]  # a failed precondition says more than the noise
     return judge(claim, diff.text(), holds=shown and not reasons, partly=shown, rule=rule,
                  unless=unless or [noise_reason(diff, direction)])
 

@@ -84,7 +84,8 @@ def verdict_rules() -> str:
             f"fails; **not reproduced** when even {rules.Z:g} standard errors in the paper's favour stay below "
             f"{100 * rules.MIN_EFFECT:g} points; **inconclusive** otherwise (the noise could flip it), and whenever a "
             f"compared model is within {100 * CHANCE_MARGIN:g} points of chance accuracy or every compared accuracy is "
-            f"within {100 * SATURATION_MARGIN:g} points of 0% or 100%. The standard error of a mean over seeds is the "
+            f"within {100 * SATURATION_MARGIN:g} points of 0% or 100%, or an arm has fewer than "
+            f"{rules.MIN_SEEDS_TO_JUDGE} seeds (a difference between single runs can be noise). The standard error of a mean over seeds is the "
             "seeds' spread, never below the binomial error of the accuracies themselves. A claim over several cases "
             "(widths, metrics, models) is reproduced when every case is, partly when some are.")
 

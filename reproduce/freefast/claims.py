@@ -42,25 +42,25 @@ ROBUST_TOLERANCE = 0.015
 
 
 def catastrophic_overfitting(results: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
-    """Every alpha = 2 eps run collapsed (m.collapse_status) and every alpha = 1.25 eps run stayed healthy."""
+    """Every alpha = 2 eps run collapsed and every alpha = 1.25 eps run stayed healthy (m.run_status, as the
+    report's search section counts them: a run that did not train is neither, and leaves the claim inconclusive)."""
     fast = m.sweep(results, "fast", "alpha_ratio", batch_size=None)
     large, small = select(fast, alpha_ratio=2.0), select(fast, alpha_ratio=1.25)
     if large.empty or small.empty:
         return not_measured(CATASTROPHIC, "needs Fast at α = 2ε and 1.25ε")
-    status = {ratio: [m.collapse_status(r["pgd20_accuracy"], int(r["eval_points"]), m.run_curve(curves, r),
-                                        int(r["curve_points"])) for _, r in rows.iterrows()]
-              for ratio, rows in ((2.0, large), (1.25, small))}
-    measured = "; ".join(
-        f"α={ratio:g}ε: collapsed in {s.count('collapsed')} of {len(s)} runs, PGD-20 "
-        f"{m.estimate(rows, 'pgd20_accuracy').text()}" for (ratio, s), rows in zip(status.items(), (large, small)))
+    status = {ratio: [m.run_status(r, curves) for _, r in rows.iterrows()] for ratio, rows in ((2.0, large),
+                                                                                                (1.25, small))}
+    measured = "; ".join(f"α={ratio:g}ε: {m.collapse_count(s)}, PGD-20 {m.estimate(rows, 'pgd20_accuracy').text()}"
+                         for (ratio, s), rows in zip(status.items(), (large, small)))
+    judged = pd.concat([large, small])
     unclear = sum(s.count("unclear") for s in status.values())
     none = "collapsed" not in status[2.0]
     return judge(CATASTROPHIC, measured,
                  holds=all(s == "collapsed" for s in status[2.0]) and all(s == "healthy" for s in status[1.25]),
                  partly=not none,
                  rule=f"collapsed = PGD-20 ≤ {m.COLLAPSE_ACCURACY} or a fall of > {m.COLLAPSE_DROP} below the "
-                      "curve's best epoch; healthy = clearly above (2 s.e.)",
-                 unless=[m.untrained(fast), pre.saturated(fast["pgd20_accuracy"]),
+                      "curve's best epoch; healthy = clearly above (2 s.e.); a run that did not train is neither",
+                 unless=[m.untrained(judged), pre.saturated(judged["pgd20_accuracy"]),
                          f"{unclear} run(s) within 2 s.e. of the {m.COLLAPSE_ACCURACY} collapse threshold"
                          if unclear else None,
                          pre.too_few(len(status[2.0]), RUNS_TO_RULE_OUT, "α = 2ε runs to rule a collapse out")
@@ -171,10 +171,11 @@ def late_collapse(results: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     runs = [(r, c) for r, c in runs if len(c)]
     if not runs:
         return not_measured(LATE_COLLAPSE, "needs the per-epoch curves of Fast α = 1.25ε")
-    status = [m.curve_collapse(c, int(r["curve_points"])) for r, c in runs]
+    # Collapse along the curve only (the claim is about a late fall), but "did not train" as everywhere else.
+    status = ["untrained" if m.untrained_run(r) else m.curve_collapse(c, int(r["curve_points"])) for r, c in runs]
     texts = [f"best {b:.3f} at epoch {e}, final {last:.3f}" for b, e, last in (m.curve_drop(c) for _, c in runs)]
-    measured = (f"{status.count('collapsed')} of {len(runs)} runs collapsed over {int(fast['epochs'].iloc[0])} "
-                f"epochs (PGD-{int(fast['curve_steps'].iloc[0])} on the curves: " + "; ".join(texts) + ")")
+    measured = (f"over {int(fast['epochs'].iloc[0])} epochs, {m.collapse_count(status)} "
+                f"(PGD-{int(fast['curve_steps'].iloc[0])} on the curves: " + "; ".join(texts) + ")")
     unclear = status.count("unclear")
     return judge(LATE_COLLAPSE, measured, holds=all(s == "collapsed" for s in status), partly="collapsed" in status,
                  rule=f"collapse = a fall of more than {m.COLLAPSE_DROP} below the curve's best epoch",

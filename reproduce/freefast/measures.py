@@ -87,6 +87,27 @@ def collapse_status(final_pgd: float, points: int, curve: pd.DataFrame | None = 
     return "unclear" if "unclear" in (final, along) else "healthy"
 
 
+def untrained_run(row: pd.Series) -> bool:
+    """One run's natural accuracy is not clearly above chance (`untrained`): it has nothing to collapse from."""
+    return untrained(pd.DataFrame([row])) is not None
+
+
+def run_status(row: pd.Series, curves: pd.DataFrame) -> str:
+    """"untrained" (untrained_run), else collapse_status of one run of the results table: the one definition the
+    claims and the report's search section both count with, so that they cannot disagree."""
+    if untrained_run(row):
+        return "untrained"
+    return collapse_status(row["pgd20_accuracy"], int(row["eval_points"]), run_curve(curves, row),
+                           int(row["curve_points"]))
+
+
+def collapse_count(status: list[str]) -> str:
+    """"collapsed in 1 of 3 run(s); 1 did not train": a count of run_status (or curve) outcomes, worded once."""
+    untrained_runs = status.count("untrained")
+    return (f"collapsed in {status.count('collapsed')} of {len(status)} run(s)"
+            + (f"; {untrained_runs} did not train" if untrained_runs else ""))
+
+
 def run_curve(curves: pd.DataFrame, row: pd.Series) -> pd.DataFrame:
     """The per-epoch curve of the cell that produced `row` of the results table."""
     return curves[curves["cell"] == row["cell"]] if "cell" in curves else curves.iloc[0:0]

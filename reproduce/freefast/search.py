@@ -35,21 +35,13 @@ def _last_adversarial_accuracy(curves: pd.DataFrame, rows: pd.DataFrame) -> str:
     return f"{last['train_adv_accuracy'].mean():.3f}"
 
 
-def run_status(row: pd.Series, curves: pd.DataFrame) -> str:
-    """measures.collapse_status of one run, or "untrained": a model at chance has nothing to collapse from."""
-    if m.untrained(pd.DataFrame([row])):
-        return "untrained"
-    return m.collapse_status(row["pgd20_accuracy"], int(row["eval_points"]), m.run_curve(curves, row),
-                             int(row["curve_points"]))
-
-
 def fast_table(results: pd.DataFrame, curves: pd.DataFrame) -> tuple[str, list[str]]:
     """Markdown table of every Fast (and PGD reference) run grouped by (eps, training, epochs), and one
     sentence per Fast group."""
     runs = select(results, method=["fast", "pgd"]).assign(training=lambda t: [label(**r) for r in t.to_dict("records")])
     rows, found = [], []
     for (eps, training, epochs), group in runs.groupby(["eps", "training", "epochs"], sort=True):
-        status = [run_status(r, curves) for _, r in group.iterrows()]
+        status = [m.run_status(r, curves) for _, r in group.iterrows()]
         drops = [m.curve_drop(m.run_curve(curves, r)) for _, r in group.iterrows() if len(m.run_curve(curves, r))]
         fast = group["method"].iloc[0] == "fast"
         rows.append([f"{eps:g}", training, int(epochs), len(group), m.estimate(group, "natural_accuracy").text(),
@@ -58,9 +50,7 @@ def fast_table(results: pd.DataFrame, curves: pd.DataFrame) -> tuple[str, list[s
                      f"{status.count('collapsed')} / {status.count('healthy')} / {status.count('unclear')} / "
                      f"{status.count('untrained')}" if fast else "(reference)"])
         if fast:
-            untrained = f"; {status.count('untrained')} did not train" if "untrained" in status else ""
-            found.append(f"ε = {eps:g}, {training}, {int(epochs)} epochs: collapsed in {status.count('collapsed')} "
-                         f"of {len(status)} run(s){untrained}")
+            found.append(f"ε = {eps:g}, {training}, {int(epochs)} epochs: {m.collapse_count(status)}")
     columns = ["ε", "training", "epochs", "runs", "natural", "train batches (last epoch)", "PGD-20",
                "curve PGD best@epoch → final", "collapsed / healthy / unclear / did not train"]
     return markdown_table(columns, rows), found
@@ -73,7 +63,7 @@ def pattern(results: pd.DataFrame, curves: pd.DataFrame) -> str:
              "both": "both step sizes collapsed", "neither": "neither collapsed", "mixed": "mixed, unclear or not trained"}
     places: dict[str, list[str]] = {key: [] for key in names}
     for (eps, epochs), group in select(results, method="fast").groupby(["eps", "epochs"], sort=True):
-        status = {ratio: "+".join(sorted({run_status(r, curves) for _, r in rows.iterrows()}))
+        status = {ratio: "+".join(sorted({m.run_status(r, curves) for _, r in rows.iterrows()}))
                   for ratio, rows in group.groupby("alpha_ratio")}
         if set(status) == {1.25, 2.0}:
             where = {("collapsed", "healthy"): "pattern", ("collapsed", "collapsed"): "both",
