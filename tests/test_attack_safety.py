@@ -317,6 +317,11 @@ def test_bad_configuration_is_refused(kwargs, message):
         (np.zeros((4, 8, 8, 1), "float32"), np.array([0, -1, 2, 3]), ValueError, "labels must lie"),
         (np.zeros((4, 8, 8, 1), "float32"), np.zeros((4, 9), "float32"), ValueError, "one-hot labels have 9 columns"),
         (np.zeros((4, 8, 8, 1), "float32"), np.full((4, 10), 0.5, "float32"), ValueError, "sum to 1"),
+        (np.zeros((4, 8, 8, 1), "float32"), np.eye(10, dtype="float32")[[0, 1, 2, 3]] * 0.9 + 0.01, ValueError,
+         r"(?s)PGD: label rows must be exactly one-hot.*4 of 4 rows are soft.*np.argmax\(y, axis=-1\)"),
+        (np.zeros((4, 8, 8, 1), "float32"), np.eye(10, dtype="float32")[[0, 1, 2, 3]] * 0.5
+         + np.eye(10, dtype="float32")[[1, 2, 3, 4]] * 0.5, ValueError, "exactly one-hot"),
+        (np.zeros((0, 8, 8, 1), "float32"), np.zeros(0, "int64"), ValueError, r"PGD: no samples: x has shape \(0, 8, 8, 1\)"),
         (np.zeros((4, 8, 8, 1), "float32"), np.zeros(4, "float32"), TypeError, "must be integers"),
         (np.zeros((4, 8, 8, 1), "float32"), np.zeros((4, 1), "float32"), TypeError, "must be integers"),
         (np.zeros((4, 8, 8, 1), "float32"), np.full((4, 1), 10), ValueError, r"labels must lie in \[0, 10\)"),
@@ -405,3 +410,150 @@ def test_restarts_of_a_deterministic_attack_are_said_to_repeat_the_first(trained
     assert len(said) == repeats
     if repeats:
         assert issubclass(said[0].category, EvaluationWarning) and said[0].filename == __file__
+
+
+# ---------------------------------------------------------------- soft labels: no single true class
+COMMON = dict(from_logits=False, clip_min=0.0, clip_max=1.0, seed=0)  # `trained` outputs probabilities
+EVERY_ATTACK = {
+    "PGD": lambda m: PGD(m, 0.1, "inf", 4, **COMMON),
+    "APGD-DLR": lambda m: APGD(m, 0.1, "inf", 4, loss="dlr", **COMMON),
+    "APGD-T": lambda m: APGD(m, 0.1, "inf", 4, loss="dlr", targeted=True, n_target_classes=2, **COMMON),
+    "Square": lambda m: Square(m, 0.1, "inf", 10, **COMMON),
+    "FAB-T": lambda m: FAB(m, 0.1, "inf", 4, targeted=True, n_target_classes=2, **COMMON),
+}
+
+
+@pytest.mark.parametrize("make", EVERY_ATTACK.values(), ids=EVERY_ATTACK.keys())
+def test_smoothed_one_hot_rows_are_refused_by_every_attack_and_by_evaluation(trained, digits, make):
+    """The probe: np.eye(10)[y] * 0.9 + 0.01 passed (non-negative, rows summing to 1) and changed every
+    attack's robust accuracy; APGD-DLR fell to 10%, with NaN examples counted as successes, because DLR and
+    the margin read `y_onehot > 0` as the true class."""
+    x, y = batch(digits, 16)
+    smoothed = np.eye(10, dtype="float32")[y] * 0.9 + 0.01
+    attack = make(trained)
+    with pytest.raises(ValueError, match=r"(?s)label rows must be exactly one-hot.*no single true class"):
+        attack(x, smoothed)
+    with pytest.raises(ValueError, match="robust_accuracy: label rows must be exactly one-hot"):
+        robust_accuracy(trained, make(trained), x, smoothed)
+    assert attack.tracing_count() == 0
+    traced_attack = make(trained)  # inside a tf.function the labels are checked when the graph runs
+    traced = tf.function(lambda a, b: traced_attack(a, b, sample_ids=tf.range(len(x))))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="exactly one-hot"):
+        traced(tf.constant(x), tf.constant(smoothed))
+
+
+def test_accuracy_refuses_soft_rows_before_any_compute(trained, digits):
+    x, y = batch(digits, 16)
+    with pytest.raises(ValueError, match="accuracy: label rows must be exactly one-hot"):
+        accuracy(trained, x, np.eye(10)[y] * 0.9 + 0.01)
+
+
+# ----------------------------------------------------------- labels outside the model's class count
+@pytest.mark.parametrize("make, kwargs", [
+    (lambda m: PGD(m, 0.1, "inf", 4, **COMMON), {}),
+    (lambda m: FGM(m, 0.1, clip_min=0.0, clip_max=1.0), {}),
+    (lambda m: PGD(m, 0.1, "inf", 4, select="first_success", **COMMON), {}),
+    (lambda m: APGD(m, 0.1, "inf", 4, **COMMON), dict(verbose=True)),
+], ids=["PGD", "FGM", "PGD-first-success", "APGD-verbose"])
+@pytest.mark.parametrize("bad", [10, -1])
+def test_robust_accuracy_refuses_labels_outside_the_class_count_before_any_compute(trained, digits, make, kwargs,
+                                                                                   bad):
+    """The probe: robust_accuracy read the labels without the class count on its plain path, so a label 10 on
+    a 10-class model was never correct, never attacked and counted as not robust (43% instead of 50%)."""
+    x, y = batch(digits, 16)
+    y = y.copy()
+    y[:3] = bad
+    attack = make(trained)
+    with pytest.raises(ValueError, match=r"robust_accuracy: labels must lie in \[0, 10\)"):
+        robust_accuracy(trained, attack, x, y, **kwargs)
+    assert attack.tracing_count() == 0
+
+
+def test_robust_accuracy_of_the_same_shape_refuses_labels_outside_the_class_count(trained, digits):
+    from tfadv.evaluation.same_shape import robust_accuracy_same_shape
+
+    x, y = batch(digits, 16)
+    attack = PGD(trained, 0.1, "inf", 4, **COMMON)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\)"):
+        robust_accuracy_same_shape(trained, attack, x, np.where(y == 9, 10, y))
+    with pytest.raises(ValueError, match="no samples"):
+        robust_accuracy_same_shape(trained, attack, x[:0], y[:0])
+
+
+# ------------------------------------------------------------------------- the attack's Keras loss
+@pytest.mark.parametrize("from_logits, loss, stated", [
+    (True, keras.losses.CategoricalCrossentropy(), "False"),
+    (True, keras.losses.SparseCategoricalCrossentropy(), "False"),
+    (False, keras.losses.CategoricalCrossentropy(from_logits=True), "True"),
+])
+def test_a_loss_whose_from_logits_contradicts_the_attacks_is_refused(from_logits, loss, stated):
+    """The probe: PGD(from_logits=True, loss=CategoricalCrossentropy()) kept the loss's from_logits=False,
+    read logits as probabilities (zero gradients): 88% robust instead of 44%, with loss_path "from_logits"."""
+    message = (rf"PGD: loss={type(loss).__name__}\(from_logits={stated}\) contradicts from_logits={from_logits}.*"
+               rf"Build the loss with from_logits={from_logits}")
+    with pytest.raises(ValueError, match=message):
+        PGD(sequential(logits=from_logits), 0.1, "inf", 4, from_logits=from_logits, loss=loss)
+    with pytest.raises(ValueError, match="FGM: loss="):
+        FGM(sequential(logits=from_logits), 0.1, from_logits=from_logits, loss=loss)
+
+
+def test_a_matching_loss_is_used_and_a_smoothed_one_refused(trained, digits):
+    x, y = batch(digits, 16)
+    default = PGD(trained, 0.1, "inf", 4, **COMMON)
+    same = PGD(trained, 0.1, "inf", 4, loss=keras.losses.CategoricalCrossentropy(from_logits=False), **COMMON)
+    ids = np.arange(len(x))
+    np.testing.assert_allclose(same(x, y, sample_ids=ids).numpy(), default(x, y, sample_ids=ids).numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match=r"PGD: loss=CategoricalCrossentropy\(label_smoothing=0.1\).*label_smoothing=0"):
+        PGD(trained, 0.1, loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1), **COMMON)
+
+
+def test_loss_path_claims_no_keras_cross_entropy_path_for_another_loss(trained, digits):
+    """stats["loss_path"] describes Keras' cross-entropy; for any other loss it says so instead of
+    reporting the attack's from_logits as the path taken."""
+    x, y = batch(digits, 8)
+    logits = sequential(logits=True)
+    focal = keras.losses.CategoricalFocalCrossentropy(from_logits=True)
+    _, stats = PGD(logits, 0.1, "inf", 2, loss=focal, from_logits=True)(x, y, return_stats=True)
+    assert stats["loss_path"] == "custom_loss"
+    _, stats = PGD(logits, 0.1, "inf", 2, from_logits=True)(x, y, return_stats=True)
+    assert stats["loss_path"] == "from_logits"
+
+
+# ----------------------------------------------------------------- no gradient path from x at all
+def behind(preprocessing, core: keras.Model) -> keras.Model:
+    inputs = keras.Input((8, 8, 1))
+    return keras.Model(inputs, core(keras.layers.Lambda(preprocessing)(inputs)))
+
+
+NO_GRADIENT = {"round": lambda t: tf.round(t * 4.0) / 4.0, "stop_gradient": tf.stop_gradient}
+GRADIENT_ATTACKS = {
+    "PGD": lambda m: PGD(m, 0.1, "inf", 4, **COMMON),
+    "FGM": lambda m: FGM(m, 0.1, clip_min=0.0, clip_max=1.0),
+    "APGD": lambda m: APGD(m, 0.1, "inf", 4, **COMMON),
+    "FAB": lambda m: FAB(m, 0.1, "inf", 4, **COMMON),
+    "FAB-T": lambda m: FAB(m, 0.1, "inf", 4, targeted=True, n_target_classes=2, **COMMON),
+}
+
+
+@pytest.mark.parametrize("make", GRADIENT_ATTACKS.values(), ids=GRADIENT_ATTACKS.keys())
+@pytest.mark.parametrize("preprocessing", NO_GRADIENT.values(), ids=NO_GRADIENT.keys())
+def test_a_model_without_an_input_gradient_is_named_by_every_gradient_attack(trained, digits, make, preprocessing):
+    """The probe: PGD and FGM failed with "None values not supported." deep in a trace, and APGD read the
+    missing gradient as zero and reported the clean accuracy as robust."""
+    x, y = batch(digits, 16)
+    model = behind(preprocessing, trained)
+    message = r"(?s)no gradient with respect to its input x.*tf.round.*tf.stop_gradient.*Square.*BPDA"
+    with pytest.raises(ValueError, match=message):
+        make(model)(x, y)
+    with pytest.raises(ValueError, match=message):
+        robust_accuracy(model, make(model), x, y)
+
+
+def test_a_model_without_an_input_gradient_is_still_attacked_by_square_and_named_by_the_masking_checks(trained, digits):
+    from tfadv.evaluation import check_gradient_masking
+
+    x, y = batch(digits, 32)
+    model = behind(NO_GRADIENT["round"], trained)
+    assert 0.0 <= robust_accuracy(model, Square(model, 0.1, "inf", 20, **COMMON), x, y) <= 1.0
+    report = check_gradient_masking(model, x, y, eps=0.1, norm="inf", clip_min=0.0, clip_max=1.0, steps=2, queries=10)
+    assert [f.name for f in report.raised] == ["no_input_gradient"]

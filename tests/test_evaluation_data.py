@@ -64,3 +64,25 @@ def test_what_cannot_be_evaluated_is_named():
     attack = PGD(small_cnn(), 0.1, steps=1, from_logits=True, clip_min=0.0, clip_max=1.0)
     with pytest.raises(TypeError, match="an attack takes one batch"):
         attack(_dataset(x, y), None)
+
+
+def test_no_samples_is_refused_by_name_not_answered_with_nan():
+    """The probe: robust_accuracy of empty arrays returned nan silently; an attack and the masking checks
+    failed deep inside TensorFlow."""
+    model, x, y = _model_and_data(4)
+    attack = PGD(model, 0.1, steps=1, from_logits=True, clip_min=0.0, clip_max=1.0)
+    empty = r"no samples: x has shape \(0, 8, 8, 1\)"
+    with pytest.raises(ValueError, match=f"robust_accuracy: {empty}"):
+        robust_accuracy(model, attack, x[:0], y[:0])
+    with pytest.raises(ValueError, match=f"robust_accuracy: {empty}"):
+        robust_mask(model, attack, x[:0], y[:0])
+    with pytest.raises(ValueError, match=f"PGD: {empty}"):
+        attack(x[:0], y[:0])
+    with pytest.raises(ValueError, match=f"check_gradient_masking: {empty}"):
+        check_gradient_masking(model, x[:0], y[:0], **SETTINGS)
+    with pytest.raises(ValueError, match=f"auto_attack: {empty}"):
+        auto_attack(model, x[:0], y[:0], **SETTINGS)
+    with pytest.raises(ValueError, match=f"accuracy: {empty}"):
+        accuracy(model, x[:0], y[:0])
+    with pytest.raises(ValueError, match=f"robust_accuracy: {empty}"):
+        robust_accuracy(model, attack, tf.data.Dataset.from_tensors((x[:0], y[:0])))  # one batch of none

@@ -174,6 +174,19 @@ def test_the_trend_flags_are_raised_past_their_tolerances_and_not_before():
     assert "40.0% with 10 steps, 38.0% with 40" in steps.measured
 
 
+def test_a_model_without_any_input_gradient_gets_a_report_that_says_so():
+    # tf.round alone (no 0 * x path): tf.GradientTape returns None, which the attacks refuse; the masking
+    # check is where a user asks about exactly this, so it reports instead of raising.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    rounded = keras.layers.Lambda(lambda t: tf.round(4.0 * t) / 4.0)(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(rounded)))
+    x, y = held_out(32)
+    report = check_gradient_masking(model, x, y, eps=0.1, norm="inf", from_logits=True, clip_min=0.0, clip_max=1.0)
+    assert [f.name for f in report.raised] == ["no_input_gradient"] and len(report.flags) == 1
+    assert "Square" in report["no_input_gradient"].advice and "1 of 1 raised" in report.to_markdown()
+
+
 def test_gradient_flags_are_quiet_on_a_healthy_model():
     model = trained_cnn()
     x, y = held_out(64)

@@ -1,4 +1,5 @@
 """The Wilson interval of a robust accuracy, against textbook values."""
+import numpy as np
 import pytest
 
 from tfadv.evaluation.uncertainty import wilson_interval
@@ -21,3 +22,24 @@ def test_wilson_interval_matches_textbook_values():
 def test_wilson_interval_refuses_impossible_counts_and_levels(args):
     with pytest.raises(ValueError, match="wilson_interval"):
         wilson_interval(*args)
+
+
+@pytest.mark.parametrize("successes, n", [(0.45, 100), (np.float64(0.9), 1000), (45.5, 100)])
+def test_a_fraction_is_refused_with_the_count_to_pass(successes, n):
+    """The probe: wilson_interval(0.45, 100), a robust_accuracy passed as the count, returned (0.0004, 0.045)."""
+    with pytest.raises(ValueError, match=r"wilson_interval: successes must be a count \(an integer\), got .*not a fraction"):
+        wilson_interval(successes, n)
+    with pytest.raises(ValueError, match=r"round\(0.45 \* 100\) = 45"):
+        wilson_interval(0.45, 100)
+
+
+def test_integer_valued_counts_of_any_numeric_type_pass_and_bools_do_not():
+    expected = wilson_interval(45, 100)
+    assert wilson_interval(45.0, 100.0) == wilson_interval(np.int64(45), np.int64(100)) == expected
+    assert wilson_interval((np.arange(100) < 45).sum(), 100) == expected  # a mask's sum: a numpy integer
+    with pytest.raises(TypeError, match="successes must be a count"):
+        wilson_interval(True, 1)
+    with pytest.raises(ValueError, match=r"n must be a count \(an integer\), got 100.5"):
+        wilson_interval(45, 100.5)
+    with pytest.raises(ValueError, match=r"successes must lie in \[0, n\] = \[0, 100\], got 101"):
+        wilson_interval(101, 100)

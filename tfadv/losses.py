@@ -16,7 +16,12 @@ import tensorflow as tf
 from tfadv import tracing
 
 Reduction = Literal["sum_over_batch_size", "sum"]
-LossPath = Literal["from_logits", "softmax_logits_shortcut", "clipped_probabilities"]
+#: Which cross-entropy Keras computes (keras_loss_path); "custom_loss" for any loss other than Keras'
+#: categorical cross-entropies, whose handling of the model output is its own.
+LossPath = Literal["from_logits", "softmax_logits_shortcut", "clipped_probabilities", "custom_loss"]
+
+#: The losses keras_loss_path describes (Keras' categorical cross-entropies, the attacks' default).
+_KERAS_CROSS_ENTROPIES = (keras.losses.CategoricalCrossentropy, keras.losses.SparseCategoricalCrossentropy)
 
 #: Keras' reduction names, with its alias "mean" for "sum_over_batch_size".
 _REDUCTIONS = {"sum_over_batch_size": "sum_over_batch_size", "mean": "sum_over_batch_size", "sum": "sum"}
@@ -35,14 +40,35 @@ def canonical_reduction(reduction: str) -> Reduction:
     return _REDUCTIONS[reduction]
 
 
-def per_sample_loss_fn(loss: keras.losses.Loss | None, from_logits: bool) -> keras.losses.Loss:
-    """A copy of `loss` (default: CategoricalCrossentropy) that returns one value per sample."""
+def per_sample_loss_fn(loss: keras.losses.Loss | None, from_logits: bool, owner: str = "loss") -> keras.losses.Loss:
+    """A copy of `loss` (default: CategoricalCrossentropy) that returns one value per sample. A loss whose
+    own `from_logits` contradicts `from_logits` (what the model outputs) is refused: the copy keeps the
+    loss's setting, so it would read logits as probabilities (zero gradients) or the reverse."""
     if loss is None:
         return keras.losses.CategoricalCrossentropy(from_logits=from_logits, reduction="none")
     if not isinstance(loss, keras.losses.Loss):
-        raise TypeError(f"loss must be a keras.losses.Loss instance, got {type(loss).__name__}")
+        raise TypeError(f"{owner}: loss must be a keras.losses.Loss instance, got {type(loss).__name__}")
     config = dict(loss.get_config(), reduction="none")
+    if "from_logits" in config and bool(config["from_logits"]) != bool(from_logits):
+        raise ValueError(
+            f"{owner}: loss={type(loss).__name__}(from_logits={config['from_logits']}) contradicts "
+            f"from_logits={from_logits}: the loss would read the model's {_output_kind(from_logits)} as "
+            f"{_output_kind(config['from_logits'])}. Build the loss with from_logits={from_logits} (from_logits "
+            "says what the model outputs), or leave loss=None for the default cross-entropy"
+        )
     return type(loss).from_config(config)
+
+
+def _output_kind(from_logits: bool) -> str:
+    return "logits" if from_logits else "probabilities"
+
+
+def attack_loss_path(loss: keras.losses.Loss, y_pred: tf.Tensor, from_logits: bool) -> LossPath:
+    """keras_loss_path for Keras' categorical cross-entropies; "custom_loss" for any other loss, whose
+    reading of the output (clipping, shortcuts) is its own, so no cross-entropy path can be claimed for it."""
+    if isinstance(loss, _KERAS_CROSS_ENTROPIES):
+        return keras_loss_path(y_pred, from_logits)
+    return "custom_loss"
 
 
 def loss_labels(loss: keras.losses.Loss, y_onehot: tf.Tensor) -> tf.Tensor:
@@ -79,6 +105,7 @@ def loss_scaled_gradient(
     x: tf.Tensor,
     scale: float | tf.Tensor | None = None,
     own_graph: bool = False,
+    owner: str = "the attack",
 ) -> tuple[tf.Tensor, Any]:
     """(d loss / d x, aux) for loss_fn(x) -> (scalar loss, aux), back-propagating scale * loss.
 
@@ -87,6 +114,7 @@ def loss_scaled_gradient(
     again in float32 leaves the gradient itself unchanged, so the L2 step (whose 1e-12 floor is not
     scale-invariant) sees the true gradient. Attacks and adversarial training both take gradients here.
     `own_graph`: inside a traced function, run the pass as a graph of its own (tracing.own_graph_helps).
+    `owner` names the caller in the error raised when x has no gradient at all (require_input_gradient).
     """
     def gradient_pass(x):
         with tf.GradientTape() as tape:
@@ -94,10 +122,29 @@ def loss_scaled_gradient(
             loss, aux = loss_fn(x)
             if scale is not None:
                 loss = loss * scale
-        grad = tape.gradient(loss, x)
+        grad = require_input_gradient(tape.gradient(loss, x), owner)
         return (grad if scale is None else grad / scale), aux
 
     return tracing.call_as_own_graph(own_graph, gradient_pass, x)
+
+
+class NoInputGradientError(ValueError):
+    """The model's output has no gradient with respect to its input (require_input_gradient)."""
+
+
+def require_input_gradient(grad: tf.Tensor | None, owner: str) -> tf.Tensor:
+    """`grad`, or a clear error when it is None: tf.GradientTape found no differentiable path from the input
+    to the loss. (A zero gradient of a differentiable model is another case, reported by the masking checks.)"""
+    if grad is None:
+        raise NoInputGradientError(
+            f"{owner}: the model's output has no gradient with respect to its input x (tf.GradientTape returned "
+            "None): no differentiable path leads from x to the output, as behind non-differentiable preprocessing "
+            "(tf.round, a cast to an integer, tf.stop_gradient). A gradient attack cannot search such a model: its "
+            "robust accuracy would overstate robustness. Evaluate it with a gradient-free attack "
+            "(tfadv.attacks.Square), or with BPDA: make the step the identity in the backward pass, "
+            "x + tf.stop_gradient(step(x) - x)"
+        )
+    return grad
 
 
 def keras_loss_path(y_pred: tf.Tensor, from_logits: bool, loss_dtype: tf.DType = tf.float32) -> LossPath:

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv import geometry, model_outputs, precision, tracing, validation
+from tfadv import geometry, losses, model_outputs, precision, tracing, validation
 from tfadv.attacks import scores
 from tfadv.attacks.base import Attack
 
@@ -164,7 +164,8 @@ class APGD(Attack):
                 y_pred = self.forward(x_adv)
                 loss = self._objective(scores.output_logits(y_pred, self.from_logits), y_onehot, t_onehot)
                 total = tf.reduce_sum(loss)
-            return y_pred, loss, tape.gradient(total, x_adv, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            # None (no gradient path from x at all) is refused by name, as PGD's; a zero gradient is kept.
+            return y_pred, loss, losses.require_input_gradient(tape.gradient(total, x_adv), "APGD")
 
         y_pred, loss, grad = tracing.call_as_own_graph(self._own_graph, gradient_pass, x_adv)
         if self.eot_iter > 1:  # one pass is used as is: adding it to zeros and dividing by 1 cost two passes over x

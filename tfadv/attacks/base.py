@@ -37,7 +37,9 @@ call the attack runs the model once on a few samples and refuses `from_logits=Fa
 not probability rows, and `from_logits=True` on softmax rows (`check_output_kind=False` opts out).
 Keras' cross-entropy silently uses the softmax's logits when the probabilities come straight from a
 softmax layer, and clips at 1e-7 when anything (such as the float16 -> float32 cast) sits in between.
-tfadv calls the loss exactly as the authors did; `stats["loss_path"]` says which path Keras took.
+tfadv calls the loss exactly as the authors did; `stats["loss_path"]` says which path Keras took
+("custom_loss" for a `loss=` other than Keras' categorical cross-entropies). A `loss=` whose own
+`from_logits` contradicts the attack's is refused (tfadv.losses.per_sample_loss_fn).
 
 Batch-size emulation: with the model in inference mode a sample's gradient depends on its batch only
 through the reduction (the mean divides each sample's loss gradient by the batch size B). The loss is
@@ -55,7 +57,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tfadv import geometry, labels, model_outputs, tracing, validation
+from tfadv import geometry, labels, losses, model_outputs, tracing, validation
 
 
 class Attack:
@@ -68,6 +70,9 @@ class Attack:
     sums per-sample losses may ignore it. Subclasses call the model through `self.forward(x, training)`,
     which picks the `output_index` output.
     """
+
+    #: Whether the attack follows the input gradient (FGM, PGD, APGD, FAB); Square only queries scores.
+    needs_input_gradient = True
 
     def __init__(
         self,
@@ -129,7 +134,7 @@ class Attack:
         emulated_batch_size: Any = None,
         return_stats: bool = False,
     ) -> tf.Tensor | tuple[tf.Tensor, dict[str, Any]]:
-        """Adversarial examples for `x` with labels `y` (class ids (N,) or (N, 1), or one-hot (N, C)).
+        """Adversarial examples for `x` with labels `y` (class ids (N,) or (N, 1), or exactly one-hot (N, C)).
 
         For a targeted attack `y` holds the targets. `sample_ids` (N,) key each sample's random start;
         by default they continue the stream of samples seen so far (see `reset`): pass global dataset
@@ -176,6 +181,11 @@ class Attack:
             self._inspect(tf.convert_to_tensor(x, tf.float32)[: model_outputs.PROBE_SAMPLES])
 
     @property
+    def num_classes(self) -> int | None:
+        """The model's class count, known once its output was checked (check_model_output or a call)."""
+        return self._num_classes
+
+    @property
     def restarts_differ(self) -> bool:
         """Whether restarts start from different random points (FAB's later restarts do, without rand_init)."""
         return True
@@ -192,7 +202,9 @@ class Attack:
         x = tf.convert_to_tensor(x, tf.float32)
         if self._num_classes is None:
             self._inspect_while_tracing(x)
-        return x, labels.one_hot_tensor(tf.convert_to_tensor(y), self._num_classes)
+        # Not checked eagerly here: checked in the graph, so that a bad label fails the run instead of
+        # becoming an all-zero or soft row that the attack would read as a true class.
+        return x, labels.checked_one_hot_tensor(tf.convert_to_tensor(y), self._num_classes, type(self).__name__)
 
     def _validated(self, x: Any, y: Any) -> tuple[tf.Tensor, tf.Tensor]:
         name = type(self).__name__
@@ -208,6 +220,8 @@ class Attack:
         if x.shape.rank < 2 or (expected_rank is not None and x.shape.rank != expected_rank):
             want = f"rank {expected_rank}" if expected_rank is not None else "rank >= 2"
             raise ValueError(f"{name}: x must be a batch of {want} (N, ...), got shape {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name}: no samples: x has shape {tuple(x.shape)}; give at least one sample")
         if not bool(tf.reduce_all(tf.math.is_finite(x))):
             raise ValueError(f"{name}: x contains NaN or Inf")
         needs_range = self.clip_min is not None or not self._eps_scale_judged
@@ -227,15 +241,22 @@ class Attack:
         return x, labels.one_hot_tensor(tf.constant(labels.check(y, self._num_classes, name, n=x.shape[0])),
                                         self._num_classes)
 
-    def _inspect(self, probe: tf.Tensor) -> None:
-        """One eager forward pass on a few samples: the class count and the output-kind check."""
-        y_pred = self.forward(probe, training=False)
+    def _inspect(self, probe: tf.Tensor, check_gradient: bool = True) -> None:
+        """One eager forward pass on a few samples: the class count, the output-kind check and, for an
+        attack that follows input gradients, that the output has one at all (require_input_gradient)."""
+        with tf.GradientTape() as tape:
+            tape.watch(probe)
+            y_pred = self.forward(probe, training=False)
         model_outputs.check_class_scores(type(self).__name__, y_pred)
         if self.check_output_kind:
             model_outputs.check_output_kind(
                 type(self).__name__, y_pred, self.from_logits, setting=f"from_logits={self.from_logits}",
                 to_logits="pass from_logits=True", to_probabilities="pass from_logits=False",
             )
+        if self.needs_input_gradient and check_gradient:
+            # Here, before any compute: inside the attack a missing gradient would surface only when traced,
+            # and FAB's Jacobian (vectorised by pfor) even reads it as zero.
+            losses.require_input_gradient(tape.gradient(y_pred, probe), type(self).__name__)
         self._num_classes = int(y_pred.shape[-1])
 
     def _inspect_while_tracing(self, x: tf.Tensor) -> None:
@@ -250,7 +271,9 @@ class Attack:
         with tf.init_scope():
             low, high = (self.clip_min, self.clip_max) if self.clip_min is not None else (-1.0, 1.0)
             shape = [model_outputs.PROBE_SAMPLES] + sample_shape.as_list()
-            self._inspect(tf.random.stateless_uniform(shape, [0, 0], low, high))
+            # init_scope pauses every gradient tape, so no gradient check here: traced, the gradient passes of
+            # PGD, FGM, APGD and FAB-T refuse a missing gradient themselves (require_input_gradient).
+            self._inspect(tf.random.stateless_uniform(shape, [0, 0], low, high), check_gradient=False)
 
     def _sample_ids(self, sample_ids: Any, x: tf.Tensor) -> tf.Tensor:
         """The given ids, or the next positions of the sample stream (advancing it)."""

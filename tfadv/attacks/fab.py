@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv import geometry, model_outputs, tracing, validation
+from tfadv import geometry, losses, model_outputs, tracing, validation
 from tfadv.attacks import scores
 from tfadv.attacks.base import Attack
 
@@ -132,11 +132,12 @@ class FAB(Attack):
                 z = scores.output_logits(self.forward(x1), self.from_logits)
                 f = tf.reduce_sum(z * (t_onehot - y_onehot), axis=-1)
                 total = tf.reduce_sum(f)  # summed: each sample's gradient is its own
-            return f, tape.gradient(total, x1, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return f, losses.require_input_gradient(tape.gradient(total, x1), "FAB")
         with tf.GradientTape() as tape:
             tape.watch(x1)
             z = scores.output_logits(self.forward(x1), self.from_logits)
             z_true = tf.reduce_sum(z * y_onehot, axis=-1, keepdims=True)
+        # A model with no gradient path from x was refused by _inspect (pfor's Jacobian would read it as zero).
         jac = tape.batch_jacobian(z, x1, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         jac = tf.reshape(jac, [tf.shape(x1)[0], tf.shape(z)[1], -1])
         grad_true = tf.reduce_sum(jac * y_onehot[:, :, None], axis=1, keepdims=True)

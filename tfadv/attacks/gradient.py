@@ -64,7 +64,8 @@ class _GradientAttack(Attack):
             if isinstance(loss_scale, str):
                 raise ValueError(f"{name}: loss_scale must be None, a positive number or 'per_sample', got {loss_scale!r}")
             loss_scale = validation.real(name, "loss_scale", loss_scale, positive=True)
-        self.loss = losses.per_sample_loss_fn(loss, self.from_logits)
+        self.loss = losses.per_sample_loss_fn(loss, self.from_logits, owner=name)
+        _refuse_label_smoothing(name, self.loss)
         self.rand_init = validation.flag(name, "rand_init", rand_init)
         self.l2_normalization = l2_normalization
         self.l2_rand_init = l2_rand_init
@@ -84,7 +85,7 @@ class _GradientAttack(Attack):
 
         def reduced_objective(x_adv):
             y_pred = self.forward(x_adv, training=self.training)
-            self.loss_path = losses.keras_loss_path(y_pred, self.from_logits)
+            self.loss_path = losses.attack_loss_path(self.loss, y_pred, self.from_logits)
             objective = self.loss(labels, y_pred)
             if self.targeted:
                 objective = -objective
@@ -95,7 +96,7 @@ class _GradientAttack(Attack):
 
         constant_scale = None if self.loss_scale == "per_sample" else self.loss_scale
         grad, (objective, y_pred, weights) = losses.loss_scaled_gradient(
-            reduced_objective, x_adv, constant_scale, own_graph=self._own_graph)
+            reduced_objective, x_adv, constant_scale, own_graph=self._own_graph, owner=type(self).__name__)
         if self.loss_scale == "per_sample":
             factor = losses.reduction_factor(self.reduction, tf.shape(x_adv)[0] if batch_sizes is None else batch_sizes)
             grad = grad * geometry.broadcast_per_sample(factor / weights, grad)
@@ -175,6 +176,20 @@ class _GradientAttack(Attack):
     @property
     def restarts_differ(self) -> bool:
         return self.rand_init  # without a random start every restart repeats the first, step for step
+
+
+def _refuse_label_smoothing(owner: str, loss: keras.losses.Loss) -> None:
+    """Refused, not warned about: a smoothed cross-entropy adds (a/C) * sum_j -log p_j, which rises as every
+    class's probability falls, so ascending it pulls the output toward uniform instead of onto a wrong class.
+    The attack would be weaker and the robust accuracy overstated, and nothing is gained: an attack's labels
+    are exactly one-hot (tfadv.labels), so the true class's own loss is the one to ascend."""
+    smoothing = loss.get_config().get("label_smoothing", 0.0)
+    if smoothing:
+        raise ValueError(
+            f"{owner}: loss={type(loss).__name__}(label_smoothing={smoothing}): a smoothed loss is no longer the "
+            "true class's (or the target's) loss, and ascending it is a weaker attack that overstates robustness; "
+            "build the attack's loss with label_smoothing=0 (smoothing belongs to the training loss)"
+        )
 
 
 class FGM(_GradientAttack):

@@ -100,6 +100,8 @@ class Square(Attack):
     `targeted=True` runs the targeted margin toward each of the `n_target_classes` runner-up classes in turn
     (the labels stay the true labels; success is misclassification), as APGD-T."""
 
+    needs_input_gradient = False  # score-based: it attacks models without a gradient path too
+
     def __init__(
         self,
         model: keras.Model,

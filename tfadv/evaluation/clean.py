@@ -19,14 +19,12 @@ def predict_labels(
 
 def accuracy(model: keras.Model, x: Any, y: Any = None, batch_size: int = 256,
              output_index: model_outputs.OutputIndex = None) -> float:
-    """Fraction of samples whose arg-max prediction is the label (y: class ids or one-hot); `x` may be a
-    batched tf.data.Dataset of (x, y) with `y` left out."""
+    """Fraction of samples whose arg-max prediction is the label (y: class ids or exactly one-hot rows); `x`
+    may be a batched tf.data.Dataset of (x, y) with `y` left out. No samples at all is refused."""
     x, y = evaluation_arrays("accuracy", x, y)
     x = np.asarray(x)
     if len(y) != len(x):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)} labels")
-    if len(x) == 0:
-        raise ValueError("accuracy of an empty set is undefined")
     labels.check(y, name="accuracy")  # their dtype and shape before any compute; their range needs the class count
     predicted, classes = _predictions(model, x, batch_size, output_index, owner="accuracy")
     return float(np.mean(predicted == labels.class_ids(y, classes, name="accuracy")))

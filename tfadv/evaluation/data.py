@@ -15,10 +15,12 @@ import tensorflow as tf
 
 
 def evaluation_arrays(name: str, x: Any, y: Any) -> tuple[Any, Any]:
-    """(x, y) unchanged, or the (x, y) batches of the dataset `x` concatenated (then `y` must be None)."""
+    """(x, y) unchanged, or the (x, y) batches of the dataset `x` concatenated (then `y` must be None).
+    No samples at all is refused: an accuracy of none is undefined, and a NaN would travel on silently."""
     if not isinstance(x, tf.data.Dataset):
         if y is None:
             raise ValueError(f"{name}: y is required unless x is a tf.data.Dataset of (x, y) batches")
+        _require_samples(name, x)
         return x, y
     if y is not None:
         raise ValueError(f"{name}: x is a tf.data.Dataset, which yields (x, y) batches: leave y out")
@@ -36,4 +38,12 @@ def evaluation_arrays(name: str, x: Any, y: Any) -> tuple[Any, Any]:
         raise ValueError(f"{name}: the dataset yields no batches")
     if xs[0].ndim == 0 or ys[0].ndim == 0:
         raise ValueError(f"{name}: the dataset yields single samples; batch it first (dataset.batch(n))")
-    return np.concatenate(xs), np.concatenate(ys)
+    x = np.concatenate(xs)
+    _require_samples(name, x)
+    return x, np.concatenate(ys)
+
+
+def _require_samples(name: str, x: Any) -> None:
+    shape = tuple(np.shape(x))
+    if shape and shape[0] == 0:
+        raise ValueError(f"{name}: no samples: x has shape {shape}; evaluate at least one sample")

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
-from tfadv import validation
+from tfadv import losses, validation
 from tfadv.attacks import APGD, Square
 from tfadv.evaluation import checks
 from tfadv.evaluation.checks import Flag, MaskingReport
@@ -51,7 +51,12 @@ def check_gradient_masking(
     `verbose`: a line per check as it is measured (about ten attack runs in all: minutes on a large model)."""
     common = dict(from_logits=from_logits, clip_min=clip_min, clip_max=clip_max, seed=seed, output_index=output_index)
     base = APGD(model, eps, norm, steps, **common)
-    x_tf, y_onehot = base._validated(*evaluation_arrays("check_gradient_masking", x, y))
+    arrays = evaluation_arrays("check_gradient_masking", x, y)
+    try:
+        x_tf, y_onehot = base._validated(*arrays)
+    except losses.NoInputGradientError as error:  # the most masked a model can be: the report says so
+        return MaskingReport([_no_gradient_flag(error)], {"eps": float(eps), "norm": base.norm,
+                                                          "samples": len(arrays[0]), "seed": seed})
     x, labels = x_tf.numpy(), np.argmax(y_onehot.numpy(), axis=-1)
     if restarts < 2:
         raise ValueError(f"check_gradient_masking: restarts must be >= 2 to compare with one restart, got {restarts}")
@@ -110,6 +115,14 @@ def _default_large_eps(attack: APGD, x: np.ndarray) -> float:
         return 10.0 * attack.eps
     span = attack.clip_max - attack.clip_min
     return span if attack.norm == "inf" else span * float(np.sqrt(np.prod(x.shape[1:])))
+
+
+def _no_gradient_flag(error: Exception) -> Flag:
+    return Flag("no_input_gradient", True, f"tf.GradientTape returned no gradient of the output for x ({error})",
+                "no gradient attack can search this model, so none of the other checks can run: any gradient "
+                "attack's robust accuracy of it is assumed, not measured",
+                "evaluate it with tfadv.attacks.Square, or attack through a differentiable stand-in for the "
+                "non-differentiable step (BPDA: x + tf.stop_gradient(step(x) - x))")
 
 
 def _monotonic_flag(eps: float, sweep: dict[float, float], tolerance: float) -> Flag:

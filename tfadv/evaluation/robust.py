@@ -31,7 +31,9 @@ def robust_mask(
 ) -> np.ndarray:
     """Per-sample bool: correct on the clean input and not fooled by any of `restarts` attack runs.
 
-    `x`, `y`: arrays, or `x` a batched tf.data.Dataset of (x, y) and `y` left out (read once into memory).
+    `x`, `y`: arrays, or `x` a batched tf.data.Dataset of (x, y) and `y` left out (read once into memory);
+    at least one sample, labels as tfadv.labels reads them (one-hot rows exactly one-hot), checked against
+    the model's class count before any attack runs.
 
     Before any compute, the attack checks its model's output kind against its `from_logits` (see
     `check_output_kind` of tfadv.attacks.Attack) on the first samples of `x`.
@@ -60,11 +62,13 @@ def robust_mask(
     y = np.asarray(y)
     if len(x) != len(y):
         raise ValueError(f"robust_accuracy: x has {len(x)} samples and y {len(y)}")
-    if len(x):
-        attack.check_model_output(x[: model_outputs.PROBE_SAMPLES])
+    attack.check_model_output(x[: model_outputs.PROBE_SAMPLES])
+    # Every label against the class count before any compute: a sample is attacked only if it is correct
+    # clean, so an out-of-range label would never reach the attack's own check and count as not robust.
+    label_ids = labels.class_ids(y, attack.num_classes, name="robust_accuracy")
     if early_exit and not verbose and compaction.supports_segments(attack):
         return compaction.robust_mask_compacted(model, attack, x, y, batch_size=batch_size, restarts=restarts)
-    robust = predict_labels(model, x, batch_size, attack.output_index) == labels.class_ids(y)
+    robust = predict_labels(model, x, batch_size, attack.output_index) == label_ids
     progress = keras.utils.Progbar(restarts * len(x), unit_name="sample") if verbose else None
     for restart in range(restarts):
         remaining = np.flatnonzero(robust)
@@ -99,10 +103,11 @@ def robust_accuracy(
                        early_exit=early_exit)
     if not isinstance(attack, Square):  # a score-based attack needs no gradient
         problem = checks.unmeasured_robustness(
-            model, np.asarray(x, np.float32), labels.class_ids(y), mask, from_logits=attack.from_logits,
+            model, np.asarray(x, np.float32), labels.class_ids(y, attack.num_classes, name="robust_accuracy"), mask,
+            from_logits=attack.from_logits,
             loss_path="logit" if isinstance(attack, (APGD, FAB)) else "keras", batch_size=batch_size,
             output_index=attack.output_index,
         )
         if problem:
             validation.warn_caller(f"robust_accuracy: {problem}", validation.EvaluationWarning)
-    return float(np.mean(mask)) if len(mask) else float("nan")
+    return float(np.mean(mask))  # robust_mask refuses an empty x

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tfadv import labels
+from tfadv import labels, model_outputs
 from tfadv.attacks import Attack
 from tfadv.evaluation.clean import predict_labels
 
@@ -33,9 +33,12 @@ def _attacked(model, attack: Attack, x, y, batch_size: int, restarts: int) -> tu
     if restarts < 1 or batch_size < 1:
         raise ValueError(f"restarts and batch_size must be >= 1, got {restarts} and {batch_size}")
     x, y = np.asarray(x, np.float32), np.asarray(y)
-    label_ids = labels.class_ids(y)
     if len(x) == 0:
-        return np.zeros(0, bool), []
+        raise ValueError(f"robust accuracy: no samples: x has shape {x.shape}; evaluate at least one sample")
+    # Against the class count before any compute, as robust_accuracy: an out-of-range label is never correct,
+    # so it would count as not robust without reaching the attack's own check.
+    attack.check_model_output(x[: model_outputs.PROBE_SAMPLES])
+    label_ids = labels.class_ids(y, attack.num_classes, name="robust accuracy")
     correct = predict_labels(model, x, batch_size, attack.output_index) == label_ids
     runs = []
     for restart in range(restarts):
@@ -83,4 +86,4 @@ def robust_accuracy_same_shape(model, attack: Attack, x: np.ndarray, y: np.ndarr
                                restarts: int = 1) -> float:
     """Fraction of points correct clean and not fooled by any of `restarts` runs of `attack`."""
     mask = robust_mask_same_shape(model, attack, x, y, batch_size=batch_size, restarts=restarts)
-    return float(np.mean(mask)) if len(mask) else float("nan")
+    return float(np.mean(mask))  # _attacked refuses an empty x
