@@ -430,3 +430,26 @@ def test_inputs_outside_the_valid_range_are_refused():
     x, y = data(16)
     with pytest.raises(tf.errors.InvalidArgumentError, match="clip_max=1.0"):
         model.fit(x * 255, y, batch_size=16, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("call, data_named", [
+    ("fit", "the training data"), ("validation", "the validation data"), ("evaluate", "the evaluation data"),
+    ("train_on_batch", "the batch given to train_on_batch"), ("test_on_batch", "the batch given to test_on_batch"),
+])
+def test_inputs_outside_the_valid_range_are_refused_under_xla(call, data_named):
+    # XLA drops the step's asserts; the count of out-of-range batches the step keeps must still stop the run.
+    model = compile_(build(FastAdversarialModel, alpha=0.1), jit_compile=True)
+    x, y = data(32)
+    bad = x * 16
+    runs = {
+        "fit": lambda: model.fit(bad, y, batch_size=16, epochs=1, verbose=0),
+        "validation": lambda: model.fit(x, y, batch_size=16, epochs=1, verbose=0, validation_data=(bad, y)),
+        "evaluate": lambda: model.evaluate(bad, y, batch_size=16, verbose=0),
+        "train_on_batch": lambda: model.train_on_batch(bad[:16], y[:16]),
+        "test_on_batch": lambda: model.test_on_batch(bad[:16], y[:16]),
+    }
+    with pytest.raises(ValueError, match=rf"FastAdversarialModel: 1 batch\(es\) of {data_named} had inputs outside "
+                                         r"the valid range \[clip_min=0.0, clip_max=1.0\]"):
+        runs[call]()
+    history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)  # valid inputs train on, the count reset
+    assert model.jit_compile and np.isfinite(history.history["adv_loss"][0])

@@ -143,24 +143,57 @@ def accuracy_twins():
                 weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="weighted_twin")])
 
 
+def weights_favouring_correct_rows(model, x, y):
+    """Sample weights 3 on the rows the model classifies correctly, 1 elsewhere: with any accuracy strictly
+    between 0 and 1, the weighted accuracy is strictly above the unweighted one."""
+    correct = np.argmax(model.predict(x, verbose=0), -1) == y
+    assert 0 < correct.mean() < 1
+    return np.where(correct, 3.0, 1.0).astype("float32")
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_compiled_metrics_are_measured_again_on_the_adversarial_inputs(name):
     # A compiled accuracy under another name is the same number as the wrapper's own accuracy on the same
     # inputs: adv_twin equals adv_accuracy (adversarial) and twin equals accuracy (clean), in fit and evaluate.
+    # Sample weights follow Keras: they weigh the loss and `weighted_metrics`, not `metrics`, so with weights
+    # the unweighted twin still equals the wrapper's accuracy, and the weighted twin differs from it.
     model = wrap(name, "functional")
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), **accuracy_twins())
     x, y = data(48)
     weights = np.linspace(0.2, 2.0, len(x)).astype("float32")
     fit_weights = None if name == "stale" else weights  # Stale refuses sample weights
     history = model.fit(x, y, sample_weight=fit_weights, batch_size=16, epochs=2, verbose=0).history
-    np.testing.assert_allclose(history["adv_weighted_twin"], history["adv_accuracy"], atol=1e-6)
+    np.testing.assert_allclose(history["adv_twin"], history["adv_accuracy"], atol=1e-6)
+    weights = weights_favouring_correct_rows(model, x, y)
     logs = model.evaluate(x, y, sample_weight=weights, batch_size=16, verbose=0, return_dict=True)
     assert logs["adv_accuracy"] < logs["accuracy"]  # the attack changes predictions, so a clean twin would differ
-    assert logs["adv_weighted_twin"] == pytest.approx(logs["adv_accuracy"], abs=1e-6)
-    assert logs["weighted_twin"] == pytest.approx(logs["accuracy"], abs=1e-6)
+    assert logs["adv_twin"] == pytest.approx(logs["adv_accuracy"], abs=1e-6)
+    assert logs["twin"] == pytest.approx(logs["accuracy"], abs=1e-6)
+    assert logs["weighted_twin"] > logs["accuracy"] + 1e-3
     unweighted = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
     assert unweighted["adv_twin"] == pytest.approx(unweighted["adv_accuracy"], abs=1e-6)
     assert unweighted["twin"] == pytest.approx(unweighted["accuracy"], abs=1e-6)
+    assert unweighted["accuracy"] == pytest.approx(logs["accuracy"], abs=1e-6)
+
+
+def test_sample_and_class_weights_weigh_the_loss_not_the_accuracy_as_in_keras():
+    # The wrapper's clean numbers are the plain Keras model's: a weighted loss, an unweighted "accuracy" (its
+    # own tracker shares that name with the compiled metric, and had overwritten it with a weighted one).
+    network = functional_network()
+    model = PGDAdversarialModel(network, eps=0.03, steps=2, step_size=0.02, seed=3)  # some adversarial accuracy
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer="sgd", loss=loss, metrics=["accuracy", keras.metrics.SparseCategoricalAccuracy(name="twin")],
+                  weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="weighted_twin")])
+    network.compile(optimizer="sgd", loss=loss, metrics=["accuracy"])
+    x, y = data(48)
+    weights = weights_favouring_correct_rows(network, x, y)
+    wrapped = model.evaluate(x, y, sample_weight=weights, batch_size=16, verbose=0, return_dict=True)
+    plain = network.evaluate(x, y, sample_weight=weights, batch_size=16, verbose=0, return_dict=True)
+    assert wrapped["accuracy"] == pytest.approx(plain["accuracy"], abs=1e-6)
+    assert wrapped["loss"] == pytest.approx(plain["loss"], rel=1e-5)
+    assert wrapped["weighted_twin"] > wrapped["accuracy"] + 1e-3
+    history = model.fit(x, y, class_weight={0: 10.0, 1: 1.0, 2: 1.0}, batch_size=16, epochs=2, verbose=0).history
+    np.testing.assert_allclose(history["adv_accuracy"], history["adv_twin"], atol=1e-6)
 
 
 def test_evaluate_without_an_attack_logs_no_adversarial_copies_even_after_fit():
@@ -219,6 +252,43 @@ def test_adversarial_copies_of_compiled_metrics_under_a_mirrored_strategy(loop):
     assert logs["adv_twin"] == pytest.approx(logs["adv_accuracy"], abs=1e-6)
 
 
+def test_epoch_logs_under_a_mirrored_strategy_are_the_metrics_over_all_samples():
+    # 35 samples in batches of 16, 16 and 3; the last splits 2/1 between the replicas, which then hold 18 and
+    # 17 samples. A step's logs are the mean of the replicas' own running means; the epoch logs must be the
+    # metrics over all samples, as Keras' own model.get_metrics_result() gives them.
+    strategy = two_cpus()
+    with strategy.scope():
+        model = wrap("pgd", "sequential")
+        model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      **accuracy_twins())
+    x, y = data(35)
+    history = model.fit(x, y, batch_size=16, epochs=1, verbose=0).history
+    overall = model.get_metrics_result()
+    for name in ("adv_loss", "adv_accuracy", "adv_twin"):
+        assert history[name][-1] == pytest.approx(overall[name], abs=1e-7), name
+    with strategy.scope():
+        clean_only = wrap("pgd", "sequential", eval_steps=0)
+    clean_only.fit(x, y, batch_size=16, epochs=1, verbose=0)  # builds adversarial metrics evaluate does not log
+    logs = clean_only.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    clean = np.mean(np.argmax(clean_only.predict(x, verbose=0), -1) == y)
+    assert logs["accuracy"] == pytest.approx(clean, abs=1e-6)
+
+
+@pytest.mark.parametrize("monitor", ["val_adv_accuracy", "adv_loss", "val_adv_loss", "adv_top2", "val_accuracy"])
+def test_callbacks_in_mode_auto_know_which_way_the_wrappers_metrics_improve(monitor, tmp_path):
+    model = wrap("fast", "functional")  # no compiled "accuracy": val_accuracy is the wrapper's own
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")])
+    x, y = data(32)
+    callbacks = [keras.callbacks.ModelCheckpoint(str(tmp_path / "best.keras"), monitor=monitor, save_best_only=True),
+                 keras.callbacks.EarlyStopping(monitor=monitor, patience=5),
+                 keras.callbacks.ReduceLROnPlateau(monitor=monitor, patience=5)]
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, validation_data=(x, y), callbacks=callbacks)
+    improves = keras.ops.less if monitor.endswith("loss") else keras.ops.greater
+    assert all(callback.monitor_op is improves for callback in callbacks)
+    assert (tmp_path / "best.keras").exists()
+
+
 def test_evaluate_with_a_seed_returns_the_same_numbers_every_time():
     model = wrap("pgd", "functional")
     x, y = data(32)
@@ -270,6 +340,48 @@ def test_softmax_model_with_a_logits_loss_is_refused_and_the_opt_out_skips_the_c
     unusual.fit(x, y, batch_size=16, epochs=1, verbose=0)
 
 
+@pytest.mark.parametrize("loss", [
+    "sparse_categorical_crossentropy", "SparseCategoricalCrossentropy", "crossentropy",
+    keras.losses.sparse_categorical_crossentropy, [keras.losses.SparseCategoricalCrossentropy(from_logits=False)],
+    ("SparseCategoricalCrossentropy",),
+], ids=["function-name", "class-name", "crossentropy", "function", "list", "tuple-of-name"])
+def test_every_keras_spelling_of_a_probability_loss_is_checked(loss):
+    model = PGDAdversarialModel(functional_network(), eps=EPS, steps=2, step_size=0.05)
+    model.compile(optimizer="sgd", loss=loss)
+    with pytest.raises(ValueError, match=r"PGDAdversarialModel: the compiled loss .*has from_logits=False"):
+        model.fit(*data(16), batch_size=16, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations) == 0
+
+
+def test_the_output_kind_is_checked_again_after_each_compile_and_after_loading(tmp_path):
+    model = compile_(PGDAdversarialModel(functional_network(), eps=EPS, steps=2, step_size=0.05))
+    x, y = data(16)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    model.save(tmp_path / "model.keras")
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="has from_logits=False"):
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    loaded = keras.saving.load_model(tmp_path / "model.keras")  # compiled again by Keras (compile_from_config)
+    loaded.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    loaded.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="has from_logits=False"):
+        loaded.evaluate(x, y, verbose=0)
+
+
+def test_train_on_batch_and_test_on_batch_make_the_checks_of_fit_and_evaluate():
+    model = PGDAdversarialModel(functional_network(), eps=EPS, steps=2, step_size=0.05)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x, y = data(16)
+    with pytest.raises(ValueError, match="PGDAdversarialModel: the compiled loss .*has from_logits=False"):
+        model.train_on_batch(x, y)
+    with pytest.raises(ValueError, match="PGDAdversarialModel: the compiled loss .*has from_logits=False"):
+        model.test_on_batch(x, y)
+    assert int(model.optimizer.iterations) == 0
+    free = compile_(FreeAdversarialModel(functional_network(), eps=EPS, replays=2, batch_size=8))
+    with pytest.raises(ValueError, match=r"FreeAdversarialModel was built with batch_size=8.*batch_size=16"):
+        free.train_on_batch(x, y)
+
+
 def test_multi_output_models_need_output_index():
     inputs = keras.Input((8, 8, 1))
     h = keras.layers.Flatten()(inputs)
@@ -298,6 +410,13 @@ def test_batches_larger_than_batch_size_get_the_intended_message(cls, kwargs):
     dynamic = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
     with pytest.raises(tf.errors.InvalidArgumentError, match="batch_size=16"):
         model.fit(dynamic, epochs=1, verbose=0)
+
+
+def test_stale_refuses_class_weights_naming_them():
+    model = wrap("stale", "functional")
+    x, y = data(32)
+    with pytest.raises(ValueError, match=r"StaleAdversarialModel does not support sample weights or class weights"):
+        model.fit(x, y, class_weight={0: 2.0, 1: 1.0, 2: 1.0}, batch_size=16, epochs=1, verbose=0)
 
 
 # ---------------------------------------------------------------------------------- numeric arguments

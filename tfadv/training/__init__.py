@@ -13,10 +13,13 @@ Metric names say which inputs a number was computed on: `adv_` prefix = adversar
 clean inputs, the same in fit, evaluate and callbacks. fit logs `adv_loss` (the training objective) and
 `adv_accuracy`; evaluate logs `loss`, `accuracy` and the compiled metrics on clean inputs and
 `adv_loss`/`adv_accuracy` under its PGD attack, the same numbers on every call; with validation data,
-Keras adds its `val_` prefix (`val_accuracy` clean, `val_adv_accuracy` adversarial).
+Keras adds its `val_` prefix (`val_accuracy` clean, `val_adv_accuracy` adversarial). As in Keras, sample and
+class weights weigh the loss and `weighted_metrics` only; callbacks with mode="auto" know which way each
+metric improves.
 
-The logits/probabilities rule: the compiled loss's `from_logits` must say what the model outputs; fit and
-evaluate check it on one forward pass before the first step (`check_output_kind=False` opts out).
+The logits/probabilities rule: the compiled loss's `from_logits` must say what the model outputs; fit,
+evaluate, train_on_batch and test_on_batch check it on one forward pass before the first step after each
+compile (`check_output_kind=False` opts out). Inputs outside [clip_min, clip_max] are refused, under XLA too.
 
 Free and Stale keep per-row state for `batch_size` rows: a short last batch uses the first rows, a larger
 batch is refused when fit starts, naming the setting to change.

@@ -16,12 +16,20 @@ batch the weights were updated on (tfadv.training.metrics). `evaluate` logs `los
 compiled metrics on clean inputs, and `adv_loss`, `adv_accuracy` and the `adv_` compiled metrics
 under a PGD attack (`eval_steps` steps of `eval_step_size`, random start) with the model in inference
 mode; its starts are keyed on the batch's position in the call, so every call returns the same numbers.
-Before the first step of fit or evaluate, the compiled loss's `from_logits` is checked against what the
-model outputs (as tfadv.attacks do; `check_output_kind=False` opts out).
+As in Keras, sample and class weights weigh the loss and the `weighted_metrics`, not `accuracy`,
+`adv_accuracy` or the `metrics`. The epoch logs are the metrics over all the epoch's samples (under a
+distribution strategy too), and Keras' callbacks in mode="auto" (ModelCheckpoint, EarlyStopping,
+ReduceLROnPlateau) know which way each of these metrics improves.
+
+After each compile, before the first step of fit, evaluate, train_on_batch or test_on_batch, the compiled
+loss's `from_logits` (however Keras was given the loss) is checked against what the model outputs (as
+tfadv.attacks do; `check_output_kind=False` opts out). Inputs outside [clip_min, clip_max] stop fit and
+evaluate with an error naming the range, under XLA too (tfadv.training.input_range).
 """
 from __future__ import annotations
 
 import secrets
+import weakref
 from typing import Any, Literal
 
 import keras
@@ -29,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv import geometry, labels, model_outputs, precision, tracing, validation
-from tfadv.training import crafting, metrics, schedules, wrapping
+from tfadv.training import crafting, input_range, metrics, schedules, wrapping
 
 WeightDecayOn = Literal["all", "kernels"]
 
@@ -81,6 +89,11 @@ class AdversarialModel(keras.Model):
     #: they copy. Kept out of Keras' attribute tracking, as Keras keeps its own compiled metrics.
     _adversarial_metrics: metrics.AdversarialMetrics | None = None
     _adversarial_metrics_of: Any = None
+    #: adv_accuracy, accuracy and adv_loss as one entry of `metrics` (metrics.OwnMetrics).
+    _own_metrics: metrics.OwnMetrics | None = None
+    #: A weak reference to the compiled loss the checks before the first step were made for: they are made
+    #: again after each compile (a weak reference, as Keras' saving would store a strong one as the loss's).
+    _checked_loss: weakref.ref | None = None
 
     def __init__(
         self,
@@ -123,11 +136,15 @@ class AdversarialModel(keras.Model):
                                        self.eval_step_size)
         self.seed = secrets.randbelow(2**31) if seed is None else validation.integer(owner, "seed", seed)
         self.check_output_kind = validation.flag(owner, "check_output_kind", check_output_kind)
-        self._first_checks_done = False
 
-        self.adv_accuracy = keras.metrics.Mean(name="adv_accuracy")
-        self.clean_accuracy = keras.metrics.Mean(name="accuracy")
-        self.adv_loss = keras.metrics.Mean(name="adv_loss")
+        self.adv_accuracy = metrics.tracker("adv_accuracy", "up")
+        self.clean_accuracy = metrics.tracker("accuracy", "up")
+        self.adv_loss = metrics.tracker("adv_loss", "down")
+        # Set around Keras' attribute tracking: the metrics above are tracked (and saved) as attributes already,
+        # and the input-range count is scratch state, kept out of the saved model and of the logs.
+        object.__setattr__(self, "_own_metrics", metrics.OwnMetrics([self.adv_accuracy, self.clean_accuracy,
+                                                                     self.adv_loss]))
+        object.__setattr__(self, "input_range", input_range.InputRange(owner, self.clip_min, self.clip_max))
         # Counters keying the random starts: saved with the weights, advanced once per step.
         self.train_counter = keras.Variable(
             0, dtype="int64", trainable=False, aggregation="only_first_replica", name="adversarial_train_counter"
@@ -149,31 +166,66 @@ class AdversarialModel(keras.Model):
             steps = wrapping.planned_fit_steps(given)
             schedules.warn_if_schedule_ends_early(type(self).__name__, self.optimizer,
                                                   None if steps is None else steps * self.updates_per_step)
+        args, kwargs = wrapping.with_callback(keras.Model.fit, args, kwargs, input_range.RangeCheck(self.input_range))
         return super().fit(*args, **kwargs)
 
     def evaluate(self, *args: Any, **kwargs: Any):
         self.check_before_compute(None)
         self.eval_counter.assign(0)  # the same evaluation attack on every call: same numbers every time
+        args, kwargs = wrapping.with_callback(keras.Model.evaluate, args, kwargs,
+                                              input_range.RangeCheck(self.input_range))
         return super().evaluate(*args, **kwargs)
 
+    def train_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, class_weight: Any = None,
+                       return_dict: bool = False) -> Any:
+        """Keras' train_on_batch, with the checks fit makes (its logs are read on return, so the input-range
+        count costs no extra wait)."""
+        self.check_before_compute(_rows(x), x)
+        self.input_range.reset()
+        logs = super().train_on_batch(x, y, sample_weight=sample_weight, class_weight=class_weight,
+                                      return_dict=return_dict)
+        self.input_range.raise_if_any("the batch given to train_on_batch")
+        return logs
+
+    def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False) -> Any:
+        """Keras' test_on_batch, with the checks evaluate makes."""
+        self.check_before_compute(None)
+        self.input_range.reset()
+        logs = super().test_on_batch(x, y, sample_weight=sample_weight, return_dict=return_dict)
+        self.input_range.raise_if_any("the batch given to test_on_batch")
+        return logs
+
     def check_before_compute(self, batch_size: Any = None, data: Any = None) -> None:
-        """The output-kind and eps-scale checks (once) and, for per-row state, the fit batch size. Also builds the
-        optimizer now, as Keras does under a distribution strategy: a traced step that raises (a trace-time
-        check) then leaves no half-created optimizer variables behind to break the next fit."""
+        """The output-kind and eps-scale checks (once per compile) and, for per-row state, the fit batch size.
+        Also builds the optimizer now, as Keras does under a distribution strategy: a traced step that raises
+        (a trace-time check) then leaves no half-created optimizer variables behind to break the next fit."""
         owner = type(self).__name__
         if self._per_row_state:
             wrapping.check_batch_size(owner, self.batch_size, batch_size, data)
         if not self.compiled:
             return
-        if not self._first_checks_done:
+        if not self.checked_since_compile():
             if self.check_output_kind:
                 wrapping.check_output_kind(owner, self, (self.clip_min, self.clip_max))
             validation.warn_if_eps_tiny(owner, self.eps, self.norm, self.inputs[0].shape[1:], self.clip_min,
                                         self.clip_max)
-            self._first_checks_done = True
+            self.mark_checked()
         if not self.optimizer.built:
             with self.distribute_strategy.scope():
                 self.optimizer.build(self.trainable_variables)
+
+    def checked_since_compile(self) -> bool:
+        """Were the checks made for the loss of the last compile? (Each compile makes a new compiled loss;
+        keyed on it, not on `compile`, which Keras' loading calls through compile_from_config.)"""
+        return self._checked_loss is not None and self._checked_loss() is self._compiled_loss_key()
+
+    def mark_checked(self) -> None:
+        object.__setattr__(self, "_checked_loss", weakref.ref(self._compiled_loss_key()))
+
+    def _compiled_loss_key(self) -> Any:
+        # Compiled without a loss (nothing to check against, and no step could run): the optimizer.
+        compiled = getattr(self, "_compile_loss", None)
+        return compiled if compiled is not None else self.optimizer
 
     def check_rows(self, x: tf.Tensor) -> None:
         """Trace-time check of a static batch size against the per-row state's `batch_size` rows."""
@@ -189,22 +241,10 @@ class AdversarialModel(keras.Model):
 
     def unpack(self, data) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
         """(x, y, sample_weight), x as float32 and checked to lie in [clip_min, clip_max]: an image in
-        [0, 255] attacked with eps 8/255 would otherwise train silently against a vanishing threat."""
+        [0, 255] attacked with eps 8/255 would otherwise train silently against a vanishing threat
+        (tfadv.training.input_range: asserts, and a count read by fit and evaluate, as XLA drops asserts)."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x = tf.cast(x, tf.float32)
-        checks = []
-        if self.clip_min is not None:
-            checks.append(tf.debugging.assert_greater_equal(
-                tf.reduce_min(x), tf.constant(self.clip_min - 1e-6, tf.float32),
-                message=f"inputs below clip_min={self.clip_min}: scale them to [clip_min, clip_max] or set the range",
-            ))
-        if self.clip_max is not None:
-            checks.append(tf.debugging.assert_less_equal(
-                tf.reduce_max(x), tf.constant(self.clip_max + 1e-6, tf.float32),
-                message=f"inputs above clip_max={self.clip_max}: scale them to [clip_min, clip_max] or set the range",
-            ))
-        with tf.control_dependencies(checks):
-            return tf.identity(x), y, sample_weight
+        return self.input_range.checked(tf.cast(x, tf.float32)), y, sample_weight
 
     def attack_loss(self, y: tf.Tensor, training: bool):
         """loss_fn(x_adv) for crafting: the compiled loss (crafting applies the optimizer's loss scale)."""
@@ -282,11 +322,14 @@ class AdversarialModel(keras.Model):
 
     @property
     def metrics(self) -> list:
-        """Keras' metrics, with the adversarial copies of the compiled ones right after the compiled ones."""
-        listed, adversarial = super().metrics, self.adversarial_metrics
+        """Keras' metrics, with the adversarial copies of the compiled ones right after the compiled ones, and
+        the wrapper's own metrics last, as one OwnMetrics entry (where Keras' callbacks find their direction)."""
+        listed, adversarial, own = super().metrics, self.adversarial_metrics, self._own_metrics
         if adversarial is not None:
             after = listed.index(self._compile_metrics) + 1 if self._compile_metrics in listed else len(listed)
             listed.insert(after, adversarial)
+        if own is not None:
+            listed = [metric for metric in listed if not any(metric is mine for mine in own.metrics)] + [own]
         return listed
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
@@ -312,21 +355,22 @@ class AdversarialModel(keras.Model):
         return self.training_logs()
 
     def record_adversarial(self, x_adv, y, y_pred, loss, sample_weight) -> None:
-        """adv_loss, adv_accuracy and the compiled metrics' adversarial copies, on one adversarial batch."""
+        """adv_loss, adv_accuracy and the compiled metrics' adversarial copies, on one adversarial batch.
+        As in Keras, sample weights weigh the loss and the weighted_metrics only (adv_accuracy is a `metrics=`)."""
         self.adv_loss.update_state(loss * num_replicas(), sample_weight=tf.shape(x_adv)[0])
-        self.adv_accuracy.update_state(correct(y, y_pred), sample_weight=sample_weight)
+        self.adv_accuracy.update_state(correct(y, y_pred))
         adversarial = self.adversarial_metrics
         if adversarial is not None:
             adversarial.update_state(y, y_pred, sample_weight=sample_weight)
 
     def training_logs(self) -> dict:
         """What fit logs: the adversarial loss, accuracy and compiled metrics (fit pays for no clean pass).
-        A compiled "accuracy" is the same number as adv_accuracy, which is kept."""
+        A compiled metric named like one of the wrapper's (`weighted_metrics=["accuracy"]`) is the one logged:
+        the user asked for it by name."""
         logs = {"adv_loss": self.adv_loss.result(), "adv_accuracy": self.adv_accuracy.result()}
         adversarial = self.adversarial_metrics
         if adversarial is not None and adversarial.built:
-            for name, value in adversarial.result().items():
-                logs.setdefault(name, value)
+            logs.update(adversarial.result())
         return logs
 
     def reset_metrics(self) -> None:
@@ -343,16 +387,19 @@ class AdversarialModel(keras.Model):
 
     def get_metrics_result(self) -> dict:
         """Keras' metric results, without compiled metrics that were never built: compiled metrics are
-        computed on clean inputs, i.e. in evaluate only, so during fit they stay unbuilt. The wrapper's own
-        adv_accuracy wins over an equal one from a compiled "accuracy"."""
-        results, adversarial = {}, self.adversarial_metrics
+        computed on clean inputs, i.e. in evaluate only, so during fit they stay unbuilt. A compiled metric
+        named like one of the wrapper's own (a compiled "accuracy") wins: the user asked for it by name."""
+        results = {}
         for metric in self.metrics:
             if not getattr(metric, "built", True):
                 continue
             result = metric.result()
-            for name, value in (result if isinstance(result, dict) else {metric.name: result}).items():
-                if metric is not adversarial or name not in results:
-                    results[name] = value
+            named = result if isinstance(result, dict) else {metric.name: result}
+            if metric is self._own_metrics:  # listed last (see metrics)
+                for name, value in named.items():
+                    results.setdefault(name, value)
+            else:
+                results.update(named)
         if tf.executing_eagerly():
             results = {name: float(value) if np.ndim(value) == 0 else np.asarray(value) for name, value in results.items()}
         return results
@@ -362,12 +409,23 @@ class AdversarialModel(keras.Model):
         # and a compiled "accuracy" shares its name with the wrapper's clean accuracy: each name once here.
         names: list[str] = []
         for metric in self.metrics:
-            inner = metric.metrics if isinstance(metric, metrics.CompileMetrics) else [metric]
+            inner = metric.metrics if isinstance(metric, (metrics.CompileMetrics, metrics.MetricsList)) else [metric]
             for name in (m.name for m in inner):
                 if name in logs and name not in names:
                     names.append(name)
         values = [logs[name] for name in names + sorted(set(logs) - set(names))]
         return values[0] if len(values) == 1 else values
+
+    def _get_metrics_result_or_logs(self, logs: Any) -> Any:
+        # Keras takes the metrics' own results for the epoch logs only when their names equal the step's logs,
+        # and here they never do (fit computes no clean metrics; evaluate with eval_steps=0 no adversarial
+        # ones). Keras would then log the last step's values: under a distribution strategy, a mean of the
+        # replicas' own running means, not the metric over all samples. So: the metrics' results for the names
+        # the step logs (a name no metric has, Stale's `staleness`, keeps the step's value).
+        if not isinstance(logs, dict):
+            return logs
+        results = self.get_metrics_result()
+        return {name: results.get(name, value) for name, value in logs.items()}
 
     def clean_logs(self) -> dict:
         """The metric results without any computed on adversarial inputs (evaluate with eval_steps=0)."""
@@ -391,7 +449,7 @@ class AdversarialModel(keras.Model):
         loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
         self._loss_tracker.update_state(loss * num_replicas(), sample_weight=tf.shape(x)[0])
         self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        self.clean_accuracy.update_state(correct(y, y_pred), sample_weight=sample_weight)
+        self.clean_accuracy.update_state(correct(y, y_pred))  # unweighted, like Keras' `metrics=`
         if self.eval_steps == 0:
             return self.clean_logs()
         x_adv = self.craft_eval(x, y)
@@ -405,6 +463,13 @@ class AdversarialModel(keras.Model):
         config.update({key: getattr(self, key) for key in self._adversarial_keys})
         return config
 
+
+
+def _rows(x: Any) -> int | None:
+    """The batch size of train_on_batch's x (its first array's leading dimension), None if unknown."""
+    first = tf.nest.flatten(x)[0] if x is not None else None
+    shape = getattr(first, "shape", None)
+    return int(shape[0]) if shape is not None and len(shape) and shape[0] is not None else None
 
 
 def _positive(owner: str, name: str, value: Any) -> float:

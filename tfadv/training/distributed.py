@@ -76,6 +76,9 @@ def train(
 
     run_step = tracing.compile_once(step)
 
+    input_range = getattr(model, "input_range", None)  # the in-step count of out-of-range batches (fit's check)
+    if input_range is not None:
+        input_range.reset()
     history: dict[str, list[float]] = {}
     model.stop_training = False
     callback_list.on_train_begin()
@@ -87,6 +90,8 @@ def train(
         for step in range(steps_per_epoch):
             run_step(iterator)
             progress.update(step + 1)
+        if input_range is not None:
+            input_range.raise_if_any("the training data")
         results = model.training_logs() if hasattr(model, "training_logs") else model.get_metrics_result()
         logs = {name: float(value) for name, value in results.items()}
         callback_list.on_epoch_end(epoch, logs)

@@ -5,13 +5,18 @@ wrappers, the clean inputs. A second set, built from fresh copies of the same me
 adversarial inputs: the batch the weights learn from in `fit`, the evaluation attack in `evaluate`. So a
 model compiled with `metrics=[AUC()]` logs `adv_auc` in fit, `auc` and `adv_auc` in evaluate, and
 `val_auc`, `val_adv_auc` for validation, as a Keras user would expect from the names alone.
+
+The wrappers' own metrics (`adv_loss`, `adv_accuracy`, the clean `accuracy`) follow Keras' conventions too:
+unweighted like Keras' `metrics=` (sample and class weights weigh the loss and `weighted_metrics` only), and
+with the direction (`_direction`, "up" or "down") that Keras' callbacks read in mode="auto", listed in one
+`OwnMetrics` entry of `model.metrics`, because those callbacks look a monitored name up inside such lists only.
 """
 from __future__ import annotations
 
 from typing import Any
 
 import keras
-from keras.src.trainers.compile_utils import CompileMetrics  # Keras exports no public equivalent
+from keras.src.trainers.compile_utils import CompileMetrics, MetricsList  # Keras exports no public equivalents
 
 from tfadv import validation
 
@@ -27,6 +32,25 @@ class AdversarialMetrics(CompileMetrics):
         for metric in self.metrics:
             if not metric.name.startswith(PREFIX):
                 metric.name = PREFIX + metric.name
+
+
+def tracker(name: str, direction: str) -> keras.metrics.Mean:
+    """A mean logged as `name`; `direction` ("up": higher is better, "down": lower is) is the attribute
+    Keras' MonitorCallback (ModelCheckpoint, EarlyStopping, ReduceLROnPlateau) reads in mode="auto"."""
+    metric = keras.metrics.Mean(name=name)
+    metric._direction = direction
+    return metric
+
+
+class OwnMetrics(MetricsList):
+    """The wrappers' own metrics as one entry of `model.metrics`, the way Keras lists its compiled metrics:
+    Keras' callbacks find a monitored metric's direction only inside a CompileMetrics or a MetricsList."""
+
+    def __init__(self, metrics: list[keras.metrics.Metric]) -> None:
+        super().__init__(metrics, name="adversarial_model_metrics")
+
+    def result(self) -> dict:
+        return {metric.name: metric.result() for metric in self.metrics}
 
 
 def adversarial_copy(owner: str, compiled: CompileMetrics | None) -> AdversarialMetrics | None:

@@ -25,7 +25,7 @@ class StaleAdversarialModel(PGDAdversarialModel):
 
     The FIFO is a ring of per-replica variables holding adversarial examples (not old weights): s * batch
     examples (MNIST: 0.4 MB per slot at batch 128). It is scratch state, not saved with the model; a
-    resumed run refills it. Labels are stored one-hot; sample weights are not supported.
+    resumed run refills it. Labels are stored one-hot; sample weights and class weights are not supported.
     """
 
     _adversarial_keys = PGDAdversarialModel._adversarial_keys + ("staleness", "batch_size")
@@ -51,7 +51,12 @@ class StaleAdversarialModel(PGDAdversarialModel):
         x, y, sample_weight = self.unpack(data)
         self.check_rows(x)
         if sample_weight is not None:
-            raise ValueError("StaleAdversarialModel does not support sample weights")
+            raise ValueError(
+                "StaleAdversarialModel does not support sample weights or class weights (Keras turns "
+                "class_weight into sample weights): fit without sample_weight and class_weight (and without a "
+                "third, weight element in the dataset's batches), or train with PGDAdversarialModel, which "
+                "supports both"
+            )
         num_classes = self.queue_y.shape[-1]
         # The queue holds one-hot rows; the batch trained on gets its labels back in their own form below.
         y_onehot = labels.one_hot_tensor(y, num_classes)

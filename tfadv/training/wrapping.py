@@ -18,11 +18,8 @@ import tensorflow as tf
 
 from tfadv import model_outputs
 
-#: Keras losses named by a string resolve with from_logits=False.
-_PROBABILITY_LOSS_NAMES = (
-    "categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy",
-    "categorical_focal_crossentropy", "binary_focal_crossentropy",
-)
+#: The names Keras' compile resolves to a cross-entropy chosen by the labels' shape (from_logits=False).
+_CROSSENTROPY_ALIASES = ("crossentropy", "ce")
 
 
 def functional_arguments(
@@ -76,16 +73,52 @@ def _input_shape(owner: str, model: keras.Model, input_shape: Any) -> tuple:
 
 
 def compiled_from_logits(loss: Any) -> bool | None:
-    """The compiled loss's `from_logits` (a Keras Loss object, or a Keras loss named by a string), or
-    None when it cannot be told (a custom function, several losses)."""
+    """The compiled loss's `from_logits`, for every way Keras' compile accepts one loss: a Loss object, a
+    loss function, a function or class name (`"sparse_categorical_crossentropy"`,
+    `"SparseCategoricalCrossentropy"`, `"crossentropy"`), any of them alone in a list or dict. None when it
+    cannot be told (a custom function, several losses, an unknown name)."""
+    loss = _single_loss(loss)
+    if isinstance(loss, str):
+        if loss.lower() in _CROSSENTROPY_ALIASES:
+            return False
+        try:
+            loss = keras.losses.get(loss)
+        except (ValueError, TypeError):
+            return None  # Keras' compile will say what is wrong with the name
     if isinstance(loss, keras.losses.Loss):
         value = getattr(loss, "from_logits", None)
         if value is None:
             value = getattr(loss, "_fn_kwargs", {}).get("from_logits")
         return None if value is None else bool(value)
-    if isinstance(loss, str) and loss in _PROBABILITY_LOSS_NAMES:
-        return False
+    if callable(loss) and getattr(loss, "__module__", "").startswith("keras."):
+        return _default_from_logits(loss)  # Keras calls a loss function without keyword arguments
     return None
+
+
+def _single_loss(loss: Any) -> Any:
+    """The loss of a one-element list, tuple or dict (Keras' forms for a one-output model), else `loss`."""
+    while isinstance(loss, (list, tuple, dict)) and len(loss) == 1:
+        loss = next(iter(loss.values())) if isinstance(loss, dict) else loss[0]
+    return loss
+
+
+def _default_from_logits(function: Any) -> bool | None:
+    try:
+        parameter = inspect.signature(function).parameters.get("from_logits")
+    except (TypeError, ValueError):
+        return None
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        return None
+    return bool(parameter.default)
+
+
+def _loss_name(loss: Any) -> str:
+    loss = _single_loss(loss)
+    if isinstance(loss, str):
+        return repr(loss)
+    if isinstance(loss, keras.losses.Loss):
+        return type(loss).__name__
+    return getattr(loss, "__name__", type(loss).__name__)
 
 
 def check_output_kind(owner: str, model: keras.Model, clip_range: tuple[float | None, float | None]) -> None:
@@ -100,10 +133,9 @@ def check_output_kind(owner: str, model: keras.Model, clip_range: tuple[float | 
     from_logits = compiled_from_logits(loss)
     if from_logits is None:
         return
-    name = type(loss).__name__ if not isinstance(loss, str) else repr(loss)
     model_outputs.check_output_kind(
         owner, y_pred, from_logits,
-        setting=f"the compiled loss ({name}) has from_logits={from_logits}, which",
+        setting=f"the compiled loss ({_loss_name(loss)}) has from_logits={from_logits}, which",
         to_logits="compile with a loss built with from_logits=True "
         "(e.g. keras.losses.SparseCategoricalCrossentropy(from_logits=True))",
         to_probabilities="compile with from_logits=False",
@@ -157,3 +189,20 @@ def planned_fit_steps(given: dict[str, Any]) -> int | None:
     if given["validation_split"] and given["validation_data"] is None:
         samples = int(samples * (1.0 - given["validation_split"]))
     return epochs * math.ceil(samples / (given["batch_size"] or 32))
+
+
+def with_callback(method: Any, args: tuple, kwargs: dict[str, Any], callback: keras.callbacks.Callback,
+                  ) -> tuple[tuple, dict[str, Any]]:
+    """The arguments of a call of the Keras `method` (fit, evaluate) with `callback` added to its callbacks.
+    A CallbackList (what fit hands its validation evaluate) gets it only if it holds none of its type yet."""
+    try:
+        bound = inspect.signature(method).bind(None, *args, **kwargs)
+    except TypeError:
+        return args, kwargs  # the call itself will say why
+    callbacks = bound.arguments.get("callbacks")
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        if not any(isinstance(known, type(callback)) for known in callbacks.callbacks):
+            callbacks.append(callback)
+    else:
+        bound.arguments["callbacks"] = list(callbacks or []) + [callback]
+    return bound.args[1:], bound.kwargs
