@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from tfadv.analysis import corruptions
 from tfadv.attacks import PGD
-from tfadv.datasets.pipeline import training_dataset
+from tfadv.datasets.pipeline import training_dataset, training_stream
 from tfadv.evaluation import accuracy, robust_accuracy, robust_mask
 from tfadv.experiments import atomic
 from tfadv.experiments.run import Run
@@ -104,10 +104,11 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, schedule: Schedule, *,
     limit = run.capped(steps)
     model.compile(optimizer=optimizer(schedule, limit), metrics=["accuracy"],
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    data = training_dataset(x, y, schedule.batch_size, augment=schedule.augment, seed=seed)
+    pipeline = {"augment": schedule.augment, "seed": seed}
     verbose = 2 if run.show_progress and epochs > 1 and steps > 1 else 0
     if steps == 1 and validation is None:
-        model.fit(data.repeat(epochs), epochs=1, shuffle=False, verbose=0)
+        model.fit(training_dataset(x, y, schedule.batch_size, **pipeline).repeat(epochs), epochs=1, shuffle=False,
+                  verbose=0)
         return
     work = run.work_dir(cell)
     callbacks = [TimedBackupAndRestore(str(work / "backup"))]
@@ -115,7 +116,13 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, schedule: Schedule, *,
         if validation is None:
             raise ValueError("schedule.select='best_val' needs validation data")
         callbacks.append(_KeepBest(work))
-    model.fit(data.repeat() if limit < steps else data, epochs=epochs, steps_per_epoch=limit if limit < steps else None,
+    # A resumed training goes on with the batches the uninterrupted one trained on next.
+    done = callbacks[0].resume_epoch()
+    if limit < steps:  # --limit: epochs end inside passes
+        data = training_stream(x, y, schedule.batch_size, batches_done=done * limit, **pipeline)
+    else:
+        data = training_dataset(x, y, schedule.batch_size, epochs_done=done, **pipeline)
+    model.fit(data, epochs=epochs, steps_per_epoch=limit if limit < steps else None,
               validation_data=validation, callbacks=callbacks, shuffle=False, verbose=verbose)
     if schedule.select == "best_val":
         model.load_weights(work / "best.weights.h5")

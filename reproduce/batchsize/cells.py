@@ -84,7 +84,7 @@ def run_cell(cell: dict, run) -> dict:
 
 def train(cell: dict, run, setting: TrainingSetting, data) -> tuple[keras.Model, dict]:
     """The cell's trained model and a summary of its training (loaded if it finished before)."""
-    from tfadv.datasets.pipeline import training_dataset
+    from tfadv.datasets.pipeline import training_stream
 
     x_train, y_train, _, _ = data
     seed = cell_seed(cell, run)
@@ -106,12 +106,13 @@ def train(cell: dict, run, setting: TrainingSetting, data) -> tuple[keras.Model,
     updates = chunks / accumulation
     model.compile(optimizer=setting.optimizer(batch_size, updates, accumulation),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    ds = training_dataset(x_train, y_train, chunk, augment=cell["dataset"] in AUGMENTED, seed=seed,
-                          drop_remainder=True)
     epochs = run.capped(cell["epochs"])
     backup = TimedBackupAndRestore(str(work / "backup"))
+    # A resumed training goes on with the chunk the uninterrupted one trained on next.
+    ds = training_stream(x_train, y_train, chunk, augment=cell["dataset"] in AUGMENTED, seed=seed,
+                         drop_remainder=True, batches_done=backup.resume_epoch() * chunks)
     started = time.process_time()  # CPU time of this process (a resumed training counts its last part)
-    history = model.fit(ds.repeat(), epochs=epochs, steps_per_epoch=chunks, callbacks=[backup], shuffle=False,
+    history = model.fit(ds, epochs=epochs, steps_per_epoch=chunks, callbacks=[backup], shuffle=False,
                         verbose=2 if run.show_progress and run.profile_name == "paper" else 0)
     last = {k: float(v[-1]) for k, v in history.history.items()}
     training = {"epochs_trained": epochs, "updates_per_epoch": updates, "accumulation": accumulation,

@@ -205,7 +205,7 @@ def train_and_log(run: Run, cell: dict, data: dict, *, model, steps: int, log_ev
 
     Returns (model, logged rows, training seconds of this invocation).
     """
-    from tfadv.datasets.pipeline import training_dataset
+    from tfadv.datasets.pipeline import training_stream
 
     p = run.profile
     work = run.work_dir(cell)
@@ -214,7 +214,9 @@ def train_and_log(run: Run, cell: dict, data: dict, *, model, steps: int, log_ev
     logger = PanelLogger(samples, logged, log_every, work / "log.csv", stale=stale, net=net)
     backup = TimedBackupAndRestore(str(work / "backup"))
     x, y = data["train"]
-    batches = training_dataset(x, y, batch_size, seed=seed, drop_remainder=True).repeat()
+    # A resumed training goes on with the batch the uninterrupted one trained on next.
+    batches = training_stream(x, y, batch_size, seed=seed, drop_remainder=True,
+                              batches_done=backup.resume_epoch() * log_every)
     started = time.process_time()
     model.fit(batches, epochs=steps // log_every, steps_per_epoch=log_every, callbacks=[logger, backup, *callbacks],
               shuffle=False, verbose=2 if run.show_progress else 0)

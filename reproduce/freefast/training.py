@@ -112,20 +112,22 @@ def train(cell: dict, run: Run, data: Data, evaluation_net: keras.Model,
     per-epoch log."""
     profile, seed, work = run.profile, training_seed(cell, run), run.work_dir(cell)
     epochs = run.capped(int(cell["epochs"]))
-    train_set = training_dataset(data.x_train, data.y_train, int(cell["batch_size"]), augment=profile.augment,
-                                 seed=seed)
+    backup = TimedBackupAndRestore(str(work / "backup"))
     with dtype_policy(profile.dtype_policy):
         keras.utils.set_random_seed(seed)
         net = network(run, cell["architecture"], data)
         model = adversarial_model(cell, run, net, seed)
+        # After the seed: the shuffle's order follows the global seed too, which was the previous cell's
+        # (none in a fresh process). A resumed training goes on with the next epoch's order and crops.
+        train_set = training_dataset(data.x_train, data.y_train, int(cell["batch_size"]), augment=profile.augment,
+                                     seed=seed, epochs_done=backup.resume_epoch())
         compile_model(model, cell, run, optimizer_steps(cell, epochs, int(train_set.cardinality())))
 
     def copied_and_measured() -> dict:
         cifar_resnets.copy_weights(net, evaluation_net)
         return curve_point()
 
-    callbacks = [EpochLog(work / CURVE_FILE, copied_and_measured),
-                 TimedBackupAndRestore(str(work / "backup"))]
+    callbacks = [EpochLog(work / CURVE_FILE, copied_and_measured), backup]
     model.fit(train_set, epochs=epochs, callbacks=callbacks, verbose=2 if run.show_progress else 0)
     cifar_resnets.copy_weights(net, evaluation_net)
     return read_curve(work / CURVE_FILE, epochs)

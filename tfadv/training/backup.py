@@ -1,15 +1,28 @@
-"""keras.callbacks.BackupAndRestore that writes its checkpoint at most once per `every_seconds`.
+"""keras.callbacks.BackupAndRestore that writes its checkpoint at most once per `every_seconds`, and tells
+the epoch it will resume at before `fit` starts.
 
 Keras writes the weights and the optimizer state after every epoch. When epochs take milliseconds (the demo
 profiles' digits nets), that file is a tenth of the training time (batchsize demo, measured); when they take
 minutes, every epoch is still saved. A run killed between checkpoints resumes from the last one, so it loses
 at most `every_seconds` of training and never a finished epoch's result that was written elsewhere.
+
+Keras restores the weights, the optimizer and the epoch, but neither the input pipeline nor the model's
+random state, so a resumed run would differ from an uninterrupted one. A resumed process builds its dataset
+anew, and its first epoch would see the first epoch's shuffle: `resume_epoch()` reads the epoch from the
+checkpoint so that the dataset can be built from it (tfadv.datasets.pipeline: epochs_done, batches_done),
+and `fit` refuses to go on if Keras restored another epoch. Keras leaves the states of the model's
+SeedGenerators (Dropout's masks) out of its checkpoint, so they would start over: this callback saves them
+next to it and restores them with it.
 """
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import time
 
 import keras
+import numpy as np
 
 #: The most training a killed run repeats, in seconds: short next to a paper cell's epochs, long next to
 #: a demo epoch's checkpoint.
@@ -27,10 +40,65 @@ class TimedBackupAndRestore(keras.callbacks.BackupAndRestore):
             raise ValueError(f"TimedBackupAndRestore: every_seconds must be >= 0, got {every_seconds!r}")
         super().__init__(backup_dir, save_freq="epoch", double_checkpoint=double_checkpoint)
         self.every_seconds = float(every_seconds)
+        self._promised_epoch: int | None = None
+
+    def resume_epoch(self) -> int:
+        """The epoch a `fit` with this callback starts at: the one after the last checkpoint, 0 without one.
+        Build the training data from it before `fit`, which restores the checkpoint only once it has begun."""
+        self._promised_epoch = checkpointed_epoch(self._training_metadata_path)
+        return self._promised_epoch
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
+        self._check_restored_epoch()
+        self._restore_random_state()
         self._saved_at = time.monotonic()  # a run's first checkpoint is due every_seconds after it starts
+
+    def _check_restored_epoch(self) -> None:
+        # Keras falls back to its previous checkpoint when the last one does not load, and then copies that
+        # checkpoint's epoch over the last one's: the data built for resume_epoch() would be off by the
+        # epochs in between, and the run would silently differ from an uninterrupted one.
+        restored = checkpointed_epoch(self._training_metadata_path)
+        if self._promised_epoch is not None and restored != self._promised_epoch:
+            raise RuntimeError(f"{self.backup_dir}: the training data was built to resume at epoch "
+                               f"{self._promised_epoch}, but Keras restored the checkpoint of epoch {restored} "
+                               "(the last one did not load); run again to resume from there")
+
+    def _save_model(self):
+        # The random state first: a kill between the two files leaves it one checkpoint ahead of Keras', and
+        # its previous file (.bkp) still goes with Keras' checkpoint. The other way round, nothing would.
+        self._save_random_state()
+        super()._save_model()
+
+    @property
+    def _random_state_path(self) -> str:
+        return os.path.join(self.backup_dir, "random_state.npz")
+
+    def _save_random_state(self) -> None:
+        """The model's SeedGenerator states with the epoch they go with, the previous file kept."""
+        path = self._random_state_path
+        os.makedirs(self.backup_dir, exist_ok=True)
+        if os.path.exists(path):
+            shutil.copyfile(path, path + ".bkp")
+        states = {f"state_{i}": v.numpy() for i, v in enumerate(random_states(self.model))}
+        with open(path + ".tmp", "wb") as f:  # a file object: np.savez would add its own suffix to a name
+            np.savez(f, epoch=self._current_epoch, **states)
+        os.replace(path + ".tmp", path)  # whole or not at all, as a kill may come at any time
+
+    def _restore_random_state(self) -> None:
+        epoch, states = checkpointed_epoch(self._training_metadata_path), random_states(self.model)
+        if epoch == 0 or not states:  # a fresh start, or nothing random to restore
+            return
+        for path in (self._random_state_path, self._random_state_path + ".bkp"):
+            if os.path.exists(path):
+                with np.load(path) as saved:
+                    if int(saved["epoch"]) == epoch:
+                        for i, variable in enumerate(states):
+                            variable.assign(saved[f"state_{i}"])
+                        return
+        raise RuntimeError(f"{self.backup_dir}: the checkpoint of epoch {epoch} lacks the state of the model's "
+                           "random generators (Dropout's masks), so the resumed run would differ from an "
+                           "uninterrupted one; delete the folder to train again from the start")
 
     def on_epoch_end(self, epoch, logs=None):
         # Keras' own bookkeeping, then its own writer (BackupAndRestore has no public hook for either).
@@ -38,3 +106,18 @@ class TimedBackupAndRestore(keras.callbacks.BackupAndRestore):
         if time.monotonic() - self._saved_at >= self.every_seconds:
             self._save_model()
             self._saved_at = time.monotonic()
+
+
+def checkpointed_epoch(metadata_path: str) -> int:
+    """The epoch Keras' BackupAndRestore resumes at from its training_metadata.json (0 when there is none)."""
+    if not os.path.exists(metadata_path):
+        return 0
+    with open(metadata_path) as f:
+        return int(json.load(f)["epoch"])
+
+
+def random_states(model: keras.Model) -> list:
+    """The model's variables Keras' checkpoint leaves out: the states of its SeedGenerators, which draw
+    Dropout's masks (and any layer's own random numbers), in the model's order."""
+    saved = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in saved]
