@@ -285,3 +285,12 @@ def test_a_gap_on_models_at_chance_is_not_judged():
                       {"autoattack_linf": 0.03, "pgd_linf_on_aa_points": 0.11}, clean=(0.11, 0.12))
     text = beyond.autoattack_section(pd.DataFrame(rows))
     assert "overstated ℓ∞ robustness at this scale for" not in text and "did not train: vgg8 small LR batchnorm" in text
+
+
+def test_the_learning_rate_search_skips_a_shard_that_holds_one_side_only():
+    # A shard's folder may hold the BN runs of a cell and not the plain ones: its report used to crash here.
+    from reproduce.batchnorm import search
+
+    table = pd.DataFrame({"experiment": ["cifar"], "test_set": ["test"], "model": ["vgg8"], "schedule": ["small"],
+                          "normalization": ["batchnorm"], "metric": ["awgn"], "value": [0.5], "seed": [0]})
+    assert search.by_learning_rate(table) is None

@@ -94,7 +94,7 @@ def test_shards_merge_into_the_table_of_one_run(tmp_path):
     run_toy("--profile", "demo", "--out", str(tmp_path / "s0"), "--shard", "0/2")
     run_toy("--profile", "demo", "--out", str(tmp_path / "s1"), "--shard", "1/2")
     merged = run_toy("--profile", "demo", "--out", str(tmp_path / "s0"), "--merge", str(tmp_path / "s1"))
-    # the summary cell waits for points of the other shard, then runs on the merge's next plain run
+    # the summary cell waits for points of the other shard: --merge ... --finish computes it (see below)
     assert merged["results"]["kind"].tolist().count("point") == 3
     pd.testing.assert_frame_equal(whole["trace"], merged["trace"])
 
@@ -628,3 +628,196 @@ def test_an_option_given_at_its_profile_value_is_the_same_configuration(tmp_path
     run_toy("--profile", "smoke", "--out", out, "--noise", "0.01")  # the profile's own value: no error
     with pytest.raises(SystemExit, match="options.noise: 0.01 there, 0.5 here"):
         run_toy("--profile", "smoke", "--out", out, "--noise", "0.5")
+
+
+# ------------------------------------------------------------------------ merging copies of a cell
+def _cell_file(out: Path, x: int) -> Path:
+    """The cell file of the toy's point x in `out`."""
+    for path in (out / "cells").glob("*.json"):
+        if json.loads(path.read_text())["cell"] == f"kind=point,x={x}":
+            return path
+    raise AssertionError(f"no cell x={x} in {out}")
+
+
+@pytest.mark.parametrize("name", ["seconds", "train_cpu_seconds", "eval_cpu_seconds", "cpu_seconds",
+                                  "avg_epoch_seconds", "aa_cpu_seconds", "epoch_cpu_seconds", "train_minutes",
+                                  "train_cpu_minutes", "wall_seconds", "steady_seconds", "steps_per_second",
+                                  "trainer_wait_fraction"])
+def test_the_runners_timing_columns_are_timing(name):
+    assert store.is_timing(name)
+
+
+@pytest.mark.parametrize("name", ["y", "test_accuracy", "pgd_accuracy", "epochs", "steps", "batch_size",
+                                  "staleness_mean", "refused_batches", "lambda1", "value", "metric", "train_loss",
+                                  store.THREADS_COLUMN, store.KERNELS_COLUMN])
+def test_other_columns_are_not_timing(name):
+    assert not store.is_timing(name)
+
+
+def test_two_copies_of_a_cell_that_differ_only_in_timing_merge_keeping_the_out_folders(tmp_path, monkeypatch):
+    """A whole run and a shard of the same configuration both computed x = 2: its timing differs (a column,
+    and a long row whose metric is timing), its numbers do not, so it is one honest cell twice."""
+    monkeypatch.setenv("TOY_TIMED", "1")
+    whole = run_toy("--profile", "smoke", "--out", str(tmp_path / "a"))
+    shard = run_toy("--profile", "smoke", "--out", str(tmp_path / "b"), "--shard", "1/2")
+    mine = lambda tables: tables["results"].query("x == 2")["train_seconds"].item()  # noqa: E731
+    assert mine(whole) != mine(shard)
+    merged = run_toy("--profile", "smoke", "--out", str(tmp_path / "a"), "--merge", str(tmp_path / "b"))
+    for name in ("results", "trace"):
+        pd.testing.assert_frame_equal(merged[name], whole[name])
+    merged = run_toy("--profile", "smoke", "--out", str(tmp_path / "b"), "--merge", str(tmp_path / "a"))
+    assert mine(merged) == mine(shard)  # the --out folder's copy, whichever folder that is
+
+
+def test_copies_of_a_cell_that_differ_in_a_result_are_a_clear_error_naming_cell_columns_and_files(tmp_path,
+                                                                                                    monkeypatch):
+    monkeypatch.setenv("TOY_TIMED", "1")
+    run_toy("--profile", "smoke", "--out", str(tmp_path / "a"))
+    run_toy("--profile", "smoke", "--out", str(tmp_path / "b"), "--shard", "1/2")
+    edited = _cell_file(tmp_path / "b", 2)
+    record = json.loads(edited.read_text())
+    record["tables"]["results"][0]["y"] += 1
+    edited.write_text(json.dumps(record))
+    with pytest.raises(SystemExit) as e:
+        run_toy("--profile", "smoke", "--out", str(tmp_path / "a"), "--merge", str(tmp_path / "b"))
+    said = str(e.value)
+    assert "cell 'kind=point,x=2'" in said and "results.y" in said
+    assert str(_cell_file(tmp_path / "a", 2)) in said and str(edited) in said
+    assert "train_seconds" not in said and "wall_seconds" not in said  # timing is not a difference
+
+
+# ------------------------------------------------------------------------ the report covers its grid
+def test_the_tables_and_the_report_cover_exactly_this_runs_grid(tmp_path):
+    """A folder may hold more cells than this run's grid (an earlier run with more --xs): its tables,
+    verdicts and facts are this grid's, and the report says the others are kept aside."""
+    out = tmp_path / "out"
+    run_toy("--profile", "demo", "--out", str(out), "--xs", "1,2,3,4")
+    tables = run_toy("--profile", "demo", "--out", str(out))
+    assert tables["results"].query("kind == 'point'")["x"].tolist() == [1, 2, 3]
+    assert pd.read_csv(out / "results.csv").query("kind == 'point'")["x"].tolist() == [1, 2, 3]
+    assert len(pd.read_csv(out / "cell_times.csv")) == 4
+    text = (out / "report.md").read_text()
+    verdict = next(line for line in text.splitlines() if line.startswith("| y grows with x"))
+    assert "| cells finished | 4 of 4 |" in text and verdict.count("→") == 2  # over x = 1, 2, 3
+    assert "1 finished cell(s) of this configuration outside this run's grid" in text
+
+
+def test_only_chooses_what_runs_not_what_the_report_covers(tmp_path):
+    """Selections add up in one folder, as shards do: the report covers the finished cells of the run's grid
+    (its profile and options), says which are missing, and is whole once they are all there."""
+    out = tmp_path / "out"
+    run_toy("--profile", "demo", "--out", str(out), "--only", "x=1")
+    tables = run_toy("--profile", "demo", "--out", str(out), "--only", "x=2,3")
+    assert tables["results"]["x"].tolist() == [1, 2, 3]
+    text = (out / "report.md").read_text()
+    assert "| cells finished | 3 of 4 (" in text and "--only x=2,3 selected part of the grid" in text
+    run_toy("--profile", "demo", "--out", str(out), "--only", "kind=summary")  # with the points it reads
+    text = (out / "report.md").read_text()
+    assert "| cells finished | 4 of 4 |" in text and "PARTIAL RUN" not in text
+
+
+# ------------------------------------------------------------------------ folder messages
+def test_a_folder_of_another_experiment_is_named_as_such(tmp_path):
+    out = str(tmp_path / "out")
+    run_toy("--profile", "smoke", "--out", out)
+    other = dataclasses.replace(toy_experiment.EXPERIMENT, key="other")
+    with pytest.raises(SystemExit) as e:
+        main(other, ["--no-progress", "--profile", "smoke", "--out", out])
+    said = str(e.value)
+    assert f"{out} holds toy results ({store.CONFIG_FILE}'s experiment)" in said and "choose another --out" in said
+    assert "delete" not in said and "profile_settings" not in said and "stale" not in said
+
+
+def test_a_corrupt_config_is_deleted_alone_and_the_cells_are_reused(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    run_toy("--profile", "smoke", "--out", str(out))
+    config = out / store.CONFIG_FILE
+    config.write_text(config.read_text()[:40])  # truncated
+    with pytest.raises(SystemExit) as e:
+        run_toy("--profile", "smoke", "--out", str(out))
+    assert f"delete {config} only" in str(e.value) and "delete the folder" not in str(e.value)
+    config.unlink()
+    monkeypatch.setenv("TOY_FAIL_CELL", "1")  # x = 1 would fail if it were computed again
+    run_toy("--profile", "smoke", "--out", str(out))
+    assert config.is_file() and "| cells finished | 3 of 3 |" in (out / "report.md").read_text()
+    config.unlink()
+    with pytest.raises(SystemExit, match="cells of another configuration"):
+        run_toy("--profile", "smoke", "--out", str(out), "--seed", "4")
+
+
+# ------------------------------------------------------------------------ clear errors
+@pytest.mark.parametrize("kind", ["missing", "file", "not-an-output"])
+def test_merge_of_a_folder_that_is_not_a_shard_names_it(tmp_path, kind):
+    target = tmp_path / kind
+    if kind == "file":
+        target.write_text("x")
+    elif kind == "not-an-output":
+        target.mkdir()
+    with pytest.raises(SystemExit) as e:
+        run_toy("--profile", "smoke", "--out", str(tmp_path / "out"), "--merge", str(target))
+    assert f"--merge {target}" in str(e.value)
+    assert not (tmp_path / "out").exists()  # refused before the folder was claimed
+
+
+def test_a_negative_seed_is_refused_when_parsed(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run_toy("--profile", "smoke", "--out", str(tmp_path / "out"), "--seed", "-1")
+    assert "--seed: expected a whole number >= 0, got '-1'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_without_finished_cells_is_reclaimed_by_another_configuration(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    monkeypatch.setenv("TOY_FAIL_CELL", "1")  # the first cell fails: nothing finishes
+    with pytest.raises(RuntimeError):
+        run_toy("--profile", "smoke", "--out", str(out), "--seed", "5")
+    monkeypatch.delenv("TOY_FAIL_CELL")
+    run_toy("--profile", "smoke", "--out", str(out))
+    assert f"{out} held another configuration (seed: 5 there, 0 here) but no finished cell" in capsys.readouterr().err
+    assert json.loads((out / store.CONFIG_FILE).read_text())["seed"] == 0
+    with pytest.raises(SystemExit, match="another configuration"):  # now it holds finished cells: refused
+        run_toy("--profile", "smoke", "--out", str(out), "--seed", "5")
+
+
+def test_a_folder_with_artifacts_but_no_finished_cells_is_not_reclaimed(tmp_path):
+    """Artifacts are not named by configuration (a runner's trained model): another one must not read them."""
+    out = tmp_path / "out"
+    run_toy("--profile", "smoke", "--out", str(out), "--seed", "5")
+    for path in (out / "cells").glob("*.json"):
+        path.unlink()
+    with pytest.raises(SystemExit) as e:
+        run_toy("--profile", "smoke", "--out", str(out))
+    assert "artifacts" in str(e.value) and "seed: 5 there, 0 here" in str(e.value)
+
+
+def test_an_empty_shard_is_an_error_that_names_the_grid_size(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        run_toy("--profile", "smoke", "--out", str(tmp_path / "out"), "--shard", "7/10")
+    assert "shard 7/10 is empty: the grid has 3 cells" in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------ cells that wait for other shards
+def test_merge_says_how_to_finish_the_cells_that_wait_for_other_shards_and_that_command_does(tmp_path, capsys):
+    """The summary reads every point's artifact; in separate shard folders no shard has them all. --merge
+    says so and gives the command that computes it, reading the other folder's cells and artifacts."""
+    whole = run_toy("--profile", "demo", "--out", str(tmp_path / "whole"))
+    for i in (0, 1):
+        run_toy("--profile", "demo", "--out", str(tmp_path / f"s{i}"), "--shard", f"{i}/2")
+    waiting = capsys.readouterr().err
+    assert "cell kind=summary,x=0 waits for 2 unfinished cell(s)" in waiting and "--finish" in waiting
+    merge = ["--no-progress", "--jobs", "1", "--profile", "demo", "--out", str(tmp_path / "s0"), "--merge",
+             str(tmp_path / "s1")]
+    main(toy_experiment.EXPERIMENT, merge)
+    command = f"python -m toy_experiment {' '.join(merge)} --finish"
+    assert command in capsys.readouterr().err
+    report = (tmp_path / "s0" / "report.md").read_text()
+    assert "1 of the 4 cells of this run is finished in no folder" in report and command in report
+    finished = main(toy_experiment.EXPERIMENT, [*merge, "--finish"])
+    pd.testing.assert_frame_equal(finished["results"], whole["results"])
+    assert "PARTIAL RUN" not in (tmp_path / "s0" / "report.md").read_text()
+
+
+def test_finish_without_merge_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="--finish"):
+        run_toy("--profile", "smoke", "--out", str(tmp_path / "out"), "--finish")

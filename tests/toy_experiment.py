@@ -3,7 +3,9 @@
 `python -m toy_experiment` (with tests/ on PYTHONPATH) runs it, as --jobs does for a paper's runner.
 Environment: TOY_SLEEP (seconds per cell), TOY_FAIL_CELL (a cell's `x` that raises), TOY_WEIGHTS (what the
 point cells record as their model's pretrained weights), TOY_WARN (the `x`s, comma-separated, of point cells
-that raise a tfadv warning twice and a plain UserWarning).
+that raise a tfadv warning twice and a plain UserWarning), TOY_TIMED (set: point cells record what their
+computation took, as the runners do: a `train_seconds` column, and a long row `metric=wall_seconds` of their
+trace, values that differ between two honest runs of a cell).
 """
 from __future__ import annotations
 
@@ -56,9 +58,13 @@ def run_cell(cell, run):
     y = cell["x"] * run.options["scale"] + run.options["noise"] * float(rng.standard_normal())
     run.artifact(f"point-{cell['x']}.txt").write_text(repr(y))
     row = {"y": y, "points": run.profile.points}
+    trace = [{"step": i} for i in range(2)]
     if os.environ.get("TOY_WEIGHTS"):
         row[store.WEIGHTS_COLUMN] = os.environ["TOY_WEIGHTS"]
-    return {"results": [row], "trace": [{"step": i} for i in range(2)]}
+    if os.environ.get("TOY_TIMED"):
+        row["train_seconds"] = time.perf_counter()
+        trace.append({"step": 2, "metric": "wall_seconds", "value": time.perf_counter()})
+    return {"results": [row], "trace": trace}
 
 
 def judge_all(tables, run):

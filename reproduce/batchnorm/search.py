@@ -71,9 +71,13 @@ def by_learning_rate(table: pd.DataFrame) -> str | None:
         return None
     rows = []
     for (model, schedule), block in t.groupby(["model", "schedule"], sort=True):
-        with_bn = {"normalization": "batchnorm"}
-        without = {"normalization": min(set(block["normalization"]) - {"batchnorm"})}
+        others = sorted(set(block["normalization"]) - {"batchnorm"})
+        if "batchnorm" not in set(block["normalization"]) or not others:
+            continue  # a shard's folder may hold one side of the comparison only
+        with_bn, without = {"normalization": "batchnorm"}, {"normalization": others[0]}
         rows.append([model, schedule, *[effect_cell(block, m, with_bn, without, -1.0) for m in ("awgn", "pgd_linf")]])
+    if not rows:
+        return None
     return markdown_table(["model", "LR schedule", "BN − no BN, noise", "BN − no BN, PGD-ℓ∞"], rows)
 
 

@@ -2,15 +2,16 @@
 
 A paper fills in an `Experiment` (its profiles, its own options, what one cell computes, its claims, its
 figures) and calls `main(EXPERIMENT)`. The flow is the same for all five: resolve the profile and the
-configuration, claim the output folder (refusing one that holds another configuration), run this shard's
-cells (or spread them over --jobs processes), merge the finished cells into tables, then draw the figures
-and write report.md.
+configuration, select the grid (--only) and check the request, claim the output folder (refusing one that
+holds another configuration), run this shard's cells (or spread them over --jobs processes), merge the
+finished cells of this grid into tables, then draw the figures and write report.md.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -32,9 +33,10 @@ def parser(experiment: Experiment) -> argparse.ArgumentParser:
                         "minutes on a CPU, offline; smoke: seconds, for tests (default: %(default)s)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help=f"output folder (default: results/{experiment.key}/<profile>); it holds one configuration")
-    p.add_argument("--seed", type=int, default=0, help="base random seed of the run (default: %(default)s)")
+    p.add_argument("--seed", type=_seed, default=0, help="base random seed of the run, >= 0 (default: %(default)s)")
     p.add_argument("--shard", type=_shard, default=None, metavar="i/n",
-                   help="run only shard i of n (0-based); run the n shards into one --out, or into several and --merge")
+                   help="run only shard i of n (0-based); run the n shards into one --out, or into several and "
+                        "--merge them (with --finish for the cells that read cells of several shards)")
     p.add_argument("--only", action="append", default=None, metavar="COORDINATE=V[,V...]",
                    help="run only the cells whose coordinate has one of the values, and the cells they need; repeat "
                         "to narrow further (e.g. --only method=fast --only epochs=15,30). The cells keep their "
@@ -48,7 +50,13 @@ def parser(experiment: Experiment) -> argparse.ArgumentParser:
                         f"{jobs.CPU_THREADS_PER_CELL} on a CPU-only machine, whatever --jobs is, since on a CPU a "
                         "trained cell's numbers depend on it; with GPUs, TensorFlow's default); recorded per cell")
     p.add_argument("--merge", nargs="*", default=None, metavar="DIR",
-                   help="run nothing: merge the finished cells of --out and of these shard folders, then report")
+                   help="run nothing: merge the finished cells of --out and of these shard folders (none: --out "
+                        "alone), then report; the report says how many of the grid's cells no folder has "
+                        "finished, and the command that computes them (--finish)")
+    p.add_argument("--finish", action="store_true",
+                   help="with --merge: first compute, into --out, the grid's cells that no folder has finished, "
+                        "reading the finished cells and artifacts of the --merge folders too (a cell that reads "
+                        "other cells' artifacts, e.g. a transfer cell, runs only where they are all finished)")
     p.add_argument("--limit", type=_jobs, default=None, metavar="N",
                    help="cap images, training steps and epochs at N: a quick check that a profile's code path runs "
                         "end to end (e.g. the paper profile on a CPU); its numbers are not the profile's")
@@ -93,19 +101,33 @@ def open_run(experiment: Experiment, args: argparse.Namespace, claim_folder: boo
             options[option.dest] = getattr(profile, option.profile_field)
     config = configuration(experiment, args.profile, options, args.seed, args.limit, jobs.cell_threads(args.threads))
     out = Path(args.out or os.path.join("results", experiment.key, args.profile))
-    return Run(experiment=experiment, profile_name=args.profile, profile=profile,
-               options=options, seed=args.seed, limit=args.limit, only=tuple(args.only or ()), out=out,
-               configuration=config,
-               store=store.CellStore(out, config) if claim_folder else None,
-               merge_dirs=[Path(d) for d in args.merge or []],
-               data_dir=args.data_dir or default_data_dir(), show_progress=args.progress and not args.child_of_jobs,
-               keep_work=args.keep_work)
+    run = Run(experiment=experiment, profile_name=args.profile, profile=profile,
+              options=options, seed=args.seed, limit=args.limit, only=tuple(args.only or ()), out=out,
+              configuration=config, store=None, merge_dirs=[Path(d) for d in args.merge or []],
+              data_dir=args.data_dir or default_data_dir(), show_progress=args.progress and not args.child_of_jobs,
+              keep_work=args.keep_work)
+    if claim_folder:
+        run.store = claimed_store(run)
+    return run
+
+
+def claimed_store(run: Run) -> store.CellStore:
+    """The run's output folder, checked and claimed; a line says so when it took over a folder of another
+    configuration that had finished nothing."""
+    cells = store.CellStore(run.out, run.configuration)
+    if cells.replaced:
+        shown = "; ".join(cells.replaced[:3]) + (f"; and {len(cells.replaced) - 3} more" if len(cells.replaced) > 3
+                                                  else "")
+        print(f"{run.experiment.key}: {run.out} held another configuration ({shown}) but no finished cell and no "
+              "artifact; it now holds this run's", file=sys.stderr)
+    return cells
 
 
 def main(experiment: Experiment, argv: Sequence[str] | None = None) -> Tables:
     """Run, merge and report; returns the merged tables. Bad settings, missing data or weights, and
     folders of another configuration end the process with a message that names the problem."""
     args = parser(experiment).parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args.threads = jobs.cell_threads(args.threads)
     if not jobs.use_threads(args.threads, child=args.child_of_jobs):
         print(f"{experiment.key}: TensorFlow already runs in this process, so its cells run on its "
@@ -115,24 +137,79 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None) -> Tables:
     if args.plan:
         return {"plan": _print_plan(experiment, args)}
     try:
-        run = open_run(experiment, args)
-        cells = selected_grid(run)
-        if args.merge is None:
-            _run_shard(run, cells, args, sys.argv[1:] if argv is None else list(argv))
+        # Everything the arguments alone decide is checked before the folder is claimed: a refused request
+        # leaves no config.json behind.
+        run = open_run(experiment, args, claim_folder=False)
+        whole = reported_grid(run)
+        cells = grid.select_only(whole, run.only, run.needs)
+        check_request(args, cells)
+        for folder in run.merge_dirs:
+            store.check_merge_folder(folder, run.configuration)
+        run.store = claimed_store(run)
+        if args.merge is None or args.finish:
+            _run_shard(run, cells, args, argv)
         if args.child_of_jobs:
             return {}  # the parent merges and reports
-        tables = store.merge(run.out, run.configuration, run.merge_dirs)
+        tables = store.merge(run.out, run.configuration, run.merge_dirs, keys=grid_keys(whole))
     except _user_errors() as e:
         raise SystemExit(f"{experiment.key}: {e}") from None
-    write_outputs(run, cells, tables, clock)
+    to_finish = finishing_advice(run, cells, argv) if args.merge is not None else None
+    if to_finish:
+        print(f"{experiment.key}: {to_finish}", file=sys.stderr)
+    write_outputs(run, whole, tables, clock, to_finish=to_finish)
     return tables
+
+
+def reported_grid(run: Run) -> list[dict]:
+    """The experiment's grid under the run's profile and options (a paper's own selections, such as --seeds,
+    included): the grid its settings describe, whose finished cells its tables, figures and verdicts cover.
+    --only and --shard choose which of its cells a run computes, not what its report covers (a selection adds
+    to the folder of the whole grid, and the report says which cells are missing)."""
+    cells = list(run.experiment.grid(run))
+    grid.check_unique(cells)
+    return cells
 
 
 def selected_grid(run: Run) -> list[dict]:
     """The experiment's grid narrowed by --only (with the cells the chosen ones need)."""
-    cells = run.experiment.grid(run)
-    grid.check_unique(cells)
-    return grid.select_only(cells, run.only, run.needs)
+    return grid.select_only(reported_grid(run), run.only, run.needs)
+
+
+def grid_keys(cells: Sequence[dict]) -> set[str]:
+    """The keys of a grid's cells."""
+    return {identity.cell_key(c) for c in cells}
+
+
+def check_request(args: argparse.Namespace, cells: Sequence[dict]) -> None:
+    """Refuse what cannot be meant: --finish without --merge, a shard of a run that holds no cell."""
+    if args.finish and args.merge is None:
+        raise ConfigurationError("--finish completes a --merge (it computes the cells no --merge folder has "
+                                 "finished); without --merge a run computes every unfinished cell anyway: drop "
+                                 "--finish, or add --merge with the shard folders")
+    running = args.merge is None or args.finish
+    if running and args.shard is not None and not grid.select_shard(cells, args.shard):
+        # An error, not a quiet success: a shard that does nothing is a miscounted split (a job array sized
+        # for another grid), and a scheduler would count it done.
+        i, n = args.shard
+        raise ConfigurationError(f"shard {i}/{n} is empty: the grid has {len(cells)} cells, so shards "
+                                 f"{len(cells)} to {n - 1} of {n} hold none; split it into at most {len(cells)} "
+                                 "shards")
+
+
+def finishing_advice(run: Run, cells: Sequence[dict], argv: Sequence[str]) -> str | None:
+    """After a --merge: how many of this run's `cells` (its grid, narrowed by --only) no folder has finished,
+    and the command that computes them into --out (--finish); None when every cell is finished."""
+    unfinished = [c for c in cells if not run.finished(c)]
+    if not unfinished:
+        return None
+    reading = sum(bool(run.needs(c)) for c in unfinished)
+    module = run.experiment.module or f"reproduce.{run.experiment.key}"
+    command = shlex.join(["python", "-m", module, *argv, *([] if "--finish" in argv else ["--finish"])])
+    count = f"{len(unfinished)} of the {len(cells)} cells of this run {'is' if len(unfinished) == 1 else 'are'}"
+    why = (f" ({reading} of them read other cells' artifacts, so they run only where all of those are finished, "
+           "which no shard folder alone may hold)" if reading else "")
+    return (f"{count} finished in no folder{why}. This computes them into {run.out}, reading the finished cells "
+            f"and artifacts of every folder: `{command}`")
 
 
 def _run_shard(run: Run, cells: Sequence[dict], args: argparse.Namespace, argv: list[str]) -> None:
@@ -171,8 +248,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return ConfigurationError, CorruptImageError, DatasetUnavailableError, WeightsUnavailableError
 
 
-def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machine.RunClock) -> None:
-    """Figures and report.md from the merged tables (of the finished cells only, as the report says)."""
+def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machine.RunClock,
+                  to_finish: str | None = None) -> None:
+    """Figures and report.md from the merged tables of the grid `cells` (reported_grid: of its finished cells
+    only, as the report says); `to_finish` (after a --merge): how to compute the cells no folder has finished."""
     finished = sum(run.finished(c) for c in cells)
     if finished == 0:
         print(f"{run.experiment.key}: no finished cells yet in {run.out}: nothing to plot or report", file=sys.stderr)
@@ -188,14 +267,17 @@ def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machin
                      "devices and kernels per cell": kernels_fact(results), "data per cell": data_fact(results),
                      "pretrained weights": weights_fact(results)}
     computed_with = {name: text for name, text in computed_with.items() if text is not None}
-    times = store.cell_times(run.folders)
+    keys = grid_keys(cells)
+    times = store.cell_times(run.folders, keys)
     atomic.write_csv(times, run.out / "cell_times.csv")
+    outside = len(store.finished_keys(run.folders) - keys)
     facts = clock.facts(**{"cells finished": f"{finished} of {len(cells)}" + (
         "" if finished == len(cells) else " (the tables and figures cover the finished ones)"),
+        **({"cells outside this grid": outside_fact(outside)} if outside else {}),
         **({"compute": compute_fact(times)} if len(times) else {}), **computed_with})
     warnings = [f"{name}: {text.removeprefix('WARNING: ')}" for name, text in computed_with.items()
                 if text.startswith(("MIXED", "WARNING"))]
-    raised = store.cell_warnings(run.folders)
+    raised = store.cell_warnings(run.folders, keys)
     atomic.write_csv(raised, run.out / "cell_warnings.csv")
     if len(raised):
         warnings.append(warnings_fact(raised, finished))
@@ -205,6 +287,8 @@ def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machin
                            "what its rule gave on the cells at hand; run the whole grid (the same command without "
                            "the selection or the cap, or every shard and then --merge) for the profile's verdicts.")
         judged = [verdicts.provisional(v, "partial run (see the warning above)") for v in judged]
+    if to_finish:
+        warnings.insert(1 if partial else 0, to_finish)
     text = report.render(title=experiment.title, key=experiment.key, profile=run.profile_name,
                          fingerprint=run.store.fingerprint, verdicts=judged,
                          sections=sections, settings=experiment.settings(run), run_facts=facts, warnings=warnings)
@@ -215,15 +299,15 @@ def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machin
 
 
 def partial_run(run: Run, cells: Sequence[dict], finished: int) -> list[str]:
-    """How this run (its grid `cells`, `finished` of them done) falls short of the profile's whole grid, if it
-    does: its verdicts cannot be the profile's."""
+    """How this run's report (over the grid `cells`, `finished` of them done) falls short of the profile's
+    whole grid, if it does: its verdicts cannot be the profile's."""
     partial = []
-    if finished < len(cells):
-        partial.append(f"only {finished} of the grid's {len(cells)} cells have finished (one shard, or a run not "
-                       "yet done), and a rule on fewer cells can come out otherwise")
     selected = _narrowing_selection(run, cells)
-    if run.only and len(cells) < len(run.experiment.grid(run)):
-        selected.append(" ".join(f"--only {text}" for text in run.only))
+    if finished < len(cells):
+        partial.append(f"only {finished} of the grid's {len(cells)} cells have finished (one shard, an --only "
+                       "selection, or a run not yet done), and a rule on fewer cells can come out otherwise")
+        if run.only and len(selected_grid(run)) < len(cells):
+            selected.append(" ".join(f"--only {text}" for text in run.only))
     if selected:
         partial.append(f"{', '.join(selected)} selected part of the grid")
     if run.limit is not None:
@@ -232,18 +316,15 @@ def partial_run(run: Run, cells: Sequence[dict], finished: int) -> list[str]:
 
 
 def _narrowing_selection(run: Run, cells: Sequence[dict]) -> list[str]:
-    """The paper's selection options (--seeds, ...) of a run whose grid `cells` lacks cells of the profile's
-    own grid (the grid with every selection at the profile's value, and the same --only); a selection that
-    adds cells narrows nothing."""
+    """The paper's selection options (--seeds, ...) of a run whose grid `cells` (reported_grid) lacks cells
+    of the profile's own grid (the grid with every selection at the profile's value); a selection that adds
+    cells narrows nothing."""
     selection = [o for o in run.experiment.options if o.role == "selection"]
     own = {o.dest: getattr(run.profile, o.profile_field) if o.profile_field else o.default for o in selection}
     changed = [o for o in selection if run.options.get(o.dest) != own[o.dest]]
     if not changed:
         return []
-    try:
-        whole = selected_grid(dataclasses.replace(run, options={**run.options, **own}))
-    except ConfigurationError:  # --only picks only cells the selection added (--seeds 5 --only seed=4)
-        return []
+    whole = reported_grid(dataclasses.replace(run, options={**run.options, **own}))
     chosen = {identity.cell_key(c) for c in cells}
     if {identity.cell_key(c) for c in whole} <= chosen:
         return []
@@ -256,6 +337,13 @@ def _as_given(option: Any, value: Any) -> str:
         return " ".join(f"{option.flag} {v}" for v in value)
     shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
     return f"{option.flag} {shown}"
+
+
+def outside_fact(count: int) -> str:
+    """The folders' finished cells that this run's grid does not hold (an earlier run's wider selection)."""
+    return (f"{count} finished cell(s) of this configuration outside this run's grid (a run with a wider "
+            "selection, such as more seeds, computed them) are kept in cells/ and left out of the tables, "
+            "figures and verdicts; the same selection as theirs reports them")
 
 
 #: report.md quotes this many kinds of tfadv warning at most; cell_warnings.csv has every one.
@@ -351,6 +439,13 @@ def _shard(text: str) -> tuple[int, int]:
         return grid.parse_shard(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from e
+
+
+def _seed(text: str) -> int:
+    # numpy, scikit-learn and TensorFlow take seeds >= 0 only: a negative one would fail inside the first cell.
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
 
 
 def _threads(text: str) -> int:

@@ -3,7 +3,8 @@
 A grid is a list of cells, each a flat dict of scalars (its coordinates). `--only coordinate=value[,value...]`
 keeps the cells with one of the values (repeat it to narrow further) and the cells they need. Shard i of n
 takes the cells at positions i, i+n, i+2n, ...; the n shards partition the grid. A cell that reads other cells' artifacts (a
-transfer matrix over trained models) waits until those cells are finished here or in a --merge folder.
+transfer matrix over trained models) waits until those cells are finished: in the run's own folder, or in a
+--merge folder when `--merge ... --finish` computes the cells no folder has finished.
 """
 from __future__ import annotations
 
@@ -113,7 +114,8 @@ def run_cells(run: "Run", cells: Sequence[dict], claims: Path | None = None) -> 
     check_unique(cells)
     todo = [c for c in cells if not run.finished(c)]
     if len(todo) < len(cells):
-        run.log(f"{len(cells) - len(todo)} of {len(cells)} cells already finished in {run.out}; skipping them")
+        run.log(f"{len(cells) - len(todo)} of {len(cells)} cells already finished in "
+                f"{', '.join(map(str, run.folders))}; skipping them")
     if not todo:
         return []
     run.prepare()
@@ -145,8 +147,10 @@ def run_cells(run: "Run", cells: Sequence[dict], claims: Path | None = None) -> 
         todo = [c for c in todo if not cell_claims.taken(claims, run.cell_id(c))]
     for cell in todo:
         waiting = [identity.cell_key(n) for n in run.needs(cell) if not run.finished(n)]
-        print(f"cell {identity.cell_key(cell)} waits for {len(waiting)} unfinished cell(s), e.g. {waiting[0]}; "
-              "run again (or --merge) once they are done", file=sys.stderr)
+        print(f"cell {identity.cell_key(cell)} waits for {len(waiting)} unfinished cell(s), e.g. {waiting[0]}: it "
+              f"reads what they write, so it runs only where they are finished. Run again once they are finished "
+              f"in {run.out}; if they finish in other shards' folders, merge those with --finish (--out {run.out} "
+              "--merge THEIR_FOLDERS --finish)", file=sys.stderr)
     return todo
 
 

@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING, Any, Callable
 import keras
 
 from tfadv.experiments import identity
-from tfadv.experiments.store import CellStore
+from tfadv.experiments.store import ARTIFACTS_DIR, CellStore
 
 if TYPE_CHECKING:
     from tfadv.experiments.spec import Experiment
 
 WORK_DIR = "work"
-ARTIFACTS_DIR = "artifacts"
 
 
 @dataclass
