@@ -236,6 +236,21 @@ def test_randomised_and_self_updating_models_are_flagged():
     assert not checks.dynamic_flag(still, checks._variables(model)).raised
 
 
+def test_robust_accuracy_warns_on_a_randomised_model_and_not_on_a_deterministic_one():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    noisy = keras.Model(inputs, small_cnn()(keras.layers.Lambda(lambda t: t + tf.random.normal(tf.shape(t), 0, 0.1))(inputs)))
+    x, y = held_out(16)
+    common = dict(from_logits=True, clip_min=None, clip_max=None, seed=0)
+    with pytest.warns(EvaluationWarning, match="robust_accuracy: largest relative output change.*eot_iter"):
+        robust_accuracy(noisy, APGD(noisy, 0.1, "inf", 2, **common), x, y)
+    with warnings.catch_warnings():  # averaging draws is what a randomised model needs: no warning
+        warnings.simplefilter("error", EvaluationWarning)
+        robust_accuracy(noisy, APGD(noisy, 0.1, "inf", 2, eot_iter=2, **common), x, y)
+        plain = small_cnn()
+        robust_accuracy(plain, APGD(plain, 0.1, "inf", 2, **common), x, y)
+
+
 def test_probability_flag():
     z = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]], np.float32)
     p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)

@@ -18,6 +18,18 @@ from tfadv.evaluation.clean import predict_labels
 from tfadv.evaluation.data import evaluation_arrays
 
 
+def _warn_if_randomised(model: keras.Model, attack: Attack, probe: np.ndarray) -> None:
+    """An EvaluationWarning when identical inference passes disagree (auto_attack checks this too): one
+    gradient of a randomised model is a single draw, so the number overstates robustness. Attacks that
+    average draws (APGD's eot_iter > 1) expect it."""
+    if getattr(attack, "eot_iter", 1) > 1 or not len(probe):
+        return
+    flag = checks.randomness_flag(checks.output_passes(model, probe, output_index=attack.output_index))
+    if flag.raised:
+        validation.warn_caller(f"robust_accuracy: {flag.measured}: {flag.meaning}. {flag.advice}",
+                               validation.EvaluationWarning)
+
+
 def robust_mask(
     model: keras.Model,
     attack: Attack,
@@ -63,6 +75,7 @@ def robust_mask(
     if len(x) != len(y):
         raise ValueError(f"robust_accuracy: x has {len(x)} samples and y {len(y)}")
     attack.check_model_output(x[: model_outputs.PROBE_SAMPLES])
+    _warn_if_randomised(model, attack, x[: model_outputs.PROBE_SAMPLES])
     # Every label against the class count before any compute: a sample is attacked only if it is correct
     # clean, so an out-of-range label would never reach the attack's own check and count as not robust.
     label_ids = labels.class_ids(y, attack.num_classes, name="robust_accuracy")
