@@ -117,6 +117,15 @@ def test_a_training_wrapper_warns_when_fit_starts():
     assert [w.filename for w in record if issubclass(w.category, EpsScaleWarning)] == [__file__]
 
 
+def test_a_training_wrapper_with_an_open_range_judges_eps_against_the_data():
+    x, y = pixels(255.0, n=32)
+    model = PGDAdversarialModel(logits_net(), eps=8 / 255, steps=1, step_size=8 / 255, clip_min=None, clip_max=None,
+                                eval_steps=0, seed=0)
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.warns(EpsScaleWarning, match="the data's range; no clip_min/clip_max given"):
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+
+
 # ------------------------------------------------------------------- steps that cannot reach eps
 @pytest.mark.parametrize("eps, steps, step_size, warned", [
     (0.3, 10, 0.01, True),      # reach 0.1 of eps 0.3: robustness in a third of the ball

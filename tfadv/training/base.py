@@ -208,7 +208,7 @@ class AdversarialModel(keras.Model):
             if self.check_output_kind:
                 wrapping.check_output_kind(owner, self, (self.clip_min, self.clip_max))
             validation.warn_if_eps_tiny(owner, self.eps, self.norm, self.inputs[0].shape[1:], self.clip_min,
-                                        self.clip_max)
+                                        self.clip_max, data_span=_span(data) if self.clip_min is None else None)
             self.mark_checked()
         if not self.optimizer.built:
             with self.distribute_strategy.scope():
@@ -463,6 +463,14 @@ class AdversarialModel(keras.Model):
         config.update({key: getattr(self, key) for key in self._adversarial_keys})
         return config
 
+
+
+def _span(x: Any) -> float | None:
+    """max - min of fit's x when it is an array (what an open clip range leaves eps to be judged against)."""
+    if isinstance(x, (np.ndarray, tf.Tensor)) and np.size(x):
+        values = np.asarray(x)
+        return float(values.max() - values.min())
+    return None
 
 
 def _rows(x: Any) -> int | None:
