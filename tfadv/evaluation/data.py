@@ -20,7 +20,7 @@ def evaluation_arrays(name: str, x: Any, y: Any) -> tuple[Any, Any]:
     if not isinstance(x, tf.data.Dataset):
         if y is None:
             raise ValueError(f"{name}: y is required unless x is a tf.data.Dataset of (x, y) batches")
-        _require_samples(name, x)
+        require_samples(name, x)
         return x, y
     if y is not None:
         raise ValueError(f"{name}: x is a tf.data.Dataset, which yields (x, y) batches: leave y out")
@@ -39,11 +39,12 @@ def evaluation_arrays(name: str, x: Any, y: Any) -> tuple[Any, Any]:
     if xs[0].ndim == 0 or ys[0].ndim == 0:
         raise ValueError(f"{name}: the dataset yields single samples; batch it first (dataset.batch(n))")
     x = np.concatenate(xs)
-    _require_samples(name, x)
+    require_samples(name, x)
     return x, np.concatenate(ys)
 
 
-def _require_samples(name: str, x: Any) -> None:
+def require_samples(name: str, x: Any) -> None:
+    """Refuse an x of no samples, naming `name` and the shape."""
     shape = tuple(np.shape(x))
     if shape and shape[0] == 0:
         raise ValueError(f"{name}: no samples: x has shape {shape}; evaluate at least one sample")

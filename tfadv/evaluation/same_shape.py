@@ -23,6 +23,7 @@ import numpy as np
 from tfadv import labels, model_outputs
 from tfadv.attacks import Attack
 from tfadv.evaluation.clean import predict_labels
+from tfadv.evaluation.data import require_samples
 
 
 def _attacked(model, attack: Attack, x, y, batch_size: int, restarts: int) -> tuple[np.ndarray, list]:
@@ -33,8 +34,7 @@ def _attacked(model, attack: Attack, x, y, batch_size: int, restarts: int) -> tu
     if restarts < 1 or batch_size < 1:
         raise ValueError(f"restarts and batch_size must be >= 1, got {restarts} and {batch_size}")
     x, y = np.asarray(x, np.float32), np.asarray(y)
-    if len(x) == 0:
-        raise ValueError(f"robust accuracy: no samples: x has shape {x.shape}; evaluate at least one sample")
+    require_samples("robust accuracy", x)
     # Against the class count before any compute, as robust_accuracy: an out-of-range label is never correct,
     # so it would count as not robust without reaching the attack's own check.
     attack.check_model_output(x[: model_outputs.PROBE_SAMPLES])

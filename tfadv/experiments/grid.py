@@ -2,9 +2,9 @@
 
 A grid is a list of cells, each a flat dict of scalars (its coordinates). `--only coordinate=value[,value...]`
 keeps the cells with one of the values (repeat it to narrow further) and the cells they need. Shard i of n
-takes the cells at positions i, i+n, i+2n, ...; the n shards partition the grid. A cell that reads other cells' artifacts (a
-transfer matrix over trained models) waits until those cells are finished: in the run's own folder, or in a
---merge folder when `--merge ... --finish` computes the cells no folder has finished.
+takes the cells at positions i, i+n, i+2n, ...; the n shards partition the grid. A cell that reads other
+cells' artifacts (a transfer matrix over trained models) waits until those cells are finished: in the run's
+own folder, or in a --merge folder when `--merge ... --finish` computes the cells no folder has finished.
 """
 from __future__ import annotations
 
