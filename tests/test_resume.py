@@ -116,7 +116,7 @@ def test_fit_refuses_to_resume_elsewhere_than_the_data_was_built_for(tmp_path):
                   verbose=0, callbacks=[backup])
 
 
-def test_a_kill_between_the_random_state_and_keras_checkpoint_resumes_from_the_one_before(tmp_path):
+def test_a_kill_between_the_unsaved_state_and_keras_checkpoint_resumes_from_the_one_before(tmp_path):
     uninterrupted = trained("dataset", True, None)
     with pytest.raises(Killed):
         trained("dataset", True, tmp_path, kill=True)
@@ -125,3 +125,46 @@ def test_a_kill_between_the_random_state_and_keras_checkpoint_resumes_from_the_o
     assert TimedBackupAndRestore(str(tmp_path)).resume_epoch() == KILLED_AT - 1
     for mine, theirs in zip(trained("dataset", True, tmp_path), uninterrupted):
         np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-6)
+
+
+def adversarial_model(kind: str) -> keras.Model:
+    """Free-2 or Stale (s = 3) on a net with Dropout: both carry state from batch to batch."""
+    from tfadv.training import FreeAdversarialModel, StaleAdversarialModel
+
+    net = fresh_model()
+    common = dict(eps=0.1, clip_min=0.0, clip_max=2.0, batch_size=BATCH, seed=5)
+    if kind == "free":
+        model = FreeAdversarialModel(net, replays=2, **common)
+    else:
+        model = StaleAdversarialModel(net, staleness=3, steps=2, step_size=0.05, **common)
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def adversarially_trained(kind: str, backup_dir: Path | None, kill: bool = False) -> list[np.ndarray]:
+    model = adversarial_model(kind)
+    callbacks = [] if backup_dir is None else [TimedBackupAndRestore(str(backup_dir), every_seconds=0)]
+    start = callbacks[0].resume_epoch() if callbacks else 0
+    data = training_dataset(X, Y, BATCH, seed=3, epochs_done=start)
+    model.fit(data, epochs=EPOCHS, shuffle=False, verbose=0,
+              callbacks=callbacks + ([KillAt(KILLED_AT)] if kill else []))
+    return model.get_weights() + [v.numpy() for v in model.training_state()]
+
+
+@pytest.mark.parametrize("kind", ["free", "stale"])
+def test_free_and_stale_resume_with_their_perturbation_and_queue(tmp_path, kind):
+    uninterrupted = adversarially_trained(kind, None)
+    assert all(np.isfinite(w).all() for w in uninterrupted)
+    with pytest.raises(Killed):
+        adversarially_trained(kind, tmp_path, kill=True)
+    resumed = adversarially_trained(kind, tmp_path)
+    for mine, theirs in zip(resumed, uninterrupted, strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-6)
+
+
+def test_a_checkpoint_of_another_models_state_is_refused(tmp_path):
+    with pytest.raises(Killed):
+        adversarially_trained("free", tmp_path, kill=True)
+    with pytest.raises(RuntimeError, match="holds 2 saved states, this model and strategy have 6"):
+        adversarially_trained("stale", tmp_path)

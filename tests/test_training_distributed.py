@@ -85,3 +85,28 @@ def test_mixed_float16_scales_the_loss(cls, kwargs, mixed_float16):
     reference.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
     fp32_step = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(weights_of(reference), start)))
     assert 0.5 < mixed_step / fp32_step < 2.0
+
+
+def test_a_resumed_mirrored_free_run_goes_on_from_each_replicas_perturbation(tmp_path):
+    from test_resume import Killed, KillAt
+    from tfadv.training import TimedBackupAndRestore
+    from tfadv.training.backup import replicas
+
+    strategy = two_cpus()
+    x, y = data(64)
+
+    def trained(backup_dir=None, kill=False):
+        with strategy.scope():
+            model = compile_(build(FreeAdversarialModel, batchnorm=False, replays=2, batch_size=16))
+        callbacks = [] if backup_dir is None else [TimedBackupAndRestore(str(backup_dir), every_seconds=0)]
+        model.fit(x, y, batch_size=16, epochs=3, verbose=0, shuffle=False,
+                  callbacks=callbacks + ([KillAt(2)] if kill else []))
+        return model, weights_of(model) + [part.numpy() for part in replicas(model.delta)]
+
+    model, uninterrupted = trained()
+    halves = replicas(model.delta)
+    assert len(halves) == 2 and not np.allclose(halves[0].numpy(), halves[1].numpy())  # each replica its own
+    with pytest.raises(Killed):
+        trained(tmp_path, kill=True)
+    for mine, theirs in zip(trained(tmp_path)[1], uninterrupted, strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-6)

@@ -24,9 +24,9 @@ compile (`check_output_kind=False` opts out). Inputs outside [clip_min, clip_max
 Free and Stale keep per-row state for `batch_size` rows: a short last batch uses the first rows, a larger
 batch is refused when fit starts, naming the setting to change.
 
-Resuming: `keras.callbacks.BackupAndRestore(backup_dir)` or TimedBackupAndRestore works with these models
-(weights, optimizer, epoch and the random-start counters are restored; Free's delta and Stale's queue are
-scratch state that a resumed run rebuilds).
+Resuming: TimedBackupAndRestore resumes these models where the uninterrupted run would be: weights,
+optimizer, epoch, the random-start counters, Dropout's generators, Free's delta and Stale's queue (each
+replica's). Keras' own BackupAndRestore leaves the last three out: a run it resumes starts them anew.
 """
 from tfadv.training.base import AdversarialModel
 from tfadv.training.backup import TimedBackupAndRestore

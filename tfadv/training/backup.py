@@ -10,9 +10,11 @@ Keras restores the weights, the optimizer and the epoch, but neither the input p
 random state, so a resumed run would differ from an uninterrupted one. A resumed process builds its dataset
 anew, and its first epoch would see the first epoch's shuffle: `resume_epoch()` reads the epoch from the
 checkpoint so that the dataset can be built from it (tfadv.datasets.pipeline: epochs_done, batches_done),
-and `fit` refuses to go on if Keras restored another epoch. Keras leaves the states of the model's
-SeedGenerators (Dropout's masks) out of its checkpoint, so they would start over: this callback saves them
-next to it and restores them with it.
+and `fit` refuses to go on if Keras restored another epoch. Keras also leaves out the states of the model's
+SeedGenerators (Dropout's masks) and what an adversarial train step carries from batch to batch (Free's
+perturbation, Stale's queue: AdversarialModel.training_state), so they would start over: this callback
+saves them next to its checkpoint and restores them with it, each replica's own under a distribution
+strategy.
 """
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ class TimedBackupAndRestore(keras.callbacks.BackupAndRestore):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self._check_restored_epoch()
-        self._restore_random_state()
+        self._restore_unsaved_state()
         self._saved_at = time.monotonic()  # a run's first checkpoint is due every_seconds after it starts
 
     def _check_restored_epoch(self) -> None:
@@ -65,40 +67,41 @@ class TimedBackupAndRestore(keras.callbacks.BackupAndRestore):
                                "(the last one did not load); run again to resume from there")
 
     def _save_model(self):
-        # The random state first: a kill between the two files leaves it one checkpoint ahead of Keras', and
-        # its previous file (.bkp) still goes with Keras' checkpoint. The other way round, nothing would.
-        self._save_random_state()
+        # This state first: a kill between the two files leaves it one checkpoint ahead of Keras', and its
+        # previous file (.bkp) still goes with Keras' checkpoint. The other way round, nothing would.
+        self._save_unsaved_state()
         super()._save_model()
 
     @property
-    def _random_state_path(self) -> str:
-        return os.path.join(self.backup_dir, "random_state.npz")
+    def _unsaved_state_path(self) -> str:
+        return os.path.join(self.backup_dir, "unsaved_state.npz")
 
-    def _save_random_state(self) -> None:
-        """The model's SeedGenerator states with the epoch they go with, the previous file kept."""
-        path = self._random_state_path
+    def _save_unsaved_state(self) -> None:
+        """The state Keras' checkpoint leaves out, with the epoch it goes with, the previous file kept."""
+        path = self._unsaved_state_path
         os.makedirs(self.backup_dir, exist_ok=True)
         if os.path.exists(path):
             shutil.copyfile(path, path + ".bkp")
-        states = {f"state_{i}": v.numpy() for i, v in enumerate(random_states(self.model))}
+        states = {f"state_{i}_replica_{r}": part.numpy()
+                  for i, variable in enumerate(unsaved_state(self.model)) for r, part in enumerate(replicas(variable))}
         with open(path + ".tmp", "wb") as f:  # a file object: np.savez would add its own suffix to a name
             np.savez(f, epoch=self._current_epoch, **states)
         os.replace(path + ".tmp", path)  # whole or not at all, as a kill may come at any time
 
-    def _restore_random_state(self) -> None:
-        epoch, states = checkpointed_epoch(self._training_metadata_path), random_states(self.model)
-        if epoch == 0 or not states:  # a fresh start, or nothing random to restore
+    def _restore_unsaved_state(self) -> None:
+        epoch, states = checkpointed_epoch(self._training_metadata_path), unsaved_state(self.model)
+        if epoch == 0 or not states:  # a fresh start, or nothing to restore
             return
-        for path in (self._random_state_path, self._random_state_path + ".bkp"):
+        for path in (self._unsaved_state_path, self._unsaved_state_path + ".bkp"):
             if os.path.exists(path):
                 with np.load(path) as saved:
                     if int(saved["epoch"]) == epoch:
-                        for i, variable in enumerate(states):
-                            variable.assign(saved[f"state_{i}"])
+                        _assign(states, saved, path)
                         return
-        raise RuntimeError(f"{self.backup_dir}: the checkpoint of epoch {epoch} lacks the state of the model's "
-                           "random generators (Dropout's masks), so the resumed run would differ from an "
-                           "uninterrupted one; delete the folder to train again from the start")
+        raise RuntimeError(f"{self.backup_dir}: the checkpoint of epoch {epoch} lacks the state Keras' checkpoint "
+                           "leaves out (Dropout's random generators, an adversarial model's training_state), so the "
+                           "resumed run would differ from an uninterrupted one; delete the folder to train again "
+                           "from the start")
 
     def on_epoch_end(self, epoch, logs=None):
         # Keras' own bookkeeping, then its own writer (BackupAndRestore has no public hook for either).
@@ -116,8 +119,34 @@ def checkpointed_epoch(metadata_path: str) -> int:
         return int(json.load(f)["epoch"])
 
 
-def random_states(model: keras.Model) -> list:
+def unsaved_state(model: keras.Model) -> list:
     """The model's variables Keras' checkpoint leaves out: the states of its SeedGenerators, which draw
-    Dropout's masks (and any layer's own random numbers), in the model's order."""
+    Dropout's masks (and any layer's own random numbers), in the model's order; then an adversarial model's
+    training_state."""
     saved = {id(v) for v in model.weights}
-    return [v for v in model.variables if id(v) not in saved]
+    extra = model.training_state() if hasattr(model, "training_state") else []
+    return [v for v in model.variables if id(v) not in saved] + list(extra)
+
+
+def replicas(variable) -> tuple:
+    """Each replica's own copy of a variable (a per-replica variable of a distribution strategy has one per
+    device, and Free's and Stale's state differs between them), or the variable itself."""
+    return tuple(getattr(variable, "values", None) or (variable,))
+
+
+def _assign(states: list, saved, path: str) -> None:
+    """Assign each saved replica's value, refusing a file written for another model or replica count."""
+    names = {f"state_{i}_replica_{r}" for i, v in enumerate(states) for r in range(len(replicas(v)))}
+    stored = set(saved.files) - {"epoch"}
+    if stored != names:
+        raise RuntimeError(f"{path} holds {len(stored)} saved states, this model and strategy have {len(names)} "
+                           "(another model, or another number of replicas, wrote it): resume with the model and "
+                           "devices that wrote it, or delete the folder to train again from the start")
+    for i, variable in enumerate(states):
+        for r, part in enumerate(replicas(variable)):
+            value = saved[f"state_{i}_replica_{r}"]
+            if value.shape != tuple(part.shape):
+                raise RuntimeError(f"{path}: saved state {i} ({variable.name}) has shape {value.shape}, this model's "
+                                   f"{tuple(part.shape)} (another batch_size or model wrote it): resume with the "
+                                   "settings that wrote it, or delete the folder to train again from the start")
+            part.assign(value)

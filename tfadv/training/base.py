@@ -227,6 +227,11 @@ class AdversarialModel(keras.Model):
         compiled = getattr(self, "_compile_loss", None)
         return compiled if compiled is not None else self.optimizer
 
+    def training_state(self) -> list[tf.Variable]:
+        """What the train step carries from one batch to the next besides the weights and the optimizer
+        (Free's perturbation, Stale's queue). Keras' checkpoints leave it out; TimedBackupAndRestore saves it."""
+        return []
+
     def check_rows(self, x: tf.Tensor) -> None:
         """Trace-time check of a static batch size against the per-row state's `batch_size` rows."""
         rows = x.shape[0]

@@ -14,8 +14,9 @@ from tfadv.training.base import AdversarialModel
 def per_replica_state(shape: tuple[int, ...], dtype: tf.DType, name: str, initial=0) -> tf.Variable:
     """Training state each replica keeps for its own slice of the batch (sync-on-read: never all-reduced).
 
-    A plain tf.Variable, so Keras saving ignores it: a saved model or a BackupAndRestore checkpoint holds
-    the weights, not this scratch state (which a resumed run rebuilds).
+    A plain tf.Variable, so Keras saving ignores it: a saved model holds the weights, not this scratch
+    state. TimedBackupAndRestore saves it with its checkpoints (the model's `training_state`), so that a
+    resumed run goes on from it; Keras' own BackupAndRestore does not, and a run it resumes starts it anew.
     """
     return tf.Variable(
         tf.fill(shape, tf.constant(initial, dtype)),
@@ -88,6 +89,9 @@ class FreeAdversarialModel(AdversarialModel):
         if any(d is None for d in input_shape):
             raise ValueError(f"FreeAdversarialModel needs a fully known input shape, got {input_shape}")
         self.delta = per_replica_state((self.batch_size,) + input_shape, tf.float32, "free_delta")
+
+    def training_state(self) -> list[tf.Variable]:
+        return [self.delta]
 
     def train_step(self, data):
         x, y, sample_weight = self.unpack(data)

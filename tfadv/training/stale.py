@@ -24,8 +24,10 @@ class StaleAdversarialModel(PGDAdversarialModel):
     the batch just trained on.
 
     The FIFO is a ring of per-replica variables holding adversarial examples (not old weights): s * batch
-    examples (MNIST: 0.4 MB per slot at batch 128). It is scratch state, not saved with the model; a
-    resumed run refills it. Labels are stored one-hot; sample weights and class weights are not supported.
+    examples (MNIST: 0.4 MB per slot at batch 128). It is not saved with the model; TimedBackupAndRestore
+    saves it with its checkpoints, so that a resumed run trains on the batches the uninterrupted one would
+    have (with Keras' own BackupAndRestore, a resumed run refills it). Labels are stored one-hot; sample
+    weights and class weights are not supported.
     """
 
     _adversarial_keys = PGDAdversarialModel._adversarial_keys + ("staleness", "batch_size")
@@ -46,6 +48,9 @@ class StaleAdversarialModel(PGDAdversarialModel):
         self.queue_size = per_replica_state((self.staleness,), tf.int32, "stale_queue_batch_size")
         self.queue_crafted_at = per_replica_state((self.staleness,), tf.int64, "stale_queue_crafted_at", -1)
         self.queue_pushes = per_replica_state((), tf.int64, "stale_queue_pushes")
+
+    def training_state(self) -> list[tf.Variable]:
+        return [self.queue_x, self.queue_y, self.queue_size, self.queue_crafted_at, self.queue_pushes]
 
     def train_step(self, data):
         x, y, sample_weight = self.unpack(data)
