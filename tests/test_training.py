@@ -149,6 +149,37 @@ def test_free_delta_persists_and_short_last_batch_updates_a_slice():
         model.fit(*data(32), batch_size=32, epochs=1, verbose=0)
 
 
+class RecordingFree(FreeAdversarialModel):
+    """Keeps the lowest and highest input any replay trained on."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lowest = tf.Variable(np.inf, trainable=False)
+        self.highest = tf.Variable(-np.inf, trainable=False)
+
+    def descent_loss(self, x, y, sample_weight):
+        self.lowest.assign(tf.minimum(self.lowest, tf.reduce_min(x)))
+        self.highest.assign(tf.maximum(self.highest, tf.reduce_max(x)))
+        return super().descent_loss(x, y, sample_weight)
+
+
+@pytest.mark.parametrize("clip_inputs", [False, True])
+def test_free_trains_outside_the_valid_range_only_as_wongs_code_does(clip_inputs):
+    # A first batch in mid-range leaves delta at +-eps; a second of 0s and 1s then starts from it. Wong's
+    # train_free.py (the default) trains on x + delta there, outside [0, 1]; Shafahi's codes clip x + delta.
+    model = compile_(build(RecordingFree, replays=2, batch_size=16, clip_inputs=clip_inputs))
+    x, y = data(32)
+    x[:16] = 0.5
+    x[16:] = np.indices(x[16:].shape).sum(axis=0) % 2
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    lowest, highest = float(model.lowest.numpy()), float(model.highest.numpy())
+    if clip_inputs:
+        assert lowest >= 0.0 and highest <= 1.0
+    else:
+        assert lowest < -EPS / 2 and highest > 1 + EPS / 2
+    assert np.abs(model.delta.numpy()).max() <= EPS + 1e-6
+
+
 class RecordingFast(FastAdversarialModel):
     """Keeps the last batch the weights were updated on."""
 

@@ -22,11 +22,17 @@ evaluate, train_on_batch and test_on_batch check it on one forward pass before t
 compile (`check_output_kind=False` opts out). Inputs outside [clip_min, clip_max] are refused, under XLA too.
 
 Free and Stale keep per-row state for `batch_size` rows: a short last batch uses the first rows, a larger
-batch is refused when fit starts, naming the setting to change.
+batch (Keras' default of 32 too, when fit is given no batch_size) is refused when fit starts, naming the
+setting to change. Free trains on fast_adversarial's inputs by default (the first replay of each batch can
+leave the valid range by up to eps); clip_inputs=True clips them, as Shafahi et al.'s code does. A refused
+call can be corrected and made again; keras.models.clone_model clones a wrapper with its settings.
 
 Resuming: TimedBackupAndRestore resumes these models where the uninterrupted run would be: weights,
 optimizer, epoch, the random-start counters, Dropout's generators, Free's delta and Stale's queue (each
 replica's). Keras' own BackupAndRestore leaves the last three out: a run it resumes starts them anew.
+Random starts are keyed draws, the same for the same seed and step within one compilation mode: XLA
+(jit_compile=True, or Keras' default jit_compile="auto" on a GPU) draws other numbers than TensorFlow's graph
+and eager kernels, so a run resumed with and without XLA, or compared across the two, draws differently.
 """
 from tfadv.training.base import AdversarialModel
 from tfadv.training.backup import TimedBackupAndRestore

@@ -2,7 +2,8 @@
 on a crafted batch, clean/adversarial metrics and the inference-mode evaluation attack.
 
 Subclasses override `train_step` only. Build them from any Keras model (Sequential, Functional or
-subclassed; the trainer shares its weights), or functional-style from `(inputs, outputs)`:
+subclassed; the trainer shares its weights), or functional-style from `(inputs, outputs)`;
+keras.models.clone_model clones one with its adversarial settings:
 
     model = FastAdversarialModel(network, eps=8 / 255, alpha=10 / 255)
     model.compile(optimizer=keras.optimizers.SGD(CyclicLearningRate(0.2, total_steps)),
@@ -15,7 +16,10 @@ training objective, weight decay included), `adv_accuracy` and `adv_<name>` of e
 batch the weights were updated on (tfadv.training.metrics). `evaluate` logs `loss`, `accuracy` and the
 compiled metrics on clean inputs, and `adv_loss`, `adv_accuracy` and the `adv_` compiled metrics
 under a PGD attack (`eval_steps` steps of `eval_step_size`, random start) with the model in inference
-mode; its starts are keyed on the batch's position in the call, so every call returns the same numbers.
+mode; its starts are keyed on the batch's position in the call, so every call returns the same numbers (in
+one compilation mode: XLA draws other starts, see `seed`). Weight decay is in every logged loss, as Keras'
+regularization losses are in `loss` and `val_loss`. x may be one array or tensor, or a one-entry dict keyed
+by the model's input name (`adversarial_input` for a wrapped model).
 As in Keras, sample and class weights weigh the loss and the `weighted_metrics`, not `accuracy`,
 `adv_accuracy` or the `metrics`. The epoch logs are the metrics over all the epoch's samples (under a
 distribution strategy too), and Keras' callbacks in mode="auto" (ModelCheckpoint, EarlyStopping,
@@ -29,6 +33,7 @@ evaluate with an error naming the range, under XLA too (tfadv.training.input_ran
 from __future__ import annotations
 
 import secrets
+import sys
 import weakref
 from typing import Any, Literal
 
@@ -53,7 +58,19 @@ def num_replicas() -> int:
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
-class AdversarialModel(keras.Model):
+class _Cloneable(type):
+    """Lets keras.models.clone_model clone a wrapper. Keras rebuilds a functional subclass as
+    `cls(inputs, outputs, name=...)`, which carries none of the adversarial settings: those of the model being
+    cloned are filled in (the clone's layers and weights are Keras', fresh or from the user's clone_function)."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        source = wrapping.model_being_cloned(sys._getframe(1))
+        if type(source) is cls:
+            kwargs = {**source.adversarial_settings(), **kwargs}
+        return super().__call__(*args, **kwargs)
+
+
+class AdversarialModel(keras.Model, metaclass=_Cloneable):
     """Base class; use PGDAdversarialModel, FastAdversarialModel, FreeAdversarialModel or StaleAdversarialModel.
 
     Args (keyword-only, shared by all):
@@ -65,13 +82,18 @@ class AdversarialModel(keras.Model):
             False = inference mode (MadryLab/robustness). Evaluation attacks always use inference mode.
         weight_decay: coupled L2, wd/2 * sum ||w||^2 added to the loss before loss scaling, which is what
             PyTorch's SGD(weight_decay=wd) and Madry's `wd * sum(tf.nn.l2_loss(w))` compute. Keep the
-            optimizer's own (decoupled) weight_decay unset when reproducing those codes.
+            optimizer's own (decoupled) weight_decay unset when reproducing those codes. As Keras does with
+            regularization losses, the logged losses include it everywhere: fit's adv_loss and evaluate's
+            loss and adv_loss (so val_adv_loss is the quantity adv_loss is).
         weight_decay_on: "all" trainable variables (PyTorch SGD: BN and biases too) or "kernels" only
             (Madry/Shafahi TF code).
         eval_steps, eval_step_size: the PGD attack of `evaluate` (default step eps/4 = 2/255 at 8/255, as
             Wong et al. and the seed evaluate); eval_steps=0 reports clean metrics only.
         seed: seeds every random start; draws are keyed on (seed, step, replica, row), so a run resumed
-            from a checkpoint draws what the uninterrupted run would have drawn.
+            from a checkpoint draws what the uninterrupted run would have drawn, in the same compilation
+            mode: TensorFlow's XLA lowering of its stateless generators draws other numbers than its graph
+            and eager kernels, so steps compiled with XLA (jit_compile=True, or Keras' default "auto" on a
+            GPU) draw differently from steps without it, for the same seed.
         check_output_kind: check the compiled loss's from_logits against the model's outputs before the
             first step (False for a deliberately unusual head).
         input_shape, output_index (wrapping a model only): the per-sample input shape of a subclassed
@@ -161,7 +183,9 @@ class AdversarialModel(keras.Model):
 
     def fit(self, *args: Any, **kwargs: Any):
         given = wrapping.fit_arguments(args, kwargs)
-        self.check_before_compute(given.get("batch_size"), given.get("x"))
+        self.check_weights(wrapping.given_weights(given.get("x"), given.get("sample_weight"),
+                                                  given.get("class_weight")))
+        self.check_before_compute(given.get("batch_size"), given.get("x"), fit_default=True)
         if self.compiled:
             steps = wrapping.planned_fit_steps(given)
             schedules.warn_if_schedule_ends_early(type(self).__name__, self.optimizer,
@@ -180,6 +204,7 @@ class AdversarialModel(keras.Model):
                        return_dict: bool = False) -> Any:
         """Keras' train_on_batch, with the checks fit makes (its logs are read on return, so the input-range
         count costs no extra wait)."""
+        self.check_weights(wrapping.given_weights(x, sample_weight, class_weight))
         self.check_before_compute(_rows(x), x)
         self.input_range.reset()
         logs = super().train_on_batch(x, y, sample_weight=sample_weight, class_weight=class_weight,
@@ -195,24 +220,47 @@ class AdversarialModel(keras.Model):
         self.input_range.raise_if_any("the batch given to test_on_batch")
         return logs
 
-    def check_before_compute(self, batch_size: Any = None, data: Any = None) -> None:
-        """The output-kind and eps-scale checks (once per compile) and, for per-row state, the fit batch size.
-        Also builds the optimizer now, as Keras does under a distribution strategy: a traced step that raises
-        (a trace-time check) then leaves no half-created optimizer variables behind to break the next fit."""
+    def check_before_compute(self, batch_size: Any = None, data: Any = None, *, fit_default: bool = False) -> None:
+        """The output-kind and eps-scale checks (once per compile) and, for per-row state, the fit batch size
+        (fit_default: None is Keras' default of 32 for arrays). Also builds the optimizer now, as Keras does
+        under a distribution strategy: a traced step that raises (a trace-time check) then leaves no
+        half-created optimizer variables behind to break the next fit."""
         owner = type(self).__name__
         if self._per_row_state:
-            wrapping.check_batch_size(owner, self.batch_size, batch_size, data)
+            wrapping.check_batch_size(owner, self.batch_size, batch_size, data, fit_default=fit_default)
         if not self.compiled:
             return
         if not self.checked_since_compile():
             if self.check_output_kind:
                 wrapping.check_output_kind(owner, self, (self.clip_min, self.clip_max))
+            span = _span(self.single_input(data)) if self.clip_min is None else None
             validation.warn_if_eps_tiny(owner, self.eps, self.norm, self.inputs[0].shape[1:], self.clip_min,
-                                        self.clip_max, data_span=_span(data) if self.clip_min is None else None)
+                                        self.clip_max, data_span=span)
             self.mark_checked()
         if not self.optimizer.built:
             with self.distribute_strategy.scope():
                 self.optimizer.build(self.trainable_variables)
+
+    def check_weights(self, given: str | None) -> None:
+        """Refuse sample or class weights (`given` says which were given, None: none) before anything is
+        traced, if this model cannot weigh its samples (StaleAdversarialModel overrides this)."""
+
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        # Keras builds the compiled metrics (and the adversarial copies, through compute_metrics) before the
+        # first step only under a distribution strategy; otherwise while tracing train_step. A step refused at
+        # trace time (Stale given weights by a generator) then leaves a tf.function that may no longer create
+        # them, and the corrected next fit fails ("Creating variables on a non-first call"). So build them
+        # first, from the batches' specs: unlike Keras' distributed path, this draws no batch from the data,
+        # which would start a new pass over it (a shuffled dataset would then train on another order).
+        if self._distribute_strategy is not None:
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+            return
+        if data_batch is None:
+            data_batch = _batch_spec(iterator)
+        if data_batch is not None:
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data_batch)
+            with self.distribute_strategy.scope():  # the input as the steps take it (unpack)
+                self._symbolic_build(data_batch=(self.single_input(x), y, sample_weight))
 
     def checked_since_compile(self) -> bool:
         """Were the checks made for the loss of the last compile? (Each compile makes a new compiled loss;
@@ -247,9 +295,22 @@ class AdversarialModel(keras.Model):
     def unpack(self, data) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
         """(x, y, sample_weight), x as float32 and checked to lie in [clip_min, clip_max]: an image in
         [0, 255] attacked with eps 8/255 would otherwise train silently against a vanishing threat
-        (tfadv.training.input_range: asserts, and a count read by fit and evaluate, as XLA drops asserts)."""
+        (tfadv.training.input_range: asserts, and a count read by fit and evaluate, as XLA drops asserts).
+        x may also be a one-entry dict keyed by the model's input name, as for any functional model."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        return self.input_range.checked(tf.cast(x, tf.float32)), y, sample_weight
+        x = tf.cast(self.single_input(x), tf.float32)
+        return self.input_range.checked(x), y, sample_weight
+
+    @property
+    def input_name(self) -> str:
+        """The key of the model's input in a dict of inputs: the key of a functional model built on a dict,
+        else the name of its input layer (`adversarial_input` for a wrapped model), as Keras' input check names it."""
+        struct = self._inputs_struct
+        return next(iter(struct)) if isinstance(struct, dict) else self.inputs[0]._keras_history.operation.name
+
+    def single_input(self, x: Any) -> Any:
+        """x itself, or the input a one-entry dict (or one-element list) holds (wrapping.single_input)."""
+        return wrapping.single_input(type(self).__name__, x, self.input_name)
 
     def attack_loss(self, y: tf.Tensor, training: bool):
         """loss_fn(x_adv) for crafting: the compiled loss (crafting applies the optimizer's loss scale)."""
@@ -448,10 +509,17 @@ class AdversarialModel(keras.Model):
         self.eval_counter.assign_add(1)
         return self.perturb(x, y, start, steps=self.eval_steps, step_size=self.eval_step_size, training=False)
 
+    def evaluation_loss(self, x, y, y_pred, sample_weight) -> tf.Tensor:
+        """The compiled loss plus weight decay: the quantity fit logs as adv_loss, so that, as in Keras
+        (whose loss and val_loss both include the regularization losses), the logged losses of training and
+        evaluation are the same quantity."""
+        loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+        return loss + tf.cast(self.l2_penalty(), loss.dtype)
+
     def test_step(self, data):
         x, y, sample_weight = self.unpack(data)
         y_pred = self(x, training=False)
-        loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+        loss = self.evaluation_loss(x, y, y_pred, sample_weight)
         self._loss_tracker.update_state(loss * num_replicas(), sample_weight=tf.shape(x)[0])
         self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         self.clean_accuracy.update_state(correct(y, y_pred))  # unweighted, like Keras' `metrics=`
@@ -459,13 +527,17 @@ class AdversarialModel(keras.Model):
             return self.clean_logs()
         x_adv = self.craft_eval(x, y)
         adv_pred = self(x_adv, training=False)
-        adv_loss = self.compute_loss(x=x_adv, y=y, y_pred=adv_pred, sample_weight=sample_weight, training=False)
+        adv_loss = self.evaluation_loss(x_adv, y, adv_pred, sample_weight)
         self.record_adversarial(x_adv, y, adv_pred, adv_loss, sample_weight)
         return self.get_metrics_result()
 
+    def adversarial_settings(self) -> dict[str, Any]:
+        """The constructor's adversarial keyword arguments (eps, steps, seed, ...) as this model holds them."""
+        return {key: getattr(self, key) for key in self._adversarial_keys}
+
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update({key: getattr(self, key) for key in self._adversarial_keys})
+        config.update(self.adversarial_settings())
         return config
 
 
@@ -476,6 +548,12 @@ def _span(x: Any) -> float | None:
         values = np.asarray(x)
         return float(values.max() - values.min())
     return None
+
+
+def _batch_spec(iterator: Any) -> Any:
+    """The TensorSpecs of the batches of Keras' epoch iterator (its dataset's element_spec), None if unknown."""
+    dataset = getattr(iterator, "_distributed_dataset", None)
+    return getattr(dataset, "element_spec", None)
 
 
 def _rows(x: Any) -> int | None:

@@ -7,7 +7,8 @@ the weight update descends (Wong et al., Shafahi et al. and Madry et al. use one
 The numerics are tfadv.attacks' own: `geometry.random_start_point`, `geometry.pgd_step` (clip, project,
 clip) and `losses.loss_scaled_gradient`, with starts keyed on (seed, row, counter) as an attack keys
 them on (seed, sample id, restart): PGDAdversarialModel.craft equals tfadv.attacks.PGD called with
-sample_ids = rows and restart = the step counter.
+sample_ids = rows and restart = the step counter, when both run in the same compilation mode (XLA draws
+other starts than TensorFlow's graph and eager kernels).
 """
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
 """Free adversarial training (Shafahi et al. 2019): minibatch replay with one backward pass per replay."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from tfadv import precision, validation
+from tfadv import geometry, precision, validation
 from tfadv.training import crafting
 from tfadv.training.base import AdversarialModel
 
@@ -56,6 +57,14 @@ class FreeAdversarialModel(AdversarialModel):
     step_size defaults to eps (Shafahi et al.). The pass is the training forward, so BatchNorm necessarily
     runs in training mode while crafting.
 
+    Which reference's inputs (clip_inputs): by default (False) this is fast_adversarial's train_free.py (Wong
+    et al.), which the Capaldi & Capozzi seed runs: delta is clipped to the valid range of the batch it was
+    computed on, so the first replay of each new batch trains on x + delta with the previous batch's delta,
+    which can leave [clip_min, clip_max] by up to eps (later replays stay inside). clip_inputs=True is
+    Shafahi et al.'s TF code and FreeAdversarialTraining: every replay trains on clip(x + delta, clip_min,
+    clip_max) (the input gradient is zero where the clip is active), and delta is kept in the eps ball only:
+    delta <- Proj_eps(delta + step_size * sign(g_delta)).
+
     One `fit` step = one minibatch = m optimizer updates, so `optimizer.iterations` (and a schedule keyed
     on it) advances m per batch: size a cyclic schedule as epochs * steps_per_epoch * m. Epoch convention:
     Shafahi et al. run N_ep / m passes over the data (equal cost to N_ep clean epochs); fast_adversarial's
@@ -63,7 +72,7 @@ class FreeAdversarialModel(AdversarialModel):
     m=8 are 360 replay-epochs). Pass `epochs=` to fit accordingly and say which one you reproduce.
     """
 
-    _adversarial_keys = AdversarialModel._adversarial_keys + ("replays", "batch_size", "step_size")
+    _adversarial_keys = AdversarialModel._adversarial_keys + ("replays", "batch_size", "step_size", "clip_inputs")
     _per_row_state = True
 
     def __init__(
@@ -73,6 +82,7 @@ class FreeAdversarialModel(AdversarialModel):
         replays: int,
         batch_size: int,
         step_size: float | None = None,
+        clip_inputs: bool = False,
         **kwargs: Any,
     ) -> None:
         if kwargs.get("attack_training_mode", True) is not True:
@@ -85,6 +95,7 @@ class FreeAdversarialModel(AdversarialModel):
         self.replays = self.updates_per_step = validation.integer(owner, "replays", replays, minimum=1)
         self.batch_size = validation.integer(owner, "batch_size", batch_size, minimum=1)
         self.step_size = self.eps if step_size is None else validation.real(owner, "step_size", step_size, positive=True)
+        self.clip_inputs = validation.flag(owner, "clip_inputs", clip_inputs)
         input_shape = tuple(self.inputs[0].shape[1:])
         if any(d is None for d in input_shape):
             raise ValueError(f"FreeAdversarialModel needs a fully known input shape, got {input_shape}")
@@ -102,18 +113,30 @@ class FreeAdversarialModel(AdversarialModel):
             weights = self.trainable_variables
             with tf.GradientTape() as tape:
                 tape.watch(delta)
-                x_adv = x + delta
+                x_adv = self.replayed_input(x, delta)
                 y_pred, loss = self.descent_loss(x_adv, y, sample_weight)
                 scaled = self.optimizer.scale_loss(loss)
             grad_delta, *grad_weights = tape.gradient(scaled, [delta] + weights)
             scale = precision.loss_scale(self.optimizer)
             if scale is not None:  # the weight gradients are unscaled by the optimizer, this one here
                 grad_delta = grad_delta / scale
-            stepped = crafting.ascent_step(
-                x, x_adv, grad_delta, step_size=self.step_size, threat=self.threat, guard_nonfinite=self.guard_nonfinite
-            )
-            replace_rows(self.delta, stepped - x)
+            replace_rows(self.delta, self.stepped_delta(x, delta, grad_delta))
             self.optimizer.apply(grad_weights, weights)
             self.train_counter.assign_add(1)
             logs = self.record_training(x_adv, y, y_pred, loss, sample_weight)
         return logs
+
+    def replayed_input(self, x: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
+        """What a replay trains on: x + delta (Wong et al.), or clipped to the valid range (clip_inputs)."""
+        x_adv = x + delta
+        if self.clip_inputs:
+            x_adv = geometry.clip_to_range(x_adv, self.clip_min, self.clip_max)
+        return x_adv
+
+    def stepped_delta(self, x: tf.Tensor, delta: tf.Tensor, grad_delta: tf.Tensor) -> tf.Tensor:
+        """delta after one ascent step: projected onto the eps ball and, unless clip_inputs (whose replays
+        clip x + delta themselves, as Shafahi et al. do), clipped to the valid range of this batch."""
+        threat = dataclasses.replace(self.threat, clip_min=None, clip_max=None) if self.clip_inputs else self.threat
+        stepped = crafting.ascent_step(x, x + delta, grad_delta, step_size=self.step_size, threat=threat,
+                                       guard_nonfinite=self.guard_nonfinite)
+        return stepped - x

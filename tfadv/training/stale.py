@@ -52,16 +52,21 @@ class StaleAdversarialModel(PGDAdversarialModel):
     def training_state(self) -> list[tf.Variable]:
         return [self.queue_x, self.queue_y, self.queue_size, self.queue_crafted_at, self.queue_pushes]
 
+    def check_weights(self, given: str | None) -> None:
+        """The queue keeps no weights: refuse sample and class weights (fit and train_on_batch call this
+        before anything is traced; train_step too, for data whose batches cannot be looked at before)."""
+        if given is not None:
+            raise ValueError(
+                f"StaleAdversarialModel does not support sample weights or class weights, but was given {given} "
+                "(Keras turns class_weight into sample weights): train without sample_weight and class_weight "
+                "(and without a third, weight element in the batches), or train with PGDAdversarialModel, which "
+                "supports both"
+            )
+
     def train_step(self, data):
         x, y, sample_weight = self.unpack(data)
         self.check_rows(x)
-        if sample_weight is not None:
-            raise ValueError(
-                "StaleAdversarialModel does not support sample weights or class weights (Keras turns "
-                "class_weight into sample weights): fit without sample_weight and class_weight (and without a "
-                "third, weight element in the dataset's batches), or train with PGDAdversarialModel, which "
-                "supports both"
-            )
+        self.check_weights(None if sample_weight is None else "a third (weight) element in the batches")
         num_classes = self.queue_y.shape[-1]
         # The queue holds one-hot rows; the batch trained on gets its labels back in their own form below.
         y_onehot = labels.one_hot_tensor(y, num_classes)

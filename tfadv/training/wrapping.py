@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.models import cloning  # clone_model's constructor call (model_being_cloned); no public equivalent
 
 from tfadv import model_outputs
 
@@ -142,20 +144,79 @@ def check_output_kind(owner: str, model: keras.Model, clip_range: tuple[float | 
     )
 
 
-def check_batch_size(owner: str, capacity: int, batch_size: Any, data: Any = None) -> None:
+#: The batch size Keras' fit and evaluate use for arrays when given none.
+KERAS_DEFAULT_BATCH_SIZE = 32
+
+
+def check_batch_size(owner: str, capacity: int, batch_size: Any, data: Any = None, *, fit_default: bool = False,
+                     ) -> None:
     """Free and Stale keep per-row state for `capacity` rows: refuse a larger fit batch_size, or a dataset
-    whose batches are statically larger, up front."""
+    whose batches are statically larger, up front. fit_default: batch_size=None means Keras' default batch
+    of 32 for array data (fit's own default; train_on_batch has none)."""
+    fix = f"batch the data by at most {capacity}"
     if isinstance(data, tf.data.Dataset):
         spec = tf.nest.flatten(data.element_spec)[0]
         batch_size = spec.shape[0] if spec.shape.rank else None
         given = f"batches of {batch_size}"
+    elif batch_size is None and fit_default and _leading_size(data) is not None:
+        batch_size = min(KERAS_DEFAULT_BATCH_SIZE, _leading_size(data))
+        given = f"no batch_size, so Keras batches the arrays by its default of {KERAS_DEFAULT_BATCH_SIZE}"
+        fix = f"pass fit a batch_size of at most {capacity} (fit(..., batch_size={capacity}))"
     else:
         given = f"batch_size={batch_size}"
     if batch_size is not None and isinstance(batch_size, (int, np.integer)) and batch_size > capacity:
         raise ValueError(
             f"{owner} was built with batch_size={capacity}, but fit was given {given}: build the model with "
-            f"batch_size={batch_size} (or more), or batch the data by at most {capacity}"
+            f"batch_size={batch_size} (or more), or {fix}"
         )
+
+
+def _leading_size(data: Any) -> int | None:
+    """The number of samples of array data (its first array's leading dimension), None for other data."""
+    first = tf.nest.flatten(data)[0] if data is not None else None
+    shape = getattr(first, "shape", None)
+    if shape is None or not len(shape) or shape[0] is None:
+        return None
+    return int(shape[0])
+
+
+def given_weights(x: Any, sample_weight: Any = None, class_weight: Any = None) -> str | None:
+    """What of fit's or train_on_batch's arguments weighs the samples, in words (None: nothing): what a model
+    that cannot weigh them refuses before anything is traced."""
+    given = [name for name, value in (("sample_weight", sample_weight), ("class_weight", class_weight))
+             if value is not None]
+    spec = x.element_spec if isinstance(x, tf.data.Dataset) else None
+    if isinstance(spec, tuple) and len(spec) == 3:  # Keras reads (x, y, sample_weight) batches
+        given.append("a third (weight) element in the dataset's batches")
+    return " and ".join(given) or None
+
+
+def single_input(owner: str, x: Any, name: str) -> Any:
+    """The one input of x: x itself, or the value of a one-entry dict keyed by the model's input `name` or of
+    a one-element list (the forms Keras' functional models accept for one input)."""
+    if isinstance(x, Mapping):
+        if list(x) == [name]:
+            return x[name]
+        raise ValueError(
+            f"{owner} takes one input: an array or tensor, or a one-entry dict keyed by the model's input name "
+            f"{name!r}; got a dict with keys {sorted(map(str, x))}: pass x itself (or {{{name!r}: x}})"
+        )
+    if isinstance(x, (list, tuple)):
+        if len(x) == 1:
+            return x[0]
+        raise ValueError(
+            f"{owner} takes one input: an array or tensor, or a one-entry dict keyed by the model's input name "
+            f"{name!r}; got a {type(x).__name__} of {len(x)}: pass x itself"
+        )
+    return x
+
+
+def model_being_cloned(frame: Any) -> Any:
+    """The model keras.models.clone_model is cloning, when `frame` is the one in which Keras constructs the
+    clone (its `_clone_functional_model`), else None."""
+    if frame is not None and frame.f_code is cloning._clone_functional_model.__code__:
+        return frame.f_locals.get("model")
+    return None
 
 
 def fit_arguments(args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
