@@ -134,6 +134,22 @@ def test_keras_sparse_column_labels_are_class_ids():
     assert column.eigenvalue == top_hessian_eigenvalue(model, x, y, settings=TIGHT).eigenvalue
 
 
+@pytest.mark.parametrize("reduction", ["sum", "none", None])
+def test_a_loss_not_reduced_by_the_mean_is_refused(reduction):
+    """The tool measures the mean loss's Hessian; a "sum" loss used to get that eigenvalue back silently
+    (n times smaller than its own). Mean reductions give the default loss's eigenvalue."""
+    model = tiny_mlp(batch_norm=False)
+    x, y = tiny_data()
+    given = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction)
+    with pytest.raises(ValueError, match=f"reduction={reduction!r}.*mean loss"):
+        top_hessian_eigenvalue(model, x, y, settings=TIGHT, loss=given)
+    default = top_hessian_eigenvalue(model, x, y, settings=TIGHT).eigenvalue
+    for mean in ("sum_over_batch_size", "mean"):
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=mean)
+        measured = top_hessian_eigenvalue(model, x, y, settings=TIGHT, loss=loss).eigenvalue
+        assert measured == pytest.approx(default, rel=1e-5)
+
+
 def test_bad_input_is_refused():
     model = tiny_mlp(batch_norm=False)
     x, y = tiny_data()

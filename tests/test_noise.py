@@ -34,6 +34,18 @@ def test_awgn_rejects_bad_arguments():
         noise.awgn(x, 1.0, clip_min=1.0, clip_max=0.0)
 
 
+@pytest.mark.parametrize("low, high", [(0.0, 255.0), (-1.0, 1.0)])
+def test_awgn_refuses_data_outside_the_clip_range(low, high):
+    """Data in [0, 255] or [-1, 1] with the default [0, 1] clip would be moved into [0, 1], not noised: the
+    error names both ranges; given the data's range, the noise is added and clipped to it."""
+    x = np.random.default_rng(0).uniform(low, high, (16, 8)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"outside \[clip_min, clip_max\] = \[0, 1\].*pass your data's range"):
+        noise.awgn(x, 0.1)
+    noisy = noise.awgn(x, 0.1 * (high - low), clip_min=low, clip_max=high, seed=1)
+    assert low <= noisy.min() and noisy.max() <= high
+    assert np.abs(noisy - x).mean() > 0.01 * (high - low)  # noise was added, the data kept its range
+
+
 def test_cifar10c_config_names_and_validation():
     assert noise.cifar10c_config("shot_noise", 3) == "cifar10_corrupted/shot_noise_3"
     with pytest.raises(ValueError, match="noise corruptions"):

@@ -1,6 +1,7 @@
 """Boundary tilting angle (tfadv.analysis.tilting) against hand-computed values."""
 import math
 
+import keras
 import numpy as np
 import pytest
 
@@ -52,3 +53,34 @@ def test_bad_inputs_are_named():
         tilting.angle_degrees([1.0, 0.0], [1.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="another class"):
         tilting.nearest_centroid_direction(X_REF, np.ones(4, int), 1)
+
+
+def _one_logit(w, b=0.0):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.layers[0].set_weights([np.array(w, np.float32).reshape(2, 1), np.array([b], np.float32)])
+    return model
+
+
+@pytest.mark.parametrize("w, expected", [((1.0, 1.0), 45.0), ((-1.0, 0.0), 180.0)])
+def test_a_one_logit_sigmoid_model_scores_class_1_against_class_0(w, expected):
+    """A single logit (sigmoid model on labels 0/1) is its own decision score; it used to fail inside
+    TensorFlow ("slice index 1 of dimension 1 out of bounds")."""
+    assert tilting.tilting_angle(_one_logit(w, b=0.3), X_REF, Y_REF) == pytest.approx(expected, abs=1e-4)
+
+
+def test_class_ids_that_match_neither_labels_nor_outputs_are_named():
+    """MNIST 3 vs 7: raw labels with the default classes (1, 0) used to end in "cannot reshape array of size
+    0"; classes beyond the model's outputs in a TensorFlow slice error; a one-logit model cannot say which of
+    3 and 7 its logit scores."""
+    y37 = np.where(Y_REF == 1, 7, 3)
+    with pytest.raises(ValueError, match=r"no samples of positive_class=1 and negative_class=0 .*\[3, 7\]"):
+        tilting.tilting_angle(_linear((1.0, 0.0)), X_REF, y37)
+    with pytest.raises(ValueError, match=r"positive_class=7 and negative_class=3 must index the model's 2 logits"):
+        tilting.tilting_angle(_linear((1.0, 0.0)), X_REF, y37, positive_class=7, negative_class=3)
+    with pytest.raises(ValueError, match="one logit.*positive_class=7, negative_class=3.*Relabel y_reference"):
+        tilting.tilting_angle(_one_logit((1.0, 0.0)), X_REF, y37, positive_class=7, negative_class=3)
+    ten = keras.Sequential([keras.Input((2,)), keras.layers.Dense(10)])  # a 10-class model: ids index logits
+    weights = np.zeros((2, 10), np.float32)
+    weights[0, 7] = 1.0
+    ten.layers[0].set_weights([weights, np.zeros(10, np.float32)])
+    assert tilting.tilting_angle(ten, X_REF, y37, positive_class=7, negative_class=3) == pytest.approx(0.0, abs=1e-4)

@@ -13,11 +13,13 @@ Every optimizer step sees a full batch: the last partial batch of an epoch is dr
 training loop skips batches smaller than its 128-sample chunk. A batch may be accumulated from micro-batches
 (HessianFlow's `large_ratio`: the loss of each 128-sample chunk divided by the ratio, one step per ratio
 chunks, carried across epoch ends), so BatchNorm sees 128 samples at a time ("ghost" batches). Schedules
-count optimizer updates, so they need the number of updates per epoch (`updates_per_epoch`).
+need the number of updates per epoch (`updates_per_epoch`) and, with accumulation, the micro-batches per
+update: Keras reads a schedule at its step counter, which counts micro-batches, not updates.
 """
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Literal
 
 import keras
@@ -105,25 +107,49 @@ class TrainingSetting:
         return self.lr_scale * FIXED_LEARNING_RATE
 
     def learning_rate_schedule(
-        self, batch_size: int, updates_per_epoch: float
+        self, batch_size: int, updates_per_epoch: float, accumulation: int = 1
     ) -> keras.optimizers.schedules.LearningRateSchedule:
-        """Learning rate as a function of the optimizer update (0-based; update k lies in epoch
-        floor(k / updates_per_epoch))."""
+        """Learning rate as a function of the optimizer's step counter.
+
+        Without accumulation the counter counts updates: update k lies in epoch floor(k / updates_per_epoch).
+        With `accumulation` = a micro-batches per update, Keras evaluates the schedule at its micro-batch
+        counter (`_iterations`, not `iterations`), so the schedule is sized in micro-batches
+        (updates_per_epoch * a per epoch): an update takes the rate of the epoch its last micro-batch lies
+        in, as in HessianFlow, which halves the rate between epochs while the accumulation carries over.
+        """
         if not updates_per_epoch > 0:
             raise ValueError(f"updates_per_epoch must be > 0, got {updates_per_epoch}")
+        _check_accumulation(accumulation)
         rate = self.initial_learning_rate(batch_size)
         if self.schedule == "Benchmark":
+            steps_per_epoch = _counter_steps_per_epoch(updates_per_epoch, accumulation)
             return keras.optimizers.schedules.ExponentialDecay(
-                rate, decay_steps=BENCHMARK_HALVING_EPOCHS * updates_per_epoch, decay_rate=0.5, staircase=True
+                rate, decay_steps=BENCHMARK_HALVING_EPOCHS * steps_per_epoch, decay_rate=0.5, staircase=True
             )
         return ConstantLearningRate(rate)
 
     def optimizer(self, batch_size: int, updates_per_epoch: float, accumulation: int = 1) -> keras.optimizers.SGD:
         """Plain SGD (heavy-ball momentum, no Nesterov, no weight decay) with this setting's schedule; with
-        `accumulation` > 1 the gradients of that many micro-batches are averaged into one update."""
-        schedule = self.learning_rate_schedule(batch_size, updates_per_epoch)
+        `accumulation` > 1 the gradients of that many micro-batches are averaged into one update (momentum
+        and the rate apply per update, the schedule's epochs count micro-batches: see
+        `learning_rate_schedule`)."""
+        schedule = self.learning_rate_schedule(batch_size, updates_per_epoch, accumulation)
         return keras.optimizers.SGD(learning_rate=schedule, momentum=float(self.momentum),
                                     gradient_accumulation_steps=accumulation if accumulation > 1 else None)
+
+
+def _check_accumulation(accumulation: int) -> None:
+    if isinstance(accumulation, bool) or not isinstance(accumulation, numbers.Integral) or accumulation < 1:
+        raise ValueError(f"accumulation must be a whole number of micro-batches per update >= 1, got "
+                         f"{accumulation!r} (1: no accumulation; see accumulation_steps)")
+
+
+def _counter_steps_per_epoch(updates_per_epoch: float, accumulation: int) -> float:
+    """Steps of Keras' counter per epoch: micro-batches with accumulation, updates without."""
+    steps = updates_per_epoch * accumulation
+    # updates_per_epoch() gives (N // m) / a, so the product is a whole number up to rounding; rounding it
+    # keeps a staircase boundary from slipping one micro-batch (49.99999 vs 50).
+    return float(round(steps)) if abs(steps - round(steps)) < 1e-6 * steps else steps
 
 
 def paper_settings(

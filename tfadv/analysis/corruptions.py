@@ -22,6 +22,7 @@ def awgn(x: np.ndarray, stddev: float, *, clip_min: float | None = 0.0, clip_max
          seed: int | np.random.Generator = 0) -> np.ndarray:
     """x + N(0, stddev^2) i.i.d. per entry, clipped to [clip_min, clip_max] (None on both: unclipped).
 
+    x must lie in [clip_min, clip_max] (default [0, 1]): pass your data's range, e.g. clip_max=255.
     Seeded, so every model of a comparison sees the same noise draw.
     """
     x = np.asarray(x)
@@ -33,11 +34,28 @@ def awgn(x: np.ndarray, stddev: float, *, clip_min: float | None = 0.0, clip_max
         raise ValueError("give both clip_min and clip_max, or neither")
     if clip_min is not None and not clip_min < clip_max:
         raise ValueError(f"clip_min must be < clip_max, got {clip_min} and {clip_max}")
+    if clip_min is not None:
+        _check_in_range(x, clip_min, clip_max)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     noisy = x + rng.normal(0.0, stddev, size=x.shape).astype(x.dtype)
     if clip_min is not None:
         noisy = np.clip(noisy, clip_min, clip_max)
     return noisy.astype(x.dtype)
+
+
+def _check_in_range(x: np.ndarray, clip_min: float, clip_max: float) -> None:
+    """Refuse x outside the clip range: clipping would not add noise but move the data into the range
+    (images in [0, 255] would come back as a nearly all-ones image)."""
+    if x.size == 0:
+        return
+    low, high = float(np.min(x)), float(np.max(x))
+    tolerance = 1e-5 * (clip_max - clip_min)  # float rounding of data scaled into the range
+    if low < clip_min - tolerance or high > clip_max + tolerance:
+        raise ValueError(
+            f"awgn: x lies in [{low:g}, {high:g}], outside [clip_min, clip_max] = [{clip_min:g}, {clip_max:g}]: "
+            "pass your data's range as clip_min and clip_max (e.g. clip_max=255 for images in [0, 255]; "
+            "stddev is in the same units), or clip_min=None, clip_max=None for unclipped noise"
+        )
 
 
 def cifar10c_config(corruption: str, severity: int) -> str:

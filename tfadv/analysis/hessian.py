@@ -141,8 +141,9 @@ def top_hessian_eigenvalue(
     """Top eigenvalue of the Hessian of mean loss(model(x, training=False), y) w.r.t. the trainable weights.
 
     `settings` is a `PowerIteration` or a preset name ("hessianflow", "converged"). `loss` defaults to
-    cross-entropy (`from_logits` says what the model outputs). `weight_decay` c adds the Hessian of
-    (c/2)||theta||^2, i.e. c*I; HessianFlow used none. `seed` fixes the random start vector.
+    cross-entropy (`from_logits` says what the model outputs); a loss given must reduce by the mean (Keras'
+    default), the training loss whose Hessian Kamath et al. and HessianFlow measure. `weight_decay` c adds
+    the Hessian of (c/2)||theta||^2, i.e. c*I; HessianFlow used none. `seed` fixes the random start vector.
     """
     measure = hessian_eigenvalue_fn(model, settings=settings, from_logits=from_logits, loss=loss, which=which,
                                     weight_decay=weight_decay)
@@ -167,6 +168,7 @@ def hessian_eigenvalue_fn(
         settings = PRESETS[settings]
     if which not in ("largest_magnitude", "largest"):
         raise ValueError(f"which must be 'largest_magnitude' or 'largest', got {which!r}")
+    _check_mean_reduction(loss)
     loss_fn = per_sample_loss_fn(loss, from_logits)
 
     @tf.function
@@ -192,6 +194,23 @@ def hessian_eigenvalue_fn(
 
     measure.tracing_count = run.experimental_get_tracing_count  # for retracing checks
     return measure
+
+
+#: Keras reductions that are the mean over samples here (no sample weights are passed).
+MEAN_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
+
+
+def _check_mean_reduction(loss: keras.losses.Loss | None) -> None:
+    """Refuse a loss reducing other than by the mean: the tool always measures the mean loss's Hessian, so a
+    "sum" loss would get an eigenvalue n times smaller than the loss it names, without a word."""
+    reduction = getattr(loss, "reduction", "sum_over_batch_size")
+    if loss is not None and reduction not in MEAN_REDUCTIONS:
+        raise ValueError(
+            f"loss={type(loss).__name__}(reduction={reduction!r}): the Hessian tool measures the mean loss over "
+            "the samples (the training loss of Kamath et al. and HessianFlow), not this reduction. Build the "
+            "loss with the default reduction ('sum_over_batch_size'); for the Hessian of the summed loss "
+            "(weight_decay=0), multiply the eigenvalue by the number of samples measured"
+        )
 
 
 def _mean_loss_hvp(model: keras.Model, x: tf.Tensor, y: tf.Tensor, loss_fn, batch_size: int,
