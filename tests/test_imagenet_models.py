@@ -1,6 +1,9 @@
 """The paper's ImageNet models: preprocessing inside the graph, local weight files, offline failure, dtype policy."""
 import os
+import warnings
+from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -104,3 +107,94 @@ def test_bad_arguments():
         build_imagenet_model("inception_v3", weights=None, image_size=74)
     with pytest.raises(FileNotFoundError, match="no_such.h5"):
         build_imagenet_model("resnet50", weights="/no/where/no_such.h5", image_size=SIZE)
+
+
+@pytest.fixture
+def no_keras_download(monkeypatch):
+    """Fail the test, rather than go online, if Keras' download helper is reached."""
+    from keras.src.utils import file_utils
+
+    def get_file(*args, **kwargs):
+        raise AssertionError("Keras tried to fetch the weights (and deletes a cached file that fails its md5)")
+
+    monkeypatch.setattr(file_utils, "get_file", get_file)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "vgg16"])
+def test_a_cached_file_with_the_wrong_md5_is_reported_and_kept_for_the_batchnorm_vggs_too(
+        name, monkeypatch, tmp_path, no_keras_download):
+    """The batchnorm paper's VGGs went to Keras, which deleted the cached file and failed with a URL error."""
+    from reproduce.batchnorm import imagenet as batchnorm_imagenet
+
+    monkeypatch.setattr(imagenet, "keras_cache_dir", lambda: str(tmp_path))
+    cached = tmp_path / batchnorm_imagenet.official_file(name)
+    cached.write_bytes(b"half a download")
+    with pytest.raises(WeightsUnavailableError) as error:
+        batchnorm_imagenet.classifier(name, "imagenet")
+    message = str(error.value)
+    assert "incomplete or outdated" in message and str(cached) in message and "weights=" in message
+    assert imagenet._md5(str(cached)) in message and batchnorm_imagenet.official_md5(name) in message
+    assert "https://storage.googleapis.com/tensorflow/keras-applications/" in message and f"/{cached.name} " in message
+    assert cached.read_bytes() == b"half a download"
+
+
+def _legacy_save(model, path):
+    """Weights in the format of Keras' official files (the legacy .h5 layout)."""
+    from keras.src.legacy.saving import legacy_h5_format
+
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    return str(path)
+
+
+def _bad_files(folder, resnet):
+    """Each a file that once gave a bare h5py/Keras error, and a phrase the new error must hold."""
+    from tfadv.models.digits_cnn import build_digits_cnn
+
+    whole = _legacy_save(resnet, folder / "resnet50.h5")
+    truncated = folder / "resnet50_truncated.h5"
+    data = Path(whole).read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    notop = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3))
+    other = build_digits_cnn(SIZE)
+    other.save_weights(folder / "digits.weights.h5")
+    return [(str(truncated), f"truncated, {len(data) // 2:,} of the {len(data):,} bytes"),
+            (_legacy_save(notop, folder / "resnet50_notop.h5"), 'include_top=False ("notop")'),
+            (_legacy_save(other, folder / "digits.h5"), "4 layers with weights"),
+            (str(folder / "digits.weights.h5"), "Keras cannot load it")]
+
+
+def test_a_bad_local_weights_file_is_named_with_what_is_wrong_and_its_md5(resnet_and_weights, tmp_path):
+    model, _ = resnet_and_weights
+    official = imagenet.ARCHITECTURES["resnet50"]
+    for path, problem in _bad_files(tmp_path, model):
+        with pytest.raises(WeightsUnavailableError) as error:  # the runners print it, not a traceback
+            build_imagenet_model("resnet50", weights=path, image_size=SIZE)
+        message = str(error.value)
+        assert type(error.value).__name__ == "WeightsFileError"
+        assert path in message and problem in message, message
+        assert imagenet._md5(path) in message and official.weights_md5 in message and official.weights_url in message
+
+
+def test_a_legacy_h5_file_of_the_same_architecture_loads_though_it_is_not_the_official_file(
+        resnet_and_weights, tmp_path):
+    model, _ = resnet_and_weights
+    path = _legacy_save(model, tmp_path / imagenet.ARCHITECTURES["resnet50"].weights_file)
+    loaded = build_imagenet_model("resnet50", weights=path, image_size=SIZE)
+    np.testing.assert_array_equal(np.asarray(loaded(_pixels())), np.asarray(model(_pixels())))
+
+
+@pytest.mark.parametrize("name", ["resnet50", "vgg16"])
+def test_the_first_call_on_a_tensor_raises_no_input_structure_warning(name):
+    """keras.applications built on input_tensor take a one-element list: each call on a tensor warned."""
+    if name in imagenet.ARCHITECTURES:
+        model = build_imagenet_model(name, weights=None, image_size=SIZE)
+    else:  # the batchnorm paper's VGG, by the same builder (at 32 px: the full-size VGG16 is 0.5 GB)
+        from reproduce.batchnorm.imagenet import BN_FREE
+
+        model = imagenet.build_application(name, BN_FREE[name], weights=None, image_size=SIZE)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = model(_pixels(1))
+    assert [str(w.message) for w in caught] == []
+    assert out.shape == (1, 1000) and not isinstance(model.input, list)

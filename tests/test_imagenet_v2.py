@@ -16,7 +16,7 @@ def _write_jpeg(path, height, width, value):
 
 @pytest.fixture()
 def image_dir(tmp_path):
-    """Classes 3, 17 and 999 with images of different sizes, plus a non-image file that must be ignored."""
+    """Classes 3, 17 and 999 with images of different sizes, plus a non-image file that must be left out."""
     for label, count in ((3, 3), (17, 2), (999, 3)):
         (tmp_path / str(label)).mkdir()
         for k in range(count):
@@ -75,6 +75,57 @@ def test_unreadable_file_is_named(image_dir):
     with pytest.raises(CorruptImageError, match=r"cannot read or decode image file \S*3/0009.jpeg"):
         for _ in imagenet_v2_batches(imagenet_v2_records(image_dir), 1, image_size=16):
             pass
+
+
+def _formats(folder):
+    """One image in each format tf.io.decode_image reads besides JPEG, and a JPEG without a suffix (Pillow,
+    which matplotlib installs, writes them; TensorFlow encodes only JPEG and PNG)."""
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (12, 9, 3), dtype=np.uint8)
+    for name, fmt in (("a.bmp", "BMP"), ("b.webp", "WEBP"), ("c.gif", "GIF"), ("d.PNG", "PNG"), ("e", "JPEG")):
+        Image.fromarray(pixels).save(folder / name, fmt)
+
+
+def test_every_image_format_tensorflow_decodes_is_read_even_without_a_suffix(image_dir):
+    """.bmp, .webp, .gif and a suffixless JPEG were left out without a word."""
+    _formats(image_dir / "17")
+    paths, _ = imagenet_v2.list_image_dir(image_dir)
+    names = {p.rsplit("/", 2)[-2] + "/" + p.rsplit("/", 1)[-1] for p in paths}
+    assert {"17/a.bmp", "17/b.webp", "17/c.gif", "17/d.PNG", "17/e"} <= names and len(paths) == 13
+    x, y, _ = _all(imagenet_v2_records(image_dir), batch_size=13, image_size=8)  # and each one decodes
+    assert x.shape == (13, 8, 8, 3) and (y == 17).sum() == 7
+
+
+def test_what_the_listing_leaves_out_is_counted_in_a_warning(image_dir):
+    """A nested folder, files outside the class folders and an empty class folder were passed over silently."""
+    from tfadv.validation import TfadvWarning
+
+    (image_dir / "3" / "extra").mkdir()
+    _write_jpeg(image_dir / "3" / "extra" / "b.jpeg", 8, 8, 0)
+    _write_jpeg(image_dir / "3" / "extra" / "c.jpeg", 8, 8, 1)
+    (image_dir / "README.txt").write_text("ImageNetV2")
+    (image_dir / "500").mkdir()
+    (image_dir / "17" / "BMW.txt").write_text("BM but no bitmap")  # BMP's two letters alone are not a BMP
+    with pytest.warns(TfadvWarning) as caught:
+        paths, _ = imagenet_v2.list_image_dir(image_dir)
+    assert len(paths) == 8 and len(caught) == 1
+    message = str(caught[0].message)
+    assert message.startswith(f"ImageNetV2 directory {image_dir}: read 8 images in 3 class folders; left out ")
+    assert "2 files in class folders that are not JPEG, PNG, BMP, GIF or WebP images" in message
+    assert "(17/BMW.txt, 17/notes.txt)" in message
+    assert "1 subfolder of class folders, holding 2 files (3/extra)" in message
+    assert "1 file outside the class folders (README.txt)" in message
+    assert "1 class folder without a single image (500)" in message
+
+
+def test_a_clean_directory_lists_without_a_warning(image_dir):
+    import warnings
+
+    (image_dir / "17" / "notes.txt").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(imagenet_v2.list_image_dir(image_dir)[0]) == 8
 
 
 def test_bad_layout_errors(tmp_path):

@@ -18,24 +18,38 @@ from tfadv.attacks import PGD
 from tfadv.experiments.run import Run
 from tfadv.models import imagenet as applications
 
-#: keras.applications models without BN: constructor, preprocessing, official weight file (Keras' cache
-#: name) and its md5 (keras.applications' own check of its download).
-BN_FREE = {"vgg16": (keras.applications.VGG16, keras.applications.vgg16.preprocess_input,
-                     "vgg16_weights_tf_dim_ordering_tf_kernels.h5", "64373286793e3c8b2b4e3219cbf3544b"),
-           "vgg19": (keras.applications.VGG19, keras.applications.vgg19.preprocess_input,
-                     "vgg19_weights_tf_dim_ordering_tf_kernels.h5", "cbe5617147190e668d6c5d5026f83318")}
+#: keras.applications models without BN, described as tfadv.models.imagenet describes the paper's four, so that
+#: one builder checks their weights the same way: official file (Keras' cache name), URL and md5 (Keras' own
+#: check of its download). include_top=True VGGs end in Flatten + Dense, so their official weights need 224.
+BN_FREE = {
+    "vgg16": applications.Architecture(
+        keras.applications.VGG16, keras.applications.vgg16.preprocess_input, 32,
+        "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+        applications.WEIGHTS_URL + "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+        "64373286793e3c8b2b4e3219cbf3544b"),
+    "vgg19": applications.Architecture(
+        keras.applications.VGG19, keras.applications.vgg19.preprocess_input, 32,
+        "vgg19_weights_tf_dim_ordering_tf_kernels.h5",
+        applications.WEIGHTS_URL + "vgg19/vgg19_weights_tf_dim_ordering_tf_kernels.h5",
+        "cbe5617147190e668d6c5d5026f83318"),
+}
 WITH_BN = ("resnet50", "densenet121")
 BATCH = 32
 
 
+def architecture(name: str) -> applications.Architecture:
+    """A model's constructor, preprocessing and official weights (file, URL, md5)."""
+    return BN_FREE[name] if name in BN_FREE else applications.ARCHITECTURES[name]
+
+
 def official_file(name: str) -> str:
     """The file name of a model's official ImageNet weights in Keras' cache."""
-    return BN_FREE[name][2] if name in BN_FREE else applications.ARCHITECTURES[name].weights_file
+    return architecture(name).weights_file
 
 
 def official_md5(name: str) -> str:
     """The md5 of that file (Keras' own check of its download)."""
-    return BN_FREE[name][3] if name in BN_FREE else applications.ARCHITECTURES[name].weights_md5
+    return architecture(name).weights_md5
 
 
 def weights_file(name: str, weights_dir: str | None) -> str:
@@ -49,20 +63,13 @@ def weights_file(name: str, weights_dir: str | None) -> str:
     return path
 
 
-def classifier(name: str, weights: str) -> keras.Model:
-    """A frozen logits model on [0, 255] RGB at 224 x 224 (from_logits=True for every attack on it)."""
-    if name not in BN_FREE:
-        return applications.build_imagenet_model(name, weights, logits=True)
-    if weights == "imagenet" and not os.path.isfile(os.path.join(applications.keras_cache_dir(), BN_FREE[name][2])) \
-            and not applications.can_reach():
-        raise applications.WeightsUnavailableError(
-            f"ImageNet weights for {name} are not in the Keras cache and {applications.WEIGHTS_HOST} is unreachable: "
-            f"pass --weights-dir DIR holding {BN_FREE[name][2]}")
-    constructor, preprocess, _, _ = BN_FREE[name]
-    pixels = keras.Input((applications.IMAGE_SIZE, applications.IMAGE_SIZE, 3), dtype="float32")
-    model = constructor(input_tensor=preprocess(pixels), weights=weights, classifier_activation=None)
-    model.trainable = False
-    return model
+def classifier(name: str, weights: str | None) -> keras.Model:
+    """A frozen logits model on [0, 255] RGB at 224 x 224 (from_logits=True for every attack on it).
+
+    Built by the builder of the paper's four models for VGGs too, so a cached file with the wrong md5 is
+    reported (not deleted by Keras' re-download) and a bad local file is named with what is wrong with it.
+    """
+    return applications.build_application(name, architecture(name), weights, logits=True)
 
 
 def images(run: Run) -> tuple[np.ndarray, np.ndarray]:

@@ -9,12 +9,17 @@ Images are decoded to RGB, resized bilinearly to 224 x 224 (as the paper) and re
 The order is a fixed shuffle (seed 42, as the authors' `shuffle(10000, seed=42)`) of the sorted file list,
 so every process and every shard sees the same images in the same batches. The authors' `list_files` also
 shuffled the list without a seed, so their order changed from run to run; tfadv's does not.
-A file that cannot be read or decoded raises `CorruptImageError` naming it.
+A file that cannot be read or decoded raises `CorruptImageError` naming it. The listing reads every file of a
+class folder that `tf.io.decode_image` can decode (JPEG, PNG, BMP, GIF, WebP, by suffix or, without one of
+their suffixes, by content) and warns (TfadvWarning) with counts of what it leaves out and why: other files,
+subfolders of class folders, files outside them, and empty class folders.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -22,12 +27,15 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv.datasets.pipeline import without_autotune_thread
+from tfadv.validation import TfadvWarning
 
 IMAGE_SIZE = 224
 NUM_CLASSES = 1000
 SHUFFLE_SEED = 42
 TFDS_NAME = "imagenet_v2"
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+#: The formats tf.io.decode_image reads (it goes by content, not by name).
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp")
+_FORMATS = "JPEG, PNG, BMP, GIF or WebP"
 
 
 class CorruptImageError(ValueError):
@@ -35,24 +43,112 @@ class CorruptImageError(ValueError):
 
 
 def list_image_dir(root: str | os.PathLike) -> tuple[list[str], np.ndarray]:
-    """Sorted image paths under `<root>/<class id>/` and their int64 labels (the directory names)."""
+    """Sorted image paths under `<root>/<class id>/` and their int64 labels (the directory names).
+
+    Warns (TfadvWarning) with counts of what is left out and why, as nothing in a results table would show it.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"ImageNetV2 directory not found: {root}")
-    paths, labels = [], []
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        if not class_dir.name.isdigit() or not 0 <= int(class_dir.name) < NUM_CLASSES:
-            raise ValueError(
-                f"{class_dir}: ImageNetV2 class directories must be named by class id 0..{NUM_CLASSES - 1} "
-                "(the layout of imagenetv2-matched-frequency.tar.gz)"
-            )
-        for image in sorted(class_dir.iterdir()):
-            if image.suffix.lower() in IMAGE_SUFFIXES:
-                paths.append(str(image))
-                labels.append(int(class_dir.name))
+    paths, labels, left_out = [], [], _LeftOut()
+    for entry in sorted(root.iterdir()):
+        if not entry.is_dir():
+            left_out.outside.append(entry.name)
+            continue
+        images = _class_images(entry, left_out)
+        paths.extend(images)
+        labels.extend([int(entry.name)] * len(images))
     if not paths:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}/<class id>/")
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}/<class id>/{left_out.summary()}")
+    if left_out:
+        classes = _count(len(set(labels)), "class folder")
+        warnings.warn(f"ImageNetV2 directory {root}: read {_count(len(paths), 'image')} in {classes}"
+                      f"{left_out.summary()}", TfadvWarning, stacklevel=2)
     return paths, np.asarray(labels, np.int64)
+
+
+@dataclass
+class _LeftOut:
+    """What a listing did not read, relative to its root, to say so in one warning."""
+
+    not_images: list[str] = field(default_factory=list)
+    subfolders: list[str] = field(default_factory=list)
+    subfolder_files: int = 0
+    outside: list[str] = field(default_factory=list)
+    empty_classes: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.not_images or self.subfolders or self.outside or self.empty_classes)
+
+    def summary(self) -> str:
+        parts = []
+        if self.not_images:
+            parts.append(f"{_count(len(self.not_images), 'file')} in class folders that "
+                         f"{'is' if len(self.not_images) == 1 else 'are'} not {_FORMATS} images by suffix or "
+                         f"content ({_examples(self.not_images)})")
+        if self.subfolders:
+            parts.append(f"{_count(len(self.subfolders), 'subfolder')} of class folders, holding "
+                         f"{_count(self.subfolder_files, 'file')} ({_examples(self.subfolders)}): the layout is "
+                         "<root>/<class id>/<image>, one level deep")
+        if self.outside:
+            parts.append(f"{_count(len(self.outside), 'file')} outside the class folders ({_examples(self.outside)})")
+        said = f"; left out {', '.join(parts)}" if parts else ""
+        if self.empty_classes:
+            said += (f"; {_count(len(self.empty_classes), 'class folder')} without a single image "
+                     f"({_examples(self.empty_classes)}): ImageNetV2 has 10 images in each of its 1000 classes")
+        return said
+
+
+def _class_images(class_dir: Path, left_out: _LeftOut) -> list[str]:
+    """The images of one class folder, sorted; what else it holds goes to `left_out`."""
+    if not class_dir.name.isdigit() or not 0 <= int(class_dir.name) < NUM_CLASSES:
+        raise ValueError(
+            f"{class_dir}: ImageNetV2 class directories must be named by class id 0..{NUM_CLASSES - 1} "
+            "(the layout of imagenetv2-matched-frequency.tar.gz)"
+        )
+    images = []
+    for entry in sorted(class_dir.iterdir()):
+        name = f"{class_dir.name}/{entry.name}"
+        if entry.is_dir():
+            left_out.subfolders.append(name)
+            left_out.subfolder_files += sum(1 for f in entry.rglob("*") if f.is_file())
+        elif _is_image(entry):
+            images.append(str(entry))
+        else:
+            left_out.not_images.append(name)
+    if not images:
+        left_out.empty_classes.append(class_dir.name)
+    return images
+
+
+def _is_image(path: Path) -> bool:
+    """By suffix (a listing opens no image file), else by the first bytes: a JPEG saved without a suffix is
+    still a JPEG to tf.io.decode_image."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return _image_signature(handle.read(32))
+    except OSError:  # e.g. a dangling symlink without an image suffix: not an image either way
+        return False
+
+
+def _image_signature(head: bytes) -> bool:
+    """Whether `head` starts a file in one of the formats tf.io.decode_image reads."""
+    if head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")):
+        return True
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return True
+    # BMP: "BM", then a DIB header of one of its versions' sizes (the two letters alone could start a text).
+    return head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in (12, 40, 52, 56, 64, 108, 124)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _examples(items: list[str], shown: int = 3) -> str:
+    return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
 def source_provenance(source: str | os.PathLike = "tfds", config: str = "matched-frequency") -> str:
