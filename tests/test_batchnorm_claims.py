@@ -30,7 +30,9 @@ def cifar_rows(model, schedule, with_bn, without, seeds=3, test_set="test", clea
 
 
 def verdict_of(rows, claim, profile="demo"):
-    found = {v.claim: v for v in claims_cifar.judge_all({"results": pd.DataFrame(rows)}, run(profile))}
+    tables = {"results": pd.DataFrame(rows)}
+    found = {v.claim: v for v in [*claims_cifar.judge_all(tables, run(profile)),
+                                  *claims_cifar.outside_paper(tables, run(profile))]}
     return found[claim]
 
 
@@ -294,3 +296,130 @@ def test_the_learning_rate_search_skips_a_shard_that_holds_one_side_only():
     table = pd.DataFrame({"experiment": ["cifar"], "test_set": ["test"], "model": ["vgg8"], "schedule": ["small"],
                           "normalization": ["batchnorm"], "metric": ["awgn"], "value": [0.5], "seed": [0]})
     assert search.by_learning_rate(table) is None
+
+
+# ------------------------------------------------------------------------------------ the 2026-12-05 review
+def tension_rows(bn_bim, bn_clean, plain_bim=0.0, plain_clean=0.0, seeds=3, n_test=10_000):
+    """Figure 2's rows at depth 2: BIM and clean accuracy at B = 16 (0.9 and 0.97) and their change at B = 256."""
+    rows = []
+    for s in range(seeds):
+        for bn, (d_bim, d_clean) in ((True, (bn_bim, bn_clean)), (False, (plain_bim, plain_clean))):
+            for batch, bim, clean in ((16, 0.9, 0.97), (256, 0.9 + d_bim, 0.97 + d_clean)):
+                rows += [{"experiment": "depth_batch", "depth": 2, "batch_size": batch, "batchnorm": bn, "seed": s,
+                          "metric": m, "value": v + 0.002 * (-1) ** s, "n_test": n_test}
+                         for m, v in (("clean", clean), ("bim", bim), ("awgn", bim))]
+    return pd.DataFrame(rows)
+
+
+def test_a_bim_fall_that_only_follows_clean_accuracy_is_no_tension():
+    # The demo: with BN, BIM and clean accuracy both fell by ~4 pts from B = 16 to 256; it was called reproduced.
+    follows = claims.depth_batch(tension_rows(-0.04, -0.04))
+    assert follows.outcome == "not reproduced", follows
+    assert "BIM − clean" in follows.measured and "in BIM alone" in follows.measured
+    assert claims.depth_batch(tension_rows(-0.04, -0.04, n_test=450)).outcome == "inconclusive"  # the demo's noise
+    assert claims.depth_batch(tension_rows(-0.08, 0.0)).outcome == "reproduced"  # clean holds, BIM falls
+    rises = claims.depth_batch(tension_rows(0.0, 0.08))  # clean rises, BIM flat: the gap widens, BIM does not fall
+    assert rises.outcome == "partly reproduced" and "BIM accuracy itself does not fall" in rises.why
+
+
+def test_an_effect_the_paper_calls_small_can_be_inconclusive_not_excluded():
+    # Table 2's gap: the paper's -1.1 pts is below MIN_EFFECT; +0.6 ± 0.8 allows ~1 pt in its direction.
+    assert rules.smallest_effect(-0.011) == pytest.approx(0.0055)
+    assert rules.smallest_effect(-0.173) == rules.MIN_EFFECT and rules.smallest_effect(None) == rules.MIN_EFFECT
+    v = rules.effect(claims_cifar.VGG_GAP, Difference(0.006, 0.008, 3), claims_cifar.PAPER_VGG_GAP)
+    assert v.outcome == "inconclusive" and "0.55 pts" in v.why
+    assert rules.effect(claims_cifar.VGG_GAP, Difference(-0.011, 0.002, 3), -0.011).outcome == "reproduced"
+    assert rules.effect(claims_cifar.VGG_GAP, Difference(0.02, 0.002, 3), -0.011).outcome == "not reproduced"
+
+
+def test_nearest_centroid_on_a_floor_is_saturated_and_a_noisy_lead_is_inconclusive():
+    floor = {"gd": 0.0, "wd": 0.0, "bngd_fixed": 0.0, "bngd_learned": 0.0, "nearest_centroid": 2 / 91}
+    v = claims.nearest_centroid(tilting_rows(3, fgsm=floor, width=28))
+    assert v.outcome == "inconclusive" and "within 4 samples (of 91) of 0%" in v.why
+    noisy = {"gd": 0.12, "wd": 0.0, "bngd_fixed": 0.0, "bngd_learned": 0.0, "nearest_centroid": 0.20}
+    rows = tilting_rows(3, fgsm=noisy, n_test=91)
+    rows.loc[(rows["variant"] == "gd") & (rows["metric"] == "fgsm_eps0.25"), "value"] = [0.0, 0.12, 0.24]
+    v = claims.nearest_centroid(rows)
+    assert v.outcome == "inconclusive" and "within the noise" in v.why, v
+    none = {"gd": 0.30, "wd": 0.0, "bngd_fixed": 0.0, "bngd_learned": 0.0, "nearest_centroid": 0.30}
+    assert claims.nearest_centroid(tilting_rows(3, fgsm=none, n_test=N_TEST)).outcome == "not reproduced"
+
+
+def test_the_nearest_centroid_lead_has_gd_seeds_in_the_claim_and_in_the_search_table():
+    from reproduce.batchnorm import search
+
+    table = tilting_rows(3, width=28)
+    claim = claims.nearest_centroid(table)
+    text = search.by_width(table)
+    assert "(n=3)" in claim.measured and "(n=3)" in text and "(n=1)" not in text
+
+
+def test_a_run_that_did_not_fit_makes_the_comparison_inconclusive_and_says_what_the_others_give():
+    # The demo's Table 3: one no-BN seed reached 26.5% training accuracy (27.8% test), beyond the chance check.
+    rows = cifar_rows("vgg8", "large", {"pgd_linf": 0.90}, {"pgd_linf": 0.65}, clean=(0.93, 0.78))
+    for r in [r for r in rows if r["metric"] == "clean"]:
+        rows.append({**r, "test_set": "train", "metric": "train", "value": r["value"] + 0.02})
+    assert verdict_of(rows, claims_cifar.VGG_DEPTHS).outcome == "not reproduced"
+    for r in rows:
+        if r["normalization"] == "none" and r["seed"] == 1:
+            r["value"] = {"train": 0.265, "clean": 0.278}.get(r["metric"], 0.23)
+    v = verdict_of(rows, claims_cifar.VGG_DEPTHS)
+    assert v.outcome == "inconclusive" and "no-BN seed 1 26.5%" in v.why
+    assert "over the runs that trained: +" in v.why and "(n=2)" in v.why
+    assert rules.unfit({"a": 0.98, "b": 0.80}, 10) is None and rules.unfit({"a": 0.98}, 10) is None
+
+
+def test_claims_outside_the_paper_stay_out_of_its_tally():
+    rows = cifar_rows("vgg8", "small", {"awgn": 0.5, "pgd_linf": 0.2, "pgd_l2": 0.4, "autoattack_linf": 0.2},
+                      {"awgn": 0.8, "pgd_linf": 0.6, "pgd_l2": 0.7, "autoattack_linf": 0.6})
+    tables = {"results": pd.DataFrame(rows)}
+    paper = {v.claim for v in claims.judge_all(tables, run())}
+    assert claims_cifar.AUTOATTACK not in paper and claims_cifar.RESNET not in paper
+    assert {v.claim for v in claims_cifar.outside_paper(tables, run())} == {claims_cifar.AUTOATTACK, claims_cifar.RESNET}
+    from reproduce.batchnorm import sections
+
+    text = sections.outside_paper(tables, SimpleNamespace(**vars(run()), out=None))
+    assert "Not counted in the Claims tally" in text and "README" in text and "**reproduced**" in text
+
+
+def test_rows_on_the_digits_stand_in_say_so():
+    rows = cifar_rows("vgg8", "small", {"awgn": 0.5, "pgd_linf": 0.2, "pgd_l2": 0.4},
+                      {"awgn": 0.8, "pgd_linf": 0.6, "pgd_l2": 0.7})
+    assert "one channel; the paper: CIFAR-10" in verdict_of(rows, claims_cifar.VGG_C10).measured
+    assert "[on" not in verdict_of(rows, claims_cifar.VGG_C10, "paper").measured
+
+
+def test_table_7_clean_accuracy_claims_are_judged_at_every_width():
+    table = pd.DataFrame(dimension_rows({("mlp", bn, wd, k): 0.8 for bn in (True, False) for wd in (0.0, 0.01)
+                                         for k in (1, 2)})).assign(n_test=100_000)
+    for r, claim, paper in ((-0.0169, claims.WD_CLEAN_BN, claims.PAPER_WD_CLEAN_BN),
+                            (0.0139, claims.WD_CLEAN_PLAIN, claims.PAPER_WD_CLEAN_PLAIN)):
+        shifted = table.copy()
+        hit = (shifted["metric"] == "clean") & (shifted["weight_decay"] == 0.01) & (shifted["batchnorm"] == (r < 0))
+        shifted.loc[hit, "value"] += r
+        v = claims.wd_effect(shifted, run(), claim, "clean", r < 0, paper)
+        assert v.outcome == "reproduced" and "λ=0.01 2x" in v.measured, v
+        assert claims.wd_effect(table, run(), claim, "clean", r < 0, paper).outcome == "not reproduced"
+
+
+def test_the_toy_figure_names_both_classes_on_both_panels(tmp_path, monkeypatch):
+    from reproduce.batchnorm import figures
+
+    shown = {}
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path: shown.setdefault("fig", fig))
+    rows = [{**r, "value": v} for r in toy_rows(67.0, 1.0, 1) if r["metric"] == "tilt_deg"
+            for v in (r["value"],)]
+    rows += [{"experiment": "toy", "variant": v, "seed": 0, "metric": m, "value": x, "n_test": 1000}
+             for v in ("gd", "bngd") for m, x in (("w0", 1.0), ("w1", 0.1 if v == "bngd" else 0.0), ("b", 0.0))]
+    assert figures.toy(pd.DataFrame(rows), SimpleNamespace(**vars(run()), out=tmp_path)) == "fig1_toy.png"
+    for ax in shown["fig"].axes:
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert any(l.startswith("class 0") for l in labels) and any(l.startswith("class 1") for l in labels), labels
+
+
+def test_a_tilt_the_noise_could_put_on_either_side_of_the_margin_is_inconclusive():
+    rows = pd.DataFrame(toy_rows(67.0, 1.0, 3))
+    bn = (rows["variant"] == "bngd") & (rows["metric"] == "tilt_deg")
+    rows.loc[bn, "value"] = [10.0, 25.0, 40.0]  # θ_BNGD − θ_GD = 23 ± 9°: 20° is neither cleared nor excluded
+    v = claims.toy_tilt(rows)
+    assert v.outcome == "inconclusive" and "within the noise" in v.why, v

@@ -35,6 +35,24 @@ def test_saturated_only_when_every_value_is_at_an_end():
     assert v.saturated([]) is None
 
 
+def test_saturation_is_judged_in_samples_when_their_number_is_known():
+    # The batchnorm demo's floor: 2 of 91 images (2.2%) against 0 of 91, finer than SATURATION_MARGIN can see.
+    assert v.saturated([0.022, 0.0, 0.0, 0.0]) is None
+    reason = v.saturated([0.022, 0.0, 0.0, 0.0], n=91)
+    assert reason is not None and f"within {v.SATURATION_COUNT} samples (of 91) of 0%" in reason
+    assert v.saturated([0.06, 0.0], n=91) is None                   # 5 of 91 can differ from 0 by 2 s.e.
+    assert v.saturated([0.96, 0.99], n=[100, 450]) is None          # 0.99 of 450 is 4.5 samples from the top
+    assert v.saturated([0.96, 0.995], n=[100, 450]) is not None
+    assert v.saturated([0.003, float("nan")], n=[float("nan"), 91]) is not None  # unknown n: the margin
+    assert v.saturated([0.01, 0.0], n=[float("nan"), 91]) is None
+
+
+def test_saturation_count_is_the_largest_count_no_two_sigma_difference_can_come_from():
+    k = v.SATURATION_COUNT
+    assert all(k1 - k2 <= 2 * math.sqrt(k1 + k2) for k1 in range(k + 1) for k2 in range(k1 + 1))
+    assert (k + 1) - 0 > 2 * math.sqrt(k + 1)
+
+
 def test_too_few_and_missing():
     assert "1 run, the rule needs 3" in v.too_few(1, 3)
     assert v.too_few(3, 3) is None

@@ -8,11 +8,18 @@ import pandas as pd
 import seaborn as sns
 
 from reproduce.batchnorm import linear
-from reproduce.batchnorm.claims import part
+from reproduce.batchnorm.claims import data_used, part
 from reproduce.batchnorm.stats import summary
 from tfadv.experiments.figures import save_figure, set_style
 from tfadv.experiments.run import Run
 from tfadv.models.batchnorm_nets import DEFAULT_EPSILON, bn_max_trainable_depth
+
+
+def classes(ax, x: np.ndarray, y: np.ndarray) -> None:
+    """The toy's points, one labelled colour per class (with the class mean ν_j the paper gives)."""
+    for label, (colour, mean) in enumerate(zip(("tab:blue", "tab:red"), linear.TOY_MEANS)):
+        ax.scatter(x[y == label, 0], x[y == label, 1], color=colour, s=6, alpha=0.6,
+                   label=f"class {label} (ν{'₀₁'[label]} = [{mean[0]:g}, {mean[1]:g}])")
 
 
 def toy(table: pd.DataFrame, run: Run) -> str | None:
@@ -23,7 +30,7 @@ def toy(table: pd.DataFrame, run: Run) -> str | None:
     x, y = linear.toy_data(run.profile.toy.samples_per_class, seed=seed)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     ax = axes[0]
-    ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", s=6, alpha=0.6)
+    classes(ax, x, y)
     x1 = np.linspace(x[:, 0].min(), x[:, 0].max(), 50)
     for variant, style in (("gd", "k-"), ("bngd", "g--")):
         row = t[(t["variant"] == variant) & (t["seed"] == seed)].set_index("metric")["value"]
@@ -39,8 +46,9 @@ def toy(table: pd.DataFrame, run: Run) -> str | None:
     ax.set(title=f"Figure 1 toy (seed {seed}): boundaries", xlabel="x1 (task-relevant)", ylabel="x2 (low variance)")
     ax.legend(loc="lower right", fontsize=7)
     z = (x - x.mean(0)) / np.sqrt(x.var(0) + DEFAULT_EPSILON)
-    axes[1].scatter(z[:, 0], z[:, 1], c=y, cmap="coolwarm", s=6, alpha=0.6)
+    classes(axes[1], z, y)
     axes[1].set(title="The data BNGD sees (batch-normalised)", xlabel="x1 normalised", ylabel="x2 normalised")
+    axes[1].legend(loc="lower right", fontsize=7, markerscale=2)
     save_figure(fig, run.out / "fig1_toy.png")
     return "fig1_toy.png"
 
@@ -93,6 +101,7 @@ def cifar(table: pd.DataFrame, run: Run) -> str | None:
     grid = sns.catplot(data=t, x="metric", y="value", hue="BN", col="model", row="test_set", kind="bar",
                        errorbar="sd", height=3, aspect=1.2)
     grid.set_axis_labels("", "accuracy (mean ± s.d. over seeds)")
+    grid.figure.suptitle(f"Tables 2-4 on {data_used(run, 'cifar')}", fontsize=9, y=1.02)
     save_figure(grid, run.out / "table2_cifar.png")
     return "table2_cifar.png"
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reproduce.batchnorm import rules
-from reproduce.batchnorm.claims import TILT_MARGIN, linear_ratios, part, ratio_text
-from reproduce.batchnorm.stats import arm, difference
+from reproduce.batchnorm import claims_cifar, rules
+from reproduce.batchnorm.claims import TILT_MARGIN, linear_ratios, nearest_centroid_lead, part, ratio_text
+from reproduce.batchnorm.stats import Difference, arm, difference
 from tfadv.experiments import markdown_table
 from tfadv.experiments.run import Run
 from tfadv.experiments.tables import select
@@ -23,13 +23,17 @@ EXPLORED = ("Also tried while choosing this regime, and not run here: a weight d
 
 def effect_cell(t: pd.DataFrame, metric: str, a: dict, b: dict, direction: float, degrees: bool = False) -> str:
     """a - b over seeds, read by the effect rule: shown, absent, or within the noise (angles: TILT_MARGIN)."""
-    diff = difference(arm(t, metric, **a), arm(t, metric, **b))
+    return reading(difference(arm(t, metric, **a), arm(t, metric, **b)), direction, degrees)
+
+
+def reading(diff: Difference, direction: float, degrees: bool = False) -> str:
+    """A difference and its reading by the effect rule: shown, absent, or within the noise."""
     if diff.seeds == 0:
         return "–"
     smallest = TILT_MARGIN if degrees else rules.MIN_EFFECT
-    reading = ("within the noise" if rules.noise_reason(diff, direction, smallest) is not None
-               else "shown" if diff.delta * direction > 0 else "absent")
-    return f"{diff.text(1.0, '°') if degrees else diff.text()}: {reading}"
+    word = ("within the noise" if rules.noise_reason(diff, direction, smallest) is not None
+            else "shown" if diff.delta * direction > 0 else "absent")
+    return f"{diff.text(1.0, '°') if degrees else diff.text()}: {word}"
 
 
 def by_width(table: pd.DataFrame) -> str | None:
@@ -37,8 +41,8 @@ def by_width(table: pd.DataFrame) -> str | None:
     rows = []
     for width in sorted(set(tilt["width"].astype(int))) if not tilt.empty else []:
         t = select(tilt, width=width)
-        rows.append([width, "Table 1, linear", effect_cell(t, "fgsm_eps0.25", {"variant": "nearest_centroid"},
-                                                           {"variant": "gd"}, +1.0),
+        # As the claim reads it: the nearest-centroid classifier is fixed, so the lead has GD's seeds.
+        rows.append([width, "Table 1, linear", reading(nearest_centroid_lead(t)[2], +1.0),
                      effect_cell(t, "tilt_deg", {"variant": "bngd_fixed"}, {"variant": "gd"}, +1.0, degrees=True)])
     for scale in sorted(set(dim["scale"].astype(int))) if not dim.empty else []:
         t = select(dim, scale=scale, model="mlp", weight_decay=0.0)
@@ -69,16 +73,22 @@ def by_learning_rate(table: pd.DataFrame) -> str | None:
     t = select(part(table, "cifar"), test_set="test")
     if t.empty:
         return None
-    rows = []
+    rows, unfit = [], []
     for (model, schedule), block in t.groupby(["model", "schedule"], sort=True):
         others = sorted(set(block["normalization"]) - {"batchnorm"})
         if "batchnorm" not in set(block["normalization"]) or not others:
             continue  # a shard's folder may hold one side of the comparison only
         with_bn, without = {"normalization": "batchnorm"}, {"normalization": others[0]}
-        rows.append([model, schedule, *[effect_cell(block, m, with_bn, without, -1.0) for m in ("awgn", "pgd_linf")]])
+        cells = [effect_cell(block, m, with_bn, without, -1.0) for m in ("awgn", "pgd_linf")]
+        reason, _ = claims_cifar.unfit_runs(table, model, schedule)
+        if reason:  # as the claims read it: a comparison with a run that did not train is not judged
+            cells = [f"{c.rsplit(': ', 1)[0]}: not judged" for c in cells]
+            unfit.append(f"{model} {schedule} LR: {reason}")
+        rows.append([model, schedule, *cells])
     if not rows:
         return None
-    return markdown_table(["model", "LR schedule", "BN − no BN, noise", "BN − no BN, PGD-ℓ∞"], rows)
+    return markdown_table(["model", "LR schedule", "BN − no BN, noise", "BN − no BN, PGD-ℓ∞"], rows) + (
+        "\n\nNot judged: " + "; ".join(unfit) + "." if unfit else "")
 
 
 def sections(table: pd.DataFrame, run: Run) -> list[tuple[str, str]]:

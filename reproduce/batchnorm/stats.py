@@ -21,6 +21,7 @@ from tfadv.experiments.verdicts import binomial_se, mean_sd
 class Arm:
     values: tuple[float, ...]   # one measurement per seed (a fraction, or degrees)
     se_each: tuple[float, ...]  # binomial standard error of each (0 for exact quantities)
+    n_each: tuple[float, ...] = ()  # samples behind each accuracy (empty when unknown or not an accuracy)
 
     @property
     def n(self) -> int:
@@ -48,10 +49,10 @@ def arm(table: pd.DataFrame, metric: str, **where) -> Arm:
     rows = select(table, metric=metric, **where)
     values = rows["value"].astype(float).to_numpy()
     if "n_test" in rows and metric != "tilt_deg":
-        se = [0.0 if math.isnan(n) else binomial_se(v, int(n)) for v, n in zip(values, rows["n_test"])]
-    else:
-        se = [0.0] * len(values)
-    return Arm(tuple(values), tuple(se))
+        counts = rows["n_test"].astype(float).to_numpy()
+        se = [0.0 if math.isnan(n) else binomial_se(v, int(n)) for v, n in zip(values, counts)]
+        return Arm(tuple(values), tuple(se), tuple(counts))
+    return Arm(tuple(values), (0.0,) * len(values))
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,11 @@ OUTCOMES = (REPRODUCED, PARTLY, NOT_REPRODUCED, INCONCLUSIVE)
 CHANCE_MARGIN = 0.05
 #: A rate within this distance of 0 or 1 is saturated: a difference between such rates says nothing.
 SATURATION_MARGIN = 0.005
+#: ... and, when the number of samples n behind a rate is known, so is a rate within this many samples of 0
+#: or n (a margin of SATURATION_COUNT / n): two counts k1 >= k2 that are both at most 4 = 2² can never differ
+#: by 2 Poisson standard errors (k1 - k2 <= k1 <= 2 sqrt(k1) <= 2 sqrt(k1 + k2)), so rates that close to an
+#: end cannot show a difference 2 standard errors wide, whatever the rule.
+SATURATION_COUNT = 4
 
 
 @dataclass(frozen=True)
@@ -101,16 +106,27 @@ def untrained(accuracies, classes: int, margin: float = CHANCE_MARGIN) -> str | 
     near = values[values <= chance + margin]
     if len(near):
         return (f"model did not train: {len(near)} of {len(values)} accuracies within {margin:.0%} of chance "
-                f"({chance:.0%}), e.g. {near[0]:.1%}")
+                f"({chance:.3g}), e.g. {near[0]:.1%}")
     return None
 
 
-def saturated(rates, margin: float = SATURATION_MARGIN) -> str | None:
-    """A reason if every rate sits at 0% or at 100% (within `margin`): nothing can move, so a comparison
-    between them says nothing about the claim."""
-    values = _finite(rates)
-    if len(values) and np.all((values <= margin) | (values >= 1 - margin)):
-        ends = sorted({"0%" if v <= margin else "100%" for v in values})
+def saturated(rates, margin: float = SATURATION_MARGIN, n=None) -> str | None:
+    """A reason if every rate sits at 0% or at 100%: nothing can move, so a comparison between them says
+    nothing about the claim. "At" an end: within `margin`, or, where `n` (the samples behind each rate: one
+    number for all, or one per rate) is given, within SATURATION_COUNT samples of it."""
+    values = _as_array(rates)
+    counts = np.broadcast_to(_as_array([np.nan] if n is None else np.atleast_1d(n)), values.shape).astype(float)
+    keep = np.isfinite(values)
+    values, counts = values[keep], counts[keep]
+    margins = np.where(np.isfinite(counts) & (counts > 0), np.maximum(margin, SATURATION_COUNT / np.where(
+        counts > 0, counts, 1.0)), margin)
+    low, high = values <= margins, values >= 1 - margins
+    if len(values) and np.all(low | high):
+        ends = sorted({"0%" if lo else "100%" for lo in low})
+        if np.any(margins > margin):
+            sizes = sorted({int(c) for c in counts[np.isfinite(counts)]})
+            return (f"measurement saturated: every value is within {SATURATION_COUNT} samples (of "
+                    f"{'/'.join(map(str, sizes))}) of {' or '.join(ends)}")
         return f"measurement saturated: every value is at {' or '.join(ends)}"
     return None
 
