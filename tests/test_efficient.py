@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import keras
-from reproduce.efficient import EXPERIMENT, cells, profiles, training
+from reproduce.efficient import EXPERIMENT, cells, claims, profiles, training
 from tfadv.evaluation import compaction
 from tfadv.experiments import cli, identity
 from tfadv.experiments.tables import select
@@ -141,8 +141,10 @@ def test_smoke_run_writes_tables_figures_and_an_inconclusive_report(smoke):
     assert "gradient" in report and "| dataset | digits | tfadv" in report
     # 4 training steps: nothing trained, so no claim may be reproduced or refuted.
     assert "**reproduced**" not in report and "**not reproduced**" not in report and "**partly" not in report
-    # Beyond the paper: the cascade beside PGD (a verdict row and a section), and every masking flag.
-    assert "Beyond the paper: the PGD robust accuracy" in report
+    # Beyond the paper: the cascade beside PGD (a section with its verdict, outside the paper's tally), and every
+    # masking flag.
+    assert f"{len(claims.CLAIMS)} claims: " in report and "| Beyond the paper: the PGD robust accuracy" not in report
+    assert "Verdict, outside the paper's tally: \"Beyond the paper: the PGD robust accuracy" in report
     assert "## Beyond the paper: PGD beside AutoAttack" in report and "No reading of the gaps: model did not" in report
     assert all(name in report for name in tables["masking_flags"]["flag"])
     assert "| aa_budget | (2, 10, 2) | tfadv" in report

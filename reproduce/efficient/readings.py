@@ -74,25 +74,25 @@ def transfer(tables: dict, steps: int) -> pd.DataFrame:
 
 
 def shattering(matrix: pd.DataFrame) -> pd.DataFrame:
-    """Per target kappa: white-box accuracy and the lowest same-strength transfer accuracy, each a mean over
-    seeds, and the gap white-box minus transfer with its standard error (test noise and seed spread)."""
+    """Per target kappa: white-box accuracy and the worst same-strength transfer of the seed-mean matrix (the
+    source whose mean over seeds is lowest: the table's row minimum, not a minimum per seed, which would mix
+    sources and pick noise), each a mean over seeds, and the gap white-box minus that source's transfer with
+    its standard error (test noise and the spread of the per-seed gaps)."""
     rows = []
     for target, group in matrix.groupby("target_kappa"):
-        per_seed = []
-        for seed, one in group.groupby("seed"):
-            white = float(one.loc[one["white_box"], "accuracy"].iloc[0])
-            transfers = one.loc[~one["white_box"]]
-            worst = transfers.loc[transfers["accuracy"].idxmin()]
-            per_seed.append({"white": white, "transfer": float(worst["accuracy"]), "source": int(worst["source_kappa"]),
-                             "n": int(one["n"].min())})
-        seeds = pd.DataFrame(per_seed)
-        n = int(seeds["n"].min())
-        gap_mean, gap_sd, k = verdicts.mean_sd(seeds["white"] - seeds["transfer"])
-        white, transfer_ = float(seeds["white"].mean()), float(seeds["transfer"].mean())
-        test_se = math.hypot(verdicts.binomial_se(white, n), verdicts.binomial_se(transfer_, n))
+        white = group[group["white_box"]].set_index("seed")["accuracy"]
+        transfers = group[~group["white_box"]]
+        worst = int(transfers.groupby("source_kappa")["accuracy"].mean().idxmin())
+        paired = pd.DataFrame({"white": white,
+                               "transfer": transfers[transfers["source_kappa"] == worst].set_index("seed")["accuracy"]})
+        paired = paired.dropna()
+        n = int(group["n"].min())
+        gap_mean, gap_sd, k = verdicts.mean_sd(paired["white"] - paired["transfer"])
+        white_mean, transfer_mean = float(paired["white"].mean()), float(paired["transfer"].mean())
+        test_se = math.hypot(verdicts.binomial_se(white_mean, n), verdicts.binomial_se(transfer_mean, n))
         se = math.hypot(test_se, gap_sd / math.sqrt(k) if k > 1 else 0.0)
-        rows.append({"target_kappa": int(target), "white_box": white, "transfer": transfer_,
-                     "source_kappa": int(seeds["source"].mode().iloc[0]), "gap": gap_mean, "gap_se": se, "seeds": k})
+        rows.append({"target_kappa": int(target), "white_box": white_mean, "transfer": transfer_mean,
+                     "source_kappa": worst, "gap": gap_mean, "gap_se": se, "seeds": k})
     return pd.DataFrame(rows)
 
 

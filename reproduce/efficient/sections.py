@@ -7,7 +7,7 @@ from reproduce.efficient import claims, readings
 from reproduce.efficient.beyond import STANDARD_ATTACKS
 from reproduce.efficient.cells import STALENESS, STRENGTH
 from reproduce.efficient.training import PANEL, REFERENCE
-from tfadv.experiments import Run, markdown_table
+from tfadv.experiments import Run, Verdict, markdown_table
 from tfadv.experiments.verdicts import INCONCLUSIVE
 from tfadv.experiments.spec import Tables
 from tfadv.experiments.tables import pct, select
@@ -56,7 +56,9 @@ def _transfer_section(tables, steps: int) -> str:
         "gap": [f"{100 * g:+.1f} ± {100 * s:.1f}" for g, s in zip(flags["gap"], flags["gap_se"])],
         "shattered": [claims.shattered(r) for _, r in flags.iterrows()]})
     return (f"Mean over {int(matrix['seed'].nunique())} seed(s), {int(matrix['n'].min())} test images.\n\n"
-            + _table(grid) + "\n\n" + _table(shown))
+            + _table(grid) + "\n\nWorst transfer: the lowest off-diagonal entry of the target's row above; gap: "
+            "white-box minus it, with a standard error from the test images and the spread of the per-seed gaps.\n\n"
+            + _table(shown))
 
 
 def search_section(tables: Tables, run: Run) -> str:
@@ -116,15 +118,22 @@ def autoattack_section(tables: Tables, run: Run) -> str:
         "PGD overstated": gaps["overstated"].map({True: "yes", False: "no"}),
         "broken per cascade stage": [cascade.get((k, r), "") for k, r in zip(gaps["kappa"], gaps["seed"])]})
     steps, queries, targets = p.aa_budget
+    verdict = claims.pgd_holds(tables, run)
     lines = [f"Beyond the paper: tfadv.evaluation.auto_attack (version {p.aa_version!r}: "
              f"{', '.join(STANDARD_ATTACKS)}; {steps} steps, {queries} queries, {targets} target classes) on the "
              "test images of each strength net, beside the strongest PGD attack of the paper's evaluation on the same "
              f"images. The gap's standard error is paired (McNemar); 'overstated': gap above {claims.Z:g} of them.",
-             "", _table(shown), "", overstated_sentence(gaps, claims.pgd_holds(tables, run))]
+             "", _table(shown), "", overstated_sentence(gaps, verdict), "", beyond_verdict(verdict, run)]
     notes = tables.get("autoattack_notes", readings.EMPTY)
     if len(notes):
         lines += [""] + [f"- kappa {int(r.kappa)}: {r.note}" for r in notes.itertuples()]
     return "\n".join(lines)
+
+
+def beyond_verdict(verdict: Verdict, run: Run) -> str:
+    """A claim beyond the paper, judged as the paper's are but kept out of the paper's tally in the claims table."""
+    why = f" {verdict.why[:1].upper()}{verdict.why[1:]}." if verdict.why else ""
+    return f"Verdict, outside the paper's tally: \"{verdict.claim.text}\": **{verdict.outcome}** ({run.profile_name}).{why}"
 
 
 def overstated_sentence(gaps: pd.DataFrame, verdict) -> str:
