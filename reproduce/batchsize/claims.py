@@ -9,13 +9,16 @@ Z, and is undecided in between: a claim with an undecided case is inconclusive, 
 flip. "In most cases" is a sign test over the cases. Claims on models that did not train (accuracy
 within 5 points of chance), on measurements saturated at 0% or 100%, or with fewer than MIN_SEEDS runs per
 point are inconclusive and say why. The paper gives no numbers (its figures only), so every threshold is
-tfadv's reading of its words, named here.
+tfadv's reading of its words, named here. A λ1 whose power iteration stopped at its iteration cap is a lower
+bound, used only where a higher true λ1 could not reverse the outcome (CAPPED_RULE). A point's λ1 is the
+geometric mean over seeds (its claims compare ratios); its accuracies are arithmetic means.
 """
 from __future__ import annotations
 
 import itertools
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -51,6 +54,14 @@ CLASSES = 10
 UNMEASURED_MAX = 0.02
 UNMEASURED = {"fgsm_accuracy": "fgsm_unmeasured", "pgd_accuracy": "pgd_unmeasured"}
 HOLDS, FAILS, UNDECIDED = "holds", "fails", "undecided"
+#: A power iteration stopped by its cap (tfadv.analysis.hessian; HessianFlow's driver caps at 10 and returns the
+#: last value all the same) ends on a Rayleigh quotient <Hv, v> of a unit v, which never exceeds the top
+#: eigenvalue: a lower bound on λ1, not its value (tfadv: a property of the algorithm; how far below is unknown).
+#: A comparison may rest on a bound only where a higher true λ1 would strengthen its outcome; where a higher
+#: true λ1 could reverse it, the comparison is undecided (a momentum case: left out of the count).
+CAPPED = "undecided (capped λ1)"
+CAPPED_RULE = ("a λ1 capped by the iteration limit is a lower bound, which decides nothing a higher true λ1 "
+               "could reverse")
 
 PURPLE = "purple (LR/BS) lines nearly flat; figures only"
 LRBS_ACCURACY = Claim("LR/BS keeps test accuracy roughly constant across batch sizes", f"Figs 1, 4, 6, 9: {PURPLE}")
@@ -60,11 +71,21 @@ LRBS_CURVATURE = Claim("LR/BS keeps the top Hessian eigenvalue λ1 roughly const
 LR_DROP = Claim("Fixed LR: test and FGSM accuracy drop as the batch size grows", "Figs 1, 6 (light blue)")
 BENCHMARK_DROP = Claim("Benchmark: test and FGSM accuracy drop as the batch size grows, as in Yao et al.",
                        "section 2, Figs 1, 6 (red)")
-SHARPER = Claim("λ1 grows with the batch size (fixed LR and Benchmark)",
-                "Figs 3, 8: \"with increase in batch size the curvature increases\"")
+CURVATURE_RISES = "Figs 3, 8: \"with increase in batch size the curvature increases\""
+LR_SHARPER = Claim("Fixed LR: λ1 grows with the batch size", f"{CURVATURE_RISES} (light blue)")
+BENCHMARK_SHARPER = Claim("Benchmark: λ1 grows with the batch size", f"{CURVATURE_RISES} (red)")
 LR_MOMENTUM_CURVATURE = Claim("LR: momentum lowers λ1 in most cases", "Figs 13, 16")
 LRBS_MOMENTUM_CURVATURE = Claim("LR/BS: momentum lowers λ1 in most cases", "Figs 19, 22")
-LR_MOMENTUM_FGSM = Claim("LR: larger momentum gives better FGSM accuracy in most cases", "Figs 11, 14")
+LR_MOMENTUM_FGSM = Claim("LR: larger momentum gives better FGSM accuracy in most cases",
+                         "section 4.1, Figs 11, 14: \"better FGSM adversarial robustness\"")
+LR_MOMENTUM_PGD = Claim("LR: larger momentum gives better PGD accuracy in most cases",
+                        "Our Results: \"Larger momentum values in most cases lead to a better robust model\"; "
+                        "PGD: section 4.1, Figs 12, 15")
+LR_MOMENTUM_TEST = Claim("LR: larger momentum gives better test accuracy in most cases",
+                         "section 4.1, Figs 11, 14: \"with larger momentum there is better generalization\"")
+LRBS_MOMENTUM_NO_ROLE = Claim("LR/BS: momentum plays no significant role in test, FGSM or PGD accuracy (unlike "
+                              "with fixed LR)", "section 4.2, Figs 17, 18, 20, 21: \"no significant role of "
+                                                "momentum with constant learning rate and batch size ratio\"")
 COUNTER_EXAMPLE = Claim("Counter-example: StdCNN on Fashion-MNIST with fixed LR has higher λ1 and higher FGSM "
                         "and PGD accuracy at the largest batch than at the smallest", "Figs 9, 10")
 YAO_VALUES = Claim("Benchmark: test accuracy and λ1 similar to Yao et al. (2018b)", "section 2")
@@ -126,8 +147,31 @@ def pm(se: float) -> str:
 
 
 def show(pts: pd.DataFrame, metric: str) -> str:
-    values = np.exp(pts["mean"]) if metric == "lambda1" else pts["mean"]
-    return f"{SHORT[metric]} " + " → ".join(f"{v:.3g}" if metric == "lambda1" else f"{v:.2f}" for v in values)
+    """The line's points from the smallest to the largest batch: λ1 as geometric means, accuracies as means."""
+    if metric == "lambda1":
+        return "λ1 (geometric mean) " + " → ".join(f"{v:.3g}" for v in np.exp(pts["mean"]))
+    return f"{SHORT[metric]} " + " → ".join(f"{v:.2f}" for v in pts["mean"])
+
+
+def capped_runs(rows: pd.DataFrame) -> pd.Series:
+    """Which rows' λ1 is a lower bound: its power iteration stopped at the iteration cap (CAPPED_RULE)."""
+    if "lambda1_converged" not in rows:
+        return pd.Series(False, index=rows.index)
+    converged = rows["lambda1_converged"].astype("boolean").fillna(False).astype(bool)
+    return ~converged & np.isfinite(rows["lambda1"].astype(float))
+
+
+def bounded(outcome: str, line: pd.DataFrame, metric: str, against: dict[str, list], text: str) -> tuple[str, str]:
+    """(outcome, text), or CAPPED if a capped λ1 sits at a batch size where a higher true λ1 could reverse the
+    outcome: `against` maps HOLDS / FAILS to those batch sizes (CAPPED_RULE)."""
+    if metric != "lambda1" or outcome not in against:
+        return outcome, text
+    rows = line[line["batch_size"].isin(against[outcome])]
+    capped = rows[capped_runs(rows)]
+    if capped.empty:
+        return outcome, text
+    where = ", ".join(f"B={b}" for b in sorted(capped["batch_size"].unique()))
+    return CAPPED, f"{text}; {len(capped)} capped λ1 (a lower bound) at {where} could reverse it"
 
 
 # ------------------------------------------------------------------------------------------------ lines
@@ -190,9 +234,11 @@ def judge_lines(claim: Claim, found: list[tuple[str, pd.DataFrame]], metrics: li
             parts.append(f"{text}: {outcome}")
             if outcome == UNDECIDED and not failed:
                 reasons.append(f"{name} {SHORT[metric]}: within noise of the threshold ({text})")
-        if "lambda1" in metrics and "lambda1_converged" in line and not line["lambda1_converged"].all():
-            parts.append(f"{int((~line['lambda1_converged'].astype(bool)).sum())} of {len(line)} λ1 runs stopped "
-                         "at the iteration cap")
+            if outcome == CAPPED and not failed:
+                reasons.append(f"{name} {SHORT[metric]}: {CAPPED_RULE}")
+        capped = int(capped_runs(line).sum()) if "lambda1" in metrics else 0
+        if capped:
+            parts.append(f"{capped} of {len(line)} λ1 runs stopped at the iteration cap (lower bounds)")
         texts.append(f"{name}: " + "; ".join(parts))
     holds = [o == HOLDS for o in outcomes]
     return judge(claim, "<br>".join(texts), holds=all(holds), partly=any(holds), rule=rule, unless=reasons)
@@ -209,7 +255,10 @@ def spread_within(limit: float) -> Decide:
         spread, se = paired(line, metric, low, high)
         if metric == "lambda1":
             text = f"max/min {math.exp(spread):.2f}" + (f" (×/÷ {math.exp(Z * se):.2f})" if np.isfinite(se) else "")
-            return flip(exceeds(spread, se, math.log(limit))), f"{show(pts, metric)}, {text}"
+            # flat: a higher true λ1 anywhere could widen the spread; not flat: at the lowest point, narrow it
+            against = {HOLDS: list(pts["batch_size"]), FAILS: [low]}
+            return bounded(flip(exceeds(spread, se, math.log(limit))), line, metric, against,
+                           f"{show(pts, metric)}, {text}")
         return flip(exceeds(spread, se, limit)), f"{show(pts, metric)}, spread {spread:.3f} {pm(se)}"
     return decide
 
@@ -218,10 +267,14 @@ def change(threshold: float, sign: int) -> Decide:
     """Largest vs smallest batch: sign=+1 the value rises by more than `threshold`, -1 it falls by more."""
     def decide(line: pd.DataFrame, metric: str) -> tuple[str, str]:
         pts = points(line, metric)
-        delta, se = paired(line, metric, pts["batch_size"].min(), pts["batch_size"].max())
+        low, high = pts["batch_size"].min(), pts["batch_size"].max()
+        delta, se = paired(line, metric, low, high)
         shown = f"×{math.exp(delta):.2f}" + (f" (×/÷ {math.exp(Z * se):.2f})" if np.isfinite(se) else "") \
             if metric == "lambda1" else f"{delta:+.3f} {pm(se)}"
-        return exceeds(sign * delta, se, threshold), f"{show(pts, metric)} ({shown})"
+        # The batch where a higher true λ1 would shrink the claimed change, and where it would enlarge it.
+        shrinks, enlarges = (low, high) if sign > 0 else (high, low)
+        return bounded(exceeds(sign * delta, se, threshold), line, metric, {HOLDS: [shrinks], FAILS: [enlarges]},
+                       f"{show(pts, metric)} ({shown})")
     return decide
 
 
@@ -243,7 +296,8 @@ def lrbs_robust(table: pd.DataFrame) -> Verdict:
 
 def lrbs_curvature(table: pd.DataFrame) -> Verdict:
     return judge_lines(LRBS_CURVATURE, lines(table, "LR/BS", 0.0), ["lambda1"], spread_within(FLAT_CURVATURE),
-                       _flat_rule(f"a factor {FLAT_CURVATURE:g}") + " (on log λ1)", "LR/BS without momentum")
+                       _flat_rule(f"a factor {FLAT_CURVATURE:g}") + f" (on log λ1); {CAPPED_RULE}",
+                       "LR/BS without momentum")
 
 
 def _drop_rule() -> str:
@@ -261,64 +315,126 @@ def benchmark_drop(table: pd.DataFrame) -> Verdict:
                        change(DROP, -1), _drop_rule(), "the Benchmark schedule")
 
 
-def sharper(table: pd.DataFrame) -> Verdict:
-    found = [(f"{name} {kind}", line) for kind, m in (("LR", 0.0), ("Benchmark", 0.9))
-             for name, line in lines(table, kind, m)]
-    return judge_lines(SHARPER, found, ["lambda1"], change(0.0, +1),
-                       f"largest vs smallest batch: log λ1 higher by more than {Z:g} s.e.",
-                       "fixed LR or the Benchmark")
+def _sharper_rule() -> str:
+    return f"largest vs smallest batch: log λ1 higher by more than {Z:g} s.e.; {CAPPED_RULE}"
+
+
+def lr_sharper(table: pd.DataFrame) -> Verdict:
+    return judge_lines(LR_SHARPER, lines(table, "LR", 0.0), ["lambda1"], change(0.0, +1), _sharper_rule(),
+                       "fixed LR without momentum")
+
+
+def benchmark_sharper(table: pd.DataFrame) -> Verdict:
+    return judge_lines(BENCHMARK_SHARPER, lines(table, "Benchmark", 0.9), ["lambda1"], change(0.0, +1),
+                       _sharper_rule(), "the Benchmark schedule")
 
 
 def counter_example(table: pd.DataFrame) -> Verdict:
     found = lines(table, "LR", 0.0, dataset="fashion_mnist", model="StdCNN")
     return judge_lines(COUNTER_EXAMPLE, found, ["fgsm_accuracy", "pgd_accuracy", "lambda1"], change(0.0, +1),
-                       f"largest vs smallest batch: each higher by more than {Z:g} s.e.",
+                       f"largest vs smallest batch: each higher by more than {Z:g} s.e.; {CAPPED_RULE}",
                        "no StdCNN on Fashion-MNIST with fixed LR")
 
 
-def momentum_cases(table: pd.DataFrame, schedule: str, metric: str) -> tuple[int, int, int, int]:
-    """(cases where the larger momentum gives the better `metric`, decided cases, runs left out as untrained,
-    runs left out as masked).
+# ------------------------------------------------------------------------------------------------ momentum
+class Cases(NamedTuple):
+    """The momentum cases of one schedule and metric (`momentum_cases`)."""
+
+    better: int  # cases where the larger momentum gives the better value
+    total: int  # decided cases
+    untrained: int  # runs left out: they did not train (or have no usable value)
+    masked: int  # runs left out: their robustness was assumed, not measured (`masked`)
+    capped: int = 0  # cases left out: a capped λ1 where a higher true λ1 could reverse them (CAPPED_RULE)
+
+
+def momentum_cases(table: pd.DataFrame, schedule: str, metric: str) -> Cases:
+    """The cases where the larger momentum gives the better `metric`, out of all decided cases.
 
     A case is a pair of adjacent momenta at one study and batch size, compared by their means over the
-    seeds that trained (and, for an attack accuracy, whose robustness was measured: see `masked`); better =
-    lower λ1, higher accuracy."""
+    seeds that trained (and, for an attack accuracy, whose robustness was measured: see `masked`); λ1 by its
+    geometric mean. Better = lower λ1, higher accuracy. A λ1 case is left out where a capped run could reverse
+    it: a better case on a capped run at the larger momentum, a worse case on one at the smaller."""
     rows = select(table, schedule=schedule)
     trained = rows[rows["test_accuracy"] > 1.0 / CLASSES + CHANCE_MARGIN]
     trained = trained[np.isfinite(trained[metric]) & ((trained[metric] > 0) | (metric != "lambda1"))]
     measured = trained
     if metric in UNMEASURED and UNMEASURED[metric] in trained:
         measured = trained[~(trained[UNMEASURED[metric]] > UNMEASURED_MAX)]
-    better = total = 0
+    curvature = metric == "lambda1"
+    measured = measured.assign(value=np.log(measured[metric]) if curvature else measured[metric],
+                               capped=capped_runs(measured) if curvature else False)
+    better = total = capped = 0
     for _, point in measured.groupby(["dataset", "model", "batch_size"]):
-        means = point.groupby("momentum")[metric].mean().sort_index().to_numpy()
-        for low, high in itertools.pairwise(means):
-            if high != low:
-                total += 1
-                better += bool(high < low) if metric == "lambda1" else bool(high > low)
-    return better, total, len(rows) - len(trained), len(trained) - len(measured)
+        by_momentum = point.groupby("momentum").agg(value=("value", "mean"), capped=("capped", "any")).sort_index()
+        for (_, low), (_, high) in itertools.pairwise(by_momentum.iterrows()):
+            if high["value"] == low["value"]:
+                continue
+            improves = bool(high["value"] < low["value"]) if curvature else bool(high["value"] > low["value"])
+            if high["capped"] if improves else low["capped"]:
+                capped += 1
+                continue
+            total += 1
+            better += improves
+    return Cases(better, total, len(rows) - len(trained), len(trained) - len(measured), capped)
+
+
+def _cases_text(cases: Cases) -> str:
+    """"better with the larger momentum in k of n cases (sign test p)", and what was left out."""
+    parts = [f"better with the larger momentum in {cases.better} of {cases.total} cases (sign test p = "
+             f"{sign_test(cases.better, cases.total):.2g})"]
+    if cases.untrained:
+        parts.append(f"{cases.untrained} run{'s' * (cases.untrained != 1)} that did not train left out")
+    if cases.masked:
+        parts.append(f"{cases.masked} run{'s' * (cases.masked != 1)} with masked gradients left out (more than "
+                     f"{UNMEASURED_MAX:.0%} of the samples counted robust with a dead input gradient)")
+    if cases.capped:
+        parts.append(f"{cases.capped} case{'s' * (cases.capped != 1)} left out: a capped λ1 (a lower bound) where "
+                     "a higher true λ1 could reverse it")
+    return "; ".join(parts)
 
 
 def most_cases(claim: Claim, table: pd.DataFrame, schedule: str, metric: str) -> Verdict:
-    better, total, untrained_runs, masked_runs = momentum_cases(table, schedule, metric)
-    if total == 0:
+    cases = momentum_cases(table, schedule, metric)
+    if cases.total + cases.capped == 0:
         return not_measured(claim, f"{schedule} at two or more momenta")
+    better, total = cases.better, cases.total
+    if total == 0:
+        return inconclusive(claim, f"every case left out: {CAPPED_RULE}", _cases_text(cases))
     p = sign_test(better, total)
-    left_out = []
-    if untrained_runs:
-        left_out.append(f"{untrained_runs} run{'s' * (untrained_runs != 1)} that did not train left out")
-    if masked_runs:
-        left_out.append(f"{masked_runs} run{'s' * (masked_runs != 1)} with masked gradients left out (more than "
-                        f"{UNMEASURED_MAX:.0%} of the samples counted robust with a dead input gradient)")
-    measured = "; ".join([f"better with the larger momentum in {better} of {total} cases (sign test p = {p:.2g})",
-                          *left_out])
     if p >= ALPHA:
         return inconclusive(claim, f"{better} of {total} could be chance: sign test p = {p:.2g} ≥ {ALPHA:g}"
                             + (" (so few cases can never reach it)" if sign_test(total, total) >= ALPHA else ""),
-                            measured)
-    return judge(claim, measured, holds=better > total / 2,
-                 rule=f"cases: adjacent momenta at each study and batch size (means over seeds); sign test "
-                      f"p < {ALPHA:g} and a majority")
+                            _cases_text(cases))
+    return judge(claim, _cases_text(cases), holds=better > total / 2, rule=_most_cases_rule(metric))
+
+
+def _most_cases_rule(metric: str) -> str:
+    means = "geometric means" if metric == "lambda1" else "means"
+    return (f"cases: adjacent momenta at each study and batch size ({means} over seeds); sign test p < {ALPHA:g} "
+            "and a majority" + (f"; {CAPPED_RULE}" if metric == "lambda1" else ""))
+
+
+def no_role(claim: Claim, table: pd.DataFrame, schedule: str, metrics: list[str]) -> Verdict:
+    """Momentum plays no significant role in any of `metrics`: refuted where the sign test over the momentum
+    cases is significant either way. A sign test can find a role but never show there is none, so without
+    one the claim is inconclusive (the paper gives no effect size below which a role does not count)."""
+    texts, roles = [], []
+    for metric in metrics:
+        cases = momentum_cases(table, schedule, metric)
+        if cases.total == 0:
+            continue
+        texts.append(f"{SHORT[metric]}: {_cases_text(cases)}")
+        if sign_test(cases.better, cases.total) < ALPHA:
+            roles.append(SHORT[metric])
+    if not texts:
+        return not_measured(claim, f"{schedule} at two or more momenta")
+    measured = "<br>".join(texts)
+    if not roles:
+        return inconclusive(claim, f"no sign test significant (p < {ALPHA:g}) either way, but a sign test cannot "
+                                   "show that momentum plays no role, only find one", measured)
+    return judge(claim, measured, holds=False,
+                 rule=f"per metric, the momentum cases as above: a sign test with p < {ALPHA:g} either way is a "
+                      f"significant role (here: {', '.join(roles)})")
 
 
 def judge_all(tables: dict[str, pd.DataFrame], run=None) -> list[Verdict]:
@@ -330,10 +446,13 @@ def judge_all(tables: dict[str, pd.DataFrame], run=None) -> list[Verdict]:
         table = in_regime(table, run.profile)
     return [
         lrbs_accuracy(table), lrbs_robust(table), lrbs_curvature(table), lr_drop(table), benchmark_drop(table),
-        sharper(table),
+        lr_sharper(table), benchmark_sharper(table),
         most_cases(LR_MOMENTUM_CURVATURE, table, "LR", "lambda1"),
         most_cases(LRBS_MOMENTUM_CURVATURE, table, "LR/BS", "lambda1"),
+        most_cases(LR_MOMENTUM_TEST, table, "LR", "test_accuracy"),
         most_cases(LR_MOMENTUM_FGSM, table, "LR", "fgsm_accuracy"),
+        most_cases(LR_MOMENTUM_PGD, table, "LR", "pgd_accuracy"),
+        no_role(LRBS_MOMENTUM_NO_ROLE, table, "LR/BS", ["test_accuracy", "fgsm_accuracy", "pgd_accuracy"]),
         counter_example(table),
         inconclusive(YAO_VALUES, "Yao et al.'s values could not be read from any stored copy of their paper; "
                                  "tfadv compares nothing"),

@@ -1,7 +1,9 @@
 """The paper's figures (a metric against the batch size, one line per setting or momentum, the spread over
-seeds as error bars) and the regime search's, drawn from the merged table."""
+seeds as error bars; λ1 as its claims compare it, by the mean and s.d. of log λ1) and the regime search's,
+drawn from the merged table."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from reproduce.batchsize.profiles import in_regime
@@ -20,11 +22,26 @@ def _batch_axis(ax, batch_sizes) -> None:
     ax.minorticks_off()
 
 
+def _lambda1_axis(ax) -> None:
+    """An axis of log λ1 labelled in λ1's units: round values, fewer the more decades it spans."""
+    low, high = np.exp(ax.get_ylim())
+    span = np.log10(high / low)
+    mantissas = (1, 2, 3, 5) if span < 1 else (1, 2, 5) if span < 2 else (1,)
+    decades = range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+    ticks = [m * 10.0**d for d in decades for m in mantissas if low <= m * 10.0**d <= high]
+    positions = np.log(ticks) if len(ticks) >= 2 else ax.get_yticks()
+    ax.set_yticks(positions, [f"{np.exp(t):.3g}" for t in positions])
+
+
 def _panels(df: pd.DataFrame, hue: str, title: str):
     import seaborn as sns
 
+    geometric = bool((df["lambda1"].dropna() > 0).all())
+    if geometric:  # λ1's claims compare ratios: the mean and s.d. of log λ1 (a geometric mean ×/÷ s.d.)
+        df = df.assign(lambda1=np.log(df["lambda1"]))
+    names = {**METRICS, "lambda1": "λ1 (geometric mean)" if geometric else METRICS["lambda1"]}
     long = df.melt(id_vars=["batch_size", hue], value_vars=list(METRICS), var_name="metric", value_name="value")
-    long["metric"] = long["metric"].map(METRICS)
+    long["metric"] = long["metric"].map(names)
     g = sns.relplot(data=long, x="batch_size", y="value", hue=hue, col="metric", kind="line", marker="o",
                     errorbar="sd", err_style="bars", facet_kws={"sharey": False}, col_wrap=2, height=2.6,
                     aspect=1.3)
@@ -33,8 +50,8 @@ def _panels(df: pd.DataFrame, hue: str, title: str):
         _batch_axis(ax, df["batch_size"])
         if "accuracy" in ax.get_title():  # one scale for all accuracies, so that "flat" looks flat
             ax.set_ylim(-0.02, 1.02)
-        elif (df["lambda1"] > 0).all():  # λ1's claims are about ratios
-            ax.set_yscale("log")
+        elif geometric:
+            _lambda1_axis(ax)
     g.set_axis_labels("batch size", "")
     g.figure.suptitle(title, y=1.03)
     return g

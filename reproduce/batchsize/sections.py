@@ -1,9 +1,10 @@
 """The report's sections: the measurements, the runs that did not train, the regime search, CPU time."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from reproduce.batchsize.claims import CLASSES, FLAT_ACCURACY
+from reproduce.batchsize.claims import CAPPED_RULE, CLASSES, FLAT_ACCURACY, capped_runs
 from reproduce.batchsize.profiles import Profile, in_regime
 from tfadv.experiments import markdown_table
 from tfadv.experiments.tables import pct, select
@@ -31,19 +32,42 @@ def _mean_sd(values: pd.Series, percent: bool) -> str:
     return f"{values.mean():.3g}" + ("" if len(values) < 2 else f" ± {values.std(ddof=1):.2g}")
 
 
+def _geometric(values: pd.Series) -> str:
+    """λ1 as its claims compare it: the geometric mean ×/÷ the geometric standard deviation over seeds (the
+    arithmetic mean, so labelled, where some λ1 ≤ 0 has no logarithm)."""
+    values = values.dropna()
+    if values.empty:
+        return "n/a"
+    if (values <= 0).any():
+        return f"{values.mean():.3g} (arithmetic: λ1 ≤ 0 in {int((values <= 0).sum())} runs)"
+    logs = np.log(values)
+    return f"{np.exp(logs.mean()):.3g}" + ("" if len(values) < 2 else f" ×/÷ {np.exp(logs.std(ddof=1)):.2g}")
+
+
 def measurements(table: pd.DataFrame) -> str:
-    """One row per point: the mean ± s.d. over seeds of every metric."""
+    """One row per point: the mean ± s.d. over seeds of every accuracy, the geometric mean of λ1."""
     rows = []
     keys = ["dataset", "model", "setting", "batch_size"]
     for (dataset, model, setting, b), runs in table.groupby(keys, sort=True):
         rows.append((dataset, model, setting, b, f"{runs['learning_rate'].iloc[0]:.4g}", len(runs),
                      _mean_sd(runs["test_accuracy"], True), _mean_sd(runs["fgsm_accuracy"], True),
-                     _mean_sd(runs["pgd_accuracy"], True), _mean_sd(runs["lambda1"], False),
+                     _mean_sd(runs["pgd_accuracy"], True), _geometric(runs["lambda1"]),
                      f"{int(runs['lambda1_converged'].sum())} of {len(runs)}"))
-    return ("Mean ± standard deviation over seeds (each seed: its own initial weights and data order, shared by "
-            "every setting and batch size).\n\n"
+    return ("Accuracies: mean ± standard deviation over seeds; λ1: geometric mean ×/÷ geometric standard deviation "
+            "(the claims compare λ1 by its ratios). Each seed: its own initial weights and data order, shared by "
+            f"every setting and batch size. {_capped_summary(table)}\n\n"
             + markdown_table(["dataset", "model", "setting", "batch", "learning rate", "seeds", "test", "FGSM",
-                              "PGD", "λ1", "λ1 converged"], rows))
+                              "PGD", "λ1 (geometric)", "λ1 converged"], rows))
+
+
+def _capped_summary(table: pd.DataFrame) -> str:
+    """How many λ1 power iterations stopped at their cap, and what the claims make of them."""
+    measured = table["lambda1"].notna()
+    capped = int(capped_runs(table[measured]).sum())
+    if not capped:
+        return f"Every λ1 power iteration ({int(measured.sum())}) converged."
+    return (f"{capped} of {int(measured.sum())} λ1 power iterations stopped at the iteration cap; in the claims, "
+            f"{CAPPED_RULE}.")
 
 
 def unstable(table: pd.DataFrame) -> str | None:
@@ -56,8 +80,9 @@ def unstable(table: pd.DataFrame) -> str | None:
     rows = bad[["dataset", "model", "setting", "batch_size", "seed", "learning_rate", "train_loss",
                 "train_accuracy", "final_train_accuracy", "test_accuracy"]]
     return (f"{len(bad)} of {len(table)} runs: test accuracy ≤ {chance:.0%} (did not train: the claims on their "
-            f"study are inconclusive), a diverged loss, or final weights more than {SPIKE_GAP:g} below the last "
-            "epoch's running training accuracy (training ended on a loss spike).\n\n"
+            f"line are inconclusive, the momentum claims leave them out), a diverged loss, or final weights more "
+            f"than {SPIKE_GAP:g} below the last epoch's running training accuracy (training ended on a loss spike)."
+            "\n\n"
             + markdown_table(rows.columns, rows.itertuples(index=False)))
 
 

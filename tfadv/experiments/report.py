@@ -68,9 +68,9 @@ def render(*, title: str, key: str, profile: str, fingerprint: str, verdicts: It
              f"written {stamp}. Every measured number below was computed by this configuration's cells.", ""]
     lines += [line for warning in warnings for line in (f"> **Warning.** {warning}", "")]
     if profile != "paper":
-        lines += [f"> Profile `{profile}` runs the paper's code on smaller data and models than the paper, so a "
-                  "verdict here says whether the phenomenon shows at that scale, not whether the paper's numbers "
-                  "are matched.", ""]
+        lines += [f"> Profile `{profile}` runs the paper's protocol, as implemented in tfadv, on smaller data and "
+                  "models than the paper, so a verdict here says whether the phenomenon shows at that scale, not "
+                  "whether the paper's numbers are matched.", ""]
     counts = {o: sum(v.outcome == o for v in verdicts) for o in dict.fromkeys(v.outcome for v in verdicts)}
     summary = ", ".join(f"{n} {o}" for o, n in counts.items()) or "no claims judged"
     rows = [(v.claim.text, v.claim.paper, v.measured, f"**{v.outcome}** ({profile})", v.why) for v in verdicts]
