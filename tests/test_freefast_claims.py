@@ -36,6 +36,12 @@ def fast_seeds(pgd_large, pgd_small, natural=0.9):
             + [row("fast", alpha_ratio=1.25, pgd=p, repeat=i, natural=natural) for i, p in enumerate(pgd_small)])
 
 
+def robust_first(rows, peak=0.2):
+    """Each run's curve: PGD accuracy `peak` at epoch 1 (clearly above the collapse level on 450 points, but
+    not so high that a fall to 0 is a fall of more than 0.2), then its final value."""
+    return [point for r in rows for point in curve(r, [peak, r["pgd20_accuracy"]])]
+
+
 @pytest.mark.parametrize("large, small, natural, outcome", [
     ((0.0, 0.01, 0.0), (0.40, 0.42, 0.39), 0.9, REPRODUCED),
     ((0.0, 0.41, 0.40), (0.40, 0.42, 0.39), 0.9, PARTLY),
@@ -46,8 +52,24 @@ def fast_seeds(pgd_large, pgd_small, natural=0.9):
     ((0.06, 0.0, 0.0), (0.40, 0.42, 0.39), 0.9, INCONCLUSIVE),         # 6% on 450 points: noise spans 5%
 ])
 def test_catastrophic_overfitting(large, small, natural, outcome):
-    results, curves = tables(fast_seeds(large, small, natural))
+    rows = fast_seeds(large, small, natural)
+    results, curves = tables(rows, robust_first(rows))
     assert claims.catastrophic_overfitting(results, curves).outcome == outcome
+
+
+def test_a_run_never_robust_did_not_collapse():
+    """The demo at eps = 0.4: Fast 1.25 eps trained (natural 0.81) but its curve never passed 0.04 (PGD-7
+    training itself reached 0.07): a budget it did not learn, not catastrophic overfitting."""
+    rows = fast_seeds((0.0, 0.0, 0.0), (0.02, 0.40, 0.41))
+    never = robust_first(rows[:3]) + robust_first(rows[4:]) + curve(rows[3], [0.01, 0.04, 0.03, 0.02])
+    verdict = claims.catastrophic_overfitting(*tables(rows, never))
+    assert verdict.outcome == INCONCLUSIVE and "1 run(s) never robust" in verdict.why
+    assert "α=1.25ε: collapsed in 0 of 3 run(s); 1 did not train" in verdict.measured
+
+
+def test_a_final_value_near_zero_without_a_curve_is_not_called_a_collapse():
+    verdict = claims.catastrophic_overfitting(*tables(fast_seeds((0.0, 0.0, 0.0), (0.40, 0.42, 0.39))))
+    assert verdict.outcome == INCONCLUSIVE and "3 run(s) within 2 s.e." in verdict.why
 
 
 def test_a_collapse_along_the_curve_counts_even_if_the_final_value_recovers():
@@ -77,6 +99,7 @@ def test_free_natural_accuracy_falls(natural, outcome):
 
 
 @pytest.mark.parametrize("pgd, outcome", [
+    ((0.30, 0.40, 0.45), PARTLY),            # rises up to m = 8, but no m above 8 ran: "best m" untested
     ((0.30, 0.45, 0.36), PARTLY),            # the old demo: m = 4 clearly the most robust
     ((0.30, 0.42, 0.40), PARTLY),            # m = 4 best, but within noise of m = 8
     ((0.40, 0.41, 0.42), INCONCLUSIVE),      # every m within noise
@@ -86,6 +109,31 @@ def test_free_robustness_best_at_m8(pgd, outcome):
     results, _ = tables(free_sweep((0.95, 0.93, 0.90), pgd))
     verdict = claims.free_robust(results)
     assert verdict.outcome == outcome, verdict
+    assert "m = 8 is the largest m run; one seed per m" in verdict.measured
+
+
+def test_the_best_m_is_tested_by_an_m_above_8():
+    natural = (0.95, 0.93, 0.90, 0.89)
+    verdict = claims.free_robust(tables(free_sweep(natural, (0.30, 0.40, 0.46, 0.45)))[0])
+    assert verdict.outcome == REPRODUCED and "best m = 8" in verdict.measured
+    verdict = claims.free_robust(tables(free_sweep(natural, (0.30, 0.40, 0.46, 0.56)))[0])
+    assert verdict.outcome == PARTLY and "m=10 clearly above m=8" in verdict.why
+
+
+@pytest.mark.parametrize("seconds, outcome", [
+    ((1.0, 2.0, 4.0), REPRODUCED),           # the paper: about proportional to m
+    ((1.0, 2.0, 2.0), PARTLY),               # grows from m = 2 to 4 only
+    ((4.0, 2.0, 1.0), NOT_REPRODUCED),       # shrinks
+    ((1.0, 1.1, 1.2), INCONCLUSIVE),         # steps smaller than the epochs' spread
+    ((1.0, 1.0, 1.0), INCONCLUSIVE),         # flat, but the spread cannot rule out a small growth
+])
+def test_free_train_time_grows_with_m(seconds, outcome):
+    rows = free_sweep((0.95, 0.93, 0.90), (0.3, 0.4, 0.45))
+    spread = (0.8, 1.2, 1.0, 0.9, 1.1)   # per-epoch noise, e.g. a shared machine
+    curves = [point for r, t in zip(rows, seconds) for point in curve(r, [0.4] * 6, [60.0] + [t * f for f in spread])]
+    verdict = claims.free_time(*tables(rows, curves))
+    assert verdict.outcome == outcome, verdict
+    assert f"{seconds[0]:.2f} s (m=2)" in verdict.measured  # the compiling first epoch left out
 
 
 @pytest.mark.parametrize("free8, fast, points, outcome", [
@@ -122,16 +170,29 @@ def test_speed_ignores_the_first_epoch_which_compiles():
     assert claims.speed(results, curves).outcome == REPRODUCED
 
 
-@pytest.mark.parametrize("pgd_curve, runs, outcome", [
-    ([0.1, 0.2, 0.3, 0.38, 0.41], 3, NOT_REPRODUCED),   # the old demo: still improving at the last epoch
-    ([0.1, 0.2, 0.3, 0.38, 0.41], 1, INCONCLUSIVE),     # one run without a collapse does not rule it out
-    ([0.3, 0.43, 0.44, 0.10, 0.01], 1, REPRODUCED),     # one collapse shows it
-    ([0.3, 0.40, 0.42, 0.30, 0.22], 3, INCONCLUSIVE),   # a fall of 0.2 on 450 points: within noise of the threshold
+@pytest.mark.parametrize("pgd_curve, runs, epochs, outcome", [
+    ([0.1, 0.2, 0.3, 0.38, 0.41], 3, 90, NOT_REPRODUCED),   # the log's length, still improving at the end
+    ([0.1, 0.2, 0.3, 0.38, 0.41], 3, 40, INCONCLUSIVE),     # the demo: ends before the log's epoch 85
+    ([0.1, 0.2, 0.3, 0.38, 0.41], 1, 90, INCONCLUSIVE),     # one run without a collapse does not rule it out
+    ([0.3, 0.43, 0.44, 0.10, 0.01], 1, 20, REPRODUCED),     # one collapse shows it
+    ([0.3, 0.40, 0.42, 0.30, 0.22], 3, 90, INCONCLUSIVE),   # a fall of 0.2 on 450 points: within noise
 ])
-def test_late_collapse_along_the_longest_fast_curve(pgd_curve, runs, outcome):
-    fast = [row("fast", alpha_ratio=1.25, pgd=pgd_curve[-1], repeat=i) for i in range(runs)]
+def test_late_collapse_along_the_longest_fast_curve(pgd_curve, runs, epochs, outcome):
+    fast = [row("fast", alpha_ratio=1.25, pgd=pgd_curve[-1], repeat=i, epochs=epochs) for i in range(runs)]
     results, curves = tables(fast, [point for r in fast for point in curve(r, pgd_curve)])
-    assert claims.late_collapse(results, curves).outcome == outcome
+    verdict = claims.late_collapse(results, curves)
+    assert verdict.outcome == outcome
+    assert ("before epoch 85 where the log collapsed" in verdict.why) == (epochs == 40)
+
+
+def test_the_claim_from_the_reference_log_is_not_counted_with_the_papers():
+    """The late collapse is in the seed authors' log, not in the paper: judged apart (reference_log_claims)."""
+    fast = [row("fast", alpha_ratio=1.25, pgd=0.41, repeat=i, epochs=40) for i in range(3)]
+    results, curves = tables(fast, [point for r in fast for point in curve(r, [0.2, 0.41])])
+    papers = [v.claim for v in claims.judge_tables(results, curves, "digits")]
+    assert claims.LATE_COLLAPSE not in papers and claims.FREE_TIME in papers
+    assert [v.claim for v in claims.reference_log_claims(results, curves)] == [claims.LATE_COLLAPSE]
+    assert "not the paper" in claims.LATE_COLLAPSE.text and "log" in claims.LATE_COLLAPSE.paper
 
 
 def test_networks_preact_beats_resnet50():
@@ -154,7 +215,8 @@ def test_paper_numbers_judged_only_on_cifar10_within_tolerance():
 
 
 def test_only_the_cells_at_the_profiles_eps_are_judged():
-    results, curves = tables(fast_seeds((0.0,), (0.4,)))
+    rows = fast_seeds((0.0,), (0.4,))
+    results, curves = tables(rows, robust_first(rows))
     assert claims.judge_tables(results, curves, "digits")[0].outcome == REPRODUCED
     assert claims.judge_tables(results.assign(eps=0.4), curves, "digits", eps=0.3)[0].outcome == INCONCLUSIVE
 
@@ -170,7 +232,7 @@ def test_search_counts_a_model_at_chance_as_not_trained_not_collapsed():
 
     rows = [{**r, "eps": 0.3} for r in fast_seeds((0.0,), (0.0,), natural=0.12)]  # at chance: PGD 0 means nothing
     rows += [{**r, "eps": 0.4} for r in fast_seeds((0.0,), (0.4,))]
-    results, curves = tables(rows)
+    results, curves = tables(rows, robust_first(rows))
     table, found = search.fast_table(results, curves)
     assert found[:2] == ["ε = 0.3, Fast α=1.25ε, 20 epochs: collapsed in 0 of 1 run(s); 1 did not train",
                          "ε = 0.3, Fast α=2ε, 20 epochs: collapsed in 0 of 1 run(s); 1 did not train"]
@@ -190,7 +252,7 @@ def test_the_claim_and_the_search_section_count_collapses_alike(natural_large, n
     large, small = fast_seeds((0.0,), (0.0,))
     rows = [{**r, "natural_accuracy": n, "eval_points": 16, "curve_points": 16, "eps": 0.3}
             for r, n in ((large, natural_large), (small, natural_small))]
-    results, curves = tables(rows)
+    results, curves = tables(rows, robust_first(rows, peak=0.6))  # 0.6 on 16 points: clearly above 0.05
     verdict = claims.catastrophic_overfitting(results, curves)
     _, found = search.fast_table(results, curves)
     section = dict(line.split(", 20 epochs: ") for line in found)  # "ε = 0.3, Fast α=2ε" -> "collapsed in ..."
@@ -206,3 +268,13 @@ def test_a_late_fall_of_a_run_that_did_not_train_is_not_a_collapse():
     verdict = claims.late_collapse(results, curves)
     assert "collapsed in 0 of 1 run(s); 1 did not train" in verdict.measured
     assert verdict.outcome == INCONCLUSIVE and "did not train" in verdict.why
+
+
+def test_search_counts_a_run_never_robust_as_not_trained_not_collapsed():
+    from reproduce.freefast import search
+
+    rows = [{**r, "eps": 0.4} for r in fast_seeds((0.06,), (0.02,), natural=0.81)]
+    results, curves = tables(rows, curve(rows[0], [0.01, 0.20, 0.06]) + curve(rows[1], [0.01, 0.04, 0.02]))
+    table, found = search.fast_table(results, curves)
+    assert "ε = 0.4, Fast α=1.25ε, 20 epochs: collapsed in 0 of 1 run(s); 1 did not train" in found
+    assert "| 0.04@2 → 0.02 | 0 / 0 / 0 / 1 |" in table and "| 0.20@2 → 0.06 | 0 / 0 / 1 / 0 |" in table

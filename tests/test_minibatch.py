@@ -1,6 +1,9 @@
 """The `minibatch` runner end to end: the smoke profile, refusals before any compute, the emulated batching
 against real batches, and (slow) the paper profile's own code path on local stand-ins."""
 import dataclasses
+import shutil
+import types
+import warnings
 from pathlib import Path
 
 import keras
@@ -12,6 +15,7 @@ from reproduce.minibatch import EXPERIMENT, profiles, sections
 from tfadv.datasets import imagenet_v2
 from tfadv.experiments import main
 from tfadv.experiments.verdicts import INCONCLUSIVE
+from tfadv.validation import TfadvWarning
 
 
 def run(*argv):
@@ -53,7 +57,7 @@ def test_smoke_report_is_honest(smoke):
     assert "94.54%" in report and "not measured in this profile" in report
     verdicts = EXPERIMENT.judge({"results": table}, None)
     assert all(v.outcome == INCONCLUSIVE for v in verdicts), verdicts  # 8 images: saturated or noise
-    assert "No larger than float rounding" in report and "fig2_success_l2.png" in report and "regime search" in report
+    assert "The emulation is trusted" in report and "fig2_success_l2.png" in report and "regime search" in report
     for setting in ("eps (pixel units)", "batching", "PGD random start", "L2 step normalisation"):
         assert f"| {setting} |" in report
 
@@ -66,7 +70,8 @@ def test_emulated_batching_matches_real_batches(smoke):
     assert (emulated["check_success_mismatches"] == 0).all()
     assert (emulated["check_max_rel_diff"] <= sections.ROUNDING).all(), emulated["check_max_rel_diff"].max()
     assert (emulated["check_grad_rel_diff"] <= sections.GRADIENT_ROUNDING).all(), emulated["check_grad_rel_diff"].max()
-    assert "No larger than float rounding" in sections.batching_text(table, "emulated")
+    text = sections.batching_text(table, "emulated")
+    assert "The examples agree to float rounding" in text and "The emulation is trusted" in text
 
 
 def test_emulated_and_real_give_the_same_success(smoke, tmp_path):
@@ -161,6 +166,43 @@ def write_imagenet_v2(root: Path, classes=(1, 500, 999)) -> None:
         (root / str(label)).mkdir(parents=True)
         pixels = np.random.default_rng(label).integers(0, 256, (40, 50, 3), dtype=np.uint8)
         (root / str(label) / "a.jpeg").write_bytes(tf.io.encode_jpeg(pixels).numpy())
+
+
+def paper_run(imagenet_dir: Path, limit=None):
+    """What the paper profile's settings and report read of a run that attacked `imagenet_dir`."""
+    return types.SimpleNamespace(
+        profile=profiles.PROFILES["paper"], profile_name="paper", limit=limit, seed=0,
+        options={"imagenet_dir": str(imagenet_dir), "batching": "real", "l2_rand_init": "batch_radius",
+                 "l2_normalization": "clamped"},
+        capped=lambda value: value if limit is None else limit if value is None else min(value, limit))
+
+
+def images_setting(run_) -> str:
+    return {s.name: s.value for s in profiles.settings(run_)}["images"]
+
+
+def test_the_report_says_which_imagenet_images_it_read_and_warns_unless_1000_classes_of_10(tmp_path):
+    """A folder of 3 images gave the paper's verdicts under "images | all (10,000)" without a word."""
+    write_imagenet_v2(tmp_path / "small")  # 3 classes, 1 image each
+    small = paper_run(tmp_path / "small")
+    assert images_setting(small).startswith("3 in --imagenet-dir, 3 of 1000 classes, 1-1 per class (NOT ImageNetV2")
+    with pytest.warns(TfadvWarning, match="holds 3 in --imagenet-dir"):
+        text = sections.images_warning(small)
+    assert text.startswith("> **Warning.**") and "not ImageNetV2's 10,000 (1000 classes x 10" in text
+    full = tmp_path / "full"
+    for label in range(1000):  # listed, never decoded: empty files stand in for the images
+        (full / str(label)).mkdir(parents=True)
+        for i in range(10):
+            (full / str(label) / f"{i}.jpeg").touch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert sections.images_warning(paper_run(full)) is None
+    assert images_setting(paper_run(full, limit=2)) == ("all 10,000 in --imagenet-dir, 1000 of 1000 classes, 10-10 "
+                                                        "per class; a last partial batch is dropped; --limit 2: the "
+                                                        "first 2 of them")
+    shutil.rmtree(full / "7")  # a class missing: 9,990 images
+    with pytest.warns(TfadvWarning, match="holds 9,990 in --imagenet-dir, 999 of 1000 classes"):
+        sections.images_warning(paper_run(full))
 
 
 def write_random_weights(folder: Path, size: int, models) -> None:

@@ -1,6 +1,7 @@
 """The paper's figures from the merged tables: per-epoch accuracy curves (Figs 1-8) and final accuracies.
 
-Where cells were repeated over seeds, a line is the mean over seeds and the band seaborn's 95% interval.
+Where cells were repeated over seeds, a curve is the mean over seeds and the band seaborn's 95% interval; a
+final-accuracy bar is the mean over seeds and its whisker ± 2 s.e. (measures.estimate: the claims' noise).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import seaborn as sns
 from tfadv.experiments import Run
 from tfadv.experiments.figures import save_figure, set_style
 
+from reproduce.freefast import measures as m
 from reproduce.freefast.paper import NETWORK, label
 
 MEASURES = {"train_adv_accuracy": "train (adversarial batches)", "val_natural_accuracy": "validation (natural)",
@@ -92,15 +94,31 @@ def figures(tables: dict[str, pd.DataFrame], run: Run) -> list[str]:
     return paper_figures(main, run) + search_figure(long, run) + [final_accuracy(results, run)]
 
 
+FINAL_CAPTION = (f"Bars: mean over seeds. Whiskers: ± {m.Z:g} s.e., the noise the claims use (the s.d. over seeds "
+                 "/ √seeds combined with the binomial s.e. on the test points; one seed: the binomial s.e. alone).")
+
+
 def final_accuracy(results: pd.DataFrame, run: Run) -> str:
-    """Bars: natural and PGD-k accuracy of every configuration (mean over seeds, with their spread)."""
-    columns = ["natural_accuracy"] + [f"pgd{k}_accuracy" for k in run.profile.eval_steps]
+    """Bars: natural and PGD-k accuracy of every configuration, mean over seeds ± Z s.e. (FINAL_CAPTION)."""
+    columns = {"natural_accuracy": "natural", **{f"pgd{k}_accuracy": f"PGD-{k}" for k in run.profile.eval_steps}}
     named = results.assign(config=[f"{label(**r)}, {NETWORK[r['architecture']]}, bs {int(r['batch_size'])}, "
                                    f"{int(r['epochs'])} ep, ε {r['eps']:.3g}" for r in results.to_dict("records")])
-    long = named.melt(id_vars=["config"], value_vars=columns, var_name="evaluation", value_name="accuracy")
-    long["evaluation"] = long["evaluation"].str.replace("_accuracy", "").str.replace("pgd", "PGD-")
-    grid = sns.catplot(long, kind="bar", y="config", x="accuracy", hue="evaluation", errorbar="sd",
-                       height=0.45 * named["config"].nunique() + 2, aspect=2.2)
-    grid.set(xlim=(0, 1), title=f"Final test accuracy ({run.profile_name} profile)")
-    save_figure(grid, run.out / "final_accuracy.png")
+    groups = sorted(named.groupby("config"), key=lambda kv: kv[0])
+    names = [f"{config} ({len(g)} seed{'s' * (len(g) > 1)})" for config, g in groups]
+    fig, ax = plt.subplots(figsize=(12, 0.55 * len(groups) + 1.8))
+    height = 0.8 / len(columns)
+    for j, (column, shown) in enumerate(columns.items()):
+        estimates = [m.estimate(g, column) for _, g in groups]
+        offset = (j - (len(columns) - 1) / 2) * height
+        ax.barh(np.arange(len(groups)) + offset, [e.mean for e in estimates], height,
+                xerr=[m.Z * e.se for e in estimates], capsize=2, label=shown, error_kw={"elinewidth": 0.8})
+    ax.set_yticks(np.arange(len(groups)), names)
+    ax.invert_yaxis()
+    ax.grid(axis="y", visible=False)
+    ax.set(xlim=(0, 1), xlabel="accuracy on the test points",
+           title=f"Final test accuracy ({run.profile_name} profile), mean ± {m.Z:g} s.e.")
+    ax.legend(title="evaluation", loc="lower right")
+    fig.text(0.01, 0.005, FINAL_CAPTION, fontsize=8, ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    save_figure(fig, run.out / "final_accuracy.png")
     return "final_accuracy.png"

@@ -72,18 +72,36 @@ def curve_collapse(curve: pd.DataFrame, points: int) -> str:
     return "healthy" if drop + Z * se <= COLLAPSE_DROP else "unclear"
 
 
+def above_collapse_level(accuracy: float, points: int) -> str:
+    """"yes" if a PGD accuracy is clearly (2 s.e.) above COLLAPSE_ACCURACY, "no" if at or below it, else
+    "unclear"."""
+    if accuracy <= COLLAPSE_ACCURACY:
+        return "no"
+    return "yes" if accuracy - Z * verdicts.binomial_se(accuracy, points) > COLLAPSE_ACCURACY else "unclear"
+
+
+def was_robust(curve: pd.DataFrame | None, points: int) -> str:
+    """Had the run robustness to lose? "yes" if its best epoch's PGD accuracy is clearly above
+    COLLAPSE_ACCURACY, "no" if no epoch rose above it, "unclear" otherwise or without a curve."""
+    if curve is None or not len(curve):
+        return "unclear"
+    return above_collapse_level(curve_drop(curve)[0], points)
+
+
 def collapse_status(final_pgd: float, points: int, curve: pd.DataFrame | None = None,
                     curve_points: int | None = None) -> str:
     """"collapsed", "healthy" or "unclear" (the noise could put it on either side of a threshold).
 
-    Collapsed: final PGD accuracy <= COLLAPSE_ACCURACY, or a fall along the curve (curve_collapse).
+    Collapsed: the run was robust first (was_robust: catastrophic overfitting is a fall, Wong et al. 2020),
+    then its final PGD accuracy is <= COLLAPSE_ACCURACY, or it fell along the curve (curve_collapse).
     Healthy: the final accuracy is clearly (2 s.e.) above the threshold and the curve clearly does not fall.
+    A run whose curve never rose above the threshold is neither: run_status counts it as not trained.
     """
-    final = ("collapsed" if final_pgd <= COLLAPSE_ACCURACY else "healthy"
-             if final_pgd - Z * verdicts.binomial_se(final_pgd, points) > COLLAPSE_ACCURACY else "unclear")
+    final = {"no": "collapsed", "yes": "healthy", "unclear": "unclear"}[above_collapse_level(final_pgd, points)]
     along = curve_collapse(curve, curve_points or points) if curve is not None and len(curve) else "healthy"
     if "collapsed" in (final, along):
-        return "collapsed"
+        # Without a curve clearly above the threshold, a final value near 0 may be a run that never learned.
+        return "collapsed" if was_robust(curve, curve_points or points) == "yes" else "unclear"
     return "unclear" if "unclear" in (final, along) else "healthy"
 
 
@@ -92,10 +110,17 @@ def untrained_run(row: pd.Series) -> bool:
     return untrained(pd.DataFrame([row])) is not None
 
 
+def never_robust(row: pd.Series, curves: pd.DataFrame) -> bool:
+    """The run trained, but its PGD accuracy rose above COLLAPSE_ACCURACY at no epoch of its curve: a budget it
+    did not learn (the demo's eps = 0.4, where PGD-7 training itself reaches 0.07), not a collapse."""
+    return was_robust(run_curve(curves, row), int(row["curve_points"])) == "no"
+
+
 def run_status(row: pd.Series, curves: pd.DataFrame) -> str:
-    """"untrained" (untrained_run), else collapse_status of one run of the results table: the one definition the
-    claims and the report's search section both count with, so that they cannot disagree."""
-    if untrained_run(row):
+    """"untrained" (untrained_run, or never_robust: nothing to collapse from), else collapse_status of one run
+    of the results table: the one definition the claims and the report's search section both count with, so
+    that they cannot disagree."""
+    if untrained_run(row) or never_robust(row, curves):
         return "untrained"
     return collapse_status(row["pgd20_accuracy"], int(row["eval_points"]), run_curve(curves, row),
                            int(row["curve_points"]))
@@ -152,8 +177,11 @@ def timing_column(rows: pd.DataFrame) -> str:
 
 def epoch_times(curves: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
     """Per-epoch times of the cells in `rows` (timing_column), without each run's first epoch (which compiles)."""
-    part = curves[curves["cell"].isin(rows["cell"])] if "cell" in curves else curves.iloc[0:0]
-    return part.loc[part["epoch"] > 1, timing_column(rows)].to_numpy(float)
+    column = timing_column(rows)
+    if not {"cell", "epoch", column} <= set(curves):
+        return np.zeros(0)
+    part = curves[curves["cell"].isin(rows["cell"])]
+    return part.loc[part["epoch"] > 1, column].to_numpy(float)
 
 
 def median(values) -> float:

@@ -2,7 +2,8 @@
 
 Every row is one trained model of the paper: its configuration (method, network, batch size, epochs,
 Free's m or Fast's alpha as a multiple of eps) and what the paper reports for it. The 90-epoch Fast
-PreActResNet18 row is the paper's "epoch 84" pick (the seed's log collapses from epoch 85 on).
+PreActResNet18 row is what the paper reports for 90 epochs; the seed authors' released log (not the paper's
+text) collapses from epoch 85 on, so that row is likely epoch 84's, picked before the collapse.
 """
 from __future__ import annotations
 

@@ -86,8 +86,8 @@ def free_table(results: pd.DataFrame, eps: float) -> tuple[str, list[str]]:
                          if len(free) else free)):
         if group["replays"].nunique() > 1:
             best = group.loc[group["pgd20_accuracy"].idxmax()]
-            found.append(f"{name}: m = {', '.join(str(int(v)) for v in sorted(group['replays']))}, most robust "
-                         f"(PGD-20) m = {int(best['replays'])}")
+            found.append(f"{name}: m = {', '.join(str(int(v)) for v in sorted(group['replays']))}, highest "
+                         f"PGD-20 at m = {int(best['replays'])} (judged against the noise below)")
     columns = ["m", "epochs (passes)", "replay-epochs", "SGD steps", "natural", "PGD-20", "PGD-50"]
     return markdown_table(columns, rows), found
 

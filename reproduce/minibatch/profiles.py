@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+import numpy as np
+
 from tfadv.experiments import Option, Run, Setting
 
 IMAGENET_MODELS = ("inception_v3", "xception", "resnet50", "densenet121")
@@ -48,6 +50,10 @@ class Profile:
     #: largest batch, float32, mean loss, PGD. The claims are judged at k = 1, the calibrated model.
     search_sharpness: tuple[float, ...] = ()
 
+
+#: ImageNetV2 as the paper uses it (§3.3): "10,000 images consisting of 10 sample images for each of the 1000
+#: different classes".
+IMAGENET_V2_CLASSES, IMAGENET_V2_PER_CLASS = 1000, 10
 
 PAPER_EPS = {"linf": 8.0, "l2": 128.0}  # Table 1: 8/256 and 128/256 of [0, 1], in pixel units
 #: Demo eps: the digits CNN is far more robust than an ImageNet model at the paper's eps (PGD at batch 1
@@ -139,8 +145,8 @@ def settings(run: Run) -> list[Setting]:
                 "RGB in [0, 255], softmax output, calibrated by temperature scaling (offline)"),
         Setting("data", "ImageNetV2 matched-frequency, resized bilinearly to 224 x 224" if paper else
                 f"digits test split, upsampled to {p.image_size} x {p.image_size} x 3", "paper" if paper else demo),
-        Setting("images", "all (10,000); a last partial batch is dropped" if p.images is None else
-                f"{run.capped(p.images)}", ref if paper else demo),
+        Setting("images", imagenet_images(run)[0] if p.images is None else f"{run.capped(p.images)}",
+                ref if paper else demo),
         Setting("image order", "sorted file list shuffled with seed 42, the same in every run", "tfadv: the "
                 "reference code shuffles with seed 42 after an unseeded list_files, so its order varied"),
         Setting("eps (pixel units)", eps, "paper: Table 1, as the reference code" if paper else
@@ -177,6 +183,32 @@ def settings(run: Run) -> list[Setting]:
         rows.append(Setting("digits CNN training", f"{run.capped(p.train_epochs)} epochs, Adam 1e-3, batch 32, "
                             "temperature scaling on 20% held out", "tfadv"))
     return rows
+
+
+def imagenet_images(run: Run) -> tuple[str, str | None]:
+    """(the images the ImageNet models attack, in words; a warning when they are not the paper's ImageNetV2 of
+    IMAGENET_V2_CLASSES x IMAGENET_V2_PER_CLASS). tfds checks its own download; a directory is listed here."""
+    read = "" if run.limit is None else f"; --limit {run.limit}: the first {run.limit} of them"
+    source = run.options.get("imagenet_dir")
+    if not source:
+        return f"all of tfds imagenet_v2 (10,000: 1000 classes x 10); a last partial batch is dropped{read}", None
+    from tfadv.datasets.imagenet_v2 import list_image_dir
+
+    try:
+        _, labels = list_image_dir(source)
+    except (OSError, ValueError) as error:
+        return f"--imagenet-dir {source}: cannot be listed now", f"--imagenet-dir {source} cannot be listed now " \
+               f"({error}), so the report cannot say which images the cells attacked"
+    counts = np.bincount(labels, minlength=IMAGENET_V2_CLASSES)
+    present = counts[counts > 0]
+    shown = (f"{len(labels):,} in --imagenet-dir, {len(present)} of {IMAGENET_V2_CLASSES} classes, "
+             f"{present.min()}-{present.max()} per class")
+    if len(present) == IMAGENET_V2_CLASSES and (counts == IMAGENET_V2_PER_CLASS).all():
+        return f"all {shown}; a last partial batch is dropped{read}", None
+    return (f"{shown} (NOT ImageNetV2's 1000 x 10); a last partial batch is dropped{read}",
+            f"--imagenet-dir {source} holds {shown}, not ImageNetV2's {IMAGENET_V2_CLASSES * IMAGENET_V2_PER_CLASS:,} "
+            f"({IMAGENET_V2_CLASSES} classes x {IMAGENET_V2_PER_CLASS}, the paper §3.3): the verdicts rest on other "
+            "images than the paper's; point --imagenet-dir at the whole matched-frequency set")
 
 
 def _batching_text(run: Run) -> str:
