@@ -622,6 +622,43 @@ def test_code_fingerprint_ignores_report_only_files_and_sees_cell_code(tmp_path,
     assert identity.code_fingerprint("paper_x") != first
 
 
+def _package_imports(package: str, path: Path) -> set[str]:
+    """The modules of `package` that the file at `path` imports (any import form, inside functions too)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative: from . import x / from .x import y
+                module = package + ("." + module if module else "")
+            if module == package:
+                found |= {alias.name for alias in node.names}
+            elif module.startswith(package + "."):
+                found.add(module.split(".")[len(package.split("."))])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[len(package.split("."))] for a in node.names if a.name.startswith(package + ".")}
+    return {name for name in found if (path.parent / f"{name}.py").is_file()}
+
+
+@pytest.mark.parametrize("key", ["minibatch", "freefast", "efficient", "batchsize", "batchnorm"])
+def test_no_report_only_file_computes_a_cell(key):
+    """The code fingerprint leaves report-only files out (editing a claim must not make cells stale), which is
+    safe only while nothing a cell runs imports them: walk the imports from the module of run_cell."""
+    import importlib
+
+    experiment = importlib.import_module(f"reproduce.{key}").EXPERIMENT
+    package, folder = f"reproduce.{key}", Path(importlib.import_module(f"reproduce.{key}").__file__).parent
+    todo, reached = [experiment.run_cell.__module__.rsplit(".", 1)[-1]], set()
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo += _package_imports(package, folder / f"{name}.py")
+    assert "cells" in reached
+    assert not [f"{name}.py" for name in reached if f"{name}.py" in identity.REPORT_ONLY_FILES], sorted(reached)
+
+
 def test_an_option_given_at_its_profile_value_is_the_same_configuration(tmp_path):
     out = str(tmp_path / "out")
     run_toy("--profile", "smoke", "--out", out)

@@ -42,8 +42,7 @@ NETWORKS = Claim("PreActResNet18 beats ResNet50 (natural and PGD-50) with both m
                  "Free 0.845 / 0.485 vs 0.735 / 0.404; Fast 0.836 / 0.434 vs 0.766 / 0.391 (90 epochs)")
 #: Not the paper's: its Sec. 7.1 table gives Fast alpha = 10/255 PGD-50 0.434 after 90 epochs and its text no
 #: collapse. The numbers are the seed authors' own 90-epoch log (reference code: neuralNetworkExam
-#: CIFAR10/output, /work/shared/notes/training_anchors.md), so this claim is judged beside the paper's, not
-#: counted with them (reference_log_claims).
+#: CIFAR10/output), so this claim is judged beside the paper's, not counted with them (reference_log_claims).
 LATE_COLLAPSE = Claim("Fast α = 10/255 collapses late in a 90-epoch run (the seed authors' log, not the paper)",
                       "reference code's log: PGD-50 0.434 at epoch 84, 0.103 at 85, 0.003 at 89")
 #: The log's collapse came at epoch 85 (of 90): a run that ends earlier without one cannot rule it out.

@@ -106,7 +106,7 @@ def untrained(accuracies, classes: int, margin: float = CHANCE_MARGIN) -> str | 
     near = values[values <= chance + margin]
     if len(near):
         return (f"model did not train: {len(near)} of {len(values)} accuracies within {margin:.0%} of chance "
-                f"({chance:.3g}), e.g. {near[0]:.1%}")
+                f"({100 * chance:g}%), e.g. {near[0]:.1%}")
     return None
 
 
