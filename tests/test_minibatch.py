@@ -205,6 +205,17 @@ def test_the_report_says_which_imagenet_images_it_read_and_warns_unless_1000_cla
         sections.images_warning(paper_run(full))
 
 
+def test_a_paper_run_warns_as_it_reads_an_imagenet_folder_that_is_not_1000_classes_of_10(tmp_path):
+    from reproduce.minibatch import data
+
+    write_imagenet_v2(tmp_path / "small")
+    run_ = paper_run(tmp_path / "small")
+    run_.data_dir, cache = None, {}
+    run_.cached = lambda key, make: cache[key] if key in cache else cache.setdefault(key, make())
+    with pytest.warns(TfadvWarning, match="holds 3 in --imagenet-dir"):
+        assert data.image_count(run_, "resnet50") == 3
+
+
 def write_random_weights(folder: Path, size: int, models) -> None:
     """The paper models `models` with random weights, saved under their official file names in the legacy
     .h5 format."""

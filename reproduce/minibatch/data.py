@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterator
 
 import keras
 import numpy as np
 
-from reproduce.minibatch.profiles import DIGITS_MODEL, PRECISIONS
+from reproduce.minibatch.profiles import DIGITS_MODEL, PRECISIONS, imagenet_images
 from tfadv.experiments import Run, atomic
 from tfadv.precision import dtype_policy
+from tfadv.validation import TfadvWarning
 
 DIGITS_WEIGHTS = "digits_cnn.weights.h5"
 DIGITS_FACTS = "digits_cnn.json"
@@ -157,4 +159,14 @@ def _imagenet_records(run: Run):
     from tfadv.datasets.imagenet_v2 import imagenet_v2_records
 
     source = run.options.get("imagenet_dir") or "tfds"
+    _warn_unless_the_paper_images(run)
     return imagenet_v2_records(source, data_dir=run.data_dir, limit=run.capped(run.profile.images))
+
+
+def _warn_unless_the_paper_images(run: Run) -> None:
+    """The report's warning (profiles.imagenet_images) when an --imagenet-dir is not ImageNetV2's 1000 x 10, given
+    as the images are read, before hours of attacks on them: each cell records it (the folder is listed once)."""
+    if run.profile.images is None and run.options.get("imagenet_dir"):
+        warning = run.cached(("imagenet images",), lambda: imagenet_images(run)[1])
+        if warning:
+            warnings.warn(warning, TfadvWarning, stacklevel=3)
