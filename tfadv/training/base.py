@@ -205,7 +205,7 @@ class AdversarialModel(keras.Model, metaclass=_Cloneable):
         """Keras' train_on_batch, with the checks fit makes (its logs are read on return, so the input-range
         count costs no extra wait)."""
         self.check_weights(wrapping.given_weights(x, sample_weight, class_weight))
-        self.check_before_compute(_rows(x), x)
+        self.check_before_compute(wrapping.leading_size(x), x)
         self.input_range.reset()
         logs = super().train_on_batch(x, y, sample_weight=sample_weight, class_weight=class_weight,
                                       return_dict=return_dict)
@@ -554,13 +554,6 @@ def _batch_spec(iterator: Any) -> Any:
     """The TensorSpecs of the batches of Keras' epoch iterator (its dataset's element_spec), None if unknown."""
     dataset = getattr(iterator, "_distributed_dataset", None)
     return getattr(dataset, "element_spec", None)
-
-
-def _rows(x: Any) -> int | None:
-    """The batch size of train_on_batch's x (its first array's leading dimension), None if unknown."""
-    first = tf.nest.flatten(x)[0] if x is not None else None
-    shape = getattr(first, "shape", None)
-    return int(shape[0]) if shape is not None and len(shape) and shape[0] is not None else None
 
 
 def _positive(owner: str, name: str, value: Any) -> float:

@@ -158,8 +158,8 @@ def check_batch_size(owner: str, capacity: int, batch_size: Any, data: Any = Non
         spec = tf.nest.flatten(data.element_spec)[0]
         batch_size = spec.shape[0] if spec.shape.rank else None
         given = f"batches of {batch_size}"
-    elif batch_size is None and fit_default and _leading_size(data) is not None:
-        batch_size = min(KERAS_DEFAULT_BATCH_SIZE, _leading_size(data))
+    elif batch_size is None and fit_default and leading_size(data) is not None:
+        batch_size = min(KERAS_DEFAULT_BATCH_SIZE, leading_size(data))
         given = f"no batch_size, so Keras batches the arrays by its default of {KERAS_DEFAULT_BATCH_SIZE}"
         fix = f"pass fit a batch_size of at most {capacity} (fit(..., batch_size={capacity}))"
     else:
@@ -171,8 +171,9 @@ def check_batch_size(owner: str, capacity: int, batch_size: Any, data: Any = Non
         )
 
 
-def _leading_size(data: Any) -> int | None:
-    """The number of samples of array data (its first array's leading dimension), None for other data."""
+def leading_size(data: Any) -> int | None:
+    """The number of samples of array data (its first array's leading dimension), None for other data: the
+    batch of train_on_batch's x, or the samples fit batches by its default batch size."""
     first = tf.nest.flatten(data)[0] if data is not None else None
     shape = getattr(first, "shape", None)
     if shape is None or not len(shape) or shape[0] is None:
