@@ -1,10 +1,13 @@
-"""Test session setup: CPU only, two logical CPU devices (for tf.distribute tests), quiet logs, and CI's
-time budget (--finish-by)."""
+"""Test session setup: CPU only, on oneDNN's kernels; two logical CPU devices (for tf.distribute tests), quiet
+logs, and CI's time budget (--finish-by)."""
 import os
 import time
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The runners' kernels (reproduce/__init__.py), before TensorFlow loads: a runner process a test starts and
+# the test process itself then compute on the same kernels, and record the same tf_kernels.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -389,6 +389,19 @@ def test_cells_record_the_kernels_that_computed_them_and_the_report_warns_when_t
     assert f"CPU: another, AVX512F, oneDNN on in {len(results) - 1} cells" in said and f"{here} in 1 cells" in said
 
 
+@pytest.mark.parametrize("chosen", [None, "0"])
+def test_a_runner_process_turns_onednn_on_before_tensorflow_loads_unless_the_user_chose(chosen):
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if chosen is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = chosen
+    probe = ("import reproduce.efficient\n"
+             "from tensorflow.python.util import _pywrap_util_port\n"
+             "print(_pywrap_util_port.IsMklEnabled())")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=TESTS.parent, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == ("False" if chosen == "0" else "True")
+
+
 def test_cells_computed_on_different_kernels_are_warned_about_at_the_top_of_the_report(tmp_path, monkeypatch):
     kinds = iter(["CPU: one; TensorFlow 1", "CPU: another; TensorFlow 1"] * 10)
     monkeypatch.setattr(machine, "kernels", lambda: next(kinds))
