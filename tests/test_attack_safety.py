@@ -11,7 +11,7 @@ import tensorflow as tf
 from test_attacks import batch, digits_data, small_cnn, trained_cnn
 
 from tfadv.attacks import APGD, FAB, FGM, PGD, Square
-from tfadv.evaluation import accuracy, robust_accuracy
+from tfadv.evaluation import accuracy, robust_accuracy, robust_mask
 from tfadv.precision import dtype_policy
 from tfadv.training import PGDAdversarialModel
 from tfadv.validation import EvaluationWarning
@@ -392,6 +392,71 @@ def test_the_two_score_head_the_error_suggests_reads_a_binary_logit_correctly(di
     thresholded = float(np.mean((single(x).numpy()[:, 0] > 0) == y))
     assert accuracy(two, x, y) == thresholded
     assert robust_accuracy(two, PGD(two, 0.1, steps=2, step_size=0.05, from_logits=True), x, y) <= thresholded
+
+
+def nan_where_bright(logits: bool = True) -> keras.Model:
+    """A logits net whose output row is NaN for every image whose first pixel exceeds 0.5."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    scores = keras.layers.Dense(10)(keras.layers.Flatten()(inputs))
+    broken = keras.layers.Lambda(lambda t: keras.ops.where(t[0][:, :1, 0, 0] > 0.5, float("nan"), t[1]))
+    return keras.Model(inputs, broken([inputs, scores]))
+
+
+def test_a_nan_output_row_counts_as_misclassified_not_as_class_0_and_is_said(digits):
+    """np.argmax of a NaN row is 0: every broken sample labelled 0 counted as correct, then as robust."""
+    x = digits[0][:64].copy()
+    x[:16, 0, 0, 0] = 1.0  # 16 broken rows
+    y = np.zeros(64, "int64")
+    net = nan_where_bright()
+    finite = net(x[16:]).numpy()
+    expected = float(np.sum(np.argmax(finite, -1) == 0)) / 64
+    with pytest.warns(EvaluationWarning, match="NaN or Inf for 16 of 64 samples; they count as misclassified"):
+        assert accuracy(net, x, y) == expected
+    attack = PGD(net, 0.05, steps=2, step_size=0.05, from_logits=True, clip_min=0.0, clip_max=1.0, seed=0)
+    _, stats = attack(x[:16], y[:16], return_stats=True)
+    assert stats["success"].all() and (stats["prediction"] == -1).all()
+    targeted = PGD(net, 0.05, steps=2, step_size=0.05, from_logits=True, clip_min=0.0, clip_max=1.0, seed=0,
+                   targeted=True)
+    assert not targeted(x[:16], y[:16], return_stats=True)[1]["success"].any()  # a NaN row hits no target
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for early_exit in (True, False):
+            assert not robust_mask(net, attack, x, y, early_exit=early_exit)[:16].any()
+
+
+def test_an_l2_attack_whose_answer_depends_on_batch_size_is_said_to_in_robust_accuracy(trained, digits):
+    x, y = batch(digits, 32)
+    clamped = PGD(trained, 0.5, norm="2", steps=2, step_size=0.25, clip_min=0.0, clip_max=1.0, seed=0)
+    with pytest.warns(EvaluationWarning, match="depends on batch_size"):
+        robust_accuracy(trained, clamped, x, y, batch_size=16)
+    for fixed in (dict(reduction="sum"), dict(l2_normalization="exact")):
+        attack = PGD(trained, 0.5, norm="2", steps=2, step_size=0.25, clip_min=0.0, clip_max=1.0, seed=0, **fixed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", EvaluationWarning)
+            robust_accuracy(trained, attack, x, y, batch_size=16)
+
+
+@pytest.mark.parametrize("make, reads", [
+    (lambda m: PGD(m, 0.1, steps=2, step_size=0.05, targeted=True, seed=0), "targets"),
+    (lambda m: FGM(m, 0.1, targeted=True), "targets"),
+    (lambda m: APGD(m, 0.1, "inf", 2, targeted=True, n_target_classes=2, seed=0), "true labels"),
+    (lambda m: Square(m, 0.1, "inf", 5, targeted=True, n_target_classes=2, seed=0), "true labels"),
+    (lambda m: FAB(m, 0.1, "inf", 2, targeted=True, n_target_classes=2, seed=0), "true labels"),
+], ids=["PGD", "FGM", "APGD", "Square", "FAB"])
+def test_labels_of_the_other_meaning_are_said_to_look_misread(trained, digits, make, reads):
+    """PGD/FGM targeted read y as targets, AutoAttack's targeted attacks as true labels: the wrong kind ran
+    without a word and reported about 100% success (APGD: 100% 'success', 0% of samples at the target)."""
+    x, _ = batch(digits, 16)
+    predicted = np.argmax(trained(x, training=False).numpy(), axis=-1)
+    other = (predicted + 1) % 10
+    wrong, right = (predicted, other) if reads == "targets" else (other, predicted)
+    with pytest.warns(EvaluationWarning, match="y looks like the true labels" if reads == "targets"
+                      else "y looks like target classes"):
+        make(trained)(x, wrong)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EvaluationWarning)
+        make(trained)(x, right)
 
 
 # --------------------------------------------------------------------- restarts that cannot differ

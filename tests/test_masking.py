@@ -121,6 +121,18 @@ def test_auto_attack_says_when_square_breaks_what_the_gradient_attacks_left(mask
     assert "gradient masking" in note and "budget is too small" in note
 
 
+def test_square_breaking_samples_the_gradient_attacks_left_is_flagged_even_when_it_loses_on_the_mean():
+    # 100 samples: the gradient attacks leave 0..55 robust, a weaker stand-alone Square leaves 8..66 robust, so it
+    # loses on the mean (59% vs 56%) but breaks 8 samples no gradient attack could; in the cascade, where Square
+    # runs on the survivors, robust accuracy would fall to 48%.
+    white, square = np.arange(100) < 56, (np.arange(100) >= 8) & (np.arange(100) < 67)
+    flag = masking._square_flag(white, square, queries=200)
+    assert flag.raised and flag.values["broken_by_square_only"] == 8
+    assert not masking._square_flag(white, white, queries=200).raised
+    one_in_a_thousand = np.arange(1000) < 560  # one sample broken by Square only: 0.1%, below the reference's 0.2%
+    assert not masking._square_flag(one_in_a_thousand, one_in_a_thousand & (np.arange(1000) != 0), queries=200).raised
+
+
 class CountsCalls(keras.layers.Layer):
     """Updates a weight whenever it is called, in inference mode too: the model attacked is not the one
     evaluated."""

@@ -73,6 +73,18 @@ def select_output(owner: str, outputs: Any, output_index: OutputIndex) -> tf.Ten
     return outputs
 
 
+#: The class of an output row holding a NaN or an infinite score: none. It equals no label, so a broken output
+#: counts as misclassified (the arg-max of a NaN row is class 0 on a CPU: a correct class-0 prediction).
+NO_CLASS = -1
+
+
+def predicted_classes(y_pred: Any) -> tf.Tensor:
+    """The arg-max class of each row (int64), NO_CLASS for a row with a non-finite score: the one prediction
+    rule of the attacks' success tests, the evaluation's accuracies and the training wrappers' metrics."""
+    finite = tf.reduce_all(tf.math.is_finite(y_pred), axis=-1)
+    return tf.where(finite, tf.argmax(y_pred, axis=-1), tf.constant(NO_CLASS, tf.int64))
+
+
 def check_class_scores(owner: str, y_pred: Any) -> None:
     """Refuse an output of one score per sample (a binary classifier's sigmoid or single logit): its arg-max
     is class 0 for every sample, so an accuracy would count the label-0 samples and no attack could succeed."""

@@ -320,7 +320,7 @@ class APGD(Attack):
                 fooled = fooled | run["fooled"]
         if not with_stats:
             return x_out
-        prediction = tf.argmax(self.forward(x_out), axis=-1)
+        prediction = model_outputs.predicted_classes(self.forward(x_out))
         delta = x_out - x
         return x_out, {
             "success": fooled,

@@ -117,6 +117,7 @@ class Attack:
         self._compiled: dict[tuple, Any] = {}
         self._num_classes: int | None = None
         self._eps_scale_judged = False
+        self._label_meaning_judged = False
         with tf.init_scope():
             self._stream_position = tf.Variable(0, dtype=tf.int64, trainable=False, name="attack_samples_seen")
         # Threads calling one attack must get disjoint ids: eagerly, the read and the advance are two ops
@@ -238,8 +239,39 @@ class Attack:
             validation.warn_if_eps_tiny(name, self.eps, self.norm, x.shape[1:], self.clip_min, self.clip_max,
                                         data_span=high - low)
         self.check_model_output(x)
-        return x, labels.one_hot_tensor(tf.constant(labels.check(y, self._num_classes, name, n=x.shape[0])),
-                                        self._num_classes)
+        y_onehot = labels.one_hot_tensor(tf.constant(labels.check(y, self._num_classes, name, n=x.shape[0])),
+                                         self._num_classes)
+        if not self._label_meaning_judged:  # said once per attack, on the first batch it sees
+            self._label_meaning_judged = True
+            self._warn_if_labels_look_misread(x[: model_outputs.PROBE_SAMPLES], y_onehot[: model_outputs.PROBE_SAMPLES])
+        return x, y_onehot
+
+    def _warn_if_labels_look_misread(self, x: tf.Tensor, y_onehot: tf.Tensor) -> None:
+        """`y` means different things to the targeted attacks of the two families: PGD's and FGM's
+        (cleverhans') take the target classes, AutoAttack's (APGD, Square, FAB with targeted=True) the true
+        labels, choosing their targets among the runner-up classes. Passing one for the other runs without
+        error and reports a success of about 100%, so one forward pass of the first samples says when `y`
+        looks like the other kind: every sample already classified as its "target", or none as its "label"."""
+        targets_given = self.targeted
+        true_labels_given = bool(getattr(self, "target_classes", 0))
+        n = int(x.shape[0])
+        if not (targets_given or true_labels_given) or n < model_outputs.PROBE_SAMPLES:
+            return
+        predicted = model_outputs.predicted_classes(self.forward(x, training=False))
+        agree = int(tf.reduce_sum(tf.cast(tf.equal(predicted, tf.argmax(y_onehot, axis=-1)), tf.int32)))
+        name = type(self).__name__
+        if targets_given and agree == n:
+            validation.warn_caller(
+                f"{name}(targeted=True) reads y as the TARGET classes, but the model already classifies each of the "
+                f"first {n} samples as its y, so every one counts as a success before any step: y looks like the "
+                "true labels. Pass the classes to aim for; for AutoAttack's targeted attack on the true labels use "
+                "APGD(targeted=True)", validation.EvaluationWarning)
+        if true_labels_given and agree == 0:
+            validation.warn_caller(
+                f"{name}(targeted=True) reads y as the TRUE labels (AutoAttack's targeted attack, which picks its "
+                f"targets among the runner-up classes), but the model classifies none of the first {n} samples as "
+                "its y, so every one counts as fooled before any step: y looks like target classes. To aim at given "
+                "classes use PGD or FGM with targeted=True", validation.EvaluationWarning)
 
     def _inspect(self, probe: tf.Tensor, check_gradient: bool = True) -> None:
         """One eager forward pass on a few samples: the class count, the output-kind check and, for an
@@ -361,7 +393,7 @@ class Attack:
 
     # ------------------------------------------------------------------------------ shared numerics
     def _success(self, y_pred: tf.Tensor, y_onehot: tf.Tensor) -> tf.Tensor:
-        hit = tf.equal(tf.argmax(y_pred, axis=-1), tf.argmax(y_onehot, axis=-1))
+        hit = tf.equal(model_outputs.predicted_classes(y_pred), tf.argmax(y_onehot, axis=-1))
         return hit if self.targeted else tf.logical_not(hit)
 
     def _start(self, x: tf.Tensor, sample_ids: tf.Tensor, restart: tf.Tensor) -> tf.Tensor:

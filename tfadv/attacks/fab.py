@@ -242,4 +242,4 @@ class FAB(Attack):
         if not with_stats:
             return x_out
         return x_out, {"success": success, "distance": best,
-                       "prediction": tf.argmax(self.forward(x_out), axis=-1)}
+                       "prediction": model_outputs.predicted_classes(self.forward(x_out))}

@@ -167,7 +167,7 @@ class _GradientAttack(Attack):
             "nonfinite_grad_first": tf.reduce_any(tf.logical_not(tf.math.is_finite(first_raw_grad)), axis=axes),
             "perturbation_l2": geometry.l2_norm(delta),
             "perturbation_linf": geometry.linf_norm(delta),
-            "prediction": tf.argmax(final_pred, axis=-1),
+            "prediction": model_outputs.predicted_classes(final_pred),
             "success": self._success(final_pred, y_onehot),
             "success_step": success_step,
         }

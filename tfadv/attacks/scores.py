@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfadv import model_outputs
+
 #: DLR's denominator guard (the paper's and the reference code's value).
 DLR_EPSILON = 1e-12
 #: Classes DLR needs (the 3rd largest logit) and targeted DLR needs (the 4th largest).
@@ -92,5 +94,6 @@ def check_target_count(owner: str, targets: int, classes: int | None) -> None:
 
 
 def misclassified(y_pred: tf.Tensor, y_onehot: tf.Tensor) -> tf.Tensor:
-    """argmax(output) != y: the one success test every attack and the cascade share."""
-    return tf.not_equal(tf.argmax(y_pred, axis=-1), tf.argmax(y_onehot, axis=-1))
+    """argmax(output) != y, a non-finite output row included: the one success test every attack and the cascade
+    share."""
+    return tf.not_equal(model_outputs.predicted_classes(y_pred), tf.argmax(y_onehot, axis=-1))

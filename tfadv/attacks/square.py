@@ -295,4 +295,4 @@ class Square(Attack):
         if not with_stats:
             return x_out
         return x_out, {"success": fooled, "queries": used, "loss": first_loss,
-                       "prediction": tf.argmax(self.forward(x_out), axis=-1)}
+                       "prediction": model_outputs.predicted_classes(self.forward(x_out))}

@@ -6,7 +6,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfadv import labels, model_outputs
+from tfadv import labels, model_outputs, validation
 from tfadv.evaluation.data import evaluation_arrays
 
 
@@ -32,11 +32,18 @@ def accuracy(model: keras.Model, x: Any, y: Any = None, batch_size: int = 256,
 
 def _predictions(model: keras.Model, x: np.ndarray, batch_size: int, output_index: model_outputs.OutputIndex,
                  owner: str = "predict_labels") -> tuple[np.ndarray, int | None]:
-    """Arg-max predictions and the number of class scores (None for no samples)."""
+    """Arg-max predictions (model_outputs.NO_CLASS for a non-finite output row, said in a warning) and the number
+    of class scores (None for no samples)."""
     out, classes = [], None
     for i in range(0, len(x), batch_size):
         scores = model_outputs.select_output(owner, model(x[i : i + batch_size], training=False), output_index)
         model_outputs.check_class_scores(owner, scores)
-        out.append(np.argmax(scores, axis=-1))
+        out.append(model_outputs.predicted_classes(scores).numpy())
         classes = int(scores.shape[-1])
-    return (np.concatenate(out) if out else np.zeros([0], np.int64)), classes
+    predicted = np.concatenate(out) if out else np.zeros([0], np.int64)
+    broken = int(np.sum(predicted == model_outputs.NO_CLASS))
+    if broken:
+        validation.warn_caller(f"{owner}: the model output NaN or Inf for {broken} of {len(x)} samples; they count as "
+                               "misclassified (no class), so an accuracy or a robust accuracy over them is the "
+                               "model's failure to compute, not a measured prediction", validation.EvaluationWarning)
+    return predicted, classes
