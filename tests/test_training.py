@@ -16,7 +16,8 @@ from tfadv.training import (
     StaleAdversarialModel,
     TimedBackupAndRestore,
 )
-from tfadv.validation import TfadvWarning
+from tfadv.training import callbacks
+from tfadv.validation import EvaluationWarning, TfadvWarning
 
 EPS = 0.1
 MODELS = {
@@ -372,9 +373,30 @@ def test_catastrophic_overfitting_callback_restores_best_weights():
     assert watch.collapsed_at is not None and watch.collapsed_at[0] == 1
     assert accuracies[-1] < watch.best_accuracy - 0.2
     assert len(history.history["adv_loss"]) == 2  # stopped at the collapse
-    for restored, best in zip(model.get_weights(), watch.best_weights):
-        np.testing.assert_array_equal(restored, best)
+    restored = callbacks._restorable(model)
+    assert len(restored) == len(model.weights) - 2  # all but the two random-start counters
+    for variable, best in zip(restored, watch.best_weights, strict=True):
+        np.testing.assert_array_equal(variable.numpy(), best)
+    # Not rewound with the weights (it was, with set_weights): a later step would redraw used starts.
+    assert int(model.train_counter.numpy()) == (5 + 2) * 4
     assert "adv_check_accuracy" in history.history
+
+
+def test_l2_crafting_under_a_mean_loss_is_said_to_weaken_with_the_batch_and_exact_is_kept_in_the_config():
+    x, y = data(32)
+    clamped = compile_(build(PGDAdversarialModel, norm="2", eps=0.5, steps=2, step_size=0.25))
+    with pytest.warns(EvaluationWarning, match="weaker the larger the batch"):
+        clamped.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    summed = build(PGDAdversarialModel, norm="2", eps=0.5, steps=2, step_size=0.25)
+    summed.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum"))
+    exact = compile_(build(PGDAdversarialModel, norm="2", eps=0.5, steps=2, step_size=0.25, l2_normalization="exact"))
+    for model in (summed, exact):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", EvaluationWarning)
+            model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert exact.get_config()["l2_normalization"] == "exact" and exact.threat.l2_normalization == "exact"
+    with pytest.raises(ValueError, match="l2_normalization must be 'clamped' or 'exact'"):
+        build(PGDAdversarialModel, norm="2", steps=2, step_size=0.25, l2_normalization="unit")
 
 
 def test_catastrophic_overfitting_callback_quiet_on_healthy_training():

@@ -50,7 +50,7 @@ WeightDecayOn = Literal["all", "kernels"]
 def correct(y: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     """1.0 where the top prediction is the label (tfadv.labels: ids (N,) or (N, 1), or one-hot (N, C))."""
     model_outputs.check_class_scores("adversarial training", y_pred)  # at trace time: the static shape
-    predicted = tf.argmax(y_pred, axis=-1, output_type=tf.int32)
+    predicted = tf.cast(model_outputs.predicted_classes(y_pred), tf.int32)
     return tf.cast(tf.equal(predicted, labels.ids_tensor(y)), tf.float32)
 
 
@@ -96,6 +96,9 @@ class AdversarialModel(keras.Model, metaclass=_Cloneable):
             GPU) draw differently from steps without it, for the same seed.
         check_output_kind: check the compiled loss's from_logits against the model's outputs before the
             first step (False for a deliberately unusual head).
+        l2_normalization: for norm "2", the attacks' "clamped" (cleverhans: a 1e-12 floor on the squared
+            gradient norm, which under a mean loss shortens confident samples' steps more the larger the
+            batch: warned about after compile) or "exact" (each sample's gradient normalised whatever its scale).
         input_shape, output_index (wrapping a model only): the per-sample input shape of a subclassed
             model that has not been called yet; which output of a multi-output model holds the scores.
     """
@@ -103,7 +106,7 @@ class AdversarialModel(keras.Model, metaclass=_Cloneable):
     #: Keys of `get_config` owned by this class; subclasses extend it.
     _adversarial_keys: tuple[str, ...] = (
         "eps", "norm", "clip_min", "clip_max", "attack_training_mode", "weight_decay",
-        "weight_decay_on", "eval_steps", "eval_step_size", "seed", "check_output_kind",
+        "weight_decay_on", "eval_steps", "eval_step_size", "seed", "check_output_kind", "l2_normalization",
     )
     #: Free and Stale keep per-row state for `batch_size` rows and refuse larger batches.
     _per_row_state = False
@@ -131,6 +134,7 @@ class AdversarialModel(keras.Model, metaclass=_Cloneable):
         eval_step_size: float | None = None,
         seed: int | None = None,
         check_output_kind: bool = True,
+        l2_normalization: geometry.L2Normalization = "clamped",
         **kwargs: Any,
     ) -> None:
         owner = type(self).__name__
@@ -158,6 +162,9 @@ class AdversarialModel(keras.Model, metaclass=_Cloneable):
                                        self.eval_step_size)
         self.seed = secrets.randbelow(2**31) if seed is None else validation.integer(owner, "seed", seed)
         self.check_output_kind = validation.flag(owner, "check_output_kind", check_output_kind)
+        if l2_normalization not in ("clamped", "exact"):
+            raise ValueError(f"{owner}: l2_normalization must be 'clamped' or 'exact', got {l2_normalization!r}")
+        self.l2_normalization = l2_normalization
 
         self.adv_accuracy = metrics.tracker("adv_accuracy", "up")
         self.clean_accuracy = metrics.tracker("accuracy", "up")
@@ -236,10 +243,23 @@ class AdversarialModel(keras.Model, metaclass=_Cloneable):
             span = _span(self.single_input(data)) if self.clip_min is None else None
             validation.warn_if_eps_tiny(owner, self.eps, self.norm, self.inputs[0].shape[1:], self.clip_min,
                                         self.clip_max, data_span=span)
+            self.warn_if_l2_steps_shrink_with_the_batch()
             self.mark_checked()
         if not self.optimizer.built:
             with self.distribute_strategy.scope():
                 self.optimizer.build(self.trainable_variables)
+
+    def warn_if_l2_steps_shrink_with_the_batch(self) -> None:
+        """The attacks' L2 pitfall (Redgrave & Crum), here through the compiled loss: its mean divides each
+        sample's input gradient by the batch size before the clamped normalisation's 1e-12 floor."""
+        if self.norm != "2" or self.l2_normalization != "clamped" or getattr(self.loss, "reduction", None) == "sum":
+            return
+        validation.warn_caller(
+            f"{type(self).__name__}: norm=2 crafting under the compiled loss's mean divides each sample's input "
+            "gradient by the batch size before the clamped L2 normalisation's 1e-12 floor, so confident samples take "
+            "shorter steps and the adversarial batches (and adv_accuracy in fit and evaluate) are weaker the larger "
+            "the batch (Redgrave & Crum). Pass l2_normalization='exact' to normalise each sample's gradient whatever "
+            "its scale", validation.EvaluationWarning)
 
     def check_weights(self, given: str | None) -> None:
         """Refuse sample or class weights (`given` says which were given, None: none) before anything is
@@ -323,7 +343,7 @@ class AdversarialModel(keras.Model, metaclass=_Cloneable):
 
     @property
     def threat(self) -> crafting.Threat:
-        return crafting.Threat(self.eps, self.norm, self.clip_min, self.clip_max)
+        return crafting.Threat(self.eps, self.norm, self.clip_min, self.clip_max, self.l2_normalization)
 
     @property
     def guard_nonfinite(self) -> bool:

@@ -24,6 +24,11 @@ class CatastrophicOverfittingCallback(keras.callbacks.Callback):
     Attributes after fit: `history` (list of (epoch, step, pgd_accuracy)), `best_accuracy`, `collapsed_at`
     ((epoch, step) of the detected collapse or None). Adds `adv_check_accuracy` (adversarial inputs, hence
     the `adv_` prefix of tfadv.training's metric names) to the epoch logs.
+
+    Restoring the best weights leaves the random-start counters of tfadv's models where they are, so the
+    training attack goes on with fresh starts. Its own state lives in this object only: a fit resumed by
+    TimedBackupAndRestore starts a new history (steps counted from the resume), and a collapse is judged
+    against the best accuracy seen since then.
     """
 
     def __init__(
@@ -93,11 +98,12 @@ class CatastrophicOverfittingCallback(keras.callbacks.Callback):
         self.history.append((self._epoch, self._batches, accuracy))
         if accuracy > self.best_accuracy:
             self.best_accuracy = accuracy
-            self.best_weights = self.model.get_weights()
+            self.best_weights = [v.numpy() for v in _restorable(self.model)]
         elif self.best_accuracy - accuracy > self.threshold and self.collapsed_at is None:
             self.collapsed_at = (self._epoch, self._batches)
             if self.restore_best_weights and self.best_weights is not None:
-                self.model.set_weights(self.best_weights)
+                for variable, value in zip(_restorable(self.model), self.best_weights, strict=True):
+                    variable.assign(value)
             if self.stop_training:
                 self.model.stop_training = True
         return accuracy
@@ -115,3 +121,10 @@ class CatastrophicOverfittingCallback(keras.callbacks.Callback):
             self.check()
         if logs is not None and self.history:
             logs["adv_check_accuracy"] = self.history[-1][2]
+
+
+def _restorable(model: keras.Model) -> list:
+    """The model's weights without the random-start counters of tfadv's models: rewinding those with the
+    best weights would make the training attack draw again the starts it drew since then."""
+    counters = {id(getattr(model, name, None)) for name in ("train_counter", "eval_counter")}
+    return [v for v in model.weights if id(v) not in counters]

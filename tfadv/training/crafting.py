@@ -37,6 +37,7 @@ class Threat:
     norm: geometry.Norm
     clip_min: float | None
     clip_max: float | None
+    l2_normalization: geometry.L2Normalization = "clamped"  # geometry.pgd_step's, for norm "2"
 
 
 def ascent_step(
@@ -50,7 +51,7 @@ def ascent_step(
         grad = geometry.finite_or_zero(grad)
     return geometry.pgd_step(
         x, x_adv, grad, step_size=tf.cast(step_size, x_adv.dtype), eps=threat.eps, norm=threat.norm,
-        clip_min=threat.clip_min, clip_max=threat.clip_max,
+        clip_min=threat.clip_min, clip_max=threat.clip_max, l2_normalization=threat.l2_normalization,
     )
 
 
