@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -470,6 +471,62 @@ def test_a_report_without_tfadv_warnings_says_none(tmp_path):
 
 def _toy_env(**extra):
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]), **extra}
+
+
+def test_ctrl_c_says_how_many_cells_are_kept_in_a_sentence_not_a_traceback(tmp_path):
+    out = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "toy_experiment", "--profile", "paper", "--no-progress", "--out", str(out)]
+    proc = subprocess.Popen(command, env=_toy_env(TOY_SLEEP="1"), stderr=subprocess.PIPE, text=True)
+
+    def finished():
+        return [p for p in (out / "cells").glob("*.json") if not p.name.startswith(atomic.TMP_MARKER)]
+    deadline = time.monotonic() + 120
+    while not finished():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    said = re.search(r"toy: interrupted: (\d+) of 5 cells are finished and kept; run the same command again", err)
+    assert said and int(said[1]) == len(finished()) >= 1
+    assert "Traceback" not in err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_jobs_child_ends_when_its_parent_is_killed_9(tmp_path):
+    """Orphans went on computing the cells the rerun handed out again, in the same work folders."""
+    pid_file = tmp_path / "child.pid"
+    child = (f"from tfadv.experiments import jobs; jobs.end_with_parent(); import os, time; "
+             f"open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)")
+    parent = subprocess.Popen([sys.executable, "-c", (
+        f"import os, subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}], "
+        f"env={{**os.environ, {jobs.PARENT_VARIABLE!r}: str(os.getpid())}}); time.sleep(120)")], env=_toy_env())
+    deadline = time.monotonic() + 120
+    while not pid_file.is_file() or not pid_file.read_text():
+        assert parent.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    orphan, deadline = int(pid_file.read_text()), time.monotonic() + 30
+
+    def alive():
+        try:
+            os.kill(orphan, 0)
+        except ProcessLookupError:
+            return False
+        return not cell_claims._zombie(orphan)
+    while alive():
+        assert time.monotonic() < deadline, "the child outlived its killed parent by 30 s"
+        time.sleep(0.1)
+
+
+def test_a_figure_the_report_no_longer_draws_is_removed_not_left_beside_it(tmp_path, capsys):
+    run_toy("--profile", "smoke", "--out", str(tmp_path))
+    (tmp_path / "fig2_success_l2.png").write_bytes(b"an earlier report's figure")
+    (tmp_path / "notes.txt").write_text("not a figure: kept")
+    run_toy("--profile", "smoke", "--out", str(tmp_path))  # the toy draws no figure
+    assert not (tmp_path / "fig2_success_l2.png").exists() and (tmp_path / "notes.txt").exists()
+    assert "removed fig2_success_l2.png, an earlier report's figure" in capsys.readouterr().err
 
 
 def test_kill_9_mid_run_then_rerun_gives_the_same_table(tmp_path):

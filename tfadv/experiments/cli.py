@@ -127,6 +127,8 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None) -> Tables:
     """Run, merge and report; returns the merged tables. Bad settings, missing data or weights, and
     folders of another configuration end the process with a message that names the problem."""
     args = parser(experiment).parse_args(argv)
+    if args.child_of_jobs:
+        jobs.end_with_parent()
     argv = sys.argv[1:] if argv is None else list(argv)
     args.threads = jobs.cell_threads(args.threads)
     if not jobs.use_threads(args.threads, child=args.child_of_jobs):
@@ -147,7 +149,12 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None) -> Tables:
             store.check_merge_folder(folder, run.configuration)
         run.store = claimed_store(run)
         if args.merge is None or args.finish:
-            _run_shard(run, cells, args, argv)
+            try:
+                _run_shard(run, cells, args, argv)
+            except KeyboardInterrupt:  # Ctrl-C, or SIGTERM to a --jobs parent: a sentence, not a traceback
+                print(f"\n{experiment.key}: interrupted: {sum(run.finished(c) for c in cells)} of {len(cells)} cells "
+                      "are finished and kept; run the same command again to compute the rest", file=sys.stderr)
+                raise SystemExit(130) from None
         if args.child_of_jobs:
             return {}  # the parent merges and reports
         tables = store.merge(run.out, run.configuration, run.merge_dirs, keys=grid_keys(whole))
@@ -158,6 +165,16 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None) -> Tables:
         print(f"{experiment.key}: {to_finish}", file=sys.stderr)
     write_outputs(run, whole, tables, clock, to_finish=to_finish)
     return tables
+
+
+def remove_stale_figures(out: Path, drawn: Sequence[str]) -> None:
+    """Delete the folder's figures that this report did not draw: one an earlier report drew (before a rerun
+    narrowed to --norms linf, say) would sit beside this report and show what its tables leave out."""
+    for path in sorted(out.glob("*.png")):
+        if path.name not in drawn:
+            path.unlink()
+            print(f"{out}: removed {path.name}, an earlier report's figure that this report does not draw",
+                  file=sys.stderr)
 
 
 def reported_grid(run: Run) -> list[dict]:
@@ -259,6 +276,7 @@ def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machin
     partial = partial_run(run, cells, finished)
     experiment = run.experiment
     figures = experiment.figures(tables, run)
+    remove_stale_figures(run.out, figures)
     sections = list(experiment.sections(tables, run))
     if figures:
         sections.append(("Figures", "\n\n".join(f"![{name}]({name})" for name in figures)))

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from tfadv.experiments.run import Run
 
 POLL_SECONDS = 2.0
+#: The environment variable that gives a --jobs child its parent's process id (end_with_parent).
+PARENT_VARIABLE = "TFADV_JOBS_PARENT"
+#: prctl's option asking the kernel for a signal when the parent process dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
 #: Options the parent sets for each child itself.
 _PARENT_OPTIONS = ("--jobs", "--shard", "--out", "--threads", "--claims")
 #: TensorFlow CPU threads per cell process on a CPU-only machine, whatever --jobs is: on a CPU a trained
@@ -79,7 +83,7 @@ def job_count(requested: int | None, profile: str, pending: Sequence[dict], thre
 
 def child_environments(count: int, threads: int) -> list[dict[str, str]]:
     """One environment per child: its own GPU where there are GPUs; OpenMP sized like TensorFlow's pool."""
-    base = dict(os.environ)
+    base = {**os.environ, PARENT_VARIABLE: str(os.getpid())}
     gpus = machine.gpus()
     if gpus:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -163,9 +167,7 @@ def _wait(run: "Run", children, pending: Sequence[dict]) -> None:
                 child.terminate()
         for child, _ in children:
             child.wait()
-        print(f"\ninterrupted: {sum(run.finished(c) for c in pending)} of {len(pending)} cells are finished and "
-              "kept; run the same command again to compute the rest", file=sys.stderr)
-        raise
+        raise  # cli.main says how many cells are kept
     finally:
         signal.signal(signal.SIGTERM, previous)
         for _, log in children:
@@ -175,6 +177,21 @@ def _wait(run: "Run", children, pending: Sequence[dict]) -> None:
         tails = "\n".join(f"--- {log.name} (exit {child.returncode}), last lines:\n" + _tail(log.name)
                           for child, log in failed)
         raise SystemExit(f"{len(failed)} of {len(children)} job processes failed; finished cells are kept.\n{tails}")
+
+
+def end_with_parent() -> None:
+    """In a --jobs child: have the kernel send this process SIGTERM when its parent dies, kill -9 included
+    (Linux; elsewhere a killed parent's children run on). An orphan would go on computing cells that a rerun
+    hands out again, in the same work folders."""
+    parent = os.environ.get(PARENT_VARIABLE)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if parent is not None and os.getppid() != int(parent):  # the parent died before the request was made
+        raise SystemExit("the --jobs parent of this process has ended; stopping")
 
 
 def _raise_interrupt(signum, frame):
