@@ -672,61 +672,51 @@ def test_plan_counts_flops_and_claims_no_folder(tmp_path, capsys):
 def test_a_change_of_the_cell_code_makes_stored_results_stale(tmp_path, monkeypatch):
     out = str(tmp_path / "out")
     run_toy("--profile", "smoke", "--out", out)
-    monkeypatch.setattr(identity, "code_fingerprint", lambda module: "edited")
+    monkeypatch.setattr(identity, "code_hashes", lambda module, cell_modules: "edited")
     with pytest.raises(SystemExit, match="code: .* there, 'edited' here") as e:
         run_toy("--profile", "smoke", "--out", out)
     assert "may be stale" in str(e.value)
 
 
-def test_code_fingerprint_ignores_report_only_files_and_sees_cell_code(tmp_path, monkeypatch):
+def test_code_hashes_cover_what_the_cell_code_imports_and_nothing_the_report_alone_reads(tmp_path, monkeypatch):
     package = tmp_path / "paper_x"
     package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "cells.py").write_text("A = 1\n")
-    (package / "claims.py").write_text("B = 1\n")
+    files = {"__init__.py": "from paper_x import cells, claims\n",
+             "cells.py": "from paper_x.training import fit\n\ndef run_cell():\n    from . import numerics\n",
+             "training.py": "fit = 1\n", "numerics.py": "N = 1\n",
+             "claims.py": "from paper_x import readings\n", "readings.py": "R = 1\n", "plan.py": "P = 1\n"}
+    for name, text in files.items():
+        (package / name).write_text(text)
     monkeypatch.syspath_prepend(str(tmp_path))
-    first = identity.code_fingerprint("paper_x")
-    (package / "claims.py").write_text("B = 2\n")
-    assert identity.code_fingerprint("paper_x") == first
-    (package / "cells.py").write_text("A = 2\n")
-    assert identity.code_fingerprint("paper_x") != first
-
-
-def _package_imports(package: str, path: Path) -> set[str]:
-    """The modules of `package` that the file at `path` imports (any import form, inside functions too)."""
-    import ast
-
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            if node.level:  # relative: from . import x / from .x import y
-                module = package + ("." + module if module else "")
-            if module == package:
-                found |= {alias.name for alias in node.names}
-            elif module.startswith(package + "."):
-                found.add(module.split(".")[len(package.split("."))])
-        elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[len(package.split("."))] for a in node.names if a.name.startswith(package + ".")}
-    return {name for name in found if (path.parent / f"{name}.py").is_file()}
+    first = identity.code_hashes("paper_x", ["paper_x.cells"])
+    for name in ("claims.py", "readings.py", "plan.py"):  # report-only, or --plan's: results stay valid
+        (package / name).write_text(files[name] + "# edited\n")
+        assert identity.code_hashes("paper_x", ["paper_x.cells"]) == first, name
+    for name in ("cells.py", "training.py", "numerics.py", "__init__.py"):  # cell code, found through imports
+        (package / name).write_text(files[name] + "# edited\n")
+        edited = identity.code_hashes("paper_x", ["paper_x.cells"])
+        changed = identity.differences({"code": first}, {"code": edited})
+        assert len(changed) == 1 and changed[0].startswith(f"code.paper_x/{name}: "), changed  # the file is named
+        (package / name).write_text(files[name])
+    # Cell code in the __init__ itself cannot be told apart from the report's imports: the whole package counts.
+    whole = identity.code_hashes("paper_x", ["paper_x", "paper_x.cells"])
+    (package / "plan.py").write_text("P = 2\n")
+    assert identity.code_hashes("paper_x", ["paper_x", "paper_x.cells"]) != whole
+    with pytest.raises(ValueError, match="no cell code of 'paper_x'"):
+        identity.code_hashes("paper_x", ["elsewhere.cells"])
 
 
 @pytest.mark.parametrize("key", ["minibatch", "freefast", "efficient", "batchsize", "batchnorm"])
-def test_no_report_only_file_computes_a_cell(key):
-    """The code fingerprint leaves report-only files out (editing a claim must not make cells stale), which is
-    safe only while nothing a cell runs imports them: walk the imports from the module of run_cell."""
+def test_each_runners_cell_code_leaves_its_report_modules_out(key):
+    """What the cell code imports is its identity; the modules that only shape the report are not."""
     import importlib
 
-    experiment = importlib.import_module(f"reproduce.{key}").EXPERIMENT
-    package, folder = f"reproduce.{key}", Path(importlib.import_module(f"reproduce.{key}").__file__).parent
-    todo, reached = [experiment.run_cell.__module__.rsplit(".", 1)[-1]], set()
-    while todo:
-        name = todo.pop()
-        if name not in reached:
-            reached.add(name)
-            todo += _package_imports(package, folder / f"{name}.py")
-    assert "cells" in reached
-    assert not [f"{name}.py" for name in reached if f"{name}.py" in identity.REPORT_ONLY_FILES], sorted(reached)
+    package = importlib.import_module(f"reproduce.{key}")
+    folder = Path(package.__file__).parent
+    hashed = {p.name for p in identity.cell_code_files(f"reproduce.{key}", folder,
+                                                        package.EXPERIMENT.cell_code_modules())}
+    assert {"__init__.py", "cells.py", "profiles.py"} <= hashed
+    assert not hashed & {"claims.py", "figures.py", "sections.py", "__main__.py"}, sorted(hashed)
 
 
 def test_an_option_given_at_its_profile_value_is_the_same_configuration(tmp_path):

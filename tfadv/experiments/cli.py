@@ -85,7 +85,8 @@ def configuration(experiment: Experiment, profile_name: str, options: Mapping[st
     (--threads, resolved) included."""
     identity_options = {o.dest: options[o.dest] for o in experiment.options if o.role == "identity"}
     return {"experiment": experiment.key, "version": experiment.version, "tfadv": tfadv.__version__,
-            "code": identity.code_fingerprint(experiment.module or f"reproduce.{experiment.key}"),
+            "code": identity.code_hashes(experiment.module or f"reproduce.{experiment.key}",
+                                         experiment.cell_code_modules()),
             "profile": profile_name, "profile_settings": experiment.profiles[profile_name],
             "options": identity_options, "seed": seed, "limit": limit, "threads": threads}
 

@@ -3,7 +3,7 @@
 A run's *configuration* holds what can change any of its numbers: the experiment and its version, the
 profile and every field of it (dataset and size, models, steps, eps, ...), every option that is not a
 mere grid selection or a file location, the seed, the tfadv version, and a hash of the code that computes
-the cells (tfadv's engine and the paper's own cell code; report-only files excluded). Its *fingerprint* is a hash of
+the cells (tfadv's engine and the paper's modules that its cell code imports; report-only modules excluded). Its *fingerprint* is a hash of
 that configuration; a cell's file name hashes the fingerprint with the cell's coordinates, so two
 configurations can never share a cell, and a file renamed or copied under another cell's name is caught
 when it is read (tfadv.experiments.store).
@@ -74,37 +74,72 @@ def differences(stored: Mapping[str, Any], current: Mapping[str, Any], prefix: s
     return found
 
 
-#: Files that shape the report, not the cells' numbers: editing them never makes stored cells stale.
-REPORT_ONLY_FILES = ("claims.py", "figures.py", "sections.py", "__main__.py")
 #: tfadv's packages that compute no cell: the runner layer itself and the benchmarks.
 NON_NUMERIC_PACKAGES = ("experiments", "benchmarks")
 
 
-def code_fingerprint(module: str) -> str:
-    """Hash of the source that computes a cell's numbers: tfadv's engine (everything but the runner layer
-    and the benchmarks) and the experiment's own package or module, but for its report-only files. A
-    stored result whose code differs is stale: a bug fixed in the engine changes the numbers."""
+def code_hashes(module: str, cell_modules: Iterable[str]) -> dict[str, str]:
+    """{file: hash of its text} of the source that computes a cell's numbers: tfadv's engine (everything but
+    the runner layer and the benchmarks) and, of an experiment package, its __init__ and the modules its cell
+    code imports, directly or through one another (`cell_modules`; see cell_code_files); a single-module
+    experiment whole. A stored result whose code differs is stale (a bug fixed in the engine changes the
+    numbers), and the refusal names the files. The package's other modules (claims, figures, report sections
+    and their readings, --plan's cost model) shape no cell: editing them keeps the results."""
     import tfadv
 
     engine = Path(tfadv.__file__).parent
-    files = [f for f in engine.rglob("*.py") if f.relative_to(engine).parts[0] not in NON_NUMERIC_PACKAGES]
+    files = {f.relative_to(engine.parent).as_posix(): f for f in engine.rglob("*.py")
+             if f.relative_to(engine).parts[0] not in NON_NUMERIC_PACKAGES}
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
         raise ValueError(f"cannot find the source of experiment module {module!r}")
     origin = Path(spec.origin)
-    own = origin.parent.rglob("*.py") if origin.name == "__init__.py" else [origin]
-    files += [f for f in own if f.name not in REPORT_ONLY_FILES]
-    return _hash_files(files)
+    if origin.name == "__init__.py":
+        files.update({f.relative_to(origin.parent.parent).as_posix(): f
+                      for f in cell_code_files(module, origin.parent, cell_modules)})
+    else:
+        files[origin.name] = origin
+    return {name: hashlib.sha256(path.read_bytes()).hexdigest()[:12] for name, path in sorted(files.items())
+            if "__pycache__" not in path.parts}
 
 
-def _hash_files(files: Iterable[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(set(files), key=lambda f: (f.parent.name, f.name, str(f))):
-        if "__pycache__" in path.parts:
-            continue
-        digest.update(f"{path.parent.name}/{path.name}\n".encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+def cell_code_files(package: str, folder: Path, cell_modules: Iterable[str]) -> list[Path]:
+    """The package's __init__.py and every module of it that `cell_modules` import, themselves included,
+    found by reading their import statements (any form, inside functions too). Cell code written in the
+    __init__ itself, whose imports reach the report's modules too, cannot be told apart: the whole package."""
+    cell_modules = list(cell_modules)
+    if package in cell_modules:
+        return [f for f in folder.glob("*.py")]
+    todo = [m.removeprefix(package + ".") for m in cell_modules if m.startswith(package + ".")]
+    if not todo:
+        raise ValueError(f"no cell code of {package!r} among the modules {sorted(cell_modules)}")
+    reached: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo += _package_imports(package, folder / f"{name}.py")
+    return [folder / "__init__.py", *(folder / f"{name}.py" for name in sorted(reached))]
+
+
+def _package_imports(package: str, path: Path) -> set[str]:
+    """The modules of a flat `package` that the file at `path` imports."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative: from . import x / from .x import y
+                module = package + ("." + module if module else "")
+            if module == package:
+                found |= {alias.name for alias in node.names}
+            elif module.startswith(package + "."):
+                found.add(module.removeprefix(package + ".").split(".")[0])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.removeprefix(package + ".").split(".")[0] for a in node.names
+                      if a.name.startswith(package + ".")}
+    return {name for name in found if (path.parent / f"{name}.py").is_file()}
 
 
 def cell_key(cell: Mapping[str, Scalar]) -> str:

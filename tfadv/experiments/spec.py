@@ -72,3 +72,11 @@ class Experiment:
     description: str = ""
     #: The module `python -m` runs for this experiment (the --jobs children); default reproduce.<key>.
     module: str = ""
+
+    def cell_code_modules(self) -> list[str]:
+        """The modules of the functions that compute the cells and of the profiles' classes (whose properties
+        the cells read): what they import is the cell code whose hash is part of every result's identity
+        (identity.code_hashes)."""
+        functions = (self.grid, self.run_cell, self.prepare, self.needs, self.whole_machine)
+        return sorted({f.__module__ for f in functions if f is not None}
+                      | {type(p).__module__ for p in self.profiles.values()})

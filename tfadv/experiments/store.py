@@ -165,7 +165,7 @@ def _files_under(folder: Path) -> list[Path]:
 
 
 def _code_note(changed: list[str]) -> str:
-    if any(line.startswith("code:") for line in changed):
+    if any(line.startswith(("code:", "code.")) for line in changed):
         return ("\n(code: the engine or this paper's cell code changed since those results were computed, so they "
                 "may be stale)")
     return ""
