@@ -196,6 +196,20 @@ def test_sample_and_class_weights_weigh_the_loss_not_the_accuracy_as_in_keras():
     np.testing.assert_allclose(history["adv_accuracy"], history["adv_twin"], atol=1e-6)
 
 
+def test_a_weighted_metric_named_like_an_unweighted_one_keeps_the_adv_prefix():
+    """Keras logs it as weighted_<name>; its adversarial copy was logged as weighted_adv_accuracy, which breaks
+    the adv_ rule and which a callback monitoring val_adv_weighted_accuracy never finds."""
+    model = wrap("pgd", "functional")
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], weighted_metrics=["accuracy"])
+    x, y = data(48)
+    history = model.fit(x, y, batch_size=16, epochs=1, verbose=0, validation_data=(x, y)).history
+    logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    assert {"weighted_accuracy", "adv_weighted_accuracy"} <= set(logs) and "weighted_adv_accuracy" not in logs
+    assert {"adv_weighted_accuracy", "val_adv_weighted_accuracy"} <= set(history)
+    assert logs["adv_weighted_accuracy"] == pytest.approx(logs["adv_accuracy"], abs=1e-6)  # no weights given
+
+
 def test_evaluate_without_an_attack_logs_no_adversarial_copies_even_after_fit():
     model = wrap("pgd", "functional", eval_steps=0)
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), **accuracy_twins())

@@ -29,6 +29,13 @@ class AdversarialMetrics(CompileMetrics):
 
     def build(self, y_true, y_pred) -> None:
         super().build(y_true, y_pred)
+        # Keras logs a weighted metric whose name an unweighted one has as weighted_<name>: name it so before
+        # the prefix, or its copy would log as weighted_adv_<name> instead of adv_weighted_<name>.
+        plain = {metric.name for group in self._flat_metrics if group for metric in group.metrics}
+        for group in self._flat_weighted_metrics:
+            for metric in group.metrics if group else ():
+                if metric.name in plain:
+                    metric.name = f"weighted_{metric.name}"
         for metric in self.metrics:
             if not metric.name.startswith(PREFIX):
                 metric.name = PREFIX + metric.name
