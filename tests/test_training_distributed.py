@@ -57,6 +57,30 @@ def test_mirrored_fit_with_batchnorm_and_random_starts(cls, kwargs):
         assert history.history["staleness"][-1] == 2
 
 
+def test_evaluate_gives_the_same_numbers_for_any_batch_size_or_replica_count():
+    """evaluate's random starts were keyed on the row within the batch and the batch count, so its adversarial
+    accuracy moved with batch_size; now on each sample's position: tfadv.attacks.PGD with those sample ids."""
+    from tfadv.attacks import PGD
+
+    kwargs = dict(steps=2, step_size=0.05, eval_steps=3, eval_step_size=0.05)
+    x, y = data(48)
+    single = compile_(build(PGDAdversarialModel, batchnorm=False, **kwargs))
+    strategy = two_cpus()
+    with strategy.scope():
+        mirrored = compile_(build(PGDAdversarialModel, batchnorm=False, **kwargs))
+    mirrored.set_weights(single.get_weights())
+    logs = [model.evaluate(x, y, batch_size=size, verbose=0, return_dict=True)
+            for model in (single, mirrored) for size in (16, 48, 20)]
+    for other in logs[1:]:
+        assert other["adv_accuracy"] == pytest.approx(logs[0]["adv_accuracy"], abs=1e-6)
+        assert other["adv_loss"] == pytest.approx(logs[0]["adv_loss"], rel=1e-5)
+    attack = PGD(single, single.eps, "inf", steps=3, step_size=0.05, seed=single.seed + 1, from_logits=True,
+                 clip_min=0.0, clip_max=1.0, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x_adv = attack(x, y, sample_ids=np.arange(len(x)), restart=0)
+    by_hand = np.mean(np.argmax(single.predict(x_adv, verbose=0), -1) == y)
+    assert logs[0]["adv_accuracy"] == pytest.approx(by_hand, abs=1e-6)
+
+
 @pytest.fixture
 def mixed_float16():
     keras.mixed_precision.set_global_policy("mixed_float16")

@@ -89,8 +89,10 @@ class AdversarialModel(keras.Model, metaclass=_Cloneable):
             (Madry/Shafahi TF code).
         eval_steps, eval_step_size: the PGD attack of `evaluate` (default step eps/4 = 2/255 at 8/255, as
             Wong et al. and the seed evaluate); eval_steps=0 reports clean metrics only.
-        seed: seeds every random start; draws are keyed on (seed, step, replica, row), so a run resumed
-            from a checkpoint draws what the uninterrupted run would have drawn, in the same compilation
+        seed: seeds every random start. The training attack's draws are keyed on (seed, step, replica, row),
+            so a run resumed from a checkpoint draws what the uninterrupted run would have drawn; evaluate's on
+            (seed + 1, the sample's position in the evaluated data), so it gives the same numbers on every call,
+            for any batch size or replica count (crafting.evaluation_start). Both hold in the same compilation
             mode: TensorFlow's XLA lowering of its stateless generators draws other numbers than its graph
             and eager kernels, so steps compiled with XLA (jit_compile=True, or Keras' default "auto" on a
             GPU) draw differently from steps without it, for the same seed.
@@ -202,7 +204,7 @@ class AdversarialModel(keras.Model, metaclass=_Cloneable):
 
     def evaluate(self, *args: Any, **kwargs: Any):
         self.check_before_compute(None)
-        self.eval_counter.assign(0)  # the same evaluation attack on every call: same numbers every time
+        self.eval_counter.assign(0)  # samples evaluated so far: the same starts on every call
         args, kwargs = wrapping.with_callback(keras.Model.evaluate, args, kwargs,
                                               input_range.RangeCheck(self.input_range))
         return super().evaluate(*args, **kwargs)
@@ -525,8 +527,9 @@ class AdversarialModel(keras.Model, metaclass=_Cloneable):
 
     def craft_eval(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         """The evaluation attack: PGD with random start, model in inference mode."""
-        start = crafting.random_start(x, threat=self.threat, seed=self.seed + 1, counter=self.eval_counter)
-        self.eval_counter.assign_add(1)
+        start, batch = crafting.evaluation_start(x, threat=self.threat, seed=self.seed + 1,
+                                                 samples_before=self.eval_counter)
+        self.eval_counter.assign_add(batch)
         return self.perturb(x, y, start, steps=self.eval_steps, step_size=self.eval_step_size, training=False)
 
     def evaluation_loss(self, x, y, y_pred, sample_weight) -> tf.Tensor:

@@ -78,6 +78,25 @@ def random_start(x: tf.Tensor, *, threat: Threat, seed: int, counter: tf.Tensor)
     )
 
 
+def evaluation_start(x: tf.Tensor, *, threat: Threat, seed: int, samples_before: tf.Tensor
+                     ) -> tuple[tf.Tensor, tf.Tensor]:
+    """The starting point of evaluate's attack and the global batch size. Keyed on (seed, sample index,
+    restart 0), the index counting the samples evaluated before this batch over every replica, so a sample's
+    start does not depend on the batch size or the replica count: tfadv.attacks.PGD's with sample_ids =
+    the samples' positions."""
+    n = tf.cast(tf.shape(x)[0], tf.int64)
+    offset, total = tf.constant(0, tf.int64), n
+    replica = tf.distribute.get_replica_context()
+    if replica is not None and replica.num_replicas_in_sync > 1:  # replicas may hold unequal shares
+        counts = replica.all_gather(tf.reshape(n, [1]), axis=0)
+        offset = tf.reduce_sum(counts[: replica.replica_id_in_sync_group])
+        total = tf.reduce_sum(counts)
+    ids = samples_before + offset + tf.range(n, dtype=tf.int64)
+    start = geometry.random_start_point(x, eps=threat.eps, norm=threat.norm, seed=seed, sample_ids=ids, restart=0,
+                                        clip_min=threat.clip_min, clip_max=threat.clip_max)
+    return start, total
+
+
 def pgd(
     loss_fn: LossFn,
     x: tf.Tensor,
