@@ -2,11 +2,11 @@
 
 A run's *configuration* holds what can change any of its numbers: the experiment and its version, the
 profile and every field of it (dataset and size, models, steps, eps, ...), every option that is not a
-mere grid selection or a file location, the seed, the tfadv version, and a hash of the code that computes
-the cells (tfadv's engine and the paper's modules that its cell code imports; report-only modules excluded). Its *fingerprint* is a hash of
-that configuration; a cell's file name hashes the fingerprint with the cell's coordinates, so two
-configurations can never share a cell, and a file renamed or copied under another cell's name is caught
-when it is read (tfadv.experiments.store).
+mere grid selection or a file location, the seed, the tfadv version, and a hash per file of the code that
+computes the cells (tfadv's engine and the paper's modules that its cell code imports; the report's modules
+left out). Its *fingerprint* is a hash of that configuration; a cell's file name hashes the fingerprint with
+the cell's coordinates, so two configurations can never share a cell, and a file renamed or copied under
+another cell's name is caught when it is read (tfadv.experiments.store).
 """
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def cell_code_files(package: str, folder: Path, cell_modules: Iterable[str]) -> 
     __init__ itself, whose imports reach the report's modules too, cannot be told apart: the whole package."""
     cell_modules = list(cell_modules)
     if package in cell_modules:
-        return [f for f in folder.glob("*.py")]
+        return list(folder.glob("*.py"))
     todo = [m.removeprefix(package + ".") for m in cell_modules if m.startswith(package + ".")]
     if not todo:
         raise ValueError(f"no cell code of {package!r} among the modules {sorted(cell_modules)}")
