@@ -3,7 +3,8 @@
 paper: the paper's protocol where it says it, else the authors' released code (AngusG/bn-advex-zhang-fixup,
 the Figure-2 blog post, the 2018 logistic code the paper cites), else tfadv's choice; MNIST / CIFAR-10 /
 CIFAR-10.1 / CIFAR-10-C / ImageNetV2 through tensorflow-datasets, a GPU. demo: the same code on
-scikit-learn's 8x8 digits, minutes on a CPU. smoke: seconds, for tests.
+scikit-learn's 8x8 digits, minutes on a CPU. smoke: tiny shapes and few steps, for
+the tests.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ paper: the paper's protocol where it states one (MNIST, eps 0.3, 60,000 steps of
 kappa, kappa and s swept in powers of two), MadryLab/mnist_challenge where the paper is silent and says it
 builds on that code (summed cross-entropy, Adam 1e-4 with epsilon 1e-8, truncated-normal init, the PGD-40
 evaluation attack, the kappa = 40 baseline). demo: the same code on scikit-learn's 8x8 digits in minutes
-on a CPU. smoke: seconds, for the tests.
+on a CPU. smoke: tiny shapes and few steps, for the tests.
 """
 from __future__ import annotations
 

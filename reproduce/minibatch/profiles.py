@@ -4,7 +4,7 @@ paper: the reference code's protocol (AdvCVPR23/Adversarial-Mini-Batching, run_e
 attack_model.py): four Keras ImageNet classifiers on ImageNetV2 at 224 px, L-inf eps 8 and L2 eps 128 in
 pixel units, 32 PGD steps of 2 eps / 32, batch sizes 1..128, five PGD runs.
 demo: the same code on a temperature-calibrated CNN trained on scikit-learn's digits (offline, minutes).
-smoke: seconds, for the tests.
+smoke: tiny shapes and few steps, for the tests.
 """
 from __future__ import annotations
 

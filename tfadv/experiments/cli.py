@@ -30,7 +30,8 @@ def parser(experiment: Experiment) -> argparse.ArgumentParser:
                "the folder belongs to) and OUT/cells/ (one file per finished cell: a killed run resumes).")
     p.add_argument("--profile", choices=PROFILES, default="paper",
                    help="paper: the paper's protocol (GPU, downloads); demo: the same code on scikit-learn's digits, "
-                        "minutes on a CPU, offline; smoke: seconds, for tests (default: %(default)s)")
+                        "minutes on a CPU, offline; smoke: tiny shapes and few steps, a wiring check for the tests (1 to 3 "
+                        "CPU-minutes; its numbers mean nothing) (default: %(default)s)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help=f"output folder (default: results/{experiment.key}/<profile>); it holds one configuration")
     p.add_argument("--seed", type=_seed, default=0, help="base random seed of the run, >= 0 (default: %(default)s)")
