@@ -394,7 +394,7 @@ def test_the_two_score_head_the_error_suggests_reads_a_binary_logit_correctly(di
     assert robust_accuracy(two, PGD(two, 0.1, steps=2, step_size=0.05, from_logits=True), x, y) <= thresholded
 
 
-def nan_where_bright(logits: bool = True) -> keras.Model:
+def nan_where_bright() -> keras.Model:
     """A logits net whose output row is NaN for every image whose first pixel exceeds 0.5."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 1))
