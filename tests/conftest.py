@@ -1,16 +1,19 @@
-"""Test session setup: CPU only, on oneDNN's kernels; two logical CPU devices (for tf.distribute tests), quiet
-logs, and CI's time budget (--finish-by)."""
+"""Test session setup: CPU only, one choice of kernels for every process, two logical CPU devices (for
+tf.distribute tests), quiet logs, and CI's time budget (--finish-by)."""
 import os
 import time
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# The runners' kernels (reproduce/__init__.py), before TensorFlow loads: a runner process a test starts and
-# the test process itself then compute on the same kernels, and record the same tf_kernels.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from tensorflow.python.util import _pywrap_util_port  # noqa: E402
+
+# The kernels TensorFlow chose for this process, passed on to every process a test starts: a runner process
+# would otherwise turn oneDNN on where TensorFlow leaves it off (reproduce/__init__.py) and record other
+# tf_kernels, and other numbers, than the test process it is compared with.
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if _pywrap_util_port.IsMklEnabled() else "0"
 
 # Must run before TensorFlow initialises its devices, hence at import time of the test session.
 _cpus = tf.config.list_physical_devices("CPU")
