@@ -3,7 +3,8 @@
 A runner is its process's entry point, so it picks TensorFlow's CPU kernels before TensorFlow loads:
 oneDNN's, which TensorFlow turns on by itself only on CPUs with AVX-512 or newer. On an AVX2 CPU they ran
 the efficient demo's PGD-16 training step 1.6 times faster (317 ms against 518 ms, one thread), and every
-demo then runs on the kernels the README's numbers were measured with. `TF_ENABLE_ONEDNN_OPTS=0` keeps
+demo runs on oneDNN, as on the AVX-512 machine the README's numbers were measured on (its AVX-512 kernels
+still round differently from the AVX2 ones). `TF_ENABLE_ONEDNN_OPTS=0` keeps
 TensorFlow's own; each cell records which computed it (tf_kernels), and a report warns on a mix.
 """
 import os
