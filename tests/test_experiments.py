@@ -20,6 +20,7 @@ import pytest
 import toy_experiment
 from tfadv.experiments import atomic, cli, grid, identity, jobs, machine, store
 from tfadv.experiments import claims as cell_claims
+from tfadv.experiments import locks as cell_locks
 from tfadv.experiments.cli import main
 
 TESTS = Path(__file__).resolve().parent
@@ -301,6 +302,47 @@ def test_a_jobs_process_does_not_wait_for_a_dead_process_cell(tmp_path, capsys, 
     assert "waits for 1 unfinished cell" in capsys.readouterr().err
 
 
+@pytest.mark.timeout(60)
+def test_a_cell_another_process_is_computing_in_the_folder_is_left_to_it_and_waited_for(tmp_path):
+    """Two runs of one command into one folder (or a run beside shards writing there) each computed every
+    cell, in the same scratch folders: a cell another process holds is left to it, and a cell that needs
+    it waits here until it is finished."""
+    run, computed = _recording(_open_toy_run(tmp_path / "out"))
+    cells = toy_experiment.grid(run)
+    point_2 = next(c for c in cells if c["x"] == 2)
+    held = cell_locks.acquire(run.work_root, run.cell_id(point_2))  # "another process": its own open file
+
+    def finish_point_2():
+        run.store.write(identity.cell_key(point_2), point_2, toy_experiment.run_cell(point_2, run), {})
+        cell_locks.release(held, remove=True)
+    other = threading.Timer(2 * cell_claims.POLL_SECONDS, finish_point_2)
+    other.start()
+    left = grid.run_cells(run, cells)
+    other.join()
+    assert left == [] and computed == [1, 3, 0]  # x = 2 never computed here; the summary after it
+    assert all(run.finished(c) for c in cells) and not list(run.work_root.glob("*.lock"))
+
+
+@pytest.mark.timeout(60)
+def test_a_cell_whose_holder_died_is_computed_here(tmp_path):
+    """The lock of a process that ends, kill -9 included, is released: its cell is not left undone."""
+    run, computed = _recording(_open_toy_run(tmp_path / "out"))
+    cells = toy_experiment.grid(run)
+    path = cell_locks.lock_path(run.work_root, run.cell_id(cells[1]))  # x = 2
+    path.parent.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", f"import fcntl, time; f = open({str(path)!r}, 'a'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    assert cell_locks.held_elsewhere(run.work_root, run.cell_id(cells[1]))
+    killer = threading.Timer(2 * cell_claims.POLL_SECONDS, holder.kill)
+    killer.start()
+    left = grid.run_cells(run, cells)
+    killer.join()
+    holder.wait()
+    assert left == [] and computed == [1, 3, 2, 0]
+
+
 def test_a_jobs_run_hands_out_the_longest_cells_first(tmp_path):
     """The parent orders the cells by the experiment's cost estimate (toy: x training steps) and every
     process takes them in that order, so no process is left alone with a long cell at the end."""
@@ -390,7 +432,7 @@ def test_cells_record_the_kernels_that_computed_them_and_the_report_warns_when_t
     assert f"CPU: another, AVX512F, oneDNN on in {len(results) - 1} cells" in said and f"{here} in 1 cells" in said
 
 
-@pytest.mark.parametrize("chosen", [None, "0"])
+@pytest.mark.parametrize("chosen", [None, pytest.param("0", marks=pytest.mark.slow(seconds=20))])
 def test_a_runner_process_turns_onednn_on_before_tensorflow_loads_unless_the_user_chose(chosen):
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     if chosen is not None:
@@ -473,10 +515,13 @@ def _toy_env(**extra):
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]), **extra}
 
 
+@pytest.mark.slow(seconds=55)
 def test_ctrl_c_says_how_many_cells_are_kept_in_a_sentence_not_a_traceback(tmp_path):
     out = tmp_path / "interrupted"
     command = [sys.executable, "-m", "toy_experiment", "--profile", "paper", "--no-progress", "--out", str(out)]
-    proc = subprocess.Popen(command, env=_toy_env(TOY_SLEEP="1"), stderr=subprocess.PIPE, text=True)
+    # 5 s per cell: the interrupt lands seconds before the last cell would end, even on a loaded machine (at
+    # 1 s the run once finished between the poll that saw its first cell and the signal).
+    proc = subprocess.Popen(command, env=_toy_env(TOY_SLEEP="5"), stderr=subprocess.PIPE, text=True)
 
     def finished():
         return [p for p in (out / "cells").glob("*.json") if not p.name.startswith(atomic.TMP_MARKER)]
@@ -529,6 +574,7 @@ def test_a_figure_the_report_no_longer_draws_is_removed_not_left_beside_it(tmp_p
     assert "removed fig2_success_l2.png, an earlier report's figure" in capsys.readouterr().err
 
 
+@pytest.mark.slow(seconds=45)
 def test_kill_9_mid_run_then_rerun_gives_the_same_table(tmp_path):
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "toy_experiment", "--profile", "paper", "--no-progress", "--out", str(out)]
@@ -874,6 +920,18 @@ def test_a_folder_without_finished_cells_is_reclaimed_by_another_configuration(t
     assert json.loads((out / store.CONFIG_FILE).read_text())["seed"] == 0
     with pytest.raises(SystemExit, match="another configuration"):  # now it holds finished cells: refused
         run_toy("--profile", "smoke", "--out", str(out), "--seed", "5")
+
+
+def test_a_folder_whose_first_cell_is_being_computed_is_not_reclaimed(tmp_path):
+    """Not while a process of its configuration is computing there, though nothing is finished yet."""
+    out = tmp_path / "out"
+    run = _open_toy_run(out)
+    held = cell_locks.acquire(run.work_root, run.cell_id(toy_experiment.grid(run)[0]))
+    with pytest.raises(SystemExit, match="(?s)seed: 0 there, 5 here.*A process is computing 1 cell"):
+        run_toy("--profile", "demo", "--out", str(out), "--seed", "5")
+    cell_locks.release(held)
+    run_toy("--profile", "demo", "--out", str(out), "--seed", "5")  # its process ended: the folder is free
+    assert json.loads((out / store.CONFIG_FILE).read_text())["seed"] == 5
 
 
 def test_a_folder_with_artifacts_but_no_finished_cells_is_not_reclaimed(tmp_path):

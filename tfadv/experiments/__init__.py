@@ -5,8 +5,8 @@
 - `run`: `Run`, one invocation (profile, options, seed, output folder, caches) handed to a paper's functions;
 - `identity` and `store`: a result's identity is its whole configuration; one folder per configuration,
   one atomically written file per finished cell, checked whenever it is read; merge of shards;
-- `grid`, `jobs` and `claims`: shards, dependencies between cells, resume, and --jobs N processes that
-  each take the next free cell;
+- `grid`, `jobs`, `claims` and `locks`: shards, dependencies between cells, resume, --jobs N processes
+  that each take the next free cell, and no cell computed twice by processes sharing a folder;
 - `verdicts`: claims judged with preconditions (reproduced / partly / not reproduced / inconclusive);
 - `report`, `figures`, `machine`: report.md with settings and their sources, seaborn figures, machine facts;
 - `atomic`: every saved artifact (tables, weights, figures) written whole or not at all.

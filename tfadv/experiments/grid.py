@@ -12,13 +12,13 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
+from typing import IO, TYPE_CHECKING, Callable, Sequence, TypeVar
 
 import keras
 
 from tfadv import validation
 from tfadv.experiments import claims as cell_claims
-from tfadv.experiments import identity, machine, store
+from tfadv.experiments import identity, locks as cell_locks, machine, store
 
 if TYPE_CHECKING:
     from tfadv.experiments.run import Run
@@ -126,19 +126,23 @@ def run_cells(run: "Run", cells: Sequence[dict], claims: Path | None = None) -> 
         todo.sort(key=lambda c: rank.get(run.cell_id(c), len(rank)))
     while todo:
         ready = [c for c in todo if all(run.finished(n) for n in run.needs(c))]
-        cell = next((c for c in ready if claims is None or cell_claims.take(claims, run.cell_id(c))), None)
+        cell, lock = _take_next(run, ready, claims)
         if cell is not None:
             run.log(f"cell {identity.cell_key(cell)}")
             started, started_cpu = time.perf_counter(), time.process_time()
-            output, raised = _computed(run, cell)
-            timing = {"wall_seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - started_cpu}
-            run.store.write(identity.cell_key(cell), cell, output, {
-                store.THREADS_COLUMN: machine.threads_in_effect(), store.KERNELS_COLUMN: machine.kernels()}, timing,
-                raised)
+            try:
+                output, raised = _computed(run, cell)
+                timing = {"wall_seconds": time.perf_counter() - started,
+                          "cpu_seconds": time.process_time() - started_cpu}
+                run.store.write(identity.cell_key(cell), cell, output, {
+                    store.THREADS_COLUMN: machine.threads_in_effect(), store.KERNELS_COLUMN: machine.kernels()},
+                    timing, raised)
+            finally:
+                cell_locks.release(lock, remove=run.finished(cell))
             run.discard_work(cell)
             done += 1
             bar.update(done)
-        elif claims is not None and _waits_on_others(run, todo, claims):
+        elif _waits_on_others(run, todo, claims):
             time.sleep(cell_claims.POLL_SECONDS)
         else:
             break
@@ -177,12 +181,40 @@ def _computed(run: "Run", cell: dict) -> tuple[store.CellOutput, list[str]]:
     return output, raised
 
 
-def _waits_on_others(run: "Run", todo: Sequence[dict], claims: Path) -> bool:
-    """Does a cell nobody took wait only for cells that other live processes are computing?"""
-    for cell in todo:
-        if cell_claims.taken(claims, run.cell_id(cell)):
+def _take_next(run: "Run", ready: Sequence[dict], claims: Path | None) -> tuple[dict | None, IO | None]:
+    """The first ready cell this process may compute, with its lock held: not locked by another process
+    writing into this folder (tfadv.experiments.locks), not finished meanwhile, and, in a --jobs run, taken
+    here (tfadv.experiments.claims)."""
+    for cell in ready:
+        name = run.cell_id(cell)
+        lock = cell_locks.acquire(run.work_root, name)
+        if lock is None:
+            if name not in run.cache.setdefault("cells left to other processes", set()):
+                run.cache["cells left to other processes"].add(name)
+                run.log(f"cell {identity.cell_key(cell)}: another process writing into {run.out} is computing it; "
+                        "left to that process")
             continue
+        if run.finished(cell) or (claims is not None and not cell_claims.take(claims, name)):
+            cell_locks.release(lock)
+            continue
+        return cell, lock
+    return None, None
+
+
+def _waits_on_others(run: "Run", todo: Sequence[dict], claims: Path | None) -> bool:
+    """Is a cell this process could compute being computed by another live process, or waiting only for
+    cells that are? Then this process waits for them rather than end with them unfinished."""
+    def in_progress(cell: dict) -> bool:
+        name = run.cell_id(cell)
+        return (cell_locks.held_elsewhere(run.work_root, name)
+                or (claims is not None and cell_claims.in_progress(claims, name)))
+
+    for cell in todo:
+        if claims is not None and cell_claims.taken(claims, run.cell_id(cell)):
+            continue  # another process of this --jobs run took it: its to finish, or to report
+        if in_progress(cell):
+            return True
         unfinished = [n for n in run.needs(cell) if not run.finished(n)]
-        if unfinished and all(cell_claims.in_progress(claims, run.cell_id(n)) for n in unfinished):
+        if unfinished and all(in_progress(n) for n in unfinished):
             return True
     return False

@@ -25,7 +25,6 @@ import keras
 
 from tfadv.experiments import claims as cell_claims
 from tfadv.experiments import machine, plan
-from tfadv.experiments.run import WORK_DIR
 
 if TYPE_CHECKING:
     from tfadv.experiments.run import Run
@@ -116,7 +115,7 @@ def run_parallel(run: "Run", cells: Sequence[dict], count: int, argv: Sequence[s
     run.prepare()  # shared artifacts (a trained model) once, before the children look for them
     logs = run.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    scratch = run.out / WORK_DIR
+    scratch = run.work_root
     scratch.mkdir(parents=True, exist_ok=True)
     claims = Path(tempfile.mkdtemp(prefix="claims-", dir=scratch))  # this run's own: old claims never count
     cell_claims.write_order(claims, [run.cell_id(c) for c in _longest_first(run, pending)])

@@ -16,12 +16,10 @@ from typing import TYPE_CHECKING, Any, Callable
 import keras
 
 from tfadv.experiments import identity
-from tfadv.experiments.store import ARTIFACTS_DIR, CellStore
+from tfadv.experiments.store import ARTIFACTS_DIR, WORK_DIR, CellStore
 
 if TYPE_CHECKING:
     from tfadv.experiments.spec import Experiment
-
-WORK_DIR = "work"
 
 
 @dataclass
@@ -80,15 +78,20 @@ class Run:
     def folders(self) -> list[Path]:
         return [self.out, *self.merge_dirs]
 
+    @property
+    def work_root(self) -> Path:
+        """The scratch folders of the cells being computed (and their locks: tfadv.experiments.locks)."""
+        return self.out / WORK_DIR
+
     def work_dir(self, cell: dict) -> Path:
         """Scratch folder of one cell (checkpoints, logs); removed once the cell is stored."""
-        path = self.out / WORK_DIR / self.cell_id(cell)
+        path = self.work_root / self.cell_id(cell)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def discard_work(self, cell: dict) -> None:
         if not self.keep_work:
-            shutil.rmtree(self.out / WORK_DIR / self.cell_id(cell), ignore_errors=True)
+            shutil.rmtree(self.work_root / self.cell_id(cell), ignore_errors=True)
 
     def artifact(self, name: str) -> Path:
         """Where to write an artifact that outlives its cell (write it with tfadv.experiments.atomic)."""

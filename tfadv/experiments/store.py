@@ -25,12 +25,14 @@ from typing import Any, Collection, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from tfadv.experiments import atomic, identity
+from tfadv.experiments import atomic, identity, locks
 
 CONFIG_FILE = "config.json"
 CELLS_DIR = "cells"
 #: Files that outlive their cell (a trained model other cells read), named by the runner: tfadv.experiments.run.
 ARTIFACTS_DIR = "artifacts"
+#: Scratch folders of the cells being computed, and their locks (tfadv.experiments.locks).
+WORK_DIR = "work"
 CELL_COLUMN = "cell"
 MAIN_TABLE = "results"
 #: TensorFlow CPU threads of the process that computed a cell (on a CPU, its numbers depend on them).
@@ -90,6 +92,10 @@ def claim_folder(out: str | os.PathLike, configuration: Mapping[str, Any]) -> li
     if not changed:
         return []
     refusal = _another_configuration(out, stored, configuration, changed)
+    computing = locks.held_in(out / WORK_DIR)
+    if computing:
+        raise ConfigurationError(f"{refusal}\nA process is computing {len(computing)} cell(s) of that "
+                                 f"configuration there now (lock files in {out / WORK_DIR}, naming its process id).")
     if (out / CELLS_DIR).is_dir():
         atomic.remove_dead_writers_files(out / CELLS_DIR)  # a killed writer's leftover is no cell
     if _holds_cells(out):
