@@ -265,6 +265,7 @@ def test_an_unpadded_batch_takes_the_plain_path_whatever_was_compiled_before(tra
     assert {(rows, weighted) for (rows, *_, weighted) in attack._compiled} == {(16, False), (8, False), (8, True)}
 
 
+@pytest.mark.slow(seconds=35)
 def test_robust_accuracy_with_restarts_traces_few_signatures_and_warns_nothing(trained, digits):
     x, y = batch(digits, 100, offset=1500)
     messages = []
@@ -341,9 +342,9 @@ def test_bad_inputs_are_refused_before_any_compute(x, y, error, message):
 # ------------------------------------------------------------------------ Keras' sparse (N, 1) labels
 @pytest.mark.parametrize("make", [
     lambda m: PGD(m, 0.1, steps=3, step_size=0.05, rand_init=True, seed=0),
-    lambda m: APGD(m, 0.1, "inf", 4, seed=0),
-    lambda m: Square(m, 0.1, "inf", 10, seed=0),
-    lambda m: FAB(m, 0.1, "inf", 3, seed=0),
+    pytest.param(lambda m: APGD(m, 0.1, "inf", 4, seed=0), marks=pytest.mark.slow(seconds=35)),
+    pytest.param(lambda m: Square(m, 0.1, "inf", 10, seed=0), marks=pytest.mark.slow(seconds=20)),
+    pytest.param(lambda m: FAB(m, 0.1, "inf", 3, seed=0), marks=pytest.mark.slow(seconds=25)),
 ], ids=["PGD", "APGD", "Square", "FAB"])
 def test_sparse_column_labels_are_class_ids_as_in_keras(trained, digits, make):
     """keras.datasets' CIFAR-10 labels are (N, 1) ids, which Keras' sparse losses accept. Attacks read them

@@ -26,6 +26,7 @@ def cascade():
     return model, x, y, result
 
 
+@pytest.mark.slow(seconds=75)
 def test_the_cascade_is_the_intersection_of_its_attacks(cascade):
     """Each attack alone, on every clean-correct sample: the cascade's robust set is exactly the samples
     every attack leaves robust (so it is at most each attack's robust accuracy)."""
@@ -70,6 +71,7 @@ def test_compaction_changes_no_answer(cascade):
     np.testing.assert_array_equal(plain.broken_by, result.broken_by)
 
 
+@pytest.mark.slow(seconds=25)
 def test_an_interrupted_evaluation_resumes(tmp_path, monkeypatch):
     model = trained_cnn()
     x, y = held_out(64)
@@ -140,6 +142,7 @@ def test_bad_settings_fail_before_compute():
             auto_attack(model, x, y, **dict(SETTINGS, **kwargs))
 
 
+@pytest.mark.slow(seconds=40)
 def test_the_notes_say_when_a_number_is_not_the_published_protocol(monkeypatch):
     """A named version at another budget, no clip range, and examples an attack called fooling that fail
     the check: each is said in result.warnings (and warned), and the last ones count as robust."""

@@ -99,6 +99,7 @@ def test_fixup_wrn_has_no_bn_and_trains():
     assert all(np.isfinite(history)) and history[-1] < 0.8 * history[0]
 
 
+@pytest.mark.slow(seconds=15)
 def test_the_authors_cifar_resnet_110():
     bn = nets.cifar_resnet(110, normalization="batchnorm")
     fixup = nets.cifar_resnet(110, normalization="fixup")

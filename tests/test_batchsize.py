@@ -192,6 +192,7 @@ def test_every_setting_names_its_source():
 
 
 # ------------------------------------------------------------------------------------------- runner
+@pytest.mark.slow(seconds=65)
 def test_smoke_end_to_end_and_rerun(tmp_path):
     out = tmp_path / "out"
     tables = main(batchsize.EXPERIMENT, ["--profile", "smoke", "--out", str(out), "--no-progress"])
@@ -229,6 +230,7 @@ def test_a_run_killed_during_evaluation_does_not_train_again(tmp_path, monkeypat
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow(seconds=75)
 def test_the_measured_copy_measures_each_cells_own_weights(tmp_path):
     """Two cells' nets through the one cached copy: FGSM and PGD on the copy give exactly the examples and
     the robust samples of attacks built on each net itself, and the second net costs the copy's attacks

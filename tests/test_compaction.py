@@ -36,7 +36,7 @@ ATTACKS = {
 }
 
 
-@pytest.mark.parametrize("name", ["apgd-t", "pgd-linf-mean", *(
+@pytest.mark.parametrize("name", [pytest.param("apgd-t", marks=pytest.mark.slow(seconds=35)), "pgd-linf-mean", *(
     pytest.param(n, marks=pytest.mark.slow) for n in ("apgd-ce", "apgd-dlr-l2", "fab-t", "square-l2", "pgd-l2-sum"))])
 def test_same_per_sample_answers_as_the_plain_attack(name):
     """192 samples in batches of 64; two restarts, so the second runs on the first's survivors."""
@@ -61,6 +61,7 @@ class RowCounter(keras.layers.Layer):
         return x
 
 
+@pytest.mark.slow(seconds=20)
 def test_fooled_samples_stop_costing():
     model = trained_cnn()
     counter = RowCounter()

@@ -132,6 +132,7 @@ def smoke(tmp_path_factory):
     return out, run_efficient("--profile", "smoke", "--out", str(out))
 
 
+@pytest.mark.slow(seconds=130)
 def test_smoke_run_writes_tables_figures_and_an_inconclusive_report(smoke):
     out, tables = smoke
     for name in ("results.csv", "curves.csv", "report.md", "fig3_adversarial_loss.png", "fig4_adversarial_accuracy.png",
@@ -151,6 +152,7 @@ def test_smoke_run_writes_tables_figures_and_an_inconclusive_report(smoke):
     assert "| {} | {} | tfadv |".format(*compaction.REPORT_SETTING) in report  # the shortcut the cascade took
 
 
+@pytest.mark.slow(seconds=10)
 def test_table_1_off_the_diagonal_is_the_attack_crafted_on_the_source(smoke):
     """Table 1 reads the examples the strength cells kept: crafting each pair afresh gives the same accuracy."""
     from tfadv.evaluation import accuracy
@@ -167,6 +169,7 @@ def test_table_1_off_the_diagonal_is_the_attack_crafted_on_the_source(smoke):
         assert stored["value"].item() == pytest.approx(fresh)
 
 
+@pytest.mark.slow(seconds=10)
 def test_autoattack_cells_count_the_images_each_attack_alone_broke(smoke):
     """For every PGD attack: its accuracy minus the cascade's is (broken by the cascade alone - by PGD alone) / n."""
     _, tables = smoke
@@ -183,6 +186,7 @@ def test_autoattack_cells_count_the_images_each_attack_alone_broke(smoke):
             assert r.value - aa == pytest.approx((c - b) / r.n)
 
 
+@pytest.mark.slow(seconds=10)
 def test_table_1_diagonal_is_each_nets_own_white_box_accuracy(smoke):
     _, tables = smoke
     results = tables["results"]
@@ -193,6 +197,7 @@ def test_table_1_diagonal_is_each_nets_own_white_box_accuracy(smoke):
         assert diagonal == pytest.approx(own)
 
 
+@pytest.mark.slow(seconds=10)
 def test_the_stale_queue_trains_on_batches_s_steps_old(smoke):
     _, tables = smoke
     ages = select(tables["curves"], experiment="staleness", metric="measured_staleness")
@@ -202,6 +207,7 @@ def test_the_stale_queue_trains_on_batches_s_steps_old(smoke):
     assert sync["value"].item() == 0
 
 
+@pytest.mark.slow(seconds=15)
 def test_a_second_run_trains_nothing(smoke):
     out, _ = smoke
     stamps = {f: f.stat().st_mtime_ns for f in (out / "cells").iterdir()}
@@ -209,6 +215,7 @@ def test_a_second_run_trains_nothing(smoke):
     assert {f: f.stat().st_mtime_ns for f in (out / "cells").iterdir()} == stamps
 
 
+@pytest.mark.slow(seconds=35)
 def test_the_attacked_copy_attacks_each_cells_own_weights(tmp_path):
     """Two cells' nets (a fresh and a stale-queue trainer) through the one cached copy: each panel and
     reference attack gives exactly the examples of the same attack built on the net itself, and was traced

@@ -79,7 +79,7 @@ def test_an_eps_that_fits_the_data_is_not_warned_about():
     assert eps_warnings(record) == []
 
 
-@pytest.mark.parametrize("compact", [True, False])
+@pytest.mark.parametrize("compact", [pytest.param(True, marks=pytest.mark.slow(seconds=40)), pytest.param(False, marks=pytest.mark.slow(seconds=55))])
 def test_auto_attack_warns_once_and_notes_an_open_range(compact):
     x, y = pixels(255.0)
     with warnings.catch_warnings(record=True) as record:
@@ -94,6 +94,7 @@ def test_auto_attack_warns_once_and_notes_an_open_range(compact):
     assert not any("no clip_min/clip_max" in note for note in closed.warnings)
 
 
+@pytest.mark.slow(seconds=40)
 def test_the_masking_checks_own_smaller_eps_are_not_warned_about():
     """Its sweep runs at eps / 4: below the threshold here, though the user's eps is not."""
     x, y = pixels(1.0)

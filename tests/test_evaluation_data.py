@@ -35,6 +35,7 @@ def test_robust_accuracy_of_a_dataset_is_that_of_its_arrays():
     assert accuracy(model, one_hot) == accuracy(model, x, y) == 1.0
 
 
+@pytest.mark.slow(seconds=60)
 def test_auto_attack_and_the_masking_checks_of_a_dataset_are_those_of_its_arrays():
     model, x, y = _model_and_data(24)
     cascade = dict(SETTINGS, version="custom", attacks=["apgd-ce", "square"], steps=4, queries=20)

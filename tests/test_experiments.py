@@ -432,7 +432,7 @@ def test_cells_record_the_kernels_that_computed_them_and_the_report_warns_when_t
     assert f"CPU: another, AVX512F, oneDNN on in {len(results) - 1} cells" in said and f"{here} in 1 cells" in said
 
 
-@pytest.mark.parametrize("chosen", [None, pytest.param("0", marks=pytest.mark.slow(seconds=20))])
+@pytest.mark.parametrize("chosen", [pytest.param(None, marks=pytest.mark.slow(seconds=20)), pytest.param("0", marks=pytest.mark.slow(seconds=20))])
 def test_a_runner_process_turns_onednn_on_before_tensorflow_loads_unless_the_user_chose(chosen):
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     if chosen is not None:

@@ -117,7 +117,7 @@ def plain_fab_t(boundary, logits_of, x, y, eps, norm, steps, alpha_max=0.1, eta=
     return fooled, best, np.where(fooled[:, None], x_best, x), tied
 
 
-@pytest.mark.parametrize("norm,eps", [("inf", 0.06), ("2", 0.2)])
+@pytest.mark.parametrize("norm,eps", [("inf", 0.06), pytest.param("2", 0.2, marks=pytest.mark.slow(seconds=15))])
 def test_a_fab_t_run_follows_a_plain_step_by_step_one(norm, eps):
     """The compiled FAB-T run (bisection for the projection, float32) against plain_fab_t (sorting,
     float64) on a small net: the same samples fooled, the same closest distances and points, for every

@@ -125,6 +125,7 @@ def smoke(tmp_path_factory):
     return out, run_smoke(out)
 
 
+@pytest.mark.slow(seconds=180)
 def test_smoke_run_writes_results_curves_figures_and_report(smoke):
     out, tables = smoke
     results = pd.read_csv(out / "results.csv")
@@ -150,6 +151,7 @@ def test_smoke_run_writes_results_curves_figures_and_report(smoke):
     assert not any((out / "work").iterdir())  # finished cells leave no scratch behind
 
 
+@pytest.mark.slow(seconds=45)
 def test_a_cell_whose_weights_exist_is_not_trained_again(smoke, monkeypatch):
     out, _ = smoke
     first = sorted((out / "cells").glob("*.json"))[0]

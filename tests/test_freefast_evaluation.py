@@ -66,7 +66,7 @@ def pgd(model, steps, seed=4):
                select="first_success")
 
 
-@pytest.mark.parametrize("batch_size, restarts", [(16, 1), (40, 2)])
+@pytest.mark.parametrize("batch_size, restarts", [pytest.param(16, 1, marks=pytest.mark.slow(seconds=20)), (40, 2)])
 def test_pgd_k_read_off_one_run_is_each_separate_pgd_k_point_by_point(batch_size, restarts):
     model, x, y = conv_model_and_data()
     steps = (0, 1, 3, 8)

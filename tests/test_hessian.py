@@ -71,7 +71,7 @@ def test_power_iteration_on_explicit_matrix_handles_the_sign():
     assert (shifted + eigenvalue).numpy() == pytest.approx(2.0, rel=1e-3)  # largest algebraic
 
 
-@pytest.mark.parametrize("batch_norm", [False, True])
+@pytest.mark.parametrize("batch_norm", [False, pytest.param(True, marks=pytest.mark.slow(seconds=15))])
 def test_top_eigenvalue_matches_exact_hessian(batch_norm):
     model = tiny_mlp(batch_norm)
     x, y = tiny_data()

@@ -164,6 +164,7 @@ def _bad_files(folder, resnet):
             (str(folder / "digits.weights.h5"), "Keras cannot load it")]
 
 
+@pytest.mark.slow(seconds=25)
 def test_a_bad_local_weights_file_is_named_with_what_is_wrong_and_its_md5(resnet_and_weights, tmp_path):
     model, _ = resnet_and_weights
     official = imagenet.ARCHITECTURES["resnet50"]

@@ -55,7 +55,8 @@ def test_the_row_count_is_checked_when_given_and_unknown_widths_read_as_one_hot(
     assert not labels.is_one_hot((4,)) and not labels.is_one_hot((None, 1))
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow(seconds=55) if n == "stale" else ())
+                                  for n in sorted(MODELS)])
 def test_every_training_variant_trains_alike_on_every_label_form(name):
     """Stale's queue stores one-hot rows and hands each batch its labels back in their own form: ids,
     Keras' sparse column or one-hot (with the matching loss) must all give the same weights."""

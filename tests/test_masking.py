@@ -22,6 +22,7 @@ def masked():
     return trained_cnn(quantise=True)
 
 
+@pytest.mark.slow(seconds=65)
 def test_pgd_reports_robustness_that_square_does_not_find_and_the_checks_flag_it(masked):
     x, y = held_out(128)
     clean = np.mean(predict_labels(masked, x) == y)
@@ -43,7 +44,7 @@ def test_pgd_reports_robustness_that_square_does_not_find_and_the_checks_flag_it
         assert flag.meaning and flag.advice
 
 
-@pytest.mark.parametrize("attack", ["pgd", "apgd", "square"])
+@pytest.mark.parametrize("attack", ["pgd", pytest.param("apgd", marks=pytest.mark.slow(seconds=20)), "square"])
 def test_robust_accuracy_says_when_the_samples_it_counts_robust_were_never_moved(masked, attack):
     """All of them, on the quantised model: a gradient attack's robust accuracy there is an assumption.
     Square needs no gradient, and a healthy model's robust samples have one: no warning for either."""
@@ -96,6 +97,7 @@ def test_the_unmeasured_robustness_message_counts_what_it_checked(masked):
     assert said(np.zeros(300, bool)) is None
 
 
+@pytest.mark.slow(seconds=40)
 def test_auto_attack_notes_the_robust_samples_it_never_moved(masked):
     x, y = held_out(64)
     budget = dict(eps=EPS, norm="inf", clip_min=0.0, clip_max=1.0, steps=2, queries=2, n_target_classes=2)
@@ -108,6 +110,7 @@ def test_auto_attack_notes_the_robust_samples_it_never_moved(masked):
     assert not any("assumed, not measured" in note for note in healthy_result.warnings)
 
 
+@pytest.mark.slow(seconds=20)
 def test_auto_attack_says_when_square_breaks_what_the_gradient_attacks_left(masked):
     x, y = held_out(64)
     with warnings.catch_warnings():
@@ -145,6 +148,7 @@ class CountsCalls(keras.layers.Layer):
         return t
 
 
+@pytest.mark.slow(seconds=80)
 def test_a_randomised_or_self_changing_model_is_flagged_before_the_cascade(capsys):
     trained = trained_cnn()
     x, y = held_out(8)
@@ -274,6 +278,7 @@ def test_probability_flag():
     assert checks.classes_flag(3).raised and not checks.classes_flag(10).raised
 
 
+@pytest.mark.slow(seconds=25)
 def test_no_attack_of_the_report_runs_twice(masked, monkeypatch):
     """APGD-CE at eps serves the eps sweep and the comparison with Square: one run, not two."""
     from tfadv.evaluation import masking
@@ -294,6 +299,7 @@ def test_no_attack_of_the_report_runs_twice(masked, monkeypatch):
     assert runs.count(("APGD", EPS, "ce", 2, 1)) == 1
 
 
+@pytest.mark.slow(seconds=20)
 def test_too_few_samples_are_said_to_rule_little_out(masked):
     x, y = held_out(32)
     with pytest.warns(EvaluationWarning, match=r"Only 32 samples: an \"ok\" here rules little out \(a symptom on 1 "

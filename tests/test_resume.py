@@ -62,8 +62,8 @@ def trained(kind: str, augment: bool, backup_dir: Path | None, kill: bool = Fals
     return model.get_weights()
 
 
-@pytest.mark.parametrize("kind, augment", [("fixed", False), ("dataset", False), ("dataset", True),
-                                          ("stream", True)])
+@pytest.mark.parametrize("kind, augment", [("fixed", False), pytest.param("dataset", False, marks=pytest.mark.slow(seconds=10)),
+                                          ("dataset", True), pytest.param("stream", True, marks=pytest.mark.slow(seconds=10))])
 def test_killed_and_resumed_fit_ends_with_the_uninterrupted_weights(tmp_path, kind, augment):
     uninterrupted = trained(kind, augment, None)
     assert all(np.isfinite(w).all() for w in uninterrupted)  # NaN would equal NaN below
@@ -152,7 +152,7 @@ def adversarially_trained(kind: str, backup_dir: Path | None, kill: bool = False
     return model.get_weights() + [v.numpy() for v in model.training_state()]
 
 
-@pytest.mark.parametrize("kind", ["free", "stale"])
+@pytest.mark.parametrize("kind", ["free", pytest.param("stale", marks=pytest.mark.slow(seconds=15))])
 def test_free_and_stale_resume_with_their_perturbation_and_queue(tmp_path, kind):
     uninterrupted = adversarially_trained(kind, None)
     assert all(np.isfinite(w).all() for w in uninterrupted)

@@ -62,7 +62,7 @@ def test_draws_are_uniform_and_per_sample():
     assert counts.min() > 340 and counts.max() < 460
 
 
-@pytest.mark.parametrize("norm", ["inf", "2"])
+@pytest.mark.parametrize("norm", ["inf", pytest.param("2", marks=pytest.mark.slow(seconds=20))])
 def test_stays_in_ball_and_range_and_breaks_some_samples(norm):
     model = trained_cnn()
     x, y = held_out(64)

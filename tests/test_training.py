@@ -64,7 +64,8 @@ def weights_of(model):
     return [w.numpy().copy() for w in model.trainable_weights]
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", [n if n in ("pgd", "free") else pytest.param(n, marks=pytest.mark.slow(seconds=12))
+                                  for n in MODELS])
 def test_fit_trains_and_evaluate_reports_clean_and_adversarial(name):
     cls, kwargs = MODELS[name]
     model = compile_(build(cls, weight_decay=5e-4, **kwargs))
@@ -203,7 +204,8 @@ def test_fast_delta_stays_in_the_ball_and_valid_range():
     assert model.seen.numpy().min() >= 0.0 and model.seen.numpy().max() <= 1.0
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", [n if n in ("pgd", "free") else pytest.param(n, marks=pytest.mark.slow(seconds=12))
+                                  for n in MODELS])
 def test_save_load_round_trip(name, tmp_path):
     cls, kwargs = MODELS[name]
     model = compile_(build(cls, attack_training_mode=name != "stale", weight_decay=1e-4, **kwargs))
@@ -296,7 +298,8 @@ def test_cyclic_learning_rate_drives_the_optimizer():
     assert any(not np.allclose(b, a) for b, a in zip(before, weights_of(model)))
 
 
-@pytest.mark.parametrize("how", ["arrays", "dataset", "validation_split", "second_fit", "mixed_precision"])
+@pytest.mark.parametrize("how", ["arrays", pytest.param("dataset", marks=pytest.mark.slow(seconds=10)), "validation_split", pytest.param("second_fit", marks=pytest.mark.slow(seconds=10)),
+                                 pytest.param("mixed_precision", marks=pytest.mark.slow(seconds=10))])
 def test_a_cyclic_schedule_that_ends_before_the_fit_is_flagged_with_its_numbers(how):
     """Free-m makes m optimizer updates per batch: a cyclic schedule sized in batches (2 epochs x 2 batches
     = 4) reaches learning rate 0 after a quarter of Free-4's 16 updates, and the rest learn nothing."""
@@ -486,8 +489,9 @@ def test_inputs_outside_the_valid_range_are_refused():
 
 
 @pytest.mark.parametrize("call, data_named", [
-    ("fit", "the training data"), ("validation", "the validation data"), ("evaluate", "the evaluation data"),
-    ("train_on_batch", "the batch given to train_on_batch"), ("test_on_batch", "the batch given to test_on_batch"),
+    ("fit", "the training data"), pytest.param("validation", "the validation data", marks=pytest.mark.slow(seconds=25)),
+    pytest.param("evaluate", "the evaluation data", marks=pytest.mark.slow(seconds=20)), pytest.param("train_on_batch", "the batch given to train_on_batch", marks=pytest.mark.slow(seconds=20)),
+    pytest.param("test_on_batch", "the batch given to test_on_batch", marks=pytest.mark.slow(seconds=20)),
 ])
 def test_inputs_outside_the_valid_range_are_refused_under_xla(call, data_named):
     # XLA drops the step's asserts; the count of out-of-range batches the step keeps must still stop the run.

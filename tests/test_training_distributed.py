@@ -22,7 +22,7 @@ def two_cpus():
     return mirrored_strategy(tuple(d.name for d in devices[:2]))
 
 
-@pytest.mark.parametrize("name", DETERMINISTIC)
+@pytest.mark.parametrize("name", ["free", pytest.param("pgd", marks=pytest.mark.slow(seconds=20))])
 def test_mirrored_fit_matches_single_device(name):
     cls, kwargs = DETERMINISTIC[name]
     x, y = data(32)
@@ -42,7 +42,8 @@ def test_mirrored_fit_matches_single_device(name):
 
 @pytest.mark.parametrize("cls, kwargs", [
     (FastAdversarialModel, dict(alpha=0.125)),
-    (StaleAdversarialModel, dict(steps=1, step_size=0.1, staleness=2, batch_size=16)),
+    pytest.param(StaleAdversarialModel, dict(steps=1, step_size=0.1, staleness=2, batch_size=16),
+                 marks=pytest.mark.slow(seconds=15)),
 ])
 def test_mirrored_fit_with_batchnorm_and_random_starts(cls, kwargs):
     strategy = two_cpus()
@@ -57,6 +58,7 @@ def test_mirrored_fit_with_batchnorm_and_random_starts(cls, kwargs):
         assert history.history["staleness"][-1] == 2
 
 
+@pytest.mark.slow(seconds=35)
 def test_evaluate_gives_the_same_numbers_for_any_batch_size_or_replica_count():
     """evaluate's random starts were keyed on the row within the batch and the batch count, so its adversarial
     accuracy moved with batch_size; now on each sample's position: tfadv.attacks.PGD with those sample ids."""
@@ -111,6 +113,7 @@ def test_mixed_float16_scales_the_loss(cls, kwargs, mixed_float16):
     assert 0.5 < mixed_step / fp32_step < 2.0
 
 
+@pytest.mark.slow(seconds=30)
 def test_a_resumed_mirrored_free_run_goes_on_from_each_replicas_perturbation(tmp_path):
     from test_resume import Killed, KillAt
     from tfadv.training import TimedBackupAndRestore

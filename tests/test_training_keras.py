@@ -110,6 +110,7 @@ def dict_inputs():
     return model, twin, x, y, {"adversarial_input": x}
 
 
+@pytest.mark.slow(seconds=20)
 def test_a_dict_keyed_by_the_input_name_works_wherever_an_array_does():
     model, twin, x, y, named = dict_inputs()
     assert model.input_name == "adversarial_input"
@@ -166,7 +167,8 @@ def test_dict_inputs_outside_the_valid_range_are_refused():
 
 
 # -------------------------------------------------------------------------------------------- cloning
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow(seconds=35) if n == "free" else ())
+                                  for n in MODELS])
 def test_clone_model_gives_the_same_wrapper_with_fresh_weights(name):
     cls, kwargs = MODELS[name]
     model = compile_(build(cls, weight_decay=1e-3, **kwargs))

@@ -63,8 +63,13 @@ def wrap(name, style, **overrides):
     return compile_(cls(network, **{"eps": EPS, "seed": 3, **kwargs, **extra, **overrides}))
 
 
-@pytest.mark.parametrize("style", STYLES)
-@pytest.mark.parametrize("name", MODELS)
+#: The pairs of the quick suite (every variant and every style once); the other pairs are slow checks.
+QUICK_STYLES = {("pgd", "functional"), ("free", "subclassed"), ("fast", "sequential")}
+
+
+@pytest.mark.parametrize("name, style", [
+    pytest.param(name, style, marks=() if (name, style) in QUICK_STYLES else pytest.mark.slow(seconds=15))
+    for name in MODELS for style in STYLES])
 def test_every_model_style_trains_evaluates_and_saves(name, style, tmp_path):
     model = wrap(name, style)
     x, y = data(40)  # batches of 16, 16 and a partial 8
@@ -100,7 +105,7 @@ def test_subclassed_model_needs_an_input_shape_until_it_has_been_called():
     assert PGDAdversarialModel(network, eps=EPS, steps=2, step_size=0.05).inputs[0].shape[1:] == (8, 8, 1)
 
 
-@pytest.mark.parametrize("style", ["sequential", "subclassed"])
+@pytest.mark.parametrize("style", ["sequential", pytest.param("subclassed", marks=pytest.mark.slow(seconds=15))])
 def test_wrapped_models_train_under_a_mirrored_strategy(style):
     strategy = two_cpus()
     with strategy.scope():
@@ -151,7 +156,8 @@ def weights_favouring_correct_rows(model, x, y):
     return np.where(correct, 3.0, 1.0).astype("float32")
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n == "pgd" else pytest.mark.slow(seconds=20))
+                                  for n in MODELS])
 def test_compiled_metrics_are_measured_again_on_the_adversarial_inputs(name):
     # A compiled accuracy under another name is the same number as the wrapper's own accuracy on the same
     # inputs: adv_twin equals adv_accuracy (adversarial) and twin equals accuracy (clean), in fit and evaluate.
@@ -248,7 +254,7 @@ def test_a_metric_that_cannot_be_copied_is_named_and_left_out_of_the_adversarial
     assert {"opaque", "adv_accuracy"} <= set(model.evaluate(*data(32), batch_size=16, verbose=0, return_dict=True))
 
 
-@pytest.mark.parametrize("loop", ["fit", "train"])
+@pytest.mark.parametrize("loop", [pytest.param("fit", marks=pytest.mark.slow(seconds=25)), pytest.param("train", marks=pytest.mark.slow(seconds=35))])
 def test_adversarial_copies_of_compiled_metrics_under_a_mirrored_strategy(loop):
     strategy = two_cpus()
     with strategy.scope():
@@ -266,6 +272,7 @@ def test_adversarial_copies_of_compiled_metrics_under_a_mirrored_strategy(loop):
     assert logs["adv_twin"] == pytest.approx(logs["adv_accuracy"], abs=1e-6)
 
 
+@pytest.mark.slow(seconds=35)
 def test_epoch_logs_under_a_mirrored_strategy_are_the_metrics_over_all_samples():
     # 35 samples in batches of 16, 16 and 3; the last splits 2/1 between the replicas, which then hold 18 and
     # 17 samples. A step's logs are the mean of the replicas' own running means; the epoch logs must be the
@@ -288,7 +295,8 @@ def test_epoch_logs_under_a_mirrored_strategy_are_the_metrics_over_all_samples()
     assert logs["accuracy"] == pytest.approx(clean, abs=1e-6)
 
 
-@pytest.mark.parametrize("monitor", ["val_adv_accuracy", "adv_loss", "val_adv_loss", "adv_top2", "val_accuracy"])
+@pytest.mark.parametrize("monitor", ["val_adv_accuracy", "adv_loss", pytest.param("val_adv_loss", marks=pytest.mark.slow(seconds=10)), pytest.param("adv_top2", marks=pytest.mark.slow(seconds=10)),
+                                     pytest.param("val_accuracy", marks=pytest.mark.slow(seconds=10))])
 def test_callbacks_in_mode_auto_know_which_way_the_wrappers_metrics_improve(monitor, tmp_path):
     model = wrap("fast", "functional")  # no compiled "accuracy": val_accuracy is the wrapper's own
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
