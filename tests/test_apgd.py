@@ -134,7 +134,7 @@ def plain_apgd(loss_grad, x, start, eps, norm, steps, rho=0.75):
     return fooled, np.where(fooled[:, None], x_found, x_best), loss_best, halvings
 
 
-@pytest.mark.parametrize("norm,eps", [("inf", 0.08), ("2", 0.25)])
+@pytest.mark.parametrize("norm,eps", [pytest.param("inf", 0.08, marks=pytest.mark.slow(seconds=25)), ("2", 0.25)])
 def test_a_whole_run_follows_a_plain_step_by_step_apgd(norm, eps):
     """The compiled run against plain_apgd from the same random start, on a small net whose loss rises and
     falls, so that samples are halved different numbers of times and some are fooled. The two differ only
@@ -176,6 +176,7 @@ def test_a_whole_run_follows_a_plain_step_by_step_apgd(norm, eps):
     np.testing.assert_allclose(x_adv.numpy()[kept], expected[kept], atol=0.05 * eps)
 
 
+@pytest.mark.slow(seconds=15)
 def test_eot_averages_gradients_and_losses():
     """On a deterministic model, EOT over 3 draws gives the single-draw loss and gradient (a mean, not a sum)."""
     model = trained_cnn()
@@ -216,7 +217,7 @@ def test_ranked_targets_are_the_runner_ups_in_order():
 
 
 # ---------------------------------------------------------------------------------------- contract
-@pytest.mark.parametrize("norm,kind", [("inf", "ce"), ("2", "dlr"), ("inf", "apgd-t")])
+@pytest.mark.parametrize("norm,kind", [("inf", "ce"), ("2", "dlr"), pytest.param("inf", "apgd-t", marks=pytest.mark.slow(seconds=15))])
 def test_stays_in_ball_and_range_and_reports_success_truthfully(norm, kind):
     trained = trained_cnn()
     x, y = held_out(40)
@@ -241,6 +242,7 @@ def test_results_do_not_depend_on_the_batch():
     np.testing.assert_array_equal(np.concatenate([p[1]["success"] for p in parts]), stats["success"])
 
 
+@pytest.mark.slow(seconds=20)
 def test_apgd_ce_is_at_least_as_strong_as_pgd_at_equal_gradient_passes():
     """20 gradient passes each: PGD-20 (counting any fooling iterate) and APGD-CE with 19 steps + start."""
     trained = trained_cnn()

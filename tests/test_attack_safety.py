@@ -76,6 +76,7 @@ def test_softmax_model_with_from_logits_true_is_refused(digits):
         attack(x, y)
 
 
+@pytest.mark.slow(seconds=15)
 def test_matching_heads_pass_and_the_opt_out_skips_the_check(digits):
     x, y = batch(digits)
     FGM(small_cnn(logits=True), 0.1, from_logits=True)(x, y)
@@ -491,7 +492,9 @@ EVERY_ATTACK = {
 }
 
 
-@pytest.mark.parametrize("make", EVERY_ATTACK.values(), ids=EVERY_ATTACK.keys())
+@pytest.mark.parametrize("make", [
+    pytest.param(make, id=name, marks=pytest.mark.slow(seconds=15) if name in ("APGD-DLR", "APGD-T", "FAB-T") else ())
+    for name, make in EVERY_ATTACK.items()])
 def test_smoothed_one_hot_rows_are_refused_by_every_attack_and_by_evaluation(trained, digits, make):
     """The probe: np.eye(10)[y] * 0.9 + 0.01 passed (non-negative, rows summing to 1) and changed every
     attack's robust accuracy; APGD-DLR fell to 10%, with NaN examples counted as successes, because DLR and

@@ -175,6 +175,7 @@ def test_pgd_is_at_least_as_strong_as_fgm(trained, digits):
     assert pgd_acc <= fgm_acc < clean
 
 
+@pytest.mark.slow(seconds=20)
 def test_more_restarts_never_raise_robust_accuracy(trained, digits):
     x, y = batch(digits, 100, offset=1500)
     attack = PGD(trained, 0.08, "inf", steps=3, step_size=0.03, clip_min=0.0, clip_max=1.0, seed=1)
@@ -351,6 +352,7 @@ def test_float16_gradient_overflow_takes_no_step_instead_of_writing_nan(digits, 
     assert np.all(np.isfinite(x_adv.numpy()))
 
 
+@pytest.mark.slow(seconds=15)
 def test_per_sample_scaling_does_not_change_the_float32_step(trained, digits):
     x, y = batch(digits, 16)
     for norm in NORMS:
@@ -387,6 +389,7 @@ def test_attack_runs_inside_another_tf_function(digits):
     assert not np.allclose(outer(tf.constant(x), tf.constant(y)).numpy(), inside)  # and keeps advancing it
 
 
+@pytest.mark.slow(seconds=15)
 def test_select_first_success_freezes_fooled_samples_and_max_loss_never_loses(trained, digits):
     x, y = batch(digits, 64, offset=1500)
     loss = keras.losses.SparseCategoricalCrossentropy(reduction="none")

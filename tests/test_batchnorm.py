@@ -84,6 +84,7 @@ def test_vgg_with_and_without_bn():
 
 
 # ------------------------------------------------------------------------------------------------- Fixup
+@pytest.mark.slow(seconds=15)
 def test_fixup_wrn_has_no_bn_and_trains():
     keras.utils.set_random_seed(0)
     model = nets.wide_resnet(10, 1, normalization="fixup", input_shape=(8, 8, 3), num_classes=4)
@@ -230,6 +231,7 @@ def test_options_are_checked():
         cells.grid(_run("demo", experiments=("imagenet",)))
 
 
+@pytest.mark.slow(seconds=45)
 def test_smoke_run_writes_results_report_and_resumes(tmp_path):
     args = ["--profile", "smoke", "--out", str(tmp_path), "--no-progress", "--jobs", "1", "--experiments", "toy,tilting"]
     table = main(EXPERIMENT, args)["results"]

@@ -83,6 +83,7 @@ def test_only_selects_the_papers_cells():
     assert {c["method"] for c in select_only(paper, ["replays=none"], needs=lambda cell: [])} == {"fast"}
 
 
+@pytest.mark.slow(seconds=15)
 def test_robust_evaluation_is_monotone_in_steps_and_restarts():
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
@@ -95,6 +96,7 @@ def test_robust_evaluation_is_monotone_in_steps_and_restarts():
     assert more["pgd1_accuracy"] <= one["pgd1_accuracy"]
 
 
+@pytest.mark.slow(seconds=15)
 def test_under_limit_pgd_k_capped_alike_is_one_attack_with_the_plain_answer(monkeypatch):
     """--limit 2 caps PGD-10/20/50 to PGD-2: one attack, run once, each column its plain answer."""
     keras.utils.set_random_seed(0)

@@ -79,6 +79,7 @@ def test_pgd_k_read_off_one_run_is_each_separate_pgd_k_point_by_point(batch_size
     assert len(set(accuracies)) == len(steps) and accuracies == sorted(accuracies, reverse=True), accuracies
 
 
+@pytest.mark.slow(seconds=15)
 def test_success_step_is_the_first_fooling_iterate():
     model, x, y = conv_model_and_data()
     for select in ("first_success", "last", "max_loss"):

@@ -59,6 +59,7 @@ def test_preprocess_input_is_inside_the_graph(resnet_and_weights):
     np.testing.assert_allclose(np.asarray(model(x)), np.asarray(expected), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow(seconds=15)
 def test_logits_head_and_mixed_precision_policy(resnet_and_weights):
     _, path = resnet_and_weights
     logits = build_imagenet_model("resnet50", weights=path, image_size=SIZE, logits=True)

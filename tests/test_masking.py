@@ -44,7 +44,8 @@ def test_pgd_reports_robustness_that_square_does_not_find_and_the_checks_flag_it
         assert flag.meaning and flag.advice
 
 
-@pytest.mark.parametrize("attack", ["pgd", pytest.param("apgd", marks=pytest.mark.slow(seconds=20)), "square"])
+@pytest.mark.parametrize("attack", ["pgd", pytest.param("apgd", marks=pytest.mark.slow(seconds=20)),
+                                    pytest.param("square", marks=pytest.mark.slow(seconds=20))])
 def test_robust_accuracy_says_when_the_samples_it_counts_robust_were_never_moved(masked, attack):
     """All of them, on the quantised model: a gradient attack's robust accuracy there is an assumption.
     Square needs no gradient, and a healthy model's robust samples have one: no warning for either."""
@@ -252,6 +253,7 @@ def test_randomised_and_self_updating_models_are_flagged():
     assert not checks.dynamic_flag(still, checks._variables(model)).raised
 
 
+@pytest.mark.slow(seconds=15)
 def test_robust_accuracy_warns_on_a_randomised_model_and_not_on_a_deterministic_one():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 1))

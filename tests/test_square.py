@@ -82,6 +82,7 @@ def test_stays_in_ball_and_range_and_breaks_some_samples(norm):
         assert np.all(on_face[moved])
 
 
+@pytest.mark.slow(seconds=15)
 def test_results_do_not_depend_on_the_batch():
     """Randomness keyed on sample ids: the same squares and decisions in any batch. The values agree to a
     float32 ulp, not bit for bit: on an AMD EPYC (AVX2) CPU 2 of 4,096 values differed by 6e-8 between

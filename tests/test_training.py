@@ -64,7 +64,7 @@ def weights_of(model):
     return [w.numpy().copy() for w in model.trainable_weights]
 
 
-@pytest.mark.parametrize("name", [n if n in ("pgd", "free") else pytest.param(n, marks=pytest.mark.slow(seconds=12))
+@pytest.mark.parametrize("name", [n if n == "pgd" else pytest.param(n, marks=pytest.mark.slow(seconds=12))
                                   for n in MODELS])
 def test_fit_trains_and_evaluate_reports_clean_and_adversarial(name):
     cls, kwargs = MODELS[name]
@@ -204,7 +204,7 @@ def test_fast_delta_stays_in_the_ball_and_valid_range():
     assert model.seen.numpy().min() >= 0.0 and model.seen.numpy().max() <= 1.0
 
 
-@pytest.mark.parametrize("name", [n if n in ("pgd", "free") else pytest.param(n, marks=pytest.mark.slow(seconds=12))
+@pytest.mark.parametrize("name", [n if n == "pgd" else pytest.param(n, marks=pytest.mark.slow(seconds=12))
                                   for n in MODELS])
 def test_save_load_round_trip(name, tmp_path):
     cls, kwargs = MODELS[name]

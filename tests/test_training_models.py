@@ -63,8 +63,8 @@ def wrap(name, style, **overrides):
     return compile_(cls(network, **{"eps": EPS, "seed": 3, **kwargs, **extra, **overrides}))
 
 
-#: The pairs of the quick suite (every variant and every style once); the other pairs are slow checks.
-QUICK_STYLES = {("pgd", "functional"), ("free", "subclassed"), ("fast", "sequential")}
+#: The pair of the quick suite; the other pairs are slow checks.
+QUICK_STYLES = {("pgd", "functional")}
 
 
 @pytest.mark.parametrize("name, style", [
@@ -115,6 +115,7 @@ def test_wrapped_models_train_under_a_mirrored_strategy(style):
     assert np.isfinite(history.history["adv_loss"][0]) and history.history["staleness"][-1] == 2
 
 
+@pytest.mark.slow(seconds=15)
 def test_wrapped_subclassed_model_under_mixed_float16():
     with dtype_policy("mixed_float16"):
         model = wrap("pgd", "subclassed")
@@ -127,6 +128,7 @@ def test_wrapped_subclassed_model_under_mixed_float16():
 
 
 # ---------------------------------------------------------------------------------------- metric names
+@pytest.mark.slow(seconds=15)
 def test_metric_names_say_clean_or_adversarial_in_fit_evaluate_and_validation():
     model = wrap("fast", "functional")
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -182,6 +184,7 @@ def test_compiled_metrics_are_measured_again_on_the_adversarial_inputs(name):
     assert unweighted["accuracy"] == pytest.approx(logs["accuracy"], abs=1e-6)
 
 
+@pytest.mark.slow(seconds=15)
 def test_sample_and_class_weights_weigh_the_loss_not_the_accuracy_as_in_keras():
     # The wrapper's clean numbers are the plain Keras model's: a weighted loss, an unweighted "accuracy" (its
     # own tracker shares that name with the compiled metric, and had overwritten it with a weighted one).
@@ -202,6 +205,7 @@ def test_sample_and_class_weights_weigh_the_loss_not_the_accuracy_as_in_keras():
     np.testing.assert_allclose(history["adv_accuracy"], history["adv_twin"], atol=1e-6)
 
 
+@pytest.mark.slow(seconds=15)
 def test_a_weighted_metric_named_like_an_unweighted_one_keeps_the_adv_prefix():
     """Keras logs it as weighted_<name>; its adversarial copy was logged as weighted_adv_accuracy, which breaks
     the adv_ rule and which a callback monitoring val_adv_weighted_accuracy never finds."""
@@ -295,7 +299,7 @@ def test_epoch_logs_under_a_mirrored_strategy_are_the_metrics_over_all_samples()
     assert logs["accuracy"] == pytest.approx(clean, abs=1e-6)
 
 
-@pytest.mark.parametrize("monitor", ["val_adv_accuracy", "adv_loss", pytest.param("val_adv_loss", marks=pytest.mark.slow(seconds=10)), pytest.param("adv_top2", marks=pytest.mark.slow(seconds=10)),
+@pytest.mark.parametrize("monitor", ["val_adv_accuracy", pytest.param("adv_loss", marks=pytest.mark.slow(seconds=15)), pytest.param("val_adv_loss", marks=pytest.mark.slow(seconds=10)), pytest.param("adv_top2", marks=pytest.mark.slow(seconds=10)),
                                      pytest.param("val_accuracy", marks=pytest.mark.slow(seconds=10))])
 def test_callbacks_in_mode_auto_know_which_way_the_wrappers_metrics_improve(monitor, tmp_path):
     model = wrap("fast", "functional")  # no compiled "accuracy": val_accuracy is the wrapper's own
@@ -311,6 +315,7 @@ def test_callbacks_in_mode_auto_know_which_way_the_wrappers_metrics_improve(moni
     assert (tmp_path / "best.keras").exists()
 
 
+@pytest.mark.slow(seconds=15)
 def test_evaluate_with_a_seed_returns_the_same_numbers_every_time():
     model = wrap("pgd", "functional")
     x, y = data(32)
@@ -320,6 +325,7 @@ def test_evaluate_with_a_seed_returns_the_same_numbers_every_time():
     assert first == second
 
 
+@pytest.mark.slow(seconds=15)
 def test_a_metric_object_used_before_starts_from_zero_in_the_first_evaluate():
     # One metrics list compiled into two models: Keras builds the wrapper's compiled metrics only in its first
     # evaluate (fit does not compute them), and resets only built ones, so the first evaluate after fit
