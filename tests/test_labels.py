@@ -55,7 +55,7 @@ def test_the_row_count_is_checked_when_given_and_unknown_widths_read_as_one_hot(
     assert not labels.is_one_hot((4,)) and not labels.is_one_hot((None, 1))
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks={"stale": pytest.mark.slow(seconds=55)}.get(n, pytest.mark.slow(seconds=15)) if n != "pgd" else ())
+@pytest.mark.parametrize("name", [n if n == "pgd" else pytest.param(n, marks=pytest.mark.slow(seconds=55 if n == "stale" else 15))
                                   for n in sorted(MODELS)])
 def test_every_training_variant_trains_alike_on_every_label_form(name):
     """Stale's queue stores one-hot rows and hands each batch its labels back in their own form: ids,

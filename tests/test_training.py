@@ -298,8 +298,8 @@ def test_cyclic_learning_rate_drives_the_optimizer():
     assert any(not np.allclose(b, a) for b, a in zip(before, weights_of(model)))
 
 
-@pytest.mark.parametrize("how", ["arrays", pytest.param("dataset", marks=pytest.mark.slow(seconds=10)), "validation_split", pytest.param("second_fit", marks=pytest.mark.slow(seconds=10)),
-                                 pytest.param("mixed_precision", marks=pytest.mark.slow(seconds=10))])
+@pytest.mark.parametrize("how", ["arrays", "validation_split", *(
+    pytest.param(how, marks=pytest.mark.slow(seconds=10)) for how in ("dataset", "second_fit", "mixed_precision"))])
 def test_a_cyclic_schedule_that_ends_before_the_fit_is_flagged_with_its_numbers(how):
     """Free-m makes m optimizer updates per batch: a cyclic schedule sized in batches (2 epochs x 2 batches
     = 4) reaches learning rate 0 after a quarter of Free-4's 16 updates, and the rest learn nothing."""
@@ -490,7 +490,8 @@ def test_inputs_outside_the_valid_range_are_refused():
 
 @pytest.mark.parametrize("call, data_named", [
     ("fit", "the training data"), pytest.param("validation", "the validation data", marks=pytest.mark.slow(seconds=25)),
-    pytest.param("evaluate", "the evaluation data", marks=pytest.mark.slow(seconds=20)), pytest.param("train_on_batch", "the batch given to train_on_batch", marks=pytest.mark.slow(seconds=20)),
+    pytest.param("evaluate", "the evaluation data", marks=pytest.mark.slow(seconds=20)),
+    pytest.param("train_on_batch", "the batch given to train_on_batch", marks=pytest.mark.slow(seconds=20)),
     pytest.param("test_on_batch", "the batch given to test_on_batch", marks=pytest.mark.slow(seconds=20)),
 ])
 def test_inputs_outside_the_valid_range_are_refused_under_xla(call, data_named):

@@ -167,7 +167,7 @@ def test_dict_inputs_outside_the_valid_range_are_refused():
 
 
 # -------------------------------------------------------------------------------------------- cloning
-@pytest.mark.parametrize("name", [pytest.param(n, marks={"free": pytest.mark.slow(seconds=35), "stale": pytest.mark.slow(seconds=15)}.get(n, ()))
+@pytest.mark.parametrize("name", [n if n in ("pgd", "fast") else pytest.param(n, marks=pytest.mark.slow(seconds=35 if n == "free" else 15))
                                   for n in MODELS])
 def test_clone_model_gives_the_same_wrapper_with_fresh_weights(name):
     cls, kwargs = MODELS[name]
