@@ -76,6 +76,50 @@ def test_softmax_model_with_from_logits_true_is_refused(digits):
         attack(x, y)
 
 
+def squashed_sequential() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10, activation="sigmoid")])
+
+
+def squashed_second_output() -> keras.Model:
+    """Functional: [logits, tanh(logits of a second head)] with the tanh as a layer of its own."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Flatten()(inputs)
+    return keras.Model(inputs, [keras.layers.Dense(10)(h), keras.layers.Activation("tanh")(keras.layers.Dense(10)(h))])
+
+
+def squashed_inside_a_wrapper() -> keras.Model:
+    """A functional model whose scores are the second output of a nested model ending in a hard sigmoid."""
+    keras.utils.set_random_seed(0)
+    inner_in = keras.Input((8, 8, 1))
+    h = keras.layers.Flatten()(inner_in)
+    inner = keras.Model(inner_in, [keras.layers.Dense(3)(h), keras.layers.Dense(10, activation="hard_sigmoid")(h)])
+    outer_in = keras.Input((8, 8, 1))
+    return keras.Model(outer_in, inner(outer_in)[1])
+
+
+@pytest.mark.parametrize("make, output_index, squash", [
+    (squashed_sequential, None, "sigmoid"), (squashed_second_output, 1, "tanh"),
+    (squashed_inside_a_wrapper, None, "hard_sigmoid"),
+], ids=["sequential-sigmoid", "second-output-tanh", "nested-hard-sigmoid"])
+def test_scores_squashed_by_a_final_sigmoid_or_tanh_are_refused_as_logits(digits, make, output_index, squash):
+    """Per-class sigmoid rows are off the simplex as logits are, so the numeric check passes them: the model's
+    last layer tells."""
+    x, y = batch(digits, 8)
+    attack = PGD(make(), 0.1, steps=1, step_size=0.1, from_logits=True, output_index=output_index,
+                 clip_min=0.0, clip_max=1.0)
+    with pytest.raises(ValueError, match=rf"(?s)PGD: from_logits=True says the model outputs logits.*out of a {squash}"):
+        attack(x, y)
+    assert attack.tracing_count() == 0
+
+
+def test_an_unsquashed_output_beside_a_squashed_one_and_the_opt_out_pass(digits):
+    x, y = batch(digits, 8)
+    FGM(squashed_second_output(), 0.1, from_logits=True, output_index=0, clip_min=0.0, clip_max=1.0)(x, y)
+    FGM(squashed_sequential(), 0.1, from_logits=True, check_output_kind=False, clip_min=0.0, clip_max=1.0)(x, y)
+
+
 @pytest.mark.slow(seconds=15)
 def test_matching_heads_pass_and_the_opt_out_skips_the_check(digits):
     x, y = batch(digits)

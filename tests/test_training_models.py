@@ -368,6 +368,16 @@ def test_softmax_model_with_a_logits_loss_is_refused_and_the_opt_out_skips_the_c
     unusual.fit(x, y, batch_size=16, epochs=1, verbose=0)
 
 
+def test_a_sigmoid_head_under_a_logits_loss_is_refused_at_fit():
+    def sigmoid_network():
+        return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(3, activation="sigmoid")])
+
+    model = compile_(PGDAdversarialModel(sigmoid_network(), eps=EPS, steps=1, step_size=0.05))
+    with pytest.raises(ValueError, match=r"(?s)compiled loss .*from_logits=True.*out of a sigmoid"):
+        model.fit(*data(16), batch_size=16, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations) == 0
+
+
 @pytest.mark.parametrize("loss", [
     "sparse_categorical_crossentropy", "SparseCategoricalCrossentropy", "crossentropy",
     keras.losses.sparse_categorical_crossentropy, [keras.losses.SparseCategoricalCrossentropy(from_logits=False)],

@@ -100,6 +100,46 @@ def check_class_scores(owner: str, y_pred: Any) -> None:
         )
 
 
+#: Final activations that squash each class score into a bounded range (here: the range). Read as logits, a
+#: softmax over them never becomes confident, so the cross-entropy and its input gradients flatten, and a
+#: saturated unit passes no gradient at all; their rows are no probability vectors either.
+SQUASHING_ACTIVATIONS = {"sigmoid": "(0, 1)", "hard_sigmoid": "[0, 1]", "tanh": "(-1, 1)"}
+
+
+def final_layer(model: keras.Model, output_index: OutputIndex = None) -> Any | None:
+    """The layer that computes a functional or Sequential model's class scores, looking inside nested models;
+    None when the model does not say (a subclassed model)."""
+    outputs = known_outputs(model)
+    if outputs is None:
+        return None
+    structure = getattr(model, "_outputs_struct", outputs)
+    try:
+        tensor = select_output("", structure if isinstance(structure, dict) else outputs, output_index)
+    except ValueError:
+        return None
+    history = getattr(tensor, "_keras_history", None)
+    layer = getattr(history, "operation", None)
+    if isinstance(layer, keras.Model):
+        inner = known_outputs(layer)
+        return final_layer(layer, history.tensor_index if inner and len(inner) > 1 else None)
+    return layer
+
+
+def check_not_squashed(owner: str, model: keras.Model, output_index: OutputIndex, *, setting: str) -> None:
+    """Raise if scores declared logits (`setting`, e.g. "from_logits=True") come out of a sigmoid, hard sigmoid
+    or tanh: the output-kind check cannot see these, as their rows are off the simplex like logits."""
+    layer = final_layer(model, output_index)
+    name = getattr(getattr(layer, "activation", None), "__name__", None)
+    if name in SQUASHING_ACTIVATIONS:
+        raise ValueError(
+            f"{owner}: {setting} says the model outputs logits, but its class scores come out of a {name} (layer "
+            f"{layer.name!r}), which squashes each score into {SQUASHING_ACTIVATIONS[name]}: a softmax over them "
+            f"never becomes confident, so the cross-entropy and its input gradients flatten, and a saturated "
+            f"{name} passes no gradient at all. Remove the {name} (activation=None) so the model outputs the "
+            "logits before it. check_output_kind=False skips this check for a deliberately unusual head."
+        )
+
+
 def check_output_kind(
     owner: str, y_pred: Any, from_logits: bool, *, setting: str, to_logits: str, to_probabilities: str
 ) -> None:

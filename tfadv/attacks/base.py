@@ -34,7 +34,8 @@ Where tfadv deliberately differs, each as an option or a documented default:
 
 The logits/probabilities rule: `from_logits` must say what the model outputs; before the first compiled
 call the attack runs the model once on a few samples and refuses `from_logits=False` on outputs that are
-not probability rows, and `from_logits=True` on softmax rows (`check_output_kind=False` opts out).
+not probability rows, and `from_logits=True` on softmax rows or on scores a final sigmoid, hard sigmoid or
+tanh squashed (`check_output_kind=False` opts out).
 Keras' cross-entropy silently uses the softmax's logits when the probabilities come straight from a
 softmax layer, and clips at 1e-7 when anything (such as the float16 -> float32 cast) sits in between.
 tfadv calls the loss exactly as the authors did; `stats["loss_path"]` says which path Keras took
@@ -285,6 +286,9 @@ class Attack:
                 type(self).__name__, y_pred, self.from_logits, setting=f"from_logits={self.from_logits}",
                 to_logits="pass from_logits=True", to_probabilities="pass from_logits=False",
             )
+            if self.from_logits:
+                model_outputs.check_not_squashed(
+                    type(self).__name__, self.model, self.output_index, setting="from_logits=True")
         if self.needs_input_gradient and check_gradient:
             # Here, before any compute: inside the attack a missing gradient would surface only when traced,
             # and FAB's Jacobian (vectorised by pfor) even reads it as zero.

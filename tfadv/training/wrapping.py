@@ -142,6 +142,9 @@ def check_output_kind(owner: str, model: keras.Model, clip_range: tuple[float | 
         "(e.g. keras.losses.SparseCategoricalCrossentropy(from_logits=True))",
         to_probabilities="compile with from_logits=False",
     )
+    if from_logits:
+        model_outputs.check_not_squashed(
+            owner, model, None, setting=f"the compiled loss ({_loss_name(loss)}) has from_logits=True, which")
 
 
 #: The batch size Keras' fit and evaluate use for arrays when given none.
