@@ -168,3 +168,50 @@ def test_a_checkpoint_of_another_models_state_is_refused(tmp_path):
         adversarially_trained("free", tmp_path, kill=True)
     with pytest.raises(RuntimeError, match="holds 2 saved states, this model and strategy have 6"):
         adversarially_trained("stale", tmp_path)
+
+
+def watched(backup_dir: Path | None, kill: bool = False):
+    """FGSM-RS training watched for catastrophic overfitting, sabotaged after epoch 5; `kill` stops it when
+    epoch 4 begins. Returns the watch and the final weights."""
+    from test_training import Sabotage, build, compile_, data
+
+    from tfadv.training import CatastrophicOverfittingCallback, FastAdversarialModel
+
+    x, y = data(64, seed=1)
+    keras.utils.set_random_seed(0)
+    model = compile_(build(FastAdversarialModel, batchnorm=False, alpha=0.0125, eps=0.01), lr=0.05)
+    watch = CatastrophicOverfittingCallback(x[:32], y[:32], eps=0.01, steps=3, threshold=0.2)
+    callbacks = [Sabotage(at=5), watch]
+    if backup_dir is not None:
+        callbacks.append(TimedBackupAndRestore(str(backup_dir), every_seconds=0, stateful_callbacks=[watch]))
+    model.fit(x, y, batch_size=16, epochs=8, shuffle=False, verbose=0,
+              callbacks=callbacks + ([KillAt(4)] if kill else []))
+    return watch, model.get_weights()
+
+
+def test_a_resumed_fit_judges_a_collapse_against_the_best_accuracy_seen_before_the_kill(tmp_path):
+    uninterrupted, final = watched(None)
+    assert uninterrupted.collapsed_at == (5, 24) and uninterrupted.best_accuracy > 0.6
+    with pytest.raises(Killed):
+        watched(tmp_path, kill=True)
+    resumed, resumed_final = watched(tmp_path)
+    assert resumed.history == uninterrupted.history
+    assert resumed.collapsed_at == uninterrupted.collapsed_at
+    for mine, theirs in zip(resumed_final, final, strict=True):  # the best weights of an epoch before the kill
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_a_stateful_callback_listed_after_the_backup_is_refused_before_training(tmp_path):
+    from test_training import build, compile_, data
+
+    from tfadv.training import CatastrophicOverfittingCallback, FastAdversarialModel
+
+    x, y = data(16)
+    model = compile_(build(FastAdversarialModel, batchnorm=False, alpha=0.0125, eps=0.01))
+    watch = CatastrophicOverfittingCallback(x, y, eps=0.01, steps=1)
+    backup = TimedBackupAndRestore(str(tmp_path), stateful_callbacks=[watch])
+    with pytest.raises(RuntimeError, match="list it before the backup"):
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[backup, watch])
+    assert int(model.optimizer.iterations) == 0
+    with pytest.raises(TypeError, match="stateful_callbacks takes callbacks with get_state"):
+        TimedBackupAndRestore(str(tmp_path), stateful_callbacks=[KillAt(1)])

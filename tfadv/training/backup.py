@@ -14,7 +14,9 @@ and `fit` refuses to go on if Keras restored another epoch. Keras also leaves ou
 SeedGenerators (Dropout's masks) and what an adversarial train step carries from batch to batch (Free's
 perturbation, Stale's queue: AdversarialModel.training_state), so they would start over: this callback
 saves them next to its checkpoint and restores them with it, each replica's own under a distribution
-strategy.
+strategy. So too the state of the callbacks given as `stateful_callbacks` (tfadv.training's
+CatastrophicOverfittingCallback: its checks so far and best weights), which must come before this callback
+in fit's callbacks, so that their epoch-end work is done when the checkpoint is written.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -34,14 +37,21 @@ EVERY_SECONDS = 60.0
 class TimedBackupAndRestore(keras.callbacks.BackupAndRestore):
     """BackupAndRestore (save_freq="epoch") that skips an epoch's checkpoint when the last one is younger
     than `every_seconds` (default: EVERY_SECONDS, read when the callback is made); `every_seconds=0` saves
-    every epoch, exactly as Keras does."""
+    every epoch, exactly as Keras does. `stateful_callbacks`: callbacks of the same fit, listed before this
+    one, whose state (their get_state() and set_state()) is saved and restored with the checkpoint."""
 
-    def __init__(self, backup_dir: str, every_seconds: float | None = None, double_checkpoint: bool = True):
+    def __init__(self, backup_dir: str, every_seconds: float | None = None, double_checkpoint: bool = True,
+                 stateful_callbacks: Sequence[keras.callbacks.Callback] = ()):
         every_seconds = EVERY_SECONDS if every_seconds is None else every_seconds
         if not every_seconds >= 0:
             raise ValueError(f"TimedBackupAndRestore: every_seconds must be >= 0, got {every_seconds!r}")
+        for callback in stateful_callbacks:
+            if not all(hasattr(callback, name) for name in ("get_state", "set_state", "in_fit")):
+                raise TypeError(f"TimedBackupAndRestore: stateful_callbacks takes callbacks with get_state(), "
+                                f"set_state() and in_fit (as CatastrophicOverfittingCallback), got {callback!r}")
         super().__init__(backup_dir, save_freq="epoch", double_checkpoint=double_checkpoint)
         self.every_seconds = float(every_seconds)
+        self.stateful_callbacks = list(stateful_callbacks)
         self._promised_epoch: int | None = None
 
     def resume_epoch(self) -> int:
@@ -53,6 +63,11 @@ class TimedBackupAndRestore(keras.callbacks.BackupAndRestore):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self._check_restored_epoch()
+        for callback in self.stateful_callbacks:
+            if not callback.in_fit:
+                raise RuntimeError(f"TimedBackupAndRestore: {type(callback).__name__} is one of its "
+                                   "stateful_callbacks, so list it before the backup in fit's callbacks: its "
+                                   "epoch-end work must be done when the checkpoint is written")
         self._restore_unsaved_state()
         self._saved_at = time.monotonic()  # a run's first checkpoint is due every_seconds after it starts
 
@@ -84,24 +99,37 @@ class TimedBackupAndRestore(keras.callbacks.BackupAndRestore):
             shutil.copyfile(path, path + ".bkp")
         states = {f"state_{i}_replica_{r}": part.numpy()
                   for i, variable in enumerate(unsaved_state(self.model)) for r, part in enumerate(replicas(variable))}
+        states.update({f"callback_{j}__{key}": value for j, callback in enumerate(self.stateful_callbacks)
+                       for key, value in callback.get_state().items()})
         with open(path + ".tmp", "wb") as f:  # a file object: np.savez would add its own suffix to a name
             np.savez(f, epoch=self._current_epoch, **states)
         os.replace(path + ".tmp", path)  # whole or not at all, as a kill may come at any time
 
     def _restore_unsaved_state(self) -> None:
         epoch, states = checkpointed_epoch(self._training_metadata_path), unsaved_state(self.model)
-        if epoch == 0 or not states:  # a fresh start, or nothing to restore
+        if epoch == 0 or not (states or self.stateful_callbacks):  # a fresh start, or nothing to restore
             return
         for path in (self._unsaved_state_path, self._unsaved_state_path + ".bkp"):
             if os.path.exists(path):
                 with np.load(path) as saved:
                     if int(saved["epoch"]) == epoch:
                         _assign(states, saved, path)
+                        self._restore_callbacks(saved, path)
                         return
         raise RuntimeError(f"{self.backup_dir}: the checkpoint of epoch {epoch} lacks the state Keras' checkpoint "
-                           "leaves out (Dropout's random generators, an adversarial model's training_state), so the "
-                           "resumed run would differ from an uninterrupted one; delete the folder to train again "
-                           "from the start")
+                           "leaves out (Dropout's random generators, an adversarial model's training_state, the "
+                           "stateful_callbacks'), so the resumed run would differ from an uninterrupted one; delete "
+                           "the folder to train again from the start")
+
+    def _restore_callbacks(self, saved, path: str) -> None:
+        for j, callback in enumerate(self.stateful_callbacks):
+            prefix = f"callback_{j}__"
+            state = {name[len(prefix):]: saved[name] for name in saved.files if name.startswith(prefix)}
+            if not state:
+                raise RuntimeError(f"{path} holds no state of {type(callback).__name__} (stateful_callbacks[{j}]): "
+                                   "the run that wrote it had no such callback; resume as it ran, or delete the "
+                                   "folder to train again from the start")
+            callback.set_state(state)
 
     def on_epoch_end(self, epoch, logs=None):
         # Keras' own bookkeeping, then its own writer (BackupAndRestore has no public hook for either).
@@ -137,7 +165,7 @@ def replicas(variable) -> tuple:
 def _assign(states: list, saved, path: str) -> None:
     """Assign each saved replica's value, refusing a file written for another model or replica count."""
     names = {f"state_{i}_replica_{r}" for i, v in enumerate(states) for r in range(len(replicas(v)))}
-    stored = set(saved.files) - {"epoch"}
+    stored = {name for name in saved.files if name.startswith("state_")}
     if stored != names:
         raise RuntimeError(f"{path} holds {len(stored)} saved states, this model and strategy have {len(names)} "
                            "(another model, or another number of replicas, wrote it): resume with the model and "

@@ -26,9 +26,10 @@ class CatastrophicOverfittingCallback(keras.callbacks.Callback):
     the `adv_` prefix of tfadv.training's metric names) to the epoch logs.
 
     Restoring the best weights leaves the random-start counters of tfadv's models where they are, so the
-    training attack goes on with fresh starts. Its own state lives in this object only: a fit resumed by
-    TimedBackupAndRestore starts a new history (steps counted from the resume), and a collapse is judged
-    against the best accuracy seen since then.
+    training attack goes on with fresh starts. A fit resumed by TimedBackupAndRestore goes on with this
+    callback's history, best accuracy and best weights when the backup was made with
+    `stateful_callbacks=[this callback]` (list it before the backup in fit's callbacks); otherwise the resumed
+    fit starts a new history and judges a collapse against the best accuracy seen since the resume.
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class CatastrophicOverfittingCallback(keras.callbacks.Callback):
         self.stop_training = stop_training
         self.seed = int(seed)
         self._accuracy_fn = None
+        self.in_fit = False  # between on_train_begin and on_train_end: TimedBackupAndRestore checks the order
 
     def on_train_begin(self, logs=None):
         self.history: list[tuple[int, int, float]] = []
@@ -78,6 +80,37 @@ class CatastrophicOverfittingCallback(keras.callbacks.Callback):
         self._epoch = 0
         self._batches = 0
         self._accuracy_fn = tracing.compile_once(self._pgd_accuracy)
+        self.in_fit = True
+
+    def on_train_end(self, logs=None):
+        self.in_fit = False
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """What a resumed fit needs to judge a collapse as the uninterrupted one would (for
+        TimedBackupAndRestore's stateful_callbacks): the checks so far, the best accuracy and its weights."""
+        state = {
+            "history": np.asarray(self.history, np.float64).reshape(-1, 3),
+            "best_accuracy": np.float64(self.best_accuracy),
+            "collapsed_at": np.asarray(self.collapsed_at or (-1, -1), np.int64),
+            "batches": np.int64(self._batches),
+        }
+        state.update({f"best_weight_{k}": w for k, w in enumerate(self.best_weights or [])})
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Go on from a state of get_state(), refusing one written for another model."""
+        shapes = [tuple(v.shape) for v in _restorable(self.model)]
+        count = sum(key.startswith("best_weight_") for key in state)
+        weights = [np.asarray(state[f"best_weight_{k}"]) for k in range(count)]
+        if weights and [w.shape for w in weights] != shapes:
+            raise ValueError(f"CatastrophicOverfittingCallback: the saved best weights have shapes "
+                             f"{[w.shape for w in weights]}, this model's {shapes} (another model saved them)")
+        self.history = [(int(e), int(b), float(a)) for e, b, a in np.asarray(state["history"])]
+        self.best_accuracy = float(state["best_accuracy"])
+        self.best_weights = weights or None
+        epoch, batches = (int(v) for v in state["collapsed_at"])
+        self.collapsed_at = None if epoch < 0 else (epoch, batches)
+        self._batches = int(state["batches"])
 
     def _pgd_accuracy(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         model = self.model
