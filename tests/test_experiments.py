@@ -259,6 +259,15 @@ def _recording(run):
     return run, computed
 
 
+def _zombie(pid: int) -> bool:
+    """Ended but not yet reaped by its parent (Linux; elsewhere assumed not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 @pytest.mark.timeout(60)
 def test_a_jobs_process_leaves_taken_cells_and_waits_for_those_in_progress(tmp_path):
     """Processes of one --jobs run take cells one at a time: a cell another live process took is its to
@@ -268,9 +277,13 @@ def test_a_jobs_process_leaves_taken_cells_and_waits_for_those_in_progress(tmp_p
     claims.mkdir()
     cells = toy_experiment.grid(run)
     point_2 = next(c for c in cells if c["x"] == 2)
-    assert cell_claims.take(claims, run.cell_id(point_2))  # "another process": this one, still alive
-    other = threading.Timer(2 * cell_claims.POLL_SECONDS, lambda: run.store.write(
-        identity.cell_key(point_2), point_2, toy_experiment.run_cell(point_2, run), {}))
+    held = cell_locks.acquire(run.work_root, run.cell_id(point_2))  # "another process", as _take_next does:
+    assert cell_claims.take(claims, run.cell_id(point_2))  # the lock, then the claim
+
+    def finish_point_2():
+        run.store.write(identity.cell_key(point_2), point_2, toy_experiment.run_cell(point_2, run), {})
+        cell_locks.release(held, remove=True)
+    other = threading.Timer(2 * cell_claims.POLL_SECONDS, finish_point_2)
     other.start()
     left = grid.run_cells(run, cells, claims=claims)
     other.join()
@@ -283,19 +296,24 @@ def test_a_jobs_process_leaves_taken_cells_and_waits_for_those_in_progress(tmp_p
 @pytest.mark.parametrize("reaped", [True, False], ids=["reaped", "zombie"])
 def test_a_jobs_process_does_not_wait_for_a_dead_process_cell(tmp_path, capsys, reaped):
     """Not for one its parent has reaped, nor for a zombie (ended, not yet reaped): a --jobs child once
-    waited forever for the cell of a sibling that had failed, which the parent had not reaped yet."""
+    waited forever for the cell of a sibling that had failed, which the parent had not reaped yet. The
+    sibling took x = 2 as _take_next does, lock then claim, and died holding both."""
     run, computed = _recording(_open_toy_run(tmp_path / "out"))
     claims = tmp_path / "claims"
     claims.mkdir()
     cells = toy_experiment.grid(run)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    name = run.cell_id(cells[1])
+    lock = cell_locks.lock_path(run.work_root, name)
+    lock.parent.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", (  # locks.acquire and claims.take, without importing TensorFlow
+        f"import fcntl, os; f = open({str(lock)!r}, 'a'); fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); "
+        f"os.close(os.open({str(claims / name)!r}, os.O_CREAT | os.O_EXCL | os.O_WRONLY))")])
     if reaped:
-        dead.wait()
+        assert dead.wait() == 0
     else:
-        while not cell_claims._zombie(dead.pid):
+        while not _zombie(dead.pid):
             time.sleep(0.05)
-    (claims / run.cell_id(cells[1])).write_text(str(dead.pid))  # x = 2, taken by a process that has died
-    assert not cell_claims.in_progress(claims, run.cell_id(cells[1]))
+    assert cell_claims.taken(claims, name) and not cell_locks.held_elsewhere(run.work_root, name)
     left = grid.run_cells(run, cells, claims=claims)
     dead.wait()
     assert computed == [1, 3] and left == [cells[-1]]  # the summary waits for x = 2, which nobody computes
@@ -559,7 +577,7 @@ def test_a_jobs_child_ends_when_its_parent_is_killed_9(tmp_path):
             os.kill(orphan, 0)
         except ProcessLookupError:
             return False
-        return not cell_claims._zombie(orphan)
+        return not _zombie(orphan)
     while alive():
         assert time.monotonic() < deadline, "the child outlived its killed parent by 30 s"
         time.sleep(0.1)

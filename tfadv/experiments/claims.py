@@ -3,10 +3,12 @@
 A fixed split (shard i takes every n-th cell) leaves a process idle while another still has a long cell
 queued: on the efficient demo the training cells took 39 to 183 CPU-seconds. Instead, each process
 of a --jobs run takes the next cell nobody has taken by creating its claim file (atomically: O_EXCL) in a
-folder of that run; the file holds the taker's process id, so a cell taken by a process that has since
-died is known not to be in progress. Taking a cell decides only who computes it, never what is computed
-(a cell's numbers do not depend on the process: tested by running the same grid under --jobs 1 and 2).
-The parent may write the order in which cells are handed out (longest first: tfadv.experiments.plan).
+folder of that run, holding the cell's lock (tfadv.experiments.locks) from before it takes the cell until
+the cell is stored: whether the taker is still computing it is the lock's to say, which a process that
+dies gives up at once (a process id in the claim file could be reused). Taking a cell decides only who
+computes it, never what is computed (a cell's numbers do not depend on the process: tested by running
+the same grid under --jobs 1 and 2). The parent may write the order in which cells are handed out
+(longest first: tfadv.experiments.plan).
 """
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ def ranks(folder: Path) -> dict[str, int]:
 
 
 def take(folder: Path, name: str) -> bool:
-    """Take the cell `name` for this process; False if another process (alive or dead) took it first."""
+    """Take the cell `name` for this process; False if another process (alive or dead) took it first. The
+    file names the taker's process id, for a person looking at the folder."""
     try:
         handle = os.open(folder / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
@@ -48,27 +51,3 @@ def take(folder: Path, name: str) -> bool:
 
 def taken(folder: Path, name: str) -> bool:
     return (folder / name).exists()
-
-
-def in_progress(folder: Path, name: str) -> bool:
-    """Taken by a process that is still alive (so the cell will be finished, or its process will fail)."""
-    try:
-        pid = int((folder / name).read_text())
-    except (FileNotFoundError, ValueError):  # not taken, or taken this instant (its id not yet written)
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, under another user
-        return True
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """Ended but not yet reaped by its parent (Linux; elsewhere assumed not)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False

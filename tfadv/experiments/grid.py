@@ -108,8 +108,8 @@ def run_cells(run: "Run", cells: Sequence[dict], claims: Path | None = None) -> 
     Cells whose prerequisites (Experiment.needs) are not all finished wait; those still waiting at the end
     are returned (a later invocation, or the parent of --jobs, runs them). An exception in a cell
     propagates and nothing of that cell is written. With `claims`, the folder of a --jobs run
-    (tfadv.experiments.claims), this process computes only the cells it takes there, one at a time, and
-    while a cell nobody took waits only for cells other live processes are computing, it waits too.
+    (tfadv.experiments.claims), this process computes only the cells it takes there, one at a time. While a
+    cell it could compute waits only for cells other processes are computing (their locks held), it waits too.
     """
     check_unique(cells)
     todo = [c for c in cells if not run.finished(c)]
@@ -205,9 +205,7 @@ def _waits_on_others(run: "Run", todo: Sequence[dict], claims: Path | None) -> b
     """Is a cell this process could compute being computed by another live process, or waiting only for
     cells that are? Then this process waits for them rather than end with them unfinished."""
     def in_progress(cell: dict) -> bool:
-        name = run.cell_id(cell)
-        return (cell_locks.held_elsewhere(run.work_root, name)
-                or (claims is not None and cell_claims.in_progress(claims, name)))
+        return cell_locks.held_elsewhere(run.work_root, run.cell_id(cell))
 
     for cell in todo:
         if claims is not None and cell_claims.taken(claims, run.cell_id(cell)):

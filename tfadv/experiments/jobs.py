@@ -151,8 +151,7 @@ def _wait(run: "Run", children, pending: Sequence[dict]) -> None:
     # update per finished cell instead of one per poll.
     ticking, shown = sys.stdout.isatty(), -1
     try:
-        # Poll every child each round (no short-circuit): a child that ended is reaped at once, so the
-        # others do not wait for a cell it took (tfadv.experiments.claims.in_progress).
+        # Poll every child each round (no short-circuit): a child that ended is reaped at once.
         while [child.poll() for child, _ in children].count(None):
             finished = sum(run.finished(c) for c in pending)
             if ticking or finished != shown:
