@@ -216,7 +216,9 @@ class Attack:
                             "auto_attack or check_gradient_masking")
         x = tf.convert_to_tensor(x)
         if not x.dtype.is_floating:
-            raise TypeError(f"{name}: x must be floating point, got dtype {x.dtype.name}; convert it first")
+            raise TypeError(f"{name}: x must be floating point, got dtype {x.dtype.name} (an adversarial example "
+                            "is not a grid of integers): convert it on the scale the model reads, e.g. uint8 "
+                            "images as x.astype('float32') with clip_max=255, or divided by 255 with clip_max=1")
         x = tf.cast(x, tf.float32)
         expected_rank = _model_input_rank(self.model)
         if x.shape.rank < 2 or (expected_rank is not None and x.shape.rank != expected_rank):
