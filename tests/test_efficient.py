@@ -103,7 +103,7 @@ def test_demo_and_limited_paper_runs_never_share_a_cell():
 
 def test_grids_and_needs():
     class Run:
-        profile, seed = profiles.DEMO, 0
+        profile, seed, options = profiles.DEMO, 0, {"seeds": profiles.DEMO.seeds}
 
     grid = cells.grid(Run)
     assert len({identity.cell_key(c) for c in grid}) == len(grid)
@@ -114,11 +114,26 @@ def test_grids_and_needs():
     assert cells.whole_machine({"experiment": cells.ASYNC}, Run) and not cells.whole_machine(transfers[0], Run)
 
 
+def test_more_seeds_add_cells_and_keep_the_others():
+    def grid(seeds):
+        run = type("Run", (), {"profile": profiles.PAPER, "seed": 0, "options": {"seeds": seeds}})
+        return {identity.cell_key(c) for c in cells.grid(run)}
+
+    one, three = grid(1), grid(3)
+    assert one < three
+    added = {k for k in three - one if "seed=1" in k.split(",") or "seed=2" in k.split(",")}
+    assert added == three - one and len(added) == 2 * (len(profiles.PAPER.kappas) + len(
+        profiles.PAPER.staleness_values) + 1)  # strength and staleness nets, and their transfer matrix
+    assert identity.fingerprint(cli.configuration(EXPERIMENT, "paper", {}, 0)) == identity.fingerprint(
+        cli.configuration(EXPERIMENT, "paper", {"seeds": 3}, 0))  # a selection: the same configuration
+
+
 def test_every_paper_cell_says_what_it_costs():
     from reproduce.efficient import plan
 
     class Run:
         profile, seed, capped = profiles.PAPER, 0, staticmethod(lambda value: value)
+        options = {"seeds": profiles.PAPER.seeds}
 
     costs = {identity.cell_key(c): plan.cost(c, Run) for c in cells.grid(Run)}
     assert all(c.passes + c.forwards > 0 and c.steps > 0 for c in costs.values())

@@ -93,6 +93,29 @@ def test_paper_profile_also_checks_the_papers_band():
     assert claims.strong_plateau(outside, _run("paper")).outcome == PARTLY
 
 
+def test_one_seed_per_net_leaves_the_comparisons_of_nets_inconclusive():
+    """The paper profile trains one seed: the test points' binomial error alone (0.3 points on 10,000 images)
+    called a 1-point difference between two single runs clear, and a plateau "alike"."""
+    one_seed = dict(spread=(0.0,), n=10_000)
+    for rule in (claims.strong_plateau, claims.weak_not_robust):
+        for profile in ("demo", "paper"):
+            strength = _strength({1: 0.10, 4: 0.30, 8: 0.44, 16: 0.48}, natural=0.98,
+                                 steps=profiles.PROFILES[profile].train_steps, **one_seed)
+            verdict = rule(strength, _run(profile))
+            assert verdict.outcome == INCONCLUSIVE and "too few seeds per net" in verdict.why
+            assert "1 run, the rule needs 2" in verdict.why
+    stale = _staleness({1: 0.45, 2: 0.45, 8: 0.10, 32: 0.05}, **one_seed)
+    assert claims.staleness_break(stale, _run()).outcome == INCONCLUSIVE
+    two_seeds = _strength({1: 0.10, 4: 0.30, 8: 0.44, 16: 0.48}, spread=(-0.005, 0.005), n=10_000)
+    assert claims.weak_not_robust(two_seeds, _run()).outcome == REPRODUCED
+
+
+def test_the_papers_staleness_bands_are_judged_on_one_seed():
+    """70 points apart (at least 85% up to s = 32, at most 15% from s = 64): no single run's noise spans that."""
+    good = _staleness({1: 0.9, 32: 0.9, 64: 0.05, 1024: 0.04}, natural=0.98, spread=(0.0,), n=10_000)
+    assert claims.staleness_break(good, _run("paper")).outcome == REPRODUCED
+
+
 # ---------------------------------------------------------------------------------------- Table 1
 PAPER_TABLE_1 = {1: [0.9855, 0.4863, 0.2716, 0.2836], 4: [0.5734, 0.9998, 0.5418, 0.6031],
                  8: [0.9640, 0.9727, 0.9388, 0.9426], 128: [0.9628, 0.9669, 0.9392, 0.9170]}

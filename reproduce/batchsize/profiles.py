@@ -7,7 +7,6 @@ scaled down.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 import numpy as np
@@ -21,7 +20,7 @@ from tfadv.analysis.batch_size_settings import (
     PAPER_EPOCHS,
 )
 from tfadv.analysis.hessian import HESSIANFLOW, PowerIteration
-from tfadv.experiments import Option, Setting
+from tfadv.experiments import Setting, seeds_option
 
 REFERENCE = "reference code: HessianFlow"
 
@@ -112,17 +111,7 @@ SMOKE = Profile(
 PROFILES = {"paper": PAPER, "demo": DEMO, "smoke": SMOKE}
 
 
-def _seeds(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of seeds >= 1, got {text!r}")
-    return int(text)
-
-
-OPTIONS = (
-    Option("--seeds", "training runs per point (seeds 0..N-1; default: the profile's). Each seed's cells are "
-                      "the same whatever N is, so raising it later adds runs to the same folder",
-           type=_seeds, role="selection", profile_field="seeds"),
-)
+OPTIONS = (seeds_option("point"),)
 
 
 def in_regime(table: pd.DataFrame, profile: Profile) -> pd.DataFrame:

@@ -29,7 +29,7 @@ def seed_of(run: Run, replicate: int) -> int:
 
 def grid(run: Run) -> list[dict]:
     p: Profile = run.profile
-    seeds = range(p.seeds)
+    seeds = range(run.options["seeds"])
     cells = [{"experiment": STRENGTH, "kappa": k, "seed": r, "steps": p.train_steps} for r in seeds for k in p.kappas]
     cells += [{"experiment": STRENGTH, "kappa": k, "seed": r, "steps": n} for n in p.search_steps
               for r in range(p.search_seeds) for k in p.search_kappas]

@@ -2,7 +2,7 @@
 
 Accuracies are means over seeds with a standard error that combines the test-set noise (binomial) with the
 spread over seeds; "clearly" means by more than Z standard errors, so a verdict the noise could flip is not
-given. "The same" (alike, harmless, kept) needs positive evidence too: a difference within SAME_MARGIN with Z
+given, and a claim that compares nets needs MIN_SEEDS_TO_COMPARE seeds per net for a spread at all. "The same" (alike, harmless, kept) needs positive evidence too: a difference within SAME_MARGIN with Z
 standard errors to spare; a difference that is neither the same nor clearly lower or higher is unresolved,
 and a claim resting on it is not called reproduced. Thresholds are named beside the paper's numbers; the paper
 profile also checks the paper's bands.
@@ -27,6 +27,10 @@ CLASSES = 10
 #: 2-point spread; tfadv reads "remains about the same" (Fig 8a) and "the same level of robustness" (Sec. 5) with
 #: the same 2 points.
 SAME_MARGIN = 0.02
+#: Seeds per net before nets are compared. With one, a run's training noise is unknown and the test points'
+#: binomial error alone (0.3 points on the paper's 10,000 images) would read one run's luck as a clear
+#: difference or as a plateau. The paper trains one seed; --seeds 2 or more lets these claims be judged.
+MIN_SEEDS_TO_COMPARE = 2
 SAME, LOWER, HIGHER, UNRESOLVED = "the same", "clearly lower", "clearly higher", "unresolved"
 COLLAPSED, NO_COLLAPSE = "collapsed", "clearly no collapse"
 
@@ -85,6 +89,15 @@ def untrained(accuracies, n: int) -> str | None:
     return verdicts.untrained(accuracies, CLASSES, margin=margin)
 
 
+def too_few_seeds(summary: pd.DataFrame) -> str | None:
+    """A reason if a compared net has fewer than MIN_SEEDS_TO_COMPARE seeds (None for an empty summary, which
+    `missing` reports)."""
+    if summary.empty:
+        return None
+    return verdicts.too_few(int(summary["seeds"].min()), MIN_SEEDS_TO_COMPARE,
+                            "seeds per net (one run's training noise is unknown; --seeds adds runs)")
+
+
 def _n(models: pd.DataFrame) -> int:
     return int(models["n"].min()) if len(models) else 0
 
@@ -140,7 +153,7 @@ def strong_plateau(tables: Tables, run: Run) -> Verdict:
     summary = readings.summarise(models, "kappa")
     strong = summary[summary["kappa"] >= 8]
     unless = [verdicts.missing(strong["mean"], "no kappa >= 8 net"), verdicts.too_few(len(strong), 2, "kappa >= 8 nets"),
-              untrained(models["natural"], _n(models)), verdicts.saturated(strong["mean"])]
+              too_few_seeds(strong), untrained(models["natural"], _n(models)), verdicts.saturated(strong["mean"])]
     if any(unless):
         return judge(STRONG_PLATEAU, _describe(strong, "kappa") or "-", holds=False, unless=unless)
     top, low = strong.loc[strong["mean"].idxmax()], strong.loc[strong["mean"].idxmin()]
@@ -165,7 +178,7 @@ def weak_not_robust(tables: Tables, run: Run) -> Verdict:
     summary = readings.summarise(models, "kappa")
     weak, strong = summary[summary["kappa"] <= 4], summary[summary["kappa"] >= 8]
     unless = [verdicts.missing(weak["mean"], "no kappa <= 4 net"), verdicts.missing(strong["mean"], "no kappa >= 8 net"),
-              untrained(models["natural"], _n(models)), verdicts.saturated(summary["mean"])]
+              too_few_seeds(summary), untrained(models["natural"], _n(models)), verdicts.saturated(summary["mean"])]
     measured = " | ".join(text for text in (_describe(weak, "kappa"), _describe(strong, "kappa")) if text) or "-"
     if any(unless):
         return judge(WEAK_NOT_ROBUST, measured, holds=False, unless=unless)
@@ -218,6 +231,8 @@ def staleness_break(tables: Tables, run: Run) -> Verdict:
                      partly=bool(held.all() or broke.all()),
                      rule=f"s <= {PAPER_STALE_HOLDS} at >= {pct(PAPER_HELD_MIN)}, s >= {PAPER_STALE_BREAKS} at "
                           f"<= {pct(PAPER_COLLAPSED_MAX)}")
+    if too_few_seeds(summary):  # the paper's bands, 70 points apart, need no spread; comparisons of runs do
+        return judge(STALENESS_BREAK, measured, holds=False, unless=[too_few_seeds(summary)])
     s1 = int(summary["staleness"].iloc[0])
     versus = versus_freshest(summary)
     states = [c.state for c in versus]

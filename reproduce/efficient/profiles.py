@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from tfadv.evaluation import compaction
-from tfadv.experiments import Run, Setting
+from tfadv.experiments import Run, Setting, seeds_option
 
 REFERENCE = "reference code: mnist_challenge"
 #: The paper's step rule alpha = STEP_FACTOR * eps / kappa ("2 radii to cross the ball, 0.5 to spare").
@@ -120,8 +120,8 @@ SMOKE = Profile(
     masking_kappas=(2,), masking_images=16, masking_budget=(2, 10, 2),
 )
 PROFILES = {"paper": PAPER, "demo": DEMO, "smoke": SMOKE}
-#: The paper needs no options of its own: every setting is a profile field, part of every result's identity.
-OPTIONS = ()
+#: Every other setting is a profile field, part of every result's identity.
+OPTIONS = (seeds_option("strength and staleness setting"),)
 
 #: Source of each paper-profile setting; the other profiles say "tfadv" with the reason below when they differ.
 PAPER_SOURCES = {
@@ -135,7 +135,8 @@ PAPER_SOURCES = {
     "adam_epsilon": REFERENCE + " (TF1's 1e-8; Keras' default is 1e-7)",
     "loss_reduction": REFERENCE + " (model.xent = reduce_sum; the paper says 'categorical crossentropy')",
     "init": REFERENCE + " (model.py: truncated normal std 0.1, biases 0.1)",
-    "seeds": "paper: 'the same random seed is used throughout'",
+    "seeds": "paper: 'the same random seed is used throughout'; the claims that compare nets need --seeds 2 "
+             "or more (claims.MIN_SEEDS_TO_COMPARE)",
     "log_every": "tfadv: the paper's curves do not state their spacing",
     "log_images": "tfadv: the paper's curves do not state their sample",
     "kappas": "paper: 1 to 128 in powers of two",
@@ -226,6 +227,8 @@ def settings(run: Run) -> list[Setting]:
             reason = DEMO_REASONS.get(field.name, "scaled down for seconds") if run.profile_name == "demo" else \
                 "scaled down for seconds"
             source = f"tfadv: {reason}; paper profile: {paper_value}"
+        if field.name == "seeds" and run.options["seeds"] != value:
+            value, source = run.options["seeds"], f"--seeds {run.options['seeds']} (the profile's: {value}); {source}"
         rows.append(Setting(field.name, value, source))
     rows.append(Setting("PGD step size", f"alpha = {STEP_FACTOR} eps / kappa, random start", "paper: Sec. 6"))
     rows.append(Setting("shuffling", "reshuffled every pass over the training images", REFERENCE + " (next_batch)"))

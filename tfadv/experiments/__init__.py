@@ -14,8 +14,8 @@
 from tfadv.experiments.cli import main
 from tfadv.experiments.report import Setting, markdown_table
 from tfadv.experiments.run import Run
-from tfadv.experiments.spec import Experiment, Option
+from tfadv.experiments.spec import Experiment, Option, seeds_option
 from tfadv.experiments.verdicts import Claim, Verdict, inconclusive, judge, not_measured
 
 __all__ = ["Claim", "Experiment", "Option", "Run", "Setting", "Verdict", "inconclusive", "judge", "main",
-           "markdown_table", "not_measured"]
+           "markdown_table", "not_measured", "seeds_option"]

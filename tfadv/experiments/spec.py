@@ -2,6 +2,7 @@
 `Option`s of its command line, each with its role in a result's identity."""
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
@@ -43,6 +44,19 @@ class Option:
     @property
     def dest(self) -> str:
         return self.flag.lstrip("-").replace("-", "_")
+
+
+def _seed_count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of seeds >= 1, got {text!r}")
+    return int(text)
+
+
+def seeds_option(per: str) -> Option:
+    """`--seeds N`: training runs per `per` (seeds 0..N-1), the profile's `seeds` field when not given."""
+    return Option("--seeds", f"training runs per {per} (seeds 0..N-1; default: the profile's). Each seed's cells "
+                             "are the same whatever N is, so raising it later adds runs to the same folder",
+                  type=_seed_count, role="selection", profile_field="seeds")
 
 
 @dataclass(frozen=True)
