@@ -83,6 +83,19 @@ def test_only_selects_the_papers_cells():
     assert {c["method"] for c in select_only(paper, ["replays=none"], needs=lambda cell: [])} == {"fast"}
 
 
+def test_seeds_repeat_every_setting_and_keep_the_profiles_cells():
+    paper, demo = cells.grid(fake_run("paper")), cells.grid(fake_run("demo"))
+    three = cells.grid(types.SimpleNamespace(**{**vars(fake_run("paper")), "options": {"seeds": 3}}))
+    assert paper == three[:len(paper)] and len(three) == 3 * len(paper)
+    assert sorted({c["repeat"] for c in three}) == [0, 1, 2]
+    demo_three = cells.grid(types.SimpleNamespace(**{**vars(fake_run("demo")), "options": {"seeds": 3}}))
+    keys = [identity.cell_key(c) for c in demo_three]
+    assert demo == demo_three[:len(demo)] and len(set(keys)) == len(keys)  # Fast's three seeds not added twice
+    settings = {s.name: s.value for s in profiles.settings(types.SimpleNamespace(**{**vars(fake_run("paper")),
+                                                                                  "options": {"seeds": 3}}))}
+    assert settings["--seeds"] == 3
+
+
 @pytest.mark.slow(seconds=15)
 def test_robust_evaluation_is_monotone_in_steps_and_restarts():
     keras.utils.set_random_seed(0)

@@ -2,9 +2,10 @@
 
 Accuracies are means over seeds with a standard error that combines the test-set noise (binomial) with the
 spread over seeds; "clearly" means by more than Z standard errors, so a verdict the noise could flip is not
-given, and a claim that compares nets needs MIN_SEEDS_TO_COMPARE seeds per net for a spread at all. "The same" (alike, harmless, kept) needs positive evidence too: a difference within SAME_MARGIN with Z
-standard errors to spare; a difference that is neither the same nor clearly lower or higher is unresolved,
-and a claim resting on it is not called reproduced. Thresholds are named beside the paper's numbers; the paper
+given, and a claim that compares nets needs MIN_SEEDS_TO_COMPARE seeds per net for a spread at all. "The
+same" (alike, harmless, kept) needs positive evidence too: a difference within SAME_MARGIN with Z standard
+errors to spare; a difference that is neither the same nor clearly lower or higher is unresolved, and a
+claim resting on it is not called reproduced. Thresholds are named beside the paper's numbers; the paper
 profile also checks the paper's bands.
 """
 from __future__ import annotations

@@ -22,5 +22,5 @@ from reproduce.freefast import cells, claims, cost, figures, profiles, sections
 EXPERIMENT = Experiment(
     key="freefast", title="Free vs Fast adversarial training (Capaldi & Capozzi 2020)", profiles=profiles.PROFILES,
     grid=cells.grid, run_cell=cells.run_cell, judge=claims.judge_run, figures=figures.figures,
-    sections=sections.sections, settings=profiles.settings, cost=cost.cost, version=2,
+    sections=sections.sections, settings=profiles.settings, options=profiles.OPTIONS, cost=cost.cost, version=2,
     description=__doc__)

@@ -20,8 +20,17 @@ from reproduce.freefast import robustness, training
 from reproduce.freefast.evaluation import evaluator
 
 def grid(run: Run) -> list[dict]:
-    """The profile's cells."""
-    return [dict(c) for c in run.profile.cells]
+    """The profile's cells; with --seeds N, each of their settings also with repeats 1..N-1 (the claims that
+    compare single runs need a spread over seeds: reproduce.freefast.measures.single_run_spread)."""
+    cells = [dict(c) for c in run.profile.cells]
+    listed = {identity.cell_key(c) for c in cells}
+    for base in [c for c in cells if c["repeat"] == 0]:
+        for repeat in range(1, run.options.get("seeds") or 1):
+            extra = {**base, "repeat": repeat}
+            if identity.cell_key(extra) not in listed:
+                listed.add(identity.cell_key(extra))
+                cells.append(extra)
+    return cells
 
 
 def evaluation_network(run: Run, architecture: str, data: datasets.Data) -> keras.Model:

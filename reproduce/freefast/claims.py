@@ -3,8 +3,10 @@
 Each claim is a `Claim` constant and one small function returning a Verdict: reproduced, partly reproduced,
 not reproduced, or inconclusive with the reason (models that did not train, a measurement saturated at 0%
 or 100%, a difference the noise could flip, something this profile does not measure). Uncertainty: binomial
-standard errors on the test points, combined with the spread over seeds where cells were repeated
-(reproduce.freefast.measures). Thresholds sit beside the paper's numbers they stand for.
+standard errors on the test points, combined with the spread over seeds where cells were repeated; a setting
+run once is given the largest spread measured among this run's repeated settings, and a comparison of single
+runs where none was repeated is inconclusive (reproduce.freefast.measures). Thresholds sit beside the
+paper's numbers they stand for.
 LATE_COLLAPSE is not the paper's but its reference code's log's: reference_log_claims judges it, and the report
 shows it apart, never in the paper's tally (sections.reference_log).
 """
@@ -86,15 +88,17 @@ def catastrophic_overfitting(results: pd.DataFrame, curves: pd.DataFrame) -> Ver
 def free_natural(results: pd.DataFrame) -> Verdict:
     """Natural accuracy at the largest m clearly below the smallest m's, and no clear rise in between."""
     rows = m.sweep(results, "free", "replays")
-    est = m.by_value(rows, "replays", "natural_accuracy")
+    spread = m.single_run_spread(results, "natural_accuracy")
+    est = m.by_value(rows, "replays", "natural_accuracy", single_run_sd=spread)
     if len(est) < 2:
         return not_measured(FREE_NATURAL, "needs two values of m")
     ms = list(est)
     falls, rises = m.clearly_above(est[ms[0]], est[ms[-1]]), m.clearly_above(est[ms[-1]], est[ms[0]])
     rise_inside = any(m.clearly_above(est[b], est[a]) for a, b in zip(ms, ms[1:]))
-    return judge(FREE_NATURAL, m.arrow_text(est, "m"), holds=falls and not rise_inside, partly=falls,
+    return judge(FREE_NATURAL, m.arrow_text(est, "m") + m.spread_note(est.values(), spread),
+                 holds=falls and not rise_inside, partly=falls,
                  rule=f"m={ms[-1]:g} clearly (2 s.e.) below m={ms[0]:g}, no clear rise between neighbours",
-                 unless=[m.untrained(rows), None if falls or rises else
+                 unless=[m.untrained(rows), m.unknown_spread(est.values(), spread), None if falls or rises else
                          f"m={ms[0]:g} and m={ms[-1]:g} within noise (2 s.e.)"])
 
 
@@ -102,22 +106,23 @@ def free_robust(results: pd.DataFrame) -> Verdict:
     """PGD-20 at m = 8 clearly above the smallest m's, and an m above 8 measured and not clearly above m = 8
     (the paper's inversion at m = 10). Without an m above 8, only the rise is tested: partly at best."""
     rows = m.sweep(results, "free", "replays")
-    est = m.by_value(rows, "replays", "pgd20_accuracy")
+    spread = m.single_run_spread(results, "pgd20_accuracy")
+    est = m.by_value(rows, "replays", "pgd20_accuracy", single_run_sd=spread)
     if BEST_M not in est or len(est) < 2:
         return not_measured(FREE_ROBUST, f"needs m = {BEST_M} and another m")
     smallest, best = min(est), max(est, key=lambda k: est[k].mean)
     above = [k for k in est if k > BEST_M]
     beaten = [k for k in est if k != BEST_M and m.clearly_above(est[k], est[BEST_M])]
     rises = [k for k in est if k != smallest and m.clearly_above(est[k], est[smallest])]
-    seeds = min(e.seeds for e in est.values())
     measured = (m.arrow_text(est, "m") + (f"; best m = {best:g}" if above else f"; m = {BEST_M} is the largest m run")
-                + ("; one seed per m (s.e. from the test points only)" if seeds == 1 else ""))
+                + m.spread_note(est.values(), spread))
     rule = (f"m={BEST_M} clearly (2 s.e.) above the smallest m, and an m above {BEST_M} run and not clearly above it"
             + (f"; m={', '.join(f'{k:g}' for k in beaten)} clearly above m={BEST_M}" if beaten else "")
             + ("" if above else f"; no m above {BEST_M} in this grid, so the optimum at m = {BEST_M} is untested"))
     return judge(FREE_ROBUST, measured, holds=BEST_M in rises and not beaten and best == BEST_M and bool(above),
                  partly=bool(rises), rule=rule,
-                 unless=[m.untrained(rows), None if rises or beaten else "every m within noise (2 s.e.)"])
+                 unless=[m.untrained(rows), m.unknown_spread(est.values(), spread),
+                         None if rises or beaten else "every m within noise (2 s.e.)"])
 
 
 def free_time(results: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
@@ -142,18 +147,22 @@ def free_time(results: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
 
 def free_vs_fast(results: pd.DataFrame) -> Verdict:
     """Per network, at the longest epochs both ran: Free-8's PGD-50 clearly above Fast-1.25 eps'."""
-    outcomes, texts, used = [], [], []
+    outcomes, texts, used, compared = [], [], [], []
+    spread = m.single_run_spread(results, "pgd50_accuracy")
     for architecture, free8, fast in m.pairs(results, ("free", {"replays": 8}), ("fast", {"alpha_ratio": 1.25})):
-        a, b = m.estimate(free8, "pgd50_accuracy"), m.estimate(fast, "pgd50_accuracy")
+        a, b = (m.estimate(rows, "pgd50_accuracy", single_run_sd=spread) for rows in (free8, fast))
         outcomes.append("yes" if m.clearly_above(a, b) else "no" if m.clearly_above(b, a) else "noise")
         texts.append(f"{NETWORK[architecture]}: {a.text()} vs {b.text()} ({int(free8['epochs'].iloc[0])} ep)")
         used += [free8, fast]
+        compared += [a, b]
     if not outcomes:
         return not_measured(FREE_VS_FAST, "needs Free m = 8 and Fast α = 1.25ε at the same epochs")
     rows = pd.concat(used)
-    return judge(FREE_VS_FAST, "; ".join(texts), holds=all(o == "yes" for o in outcomes), partly="yes" in outcomes,
+    return judge(FREE_VS_FAST, "; ".join(texts) + m.spread_note(compared, spread),
+                 holds=all(o == "yes" for o in outcomes), partly="yes" in outcomes,
                  rule="Free-8 clearly (2 s.e.) above Fast on every network",
-                 unless=[m.untrained(rows), "within noise (2 s.e.)" if set(outcomes) == {"noise"} else None])
+                 unless=[m.untrained(rows), m.unknown_spread(compared, spread),
+                         "within noise (2 s.e.)" if set(outcomes) == {"noise"} else None])
 
 
 def speed(results: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
@@ -182,15 +191,19 @@ def speed(results: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
 def networks(results: pd.DataFrame) -> Verdict:
     """Per method, PreActResNet18 clearly above ResNet50 on natural and PGD-50 accuracy."""
     outcomes, texts, used = [], [], []
+    columns = ("natural_accuracy", "pgd50_accuracy")
+    spreads = {c: m.single_run_spread(results, c) for c in columns}
+    compared: dict[str, list] = {c: [] for c in columns}
     for method, where in (("free", {"replays": 8}), ("fast", {"alpha_ratio": 1.25})):
         preact, resnet = m.common_epochs(select(results, method=method, batch_size=128, **where), "architecture",
                                          ("preact_resnet18", "resnet50"))
         if preact.empty:
             continue
-        wins = [m.clearly_above(m.estimate(preact, c), m.estimate(resnet, c)) for c in ("natural_accuracy",
-                                                                                          "pgd50_accuracy")]
-        losses = [m.clearly_above(m.estimate(resnet, c), m.estimate(preact, c)) for c in ("natural_accuracy",
-                                                                                            "pgd50_accuracy")]
+        pairs = {c: [m.estimate(rows, c, single_run_sd=spreads[c]) for rows in (preact, resnet)] for c in columns}
+        wins = [m.clearly_above(a, b) for a, b in pairs.values()]
+        losses = [m.clearly_above(b, a) for a, b in pairs.values()]
+        for c, pair in pairs.items():
+            compared[c] += pair
         outcomes.append("yes" if all(wins) else "no" if any(losses) else "noise")
         texts.append(f"{method.capitalize()}: {preact['natural_accuracy'].mean():.3f} / "
                      f"{preact['pgd50_accuracy'].mean():.3f} vs {resnet['natural_accuracy'].mean():.3f} / "
@@ -198,9 +211,12 @@ def networks(results: pd.DataFrame) -> Verdict:
         used += [preact, resnet]
     if not outcomes:
         return not_measured(NETWORKS, "needs both networks")
-    return judge(NETWORKS, "; ".join(texts), holds=all(o == "yes" for o in outcomes), partly="yes" in outcomes,
+    unknown = next(filter(None, (m.unknown_spread(compared[c], spreads[c]) for c in columns)), None)
+    note = "".join(m.spread_note(compared[c], spreads[c], c.replace("_accuracy", "")) for c in columns)
+    return judge(NETWORKS, "; ".join(texts) + note, holds=all(o == "yes" for o in outcomes), partly="yes" in outcomes,
                  rule="PreActResNet18 clearly (2 s.e.) above ResNet50 on both accuracies, for every method",
-                 unless=[m.untrained(pd.concat(used)), "within noise (2 s.e.)" if set(outcomes) == {"noise"} else None])
+                 unless=[m.untrained(pd.concat(used)), unknown,
+                         "within noise (2 s.e.)" if set(outcomes) == {"noise"} else None])
 
 
 def late_collapse(results: pd.DataFrame, curves: pd.DataFrame) -> Verdict:

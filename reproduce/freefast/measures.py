@@ -39,14 +39,51 @@ class Estimate:
         return f"{self.mean:.3f}{spread}"
 
 
-def estimate(rows: pd.DataFrame, column: str, points_column: str = "eval_points") -> Estimate:
-    """Mean of `column` over the rows (seeds) with se = hypot(s.d./sqrt(n), binomial s.e. on the test points)."""
+def estimate(rows: pd.DataFrame, column: str, points_column: str = "eval_points",
+             single_run_sd: float | None = None) -> Estimate:
+    """Mean of `column` over the rows (seeds) with se = hypot(s.d./sqrt(n), binomial s.e. on the test points);
+    a single run's s.d. is `single_run_sd` (single_run_spread), else left out."""
     mean, sd, n = verdicts.mean_sd(rows[column])
     if n == 0:
         return Estimate(math.nan, math.nan, 0)
     points = int(rows[points_column].min())
-    seeds_se = sd / math.sqrt(n) if n > 1 else 0.0
+    seeds_se = sd / math.sqrt(n) if n > 1 else (single_run_sd or 0.0)
     return Estimate(mean, math.hypot(seeds_se, verdicts.binomial_se(mean, points)), n, sd)
+
+
+#: The columns of a training setting: cells that differ only in `repeat` are seeds of one setting.
+SETTING_COLUMNS = ("method", "architecture", "batch_size", "epochs", "eps", "replays", "alpha_ratio")
+
+
+def single_run_spread(results: pd.DataFrame, column: str) -> float | None:
+    """The spread over seeds assumed for a setting run once: the largest standard deviation of `column` over
+    the seeds of this run's repeated settings whose every run stayed above COLLAPSE_ACCURACY under PGD-20 (a
+    collapse in some seeds is the phenomenon, not training noise). None when no such setting was repeated."""
+    by = [c for c in SETTING_COLUMNS if c in results]
+    if not by or results.empty:
+        return None
+    spreads = []
+    for _, group in results.groupby(by, dropna=False):
+        _, sd, k = verdicts.mean_sd(group[column])
+        if k > 1 and math.isfinite(sd) and (group["pgd20_accuracy"] > COLLAPSE_ACCURACY).all():
+            spreads.append(sd)
+    return max(spreads) if spreads else None
+
+
+def unknown_spread(estimates, spread: float | None) -> str | None:
+    """A reason when a single run is compared but no spread over seeds was measured to assume for it."""
+    if spread is None and any(e.seeds == 1 for e in estimates):
+        return ("a single run is compared and no setting of this run was repeated to measure the spread over seeds: "
+                "a difference between single runs can be noise")
+    return None
+
+
+def spread_note(estimates, spread: float | None, what: str = "") -> str:
+    """The rule's words on the standard error of the single runs among `estimates` (of the accuracy `what`)."""
+    if spread is None or all(e.seeds > 1 for e in estimates):
+        return ""
+    return (f"; a single run's {what + ' ' if what else ''}s.e. includes a spread over seeds of {spread:.3f}, the "
+            "largest measured among this run's repeated settings")
 
 
 def clearly_above(a: Estimate, b: Estimate) -> bool:
@@ -198,9 +235,10 @@ def untrained(rows: pd.DataFrame) -> str | None:
     return None if reason is None else reason.replace("accuracies", "accuracies (less 2 s.e.)")
 
 
-def by_value(rows: pd.DataFrame, key: str, column: str) -> dict[float, Estimate]:
+def by_value(rows: pd.DataFrame, key: str, column: str, single_run_sd: float | None = None) -> dict[float, Estimate]:
     """{value of `key` (m or alpha): Estimate of `column` over its seeds}, sorted by key."""
-    return {value: estimate(group, column) for value, group in sorted(rows.groupby(key), key=lambda kv: kv[0])}
+    return {value: estimate(group, column, single_run_sd=single_run_sd)
+            for value, group in sorted(rows.groupby(key), key=lambda kv: kv[0])}
 
 
 def arrow_text(estimates: dict, name: str) -> str:

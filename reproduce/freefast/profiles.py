@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from tfadv.evaluation import compaction
-from tfadv.experiments import Run, Setting
+from tfadv.experiments import Run, Setting, seeds_option
 
 from reproduce.freefast.evaluation import READ_OFF
 from reproduce.freefast.paper import CIFAR_EPS, label
@@ -201,6 +201,8 @@ _SMOKE_SOURCES = {name: _DEMO_SOURCES[name] if getattr(SMOKE, name) == getattr(D
 
 PROFILES = {"paper": PAPER, "demo": DEMO, "smoke": SMOKE}
 SOURCES = {"paper": _PAPER_SOURCES, "demo": _DEMO_SOURCES, "smoke": _SMOKE_SOURCES}
+#: The paper trains one seed per setting; its claims that compare single runs need a spread over seeds.
+OPTIONS = (seeds_option("setting (at least; the profile's repeated settings keep their repeats)", profile_field=None),)
 
 #: Protocol facts fixed in the code (not profile fields), each with its source.
 FIXED = (
@@ -246,4 +248,7 @@ def settings(run: Run) -> list[Setting]:
     sources = SOURCES[run.profile_name]
     found = [Setting(f.name, _value(f.name, getattr(run.profile, f.name)), sources[f.name])
              for f in fields(run.profile)]
+    if run.options.get("seeds"):
+        found.append(Setting("--seeds", run.options["seeds"], "tfadv: every setting of cells trained with seeds "
+                                                              f"0..{run.options['seeds'] - 1} at least"))
     return found + [Setting(name, value, source) for name, value, source in FIXED]

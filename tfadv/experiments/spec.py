@@ -52,11 +52,12 @@ def _seed_count(text: str) -> int:
     return int(text)
 
 
-def seeds_option(per: str) -> Option:
-    """`--seeds N`: training runs per `per` (seeds 0..N-1), the profile's `seeds` field when not given."""
+def seeds_option(per: str, profile_field: str | None = "seeds") -> Option:
+    """`--seeds N`: training runs per `per` (seeds 0..N-1); when not given, the profile's `profile_field`, or
+    None for a grid that lists its repeats itself."""
     return Option("--seeds", f"training runs per {per} (seeds 0..N-1; default: the profile's). Each seed's cells "
                              "are the same whatever N is, so raising it later adds runs to the same folder",
-                  type=_seed_count, role="selection", profile_field="seeds")
+                  type=_seed_count, role="selection", profile_field=profile_field)
 
 
 @dataclass(frozen=True)
