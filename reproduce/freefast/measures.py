@@ -57,7 +57,7 @@ SETTING_COLUMNS = ("method", "architecture", "batch_size", "epochs", "eps", "rep
 
 def single_run_spread(results: pd.DataFrame, column: str) -> float | None:
     """The spread over seeds assumed for a setting run once: the largest standard deviation of `column` over
-    the seeds of this run's repeated settings whose every run stayed above COLLAPSE_ACCURACY under PGD-20 (a
+    the seeds of this run's repeated settings whose every run ended above COLLAPSE_ACCURACY under PGD-20 (a
     collapse in some seeds is the phenomenon, not training noise). None when no such setting was repeated."""
     by = [c for c in SETTING_COLUMNS if c in results]
     if not by or results.empty:
