@@ -232,8 +232,9 @@ def staleness_break(tables: Tables, run: Run) -> Verdict:
                      partly=bool(held.all() or broke.all()),
                      rule=f"s <= {PAPER_STALE_HOLDS} at >= {pct(PAPER_HELD_MIN)}, s >= {PAPER_STALE_BREAKS} at "
                           f"<= {pct(PAPER_COLLAPSED_MAX)}")
-    if too_few_seeds(summary):  # the paper's bands, 70 points apart, need no spread; comparisons of runs do
-        return judge(STALENESS_BREAK, measured, holds=False, unless=[too_few_seeds(summary)])
+    few = too_few_seeds(summary)  # the paper's bands, 70 points apart, need no spread; comparisons of runs do
+    if few:
+        return judge(STALENESS_BREAK, measured, holds=False, unless=[few])
     s1 = int(summary["staleness"].iloc[0])
     versus = versus_freshest(summary)
     states = [c.state for c in versus]
