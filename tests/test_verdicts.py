@@ -85,6 +85,13 @@ def test_mean_sd_ignores_nan_and_has_no_sd_for_one_value():
     assert math.isnan(v.mean_sd([0.5])[1])
 
 
+def test_largest_spread_takes_the_widest_repeated_setting_and_skips_single_runs():
+    groups = [[0.5, 0.7], [0.1], [0.40, 0.41, np.nan], [0.9, np.nan]]
+    assert v.largest_spread(groups) == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert v.largest_spread([[0.5], [0.2, np.nan]]) is None
+    assert v.largest_spread([]) is None
+
+
 def test_report_renders_every_outcome_and_refuses_unknown_sources():
     verdicts = [v.judge(CLAIM, "a", holds=True), v.inconclusive(CLAIM, "measurement saturated"),
                 v.not_measured(CLAIM, "needs ImageNet")]

@@ -341,10 +341,9 @@ def async_robust(tables: Tables, run: Run) -> Verdict:
 def single_run_spread(tables: Tables, run: Run) -> float | None:
     """The largest standard deviation over seeds of the strongest-attack accuracy in this run's strength and
     staleness sweeps: the spread tfadv assumes for a single asynchronous run; None without two seeds anywhere."""
-    sweeps = [readings.summarise(readings.finals(tables, STRENGTH, "kappa", run.profile.train_steps), "kappa"),
-              readings.summarise(readings.finals(tables, STALENESS, "staleness"), "staleness")]
-    spreads = [sd for summary in sweeps for sd in summary["sd"] if math.isfinite(sd)]
-    return max(spreads) if spreads else None
+    sweeps = [(readings.finals(tables, STRENGTH, "kappa", run.profile.train_steps), "kappa"),
+              (readings.finals(tables, STALENESS, "staleness"), "staleness")]
+    return verdicts.largest_spread(group["adversarial"] for finals, by in sweeps for _, group in finals.groupby(by))
 
 
 def _gpus(run: Run) -> int:

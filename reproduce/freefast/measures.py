@@ -62,12 +62,8 @@ def single_run_spread(results: pd.DataFrame, column: str) -> float | None:
     by = [c for c in SETTING_COLUMNS if c in results]
     if not by or results.empty:
         return None
-    spreads = []
-    for _, group in results.groupby(by, dropna=False):
-        _, sd, k = verdicts.mean_sd(group[column])
-        if k > 1 and math.isfinite(sd) and (group["pgd20_accuracy"] > COLLAPSE_ACCURACY).all():
-            spreads.append(sd)
-    return max(spreads) if spreads else None
+    return verdicts.largest_spread(group[column] for _, group in results.groupby(by, dropna=False)
+                                   if (group["pgd20_accuracy"] > COLLAPSE_ACCURACY).all())
 
 
 def unknown_spread(estimates, spread: float | None) -> str | None:

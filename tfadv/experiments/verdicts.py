@@ -172,6 +172,13 @@ def mean_sd(values) -> tuple[float, float, int]:
     return float(values.mean()), float(values.std(ddof=1)) if n > 1 else math.nan, n
 
 
+def largest_spread(groups) -> float | None:
+    """The largest sample standard deviation among groups of repeated measurements (the seeds of each setting):
+    the spread over seeds assumed for a setting run once. None when no group has two finite values."""
+    spreads = [sd for _, sd, n in map(mean_sd, groups) if n > 1]
+    return max(spreads) if spreads else None
+
+
 def sign_test(successes: int, trials: int) -> float:
     """Two-sided p-value that `successes` of `trials` paired comparisons would go one way by chance."""
     if trials == 0:
