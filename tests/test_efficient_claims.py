@@ -275,10 +275,10 @@ def test_single_async_runs_carry_the_seed_spread_of_the_sweeps():
     # The demo: synchronous 44.0%, 1 worker 40.9%, 3 workers 9.8% (one run each) and seeds of the staleness
     # sweep 4.4 points apart (sd). The old rule used the binomial error alone and called 1 worker "kept".
     demo = claims.async_robust(_async_beside_sweeps({0: 0.44, 1: 0.409, 3: 0.098}, seed_spread=0.044), _run())
-    assert demo.outcome == NOT_REPRODUCED and "1 workers -3.1 ± 7.0 pts (unresolved)" in demo.measured
+    assert demo.outcome == NOT_REPRODUCED and "1 worker -3.1 ± 7.0 pts (unresolved)" in demo.measured
     assert "3 workers -34.2 ± 6.8 pts (clearly lower)" in demo.measured and "(4.4 pts)" in demo.why
     one = claims.async_robust(_async_beside_sweeps({0: 0.44, 1: 0.409}, seed_spread=0.044), _run())
-    assert one.outcome == INCONCLUSIVE and one.why.startswith("1 workers: within the noise")
+    assert one.outcome == INCONCLUSIVE and one.why.startswith("1 worker: within the noise")
     no_seeds = claims.async_robust(_async({0: 0.44, 1: 0.40, 3: 0.10}), _run())
     assert no_seeds.outcome == INCONCLUSIVE and "one run per worker count" in no_seeds.why
 

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reproduce.minibatch import EXPERIMENT, profiles, sections
+from reproduce.minibatch import EXPERIMENT, cells, profiles, sections
 from tfadv.datasets import imagenet_v2
-from tfadv.experiments import main
+from tfadv.experiments import cli, main
 from tfadv.experiments.verdicts import INCONCLUSIVE
 from tfadv.validation import TfadvWarning
 
@@ -102,6 +102,35 @@ def test_sum_loss_cells_share_one_emulated_craft_and_each_is_checked(tmp_path):
     assert (shared["check_images"] > 0).all() and (shared["check_success_mismatches"] == 0).all()
     assert (shared["check_max_rel_diff"] <= sections.ROUNDING).all()
     assert "craft_shared" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.slow(seconds=60)
+def test_a_sum_loss_craft_reaches_the_other_processes_of_a_jobs_run(tmp_path, monkeypatch):
+    """--jobs children take a setting's cells in no fixed order (longest first): the one that crafts leaves the
+    craft in the folder's scratch space, another (here: this process with its caches emptied) reads it instead
+    of crafting again, bit for bit, and the setting's last sharing cell removes it. A craft computed on other
+    kernels is not read."""
+    r = cli.open_run(EXPERIMENT, cli.parser(EXPERIMENT).parse_args(
+        ["--profile", "smoke", "--out", str(tmp_path), "--batch-sizes", "1,2,4", "--no-progress"]))
+    r.prepare()
+    cell = dict(model=profiles.DIGITS_MODEL, precision="float32", norm="l2", loss="sum", attack="PGD",
+                batch_size=1, run=0, sharpness=1.0)
+    first, shared = cells.emulated_craft(r, cell, 8, 4, 1)
+    path = cells.shared_craft_file(r, cell, 8, 4)
+    assert not shared and path.exists()
+
+    with monkeypatch.context() as m:
+        m.setattr(cells.machine, "kernels", lambda: "CPU: another one")
+        assert cells._read_shared_craft(path) is None
+
+    r.cache.clear()
+    monkeypatch.setattr(cells, "craft", lambda *args, **kwargs: pytest.fail("crafted again"))
+    monkeypatch.setattr(r, "finished", lambda c: c["batch_size"] == 1)  # batch 2 is the last sharing cell
+    second, shared = cells.emulated_craft(r, {**cell, "batch_size": 2}, 8, 4, 2)
+    assert shared and not path.exists()
+    assert second.keys() == first.keys() and second["x_adv"].shape[0] > 0
+    for name in first:
+        np.testing.assert_array_equal(second[name], first[name], err_msg=name)
 
 
 @pytest.mark.slow(seconds=290)  # 280 s of it: the module's smoke run, if this check is the first to need it

@@ -314,7 +314,7 @@ def async_robust(tables: Tables, run: Run) -> Verdict:
         return not_measured(ASYNC_ROBUST, "needs the synchronous run and at least one with workers")
     sync = runs[runs["workers"] == 0].iloc[0]
     workers = runs[runs["workers"] > 0]
-    measured = "; ".join(f"{int(r.workers)} workers: {pct(r.adversarial)} under PGD-40, {pct(r.natural)} natural"
+    measured = "; ".join(f"{_workers(r.workers)}: {pct(r.adversarial)} under PGD-40, {pct(r.natural)} natural"
                          + (f" ({r.speedup:.2f}x)" if r.workers else "") for r in runs.itertuples())
     spread = single_run_spread(tables, run)
     untrained_ = untrained(runs["natural"], int(sync["n"]))
@@ -325,11 +325,11 @@ def async_robust(tables: Tables, run: Run) -> Verdict:
     se = lambda a: math.hypot(verdicts.binomial_se(a, int(sync["n"])), spread)  # noqa: E731
     versus = [compare(sync["adversarial"], se(sync["adversarial"]), r.adversarial, se(r.adversarial))
               for r in workers.itertuples()]
-    measured += "; vs the synchronous run: " + ", ".join(f"{int(w)} workers {c.text()} ({c.state})"
+    measured += "; vs the synchronous run: " + ", ".join(f"{_workers(w)} {c.text()} ({c.state})"
                                                          for w, c in zip(workers["workers"], versus))
     kept = [c.state in (SAME, HIGHER) for c in versus]
     lost = [c.state == LOWER for c in versus]
-    unresolved = [f"{int(w)} workers: {c.unresolved()}" for w, c in zip(workers["workers"], versus)
+    unresolved = [f"{_workers(w)}: {c.unresolved()}" for w, c in zip(workers["workers"], versus)
                   if c.state == UNRESOLVED]
     return judge(ASYNC_ROBUST, measured, holds=all(kept), partly=any(kept) and any(lost),
                  unless=[untrained_, None if any(lost) else "; ".join(unresolved) or None],
@@ -346,6 +346,11 @@ def single_run_spread(tables: Tables, run: Run) -> float | None:
     return verdicts.largest_spread(group["adversarial"] for finals, by in sweeps for _, group in finals.groupby(by))
 
 
+def _workers(count) -> str:
+    count = int(count)
+    return f"{count} worker" if count == 1 else f"{count} workers"
+
+
 def _gpus(run: Run) -> int:
     from tfadv.experiments import machine
 
@@ -358,7 +363,7 @@ def async_speedup(tables: Tables, run: Run) -> Verdict:
     if runs.empty or "speedup" not in runs:
         return not_measured(ASYNC_SPEEDUP, "needs the synchronous run and runs with workers")
     best = runs.sort_values("workers").iloc[-1]
-    measured = (f"{best['speedup']:.2f}x with {int(best['workers'])} workers; measured staleness mean "
+    measured = (f"{best['speedup']:.2f}x with {_workers(best['workers'])}; measured staleness mean "
                 f"{best['staleness_mean']:.1f}, max {int(best['staleness_max'])} steps")
     gpus = _gpus(run)
     if gpus < SPEEDUP_GPUS:
@@ -376,7 +381,7 @@ def twenty_six(tables: Tables, run: Run) -> Verdict:
     best = runs[runs["experiment"] == "async"].sort_values("workers").iloc[-1]
     ratio = base["wall_seconds"] / best["wall_seconds"]
     measured = (f"{ratio:.1f}x: baseline {base['wall_seconds']:.0f} s ({int(base['steps'])} steps) vs "
-                f"{best['wall_seconds']:.0f} s with {int(best['workers'])} workers ({int(best['steps'])} steps)")
+                f"{best['wall_seconds']:.0f} s with {_workers(best['workers'])} ({int(best['steps'])} steps)")
     if not _is_paper(run) or _gpus(run) < SPEEDUP_GPUS or run.limit is not None:
         return inconclusive(TWENTY_SIX, f"needs the paper profile (no --limit) on {SPEEDUP_GPUS} GPUs", measured)
     return judge(TWENTY_SIX, measured, holds=ratio >= PAPER_RATIO_MIN, rule=f"ratio >= {PAPER_RATIO_MIN:g}x")

@@ -19,6 +19,7 @@ from reproduce.freefast import data as datasets
 from reproduce.freefast import robustness, training
 from reproduce.freefast.evaluation import evaluator
 
+
 def grid(run: Run) -> list[dict]:
     """The profile's cells; with --seeds N, each of their settings also with repeats 1..N-1 (the claims that
     compare single runs need a spread over seeds: reproduce.freefast.measures.single_run_spread)."""

@@ -13,6 +13,7 @@ real batches of B and records the largest difference it finds.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from reproduce.minibatch.profiles import (
     steps,
 )
 from tfadv.attacks import FGM, PGD
-from tfadv.experiments import Run
+from tfadv.experiments import Run, atomic, identity, machine
 from tfadv.precision import dtype_policy
 
 #: A cell with at least this many batches shows a progress bar (the paper's batch-1 cells: 10,000 calls).
@@ -171,25 +172,67 @@ def run_cell(cell: dict, run: Run) -> dict:
 
 
 def emulated_craft(run: Run, cell: dict, count: int, craft_size: int, size: int) -> tuple[dict, bool]:
-    """A cell's emulated craft, and whether another cell of this process computed it.
+    """A cell's emulated craft, and whether another cell computed it.
 
     Under the sum loss (eq. 5) every sample's weight is 1 whatever B is, so the emulated crafts of one setting
     at all batch sizes are one computation (tests/test_emulation.py checks that they are bit-identical): it
     runs once and the other batch sizes share it (results.csv: craft_shared). Each cell still checks it
-    against its own real batches. Only the current setting's crafts are held (memory at 224 px).
+    against its own real batches. The craft is held in this process for the current setting and, for the
+    other processes of a --jobs run (which take the setting's cells in no fixed order), in the output folder's
+    scratch space until the setting's last sharing cell has it (shared_craft_file).
     """
     if cell["loss"] != "sum":
         return craft(run, cell, count, craft_size, emulate=size, keep=checked_images(run, count, size)), False
     setting = tuple(cell[k] for k in ("model", "precision", "norm", "attack", "sharpness"))
     key = (setting, cell["run"], count, craft_size)
     held = run.cache.setdefault("shared sum-loss crafts", {})
-    if key in held:
-        return held[key], True
-    for old in [k for k in held if k[0] != setting]:
+    for old in [k for k in held if k[0] != setting]:  # only the current setting's (memory at 224 px)
         del held[old]
-    keep = max(checked_images(run, count, b) for b in batch_sizes(run))
-    held[key] = craft(run, cell, count, craft_size, emulate=size, keep=keep)
-    return held[key], False
+    path = shared_craft_file(run, cell, count, craft_size)
+    found = held.get(key)
+    shared = found is not None or (found := _read_shared_craft(path)) is not None
+    if not shared:
+        keep = max(checked_images(run, count, b) for b in batch_sizes(run))
+        found = craft(run, cell, count, craft_size, emulate=size, keep=keep)
+        _write_shared_craft(path, found)
+    held[key] = found
+    if all(run.finished(other) for other in _sharing_cells(run, cell, count) if other["batch_size"] != size):
+        path.unlink(missing_ok=True)  # no other cell will read it
+    return found, shared
+
+
+def shared_craft_file(run: Run, cell: dict, count: int, craft_size: int) -> Path:
+    """Where a setting's sum-loss craft waits for the setting's other cells: named by the configuration's
+    fingerprint too, so that a folder taken over by another configuration never hands it out."""
+    key = identity.cell_key({**{k: cell[k] for k in ("model", "precision", "norm", "attack", "sharpness", "run")},
+                             "images": count, "craft_batch": craft_size})
+    return run.work_root / "shared-crafts" / f"{identity.cell_id(run.store.fingerprint, key)}.npz"
+
+
+def _sharing_cells(run: Run, cell: dict, count: int) -> list[dict]:
+    """The cells whose emulated sum-loss craft is `cell`'s: its setting's at every batch size that emulates
+    and attacks as many images."""
+    return [{**cell, "batch_size": b} for b in batch_sizes(run)
+            if emulated_craft_size(run, b) != b and data.image_count(run, cell["model"]) // b * b == count]
+
+
+def _write_shared_craft(path: Path, found: dict) -> None:
+    # A craft is the same on other kernels only to rounding: the kernels that computed it go with it.
+    with atomic.atomic_path(path) as tmp:
+        np.savez(tmp, **found, kernels=machine.kernels(), threads=machine.threads_in_effect())
+
+
+def _read_shared_craft(path: Path) -> dict | None:
+    """The craft another process wrote on the kernels and thread count of this one, else None."""
+    try:
+        with np.load(path) as stored:
+            found = {name: stored[name] for name in stored.files}
+    except (OSError, ValueError, EOFError):  # absent, or removed while read: compute it
+        return None
+    if str(found.pop("kernels")) != machine.kernels() or int(found.pop("threads")) != machine.threads_in_effect():
+        return None
+    found["loss_path"] = str(found["loss_path"])
+    return found
 
 
 def emulated_craft_size(run: Run, size: int) -> int:

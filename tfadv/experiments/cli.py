@@ -22,6 +22,7 @@ from tfadv.experiments.run import Run
 from tfadv.experiments.spec import PROFILES, Experiment, Tables
 from tfadv.experiments.store import ConfigurationError
 
+
 def parser(experiment: Experiment) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"python -m reproduce.{experiment.key}", description=experiment.description or experiment.title,

@@ -564,7 +564,6 @@ class AdversarialModel(keras.Model, metaclass=_Cloneable):
         return config
 
 
-
 def _span(x: Any) -> float | None:
     """max - min of fit's x when it is an array (what an open clip range leaves eps to be judged against)."""
     if isinstance(x, (np.ndarray, tf.Tensor)) and np.size(x):
