@@ -28,7 +28,7 @@ from reproduce.minibatch.profiles import (
     steps,
 )
 from tfadv.attacks import FGM, PGD
-from tfadv.experiments import Run, atomic, identity, machine
+from tfadv.experiments import Run, atomic, identity, locks, machine
 from tfadv.precision import dtype_policy
 
 #: A cell with at least this many batches shows a progress bar (the paper's batch-1 cells: 10,000 calls).
@@ -179,7 +179,8 @@ def emulated_craft(run: Run, cell: dict, count: int, craft_size: int, size: int)
     runs once and the other batch sizes share it (results.csv: craft_shared). Each cell still checks it
     against its own real batches. The craft is held in this process for the current setting and, for the
     other processes of a --jobs run (which take the setting's cells in no fixed order), in the output folder's
-    scratch space until the setting's last sharing cell has it (shared_craft_file).
+    scratch space until the setting's other cells have it (shared_craft_file); a cell that finds no file (one
+    that began just as the file was removed) crafts it again, the same numbers.
     """
     if cell["loss"] != "sum":
         return craft(run, cell, count, craft_size, emulate=size, keep=checked_images(run, count, size)), False
@@ -196,8 +197,11 @@ def emulated_craft(run: Run, cell: dict, count: int, craft_size: int, size: int)
         found = craft(run, cell, count, craft_size, emulate=size, keep=keep)
         _write_shared_craft(path, found)
     held[key] = found
-    if all(run.finished(other) for other in _sharing_cells(run, cell, count) if other["batch_size"] != size):
-        path.unlink(missing_ok=True)  # no other cell will read it
+    # Once every other cell of the setting is finished or being computed (it read the file as it began), none
+    # will read it: removed, so that at 224 px no craft outlives its setting.
+    others = [c for c in _sharing_cells(run, cell, count) if c["batch_size"] != size]
+    if all(run.finished(c) or locks.held_elsewhere(run.work_root, run.cell_id(c)) for c in others):
+        path.unlink(missing_ok=True)
     return found, shared
 
 
