@@ -109,7 +109,7 @@ def test_a_sum_loss_craft_reaches_the_other_processes_of_a_jobs_run(tmp_path, mo
     """--jobs children take a setting's cells in no fixed order (longest first): the one that crafts leaves the
     craft in the folder's scratch space, another (here: this process with its caches emptied) reads it instead
     of crafting again, bit for bit, and the setting's last sharing cell removes it. A craft computed on other
-    kernels is not read."""
+    kernels, or a damaged file, is not read."""
     r = cli.open_run(EXPERIMENT, cli.parser(EXPERIMENT).parse_args(
         ["--profile", "smoke", "--out", str(tmp_path), "--batch-sizes", "1,2,4", "--no-progress"]))
     r.prepare()
@@ -122,6 +122,9 @@ def test_a_sum_loss_craft_reaches_the_other_processes_of_a_jobs_run(tmp_path, mo
     with monkeypatch.context() as m:
         m.setattr(cells.machine, "kernels", lambda: "CPU: another one")
         assert cells._read_shared_craft(path) is None
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert cells._read_shared_craft(damaged) is None and cells._read_shared_craft(tmp_path / "absent.npz") is None
 
     r.cache.clear()
     monkeypatch.setattr(cells, "craft", lambda *args, **kwargs: pytest.fail("crafted again"))

@@ -13,6 +13,7 @@ real batches of B and records the largest difference it finds.
 from __future__ import annotations
 
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -231,9 +232,10 @@ def _read_shared_craft(path: Path) -> dict | None:
     try:
         with np.load(path) as stored:
             found = {name: stored[name] for name in stored.files}
-    except (OSError, ValueError, EOFError):  # absent, or removed while read: compute it
+        kernels, threads = str(found.pop("kernels")), int(found.pop("threads"))
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):  # absent, removed while read, damaged
         return None
-    if str(found.pop("kernels")) != machine.kernels() or int(found.pop("threads")) != machine.threads_in_effect():
+    if kernels != machine.kernels() or threads != machine.threads_in_effect():
         return None
     found["loss_path"] = str(found["loss_path"])
     return found
