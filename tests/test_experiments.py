@@ -733,6 +733,21 @@ def test_plan_counts_flops_and_claims_no_folder(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_counting_flops_leaves_tensorflows_log_level_as_it_found_it():
+    import keras
+    import tensorflow as tf
+
+    from tfadv.experiments import plan
+
+    net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    before = tf.get_logger().level
+    tf.get_logger().setLevel("INFO")
+    try:
+        assert plan.forward_flops(net) > 0 and tf.get_logger().level == 20  # INFO, not the ERROR set inside
+    finally:
+        tf.get_logger().setLevel(before)
+
+
 def test_a_change_of_the_cell_code_makes_stored_results_stale(tmp_path, monkeypatch):
     out = str(tmp_path / "out")
     run_toy("--profile", "smoke", "--out", out)

@@ -50,7 +50,12 @@ def forward_flops(model) -> float:
     graph = convert_variables_to_constants_v2(concrete).graph
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
-    return float(tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops)
+    logger, level = tf.get_logger(), tf.get_logger().level
+    logger.setLevel("ERROR")  # the v1 profiler's own deprecation notice, printed by every --jobs run
+    try:
+        return float(tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops)
+    finally:
+        logger.setLevel(level)
 
 
 def cell_estimates(run: "Run", cells: Sequence[dict]) -> pd.DataFrame:
