@@ -667,8 +667,10 @@ def test_the_jobs_bar_ticks_in_a_terminal_and_updates_a_log_file_once_per_finish
 @pytest.mark.slow
 def test_jobs_run_shard_processes_into_one_folder(tmp_path):
     out = tmp_path / "parallel"
-    subprocess.run([sys.executable, "-m", "toy_experiment", "--profile", "paper", "--no-progress", "--jobs", "2",
-                    "--out", str(out)], env=_toy_env(), check=True)
+    done = subprocess.run([sys.executable, "-m", "toy_experiment", "--profile", "paper", "--jobs", "2",
+                           "--out", str(out)], env=_toy_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "cells in 2 processes" in done.stderr and "already finished" not in done.stderr  # the children's
     logs = sorted(p.name for p in (out / "logs").iterdir())
     assert logs == ["job-0-of-2.log", "job-1-of-2.log"]
     assert not list((out / "work").glob("claims-*"))  # the run's claims go with it

@@ -241,6 +241,7 @@ def _run_shard(run: Run, cells: Sequence[dict], args: argparse.Namespace, argv: 
     count = jobs.job_count(args.jobs, args.profile, [c for c in parallel if not run.finished(c)], args.threads)
     if count > 1 and args.shard is None and not args.child_of_jobs:
         jobs.run_parallel(run, parallel, count, argv, args.threads)
+        mine = [c for c in mine if not run.finished(c)]  # not reported as "already finished" by the children
     # A --jobs child takes its cells one by one; the parent, after its children, runs the cells that need the
     # whole machine or still wait for others.
     grid.run_cells(run, mine, claims=Path(args.claims) if args.claims else None)
