@@ -670,7 +670,8 @@ def test_jobs_run_shard_processes_into_one_folder(tmp_path):
     done = subprocess.run([sys.executable, "-m", "toy_experiment", "--profile", "paper", "--jobs", "2",
                            "--out", str(out)], env=_toy_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "cells in 2 processes" in done.stderr and "already finished" not in done.stderr  # the children's
+    # The parent's log says it ran the cells in 2 processes, not that they were "already finished" (by its children).
+    assert "cells in 2 processes" in done.stderr and "already finished" not in done.stderr
     logs = sorted(p.name for p in (out / "logs").iterdir())
     assert logs == ["job-0-of-2.log", "job-1-of-2.log"]
     assert not list((out / "work").glob("claims-*"))  # the run's claims go with it
@@ -736,6 +737,8 @@ def test_plan_counts_flops_and_claims_no_folder(tmp_path, capsys):
 
 
 def test_counting_flops_leaves_tensorflows_log_level_as_it_found_it():
+    import logging
+
     import keras
     import tensorflow as tf
 
@@ -745,7 +748,7 @@ def test_counting_flops_leaves_tensorflows_log_level_as_it_found_it():
     before = tf.get_logger().level
     tf.get_logger().setLevel("INFO")
     try:
-        assert plan.forward_flops(net) > 0 and tf.get_logger().level == 20  # INFO, not the ERROR set inside
+        assert plan.forward_flops(net) > 0 and tf.get_logger().level == logging.INFO  # not the ERROR set inside
     finally:
         tf.get_logger().setLevel(before)
 
