@@ -178,26 +178,20 @@ def emulated_craft(run: Run, cell: dict, count: int, craft_size: int, size: int)
     Under the sum loss (eq. 5) every sample's weight is 1 whatever B is, so the emulated crafts of one setting
     at all batch sizes are one computation (tests/test_emulation.py checks that they are bit-identical): it
     runs once and the other batch sizes share it (results.csv: craft_shared). Each cell still checks it
-    against its own real batches. The craft is held in this process for the current setting and, for the
-    other processes of a --jobs run (which take the setting's cells in no fixed order), in the output folder's
-    scratch space until the setting's other cells have it (shared_craft_file); a cell that finds no file (one
-    that began just as the file was removed) crafts it again, the same numbers.
+    against its own real batches. The craft waits in the output folder's scratch space, for this process and
+    for the other processes of a --jobs run (which take the setting's cells in no fixed order), until the
+    setting's other cells have it (shared_craft_file); a cell that finds no file (one that began just as the
+    file was removed) crafts it again, the same numbers.
     """
     if cell["loss"] != "sum":
         return craft(run, cell, count, craft_size, emulate=size, keep=checked_images(run, count, size)), False
-    setting = tuple(cell[k] for k in ("model", "precision", "norm", "attack", "sharpness"))
-    key = (setting, cell["run"], count, craft_size)
-    held = run.cache.setdefault("shared sum-loss crafts", {})
-    for old in [k for k in held if k[0] != setting]:  # only the current setting's (memory at 224 px)
-        del held[old]
     path = shared_craft_file(run, cell, count, craft_size)
-    found = held.get(key)
-    shared = found is not None or (found := _read_shared_craft(path)) is not None
+    found = _read_shared_craft(path)
+    shared = found is not None
     if not shared:
         keep = max(checked_images(run, count, b) for b in batch_sizes(run))
         found = craft(run, cell, count, craft_size, emulate=size, keep=keep)
         _write_shared_craft(path, found)
-    held[key] = found
     # Once every other cell of the setting is finished or being computed (it read the file as it began), none
     # will read it: removed, so that at 224 px no craft outlives its setting.
     others = [c for c in _sharing_cells(run, cell, count) if c["batch_size"] != size]
