@@ -152,15 +152,16 @@ def test_emulation_refuses_training_mode():
 @pytest.mark.parametrize("cls,norm,policy,loss_scale", [(PGD, "2", "float32", None), (FGM, "inf", "mixed_float16", None),
                                                         (PGD, "inf", "mixed_float16", "per_sample")])
 def test_sum_loss_emulation_is_the_same_computation_at_every_batch_size(cls, norm, policy, loss_scale):
-    """What lets the minibatch runner share one emulated sum-loss craft between batch sizes: bit-identical
-    adversarial examples and statistics at every emulated B."""
+    """What lets the minibatch runner share one sum-loss craft between batch sizes: bit-identical adversarial
+    examples and statistics at every emulated B and in the plain batch of N (real batches of the craft size)."""
     with dtype_policy(policy):
         model = confident_bn_model(MARGIN[policy])
     x, y = samples()
     attack = make(cls, model, norm, "sum", loss_scale)
     crafted = {size: attack(x, y, sample_ids=np.arange(N), emulated_batch_size=size, return_stats=True) for size in SIZES}
+    crafted["plain"] = make(cls, model, norm, "sum", loss_scale)(x, y, sample_ids=np.arange(N), return_stats=True)
     first_x, first_stats = crafted[SIZES[0]]
-    for size in SIZES[1:]:
+    for size in [*SIZES[1:], "plain"]:
         x_adv, stats = crafted[size]
         np.testing.assert_array_equal(x_adv.numpy(), first_x.numpy(), err_msg=f"B={size}")
         for key in ("success", "grad_l2_first", "floor_clamped_first", "grad_zero_first"):

@@ -89,18 +89,20 @@ def test_emulated_and_real_give_the_same_success(smoke, tmp_path):
 
 
 @pytest.mark.slow(seconds=90)
-def test_sum_loss_cells_share_one_emulated_craft_and_each_is_checked(tmp_path):
-    """Sum-loss cells of one setting at different emulated batch sizes reuse one craft (recorded per row),
-    and each still matches its own real batches."""
+def test_sum_loss_cells_share_one_craft_and_each_emulated_one_is_checked(tmp_path):
+    """Sum-loss cells of one setting at different emulated batch sizes, and the real batches of the craft size
+    (here 4), reuse one craft (recorded per row); each emulated one still matches its own real batches."""
     out = run("--profile", "smoke", "--out", str(tmp_path), "--batch-sizes", "1,2,4", "--precisions", "float32",
               "--norms", "l2")
     table = out["results"]
-    emulated = table[(table["batching"] == "emulated") & (table["sharpness"] == 1.0)]
-    shared = emulated[emulated["craft_shared"]]
-    assert set(shared["loss"]) == {"sum"} and set(shared["batch_size"]) == {2}
-    assert len(shared) == len(emulated[(emulated["loss"] == "sum") & (emulated["batch_size"] == 2)])
-    assert (shared["check_images"] > 0).all() and (shared["check_success_mismatches"] == 0).all()
-    assert (shared["check_max_rel_diff"] <= sections.ROUNDING).all()
+    table = table[table["sharpness"] == 1.0]
+    shared = table[table["craft_shared"]]
+    assert set(shared["loss"]) == {"sum"} and set(shared["batch_size"]) == {2, 4}
+    assert len(shared) == len(table[(table["loss"] == "sum") & (table["batch_size"] > 1)])
+    assert set(shared.loc[shared["batch_size"] == 4, "batching"]) == {"real"}
+    emulated = shared[shared["batching"] == "emulated"]
+    assert (emulated["check_images"] > 0).all() and (emulated["check_success_mismatches"] == 0).all()
+    assert (emulated["check_max_rel_diff"] <= sections.ROUNDING).all()
     assert "craft_shared" in (tmp_path / "report.md").read_text()
 
 
@@ -115,7 +117,7 @@ def test_a_sum_loss_craft_reaches_the_other_processes_of_a_jobs_run(tmp_path, mo
     r.prepare()
     cell = dict(model=profiles.DIGITS_MODEL, precision="float32", norm="l2", loss="sum", attack="PGD",
                 batch_size=1, run=0, sharpness=1.0)
-    first, shared = cells.emulated_craft(r, cell, 8, 4, 1)
+    first, shared = cells.sum_loss_craft(r, cell, 8, 4)
     path = cells.shared_craft_file(r, cell, 8, 4)
     assert not shared and path.exists()
 
@@ -128,8 +130,8 @@ def test_a_sum_loss_craft_reaches_the_other_processes_of_a_jobs_run(tmp_path, mo
 
     r.cache.clear()
     monkeypatch.setattr(cells, "craft", lambda *args, **kwargs: pytest.fail("crafted again"))
-    monkeypatch.setattr(r, "finished", lambda c: c["batch_size"] == 1)  # batch 2 is the last sharing cell
-    second, shared = cells.emulated_craft(r, {**cell, "batch_size": 2}, 8, 4, 2)
+    monkeypatch.setattr(r, "finished", lambda c: c["batch_size"] != 2)  # batch 2 is the last sharing cell
+    second, shared = cells.sum_loss_craft(r, {**cell, "batch_size": 2}, 8, 4)
     assert shared and not path.exists()
     assert second.keys() == first.keys() and second["x_adv"].shape[0] > 0
     for name in first:

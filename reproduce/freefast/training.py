@@ -128,7 +128,8 @@ def train(cell: dict, run: Run, data: Data, evaluation_net: keras.Model,
         return curve_point()
 
     callbacks = [EpochLog(work / CURVE_FILE, copied_and_measured), backup]
-    model.fit(train_set, epochs=epochs, callbacks=callbacks, verbose=2 if run.show_progress else 0)
+    model.fit(train_set, epochs=epochs, callbacks=callbacks, shuffle=False,  # train_set shuffles itself
+              verbose=2 if run.show_progress else 0)
     cifar_resnets.copy_weights(net, evaluation_net)
     return read_curve(work / CURVE_FILE, epochs)
 

@@ -157,14 +157,18 @@ def run_cell(cell: dict, run: Run) -> dict:
     size = cell["batch_size"]
     count = data.image_count(run, cell["model"]) // size * size  # the reference code drops a partial batch
     craft_size = emulated_craft_size(run, size)
-    mode = batching(run) if craft_size != size and not shares_start(run, cell) else "real"
+    emulating = batching(run) == "emulated" and not shares_start(run, cell)
+    mode = "emulated" if emulating and craft_size != size else "real"
     shared = False
-    if mode == "emulated":
-        checked = checked_images(run, count, size)
-        found, shared = emulated_craft(run, cell, count, craft_size, size)
-        check = emulation_check(run, cell, found, checked, size)
+    if emulating and cell["loss"] == "sum" and len(sharing_cells(run, cell, count)) > 1:
+        found, shared = sum_loss_craft(run, cell, count, craft_size)
+    elif mode == "emulated":
+        found = craft(run, cell, count, craft_size, emulate=size, keep=checked_images(run, count, size))
     else:
         found = craft(run, cell, count, size, emulate=None)
+    if mode == "emulated":
+        check = emulation_check(run, cell, found, checked_images(run, count, size), size)
+    else:
         check = dict(check_images=0, check_max_abs_diff=np.nan, check_max_rel_diff=np.nan, check_grad_rel_diff=np.nan,
                      check_success_mismatches=0)
     return dict(**summary(run, cell, found), batching=mode, craft_shared=shared, **check,
@@ -172,29 +176,31 @@ def run_cell(cell: dict, run: Run) -> dict:
                 seconds=round(time.monotonic() - started, 3))
 
 
-def emulated_craft(run: Run, cell: dict, count: int, craft_size: int, size: int) -> tuple[dict, bool]:
-    """A cell's emulated craft, and whether another cell computed it.
+def sum_loss_craft(run: Run, cell: dict, count: int, craft_size: int) -> tuple[dict, bool]:
+    """A sum-loss cell's craft, and whether another cell computed it.
 
-    Under the sum loss (eq. 5) every sample's weight is 1 whatever B is, so the emulated crafts of one setting
-    at all batch sizes are one computation (tests/test_emulation.py checks that they are bit-identical): it
-    runs once and the other batch sizes share it (results.csv: craft_shared). Each cell still checks it
-    against its own real batches. The craft waits in the output folder's scratch space, for this process and
-    for the other processes of a --jobs run (which take the setting's cells in no fixed order), until the
-    setting's other cells have it (shared_craft_file); a cell that finds no file (one that began just as the
-    file was removed) crafts it again, the same numbers.
+    Under the sum loss (eq. 5) every sample's weight is 1 whatever B is, so a setting's emulated crafts at
+    every batch size, and its real batches of the craft size, are one computation (tests/test_emulation.py
+    checks that they are bit-identical): it runs once and the setting's other sharing_cells reuse it
+    (results.csv: craft_shared). Each emulated cell still checks it against its own real batches. The craft
+    waits in the output folder's scratch space, for this process and for the other processes of a --jobs run
+    (which take the setting's cells in no fixed order), until the setting's other cells have it
+    (shared_craft_file); a cell that finds no file (one that began just as the file was removed) crafts it
+    again, the same numbers.
     """
-    if cell["loss"] != "sum":
-        return craft(run, cell, count, craft_size, emulate=size, keep=checked_images(run, count, size)), False
+    size = cell["batch_size"]
+    sharing = sharing_cells(run, cell, count)
     path = shared_craft_file(run, cell, count, craft_size)
     found = _read_shared_craft(path)
     shared = found is not None
     if not shared:
-        keep = max(checked_images(run, count, b) for b in batch_sizes(run))
-        found = craft(run, cell, count, craft_size, emulate=size, keep=keep)
+        keep = max(checked_images(run, count, c["batch_size"]) if c["batch_size"] != craft_size else 0
+                   for c in sharing)
+        found = craft(run, cell, count, craft_size, emulate=None if size == craft_size else size, keep=keep)
         _write_shared_craft(path, found)
     # Once every other cell of the setting is finished or being computed (it read the file as it began), none
     # will read it: removed, so that at 224 px no craft outlives its setting.
-    others = [c for c in _sharing_cells(run, cell, count) if c["batch_size"] != size]
+    others = [c for c in sharing if c["batch_size"] != size]
     if all(run.finished(c) or locks.held_elsewhere(run.work_root, run.cell_id(c)) for c in others):
         path.unlink(missing_ok=True)
     return found, shared
@@ -208,11 +214,12 @@ def shared_craft_file(run: Run, cell: dict, count: int, craft_size: int) -> Path
     return run.work_root / "shared-crafts" / f"{identity.cell_id(run.store.fingerprint, key)}.npz"
 
 
-def _sharing_cells(run: Run, cell: dict, count: int) -> list[dict]:
-    """The cells whose emulated sum-loss craft is `cell`'s: its setting's at every batch size that emulates
-    and attacks as many images."""
+def sharing_cells(run: Run, cell: dict, count: int) -> list[dict]:
+    """The cells whose sum-loss craft is `cell`'s: its setting's at every batch size crafted in batches of the
+    same size (emulated, or real at the craft size) that attacks as many images."""
+    craft_size = emulated_craft_size(run, cell["batch_size"])
     return [{**cell, "batch_size": b} for b in batch_sizes(run)
-            if emulated_craft_size(run, b) != b and data.image_count(run, cell["model"]) // b * b == count]
+            if emulated_craft_size(run, b) == craft_size and data.image_count(run, cell["model"]) // b * b == count]
 
 
 def _write_shared_craft(path: Path, found: dict) -> None:

@@ -20,8 +20,8 @@ def cost(cell: dict, run: Run) -> Cost:
     emulated = batching(run) == "emulated" and not shares_start(run, cell)
     batch = emulated_craft_size(run, size) if emulated else size
     checked = checked_images(run, images, size) if batch != size else 0  # re-crafted in real batches
-    if batch != size and cell["loss"] == "sum" and _shares_craft(run, size, total):
-        images = 0  # the smallest emulated batch size computes the setting's one sum-loss craft
+    if emulated and cell["loss"] == "sum" and _shares_craft(run, size, total):
+        images = 0  # the smallest batch size crafting in batches of this size computes the setting's sum-loss craft
     passes = (images + checked) * count
     device_steps = (-(-images // batch) + -(-checked // size)) * count
     return Cost(model=f"{cell['model']} {p.image_size}px", build=lambda: _network(run, cell["model"]),
@@ -30,10 +30,10 @@ def cost(cell: dict, run: Run) -> Cost:
 
 
 def _shares_craft(run: Run, size: int, total: int) -> bool:
-    """Does a smaller emulated batch size attacking as many of the `total` images compute this sum-loss
-    craft (cells.emulated_craft)?"""
-    return any(b < size and emulated_craft_size(run, b) != b and total // b * b == total // size * size
-               for b in batch_sizes(run))
+    """Does a smaller batch size crafting in the same batches and attacking as many of the `total` images
+    compute this sum-loss craft (cells.sum_loss_craft)?"""
+    return any(b < size and emulated_craft_size(run, b) == emulated_craft_size(run, size)
+               and total // b * b == total // size * size for b in batch_sizes(run))
 
 
 def _network(run: Run, name: str):

@@ -157,9 +157,10 @@ def batching_text(table: pd.DataFrame, mode: str) -> str:
     shared = int(table["craft_shared"].fillna(False).astype(bool).sum()) if "craft_shared" in table else 0
     if shared:
         text += (f"Under the sum loss every sample's weight is 1 at every B, so a setting's emulated crafts at all "
-                 f"batch sizes are one computation: {shared} cells reused it from another batch size, crafted by "
-                 "this or another process of the run on the same kernels and thread count (craft_shared in "
-                 "results.csv), and were checked against their own real batches like the others. ")
+                 "batch sizes, and its real batches of the craft size, are one computation (tested bit for bit): "
+                 f"{shared} cells reused it from another batch size, crafted by this or another process of the "
+                 "run on the same kernels and thread count (craft_shared in results.csv); the emulated ones were "
+                 "checked against their own real batches like the others. ")
     if checked.empty:
         return text + "No cell was checked against real batches: read these numbers as emulated."
     return text.rstrip() + "\n\n" + check_text(checked)
