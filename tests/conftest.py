@@ -10,9 +10,8 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.util import _pywrap_util_port  # noqa: E402
 
-# The kernels TensorFlow chose for this process, passed on to every process a test starts: a runner process
-# would otherwise turn oneDNN on where TensorFlow leaves it off (reproduce/__init__.py) and record other
-# tf_kernels, and other numbers, than the test process it is compared with.
+# The kernels TensorFlow chose for this process, passed on to every process a test starts, so that a runner
+# process records the same tf_kernels, and the same numbers, as the test process it is compared with.
 os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if _pywrap_util_port.IsMklEnabled() else "0"
 
 # Must run before TensorFlow initialises its devices, hence at import time of the test session.
