@@ -8,7 +8,8 @@ engine's first-step diagnostics that explain the mechanism (floor-clamped and ze
 Batching: "real" crafts in batches of B, as the reference code. "emulated" crafts in batches of the
 profile's craft_batch with per-sample reduction weights 1/B (the mean over a batch of B, eq. 1, gives each
 sample's loss the weight 1/B), which is the same arithmetic; each such cell also crafts its first images in
-real batches of B and records the largest difference it finds.
+real batches of B and records the largest difference it finds. Under the sum loss those weights are all 1, so
+a setting's cells crafted in batches of one size share one craft (sum_loss_craft).
 """
 from __future__ import annotations
 
