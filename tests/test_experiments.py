@@ -450,6 +450,30 @@ def test_cells_record_the_kernels_that_computed_them_and_the_report_warns_when_t
     assert f"CPU: another, AVX512F, oneDNN on in {len(results) - 1} cells" in said and f"{here} in 1 cells" in said
 
 
+def test_cells_that_ran_onednn_below_avx512_are_warned_about():
+    from tfadv.experiments.cli import onednn_fact
+
+    kinds = {"CPU: AMD EPYC, AVX2, oneDNN on; TensorFlow 2.21.0, Keras 3": True,
+             "CPU: Intel(R) Xeon(R), 2.2GHz, AVX, oneDNN on; TensorFlow 2.21.0, Keras 3": True,
+             "CPU: AMD EPYC, AVX2, oneDNN off; TensorFlow 2.21.0, Keras 3": False,
+             "CPU: AMD EPYC, AVX512F, oneDNN on; TensorFlow 2.21.0, Keras 3": False,
+             "CPU: Neoverse, vector instructions unknown (aarch64), oneDNN on; TensorFlow 2.21.0, Keras 3": False,
+             "GPU: NVIDIA A100 (compute capability 8.0); TensorFlow 2.21.0, Keras 3": False}
+    assert {k: machine.onednn_below_avx512(k) for k in kinds} == kinds
+    results = pd.DataFrame({store.CELL_COLUMN: [f"c{i}" for i in range(len(kinds))], store.KERNELS_COLUMN: list(kinds)})
+    said = onednn_fact(results)
+    assert said.startswith("WARNING: 2 of 6 cells ran oneDNN") and "TF_ENABLE_ONEDNN_OPTS=1" in said
+    assert onednn_fact(results[~results[store.KERNELS_COLUMN].map(kinds)]) is None
+    assert onednn_fact(results.drop(columns=[store.KERNELS_COLUMN])) is None
+
+
+def test_a_report_of_cells_that_ran_onednn_below_avx512_warns_at_the_top(tmp_path, monkeypatch):
+    monkeypatch.setattr(machine, "kernels", lambda: "CPU: AMD EPYC, AVX2, oneDNN on; TensorFlow 1")
+    run_toy("--profile", "smoke", "--out", str(tmp_path))
+    header = (tmp_path / "report.md").read_text().split("## Claims")[0]
+    assert "> **Warning.** oneDNN below AVX-512: " in header and "cells ran oneDNN's CPU kernels without AVX-512" in header
+
+
 @pytest.mark.parametrize("chosen", [pytest.param(None, marks=pytest.mark.slow(seconds=20)),
                                     pytest.param("0", marks=pytest.mark.slow(seconds=20)),
                                     pytest.param("1", marks=pytest.mark.slow(seconds=20))])

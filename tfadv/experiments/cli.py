@@ -286,7 +286,8 @@ def write_outputs(run: Run, cells: Sequence[dict], tables: Tables, clock: machin
         sections.append(("Figures", "\n\n".join(f"![{name}]({name})" for name in figures)))
     results = tables[store.MAIN_TABLE]
     computed_with = {"TensorFlow CPU threads per cell": threads_fact(results),
-                     "devices and kernels per cell": kernels_fact(results), "data per cell": data_fact(results),
+                     "devices and kernels per cell": kernels_fact(results),
+                     "oneDNN below AVX-512": onednn_fact(results), "data per cell": data_fact(results),
                      "pretrained weights": weights_fact(results)}
     computed_with = {name: text for name, text in computed_with.items() if text is not None}
     keys = grid_keys(cells)
@@ -406,6 +407,20 @@ def kernels_fact(results) -> str:
     the same for all."""
     return _computed_with_fact(results, store.KERNELS_COLUMN, "{}", "the kernels (another CPU or GPU, oneDNN on or "
                                "off, or another TensorFlow rounds differently)", "rerun them on one kind of machine")
+
+
+def onednn_fact(results) -> str | None:
+    """A warning when cells ran oneDNN's kernels on an x86 CPU without AVX-512, else None."""
+    per_cell = _recorded_per_cell(results, store.KERNELS_COLUMN)
+    if per_cell is None:
+        return None
+    forced = int(per_cell.map(machine.onednn_below_avx512).sum())
+    if not forced:
+        return None
+    return (f"WARNING: {forced} of {len(per_cell)} cells ran oneDNN's CPU kernels without AVX-512 "
+            "(TF_ENABLE_ONEDNN_OPTS=1; TensorFlow leaves them off there). On such a CPU oneDNN's Conv2DBackpropFilter "
+            "corrupted the heap (2026-12-05, TensorFlow 2.21; reproduce/__init__.py), which can change numbers "
+            "without a crash: rerun these cells without TF_ENABLE_ONEDNN_OPTS=1 to rule it out")
 
 
 def data_fact(results) -> str | None:

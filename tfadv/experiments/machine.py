@@ -52,6 +52,18 @@ def kernels() -> str:
     return f"{devices}; TensorFlow {tf.__version__}, Keras {keras.__version__}"
 
 
+#: x86 vector instruction sets below AVX-512 (as kernels() names them), where TensorFlow leaves oneDNN off.
+BELOW_AVX512 = ("AVX2", "AVX", "SSE4.2")
+
+
+def onednn_below_avx512(kernels: str) -> bool:
+    """Whether a kernels() description says oneDNN's kernels ran on an x86 CPU without AVX-512, where TensorFlow
+    leaves them off (so TF_ENABLE_ONEDNN_OPTS=1 turned them on): see reproduce/__init__.py for why that matters."""
+    devices = kernels.split(";")[0]
+    parts = devices.rsplit(", ", 2)
+    return devices.startswith("CPU: ") and len(parts) == 3 and parts[1] in BELOW_AVX512 and parts[2] == "oneDNN on"
+
+
 def _cpu_info() -> dict[str, str]:
     """The first processor's entries of /proc/cpuinfo (Linux), else {}."""
     try:
