@@ -158,17 +158,17 @@ def run_cell(cell: dict, run: Run) -> dict:
     size = cell["batch_size"]
     count = data.image_count(run, cell["model"]) // size * size  # the reference code drops a partial batch
     craft_size = emulated_craft_size(run, size)
-    emulating = batching(run) == "emulated" and not shares_start(run, cell)
-    mode = "emulated" if emulating and craft_size != size else "real"
+    mode = "emulated" if emulates(run, cell) and craft_size != size else "real"
+    checked = checked_images(run, count, size) if mode == "emulated" else 0
     shared = False
-    if emulating and cell["loss"] == "sum" and len(sharing_cells(run, cell, count)) > 1:
+    if emulates(run, cell) and cell["loss"] == "sum":
         found, shared = sum_loss_craft(run, cell, count, craft_size)
     elif mode == "emulated":
-        found = craft(run, cell, count, craft_size, emulate=size, keep=checked_images(run, count, size))
+        found = craft(run, cell, count, craft_size, emulate=size, keep=checked)
     else:
         found = craft(run, cell, count, size, emulate=None)
     if mode == "emulated":
-        check = emulation_check(run, cell, found, checked_images(run, count, size), size)
+        check = emulation_check(run, cell, found, checked, size)
     else:
         check = dict(check_images=0, check_max_abs_diff=np.nan, check_max_rel_diff=np.nan, check_grad_rel_diff=np.nan,
                      check_success_mismatches=0)
@@ -191,13 +191,15 @@ def sum_loss_craft(run: Run, cell: dict, count: int, craft_size: int) -> tuple[d
     """
     size = cell["batch_size"]
     sharing = sharing_cells(run, cell, count)
+    keep = max(checked_images(run, count, c["batch_size"]) if c["batch_size"] != craft_size else 0 for c in sharing)
+    emulate = None if size == craft_size else size
+    if len(sharing) == 1:  # no other cell would read it
+        return craft(run, cell, count, craft_size, emulate=emulate, keep=keep), False
     path = shared_craft_file(run, cell, count, craft_size)
     found = _read_shared_craft(path)
     shared = found is not None
     if not shared:
-        keep = max(checked_images(run, count, c["batch_size"]) if c["batch_size"] != craft_size else 0
-                   for c in sharing)
-        found = craft(run, cell, count, craft_size, emulate=None if size == craft_size else size, keep=keep)
+        found = craft(run, cell, count, craft_size, emulate=emulate, keep=keep)
         _write_shared_craft(path, found)
     # Once every other cell of the setting is finished or being computed (it read the file as it began), none
     # will read it: removed, so that at 224 px no craft outlives its setting.
@@ -252,6 +254,11 @@ def emulated_craft_size(run: Run, size: int) -> int:
 def checked_images(run: Run, count: int, size: int) -> int:
     """How many of `count` images an emulated cell re-crafts in real batches of `size` (whole batches)."""
     return min(count, size * -(-run.profile.check_images // size))
+
+
+def emulates(run: Run, cell: dict) -> bool:
+    """Does the cell craft with per-sample reduction weights (--batching emulated) where emulation is exact?"""
+    return batching(run) == "emulated" and not shares_start(run, cell)
 
 
 def shares_start(run: Run, cell: dict) -> bool:

@@ -2,7 +2,7 @@
 cell's ImageNet classifier (or the digits CNN), counted from the profile without loading data or weights."""
 from __future__ import annotations
 
-from reproduce.minibatch.cells import batch_sizes, batching, checked_images, emulated_craft_size, shares_start
+from reproduce.minibatch.cells import batch_sizes, checked_images, emulated_craft_size, emulates
 from reproduce.minibatch.profiles import DIGITS_MODEL, PRECISIONS, steps
 from tfadv.experiments import Run
 from tfadv.experiments.plan import Cost
@@ -17,7 +17,7 @@ def cost(cell: dict, run: Run) -> Cost:
     size = cell["batch_size"]
     images = total // size * size  # the reference code drops a partial batch
     count = steps(run, cell["attack"])
-    emulated = batching(run) == "emulated" and not shares_start(run, cell)
+    emulated = emulates(run, cell)
     batch = emulated_craft_size(run, size) if emulated else size
     checked = checked_images(run, images, size) if batch != size else 0  # re-crafted in real batches
     if emulated and cell["loss"] == "sum" and _shares_craft(run, size, total):
