@@ -9,7 +9,9 @@ import itertools
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from tfadv import losses
 from tfadv.attacks import FGM, PGD
 from tfadv.precision import dtype_policy
 
@@ -64,10 +66,11 @@ def real_batches(cls, model, norm, reduction, loss_scale, x, y, size):
 #: below: the 1e-6 L2 floor (float32), float16's smallest subnormal 6e-8 (mixed_float16).
 MARGIN = {"float32": 11.0, "mixed_float16": 14.0}
 
-#: Float tolerance on x_adv. float16 kernels round differently at different batch sizes (accumulation
-#: order), so an O(1) float16 gradient (per-sample loss scaling) moves an L2 direction by ~1e-4 relative:
-#: measured up to 4.5e-5 on x, against an L2 step of 0.5.
-ATOL = {"float32": 1e-5, "mixed_float16": 2e-4}
+#: Float tolerance on x_adv. Kernels round differently at different batch sizes (accumulation order; here
+#: only B = 1 and 4 differ, the sum loss as much as the mean), and an O(1) float16 gradient (per-sample loss
+#: scaling) moves an L2 direction by ~1e-4 relative. Measured (2026-12-06, AVX2): at most 1.8e-7 on x in
+#: float32, 8.3e-5 in mixed_float16, against steps of 0.05 to 0.5.
+ATOL = {"float32": 1e-6, "mixed_float16": 2e-4}
 
 
 def check_emulation(cls, norm, reduction, policy, loss_scale):
@@ -167,3 +170,29 @@ def test_sum_loss_emulation_is_the_same_computation_at_every_batch_size(cls, nor
         for key in ("success", "grad_l2_first", "floor_clamped_first", "grad_zero_first"):
             np.testing.assert_array_equal(stats[key], first_stats[key], err_msg=f"{key}, B={size}")
     assert not np.array_equal(first_x.numpy(), x)  # the attack moved the samples
+
+
+def test_mean_weights_are_correctly_rounded_in_compiled_graphs():
+    """The mean's 1/B as Keras' scalar sum / N gets it: a compiled 1/x becomes TensorFlow's Reciprocal op,
+    whose vectorized float32 CPU kernel is one ulp low for many B (1/32 gives 0x1.fffffep-6 on AVX2)."""
+    sizes = np.arange(1, 2**16 + 1, dtype="float32")
+    weights = tf.function(losses.mean_weights)(tf.constant(sizes)).numpy()
+    np.testing.assert_array_equal(weights, np.float32(1) / sizes)
+
+
+@pytest.mark.parametrize("cls,norm,policy,loss_scale", [(PGD, "2", "float32", None), (PGD, "inf", "float32", None),
+                                                        (FGM, "2", "float32", None),
+                                                        (PGD, "2", "mixed_float16", "per_sample")])
+def test_emulating_a_batch_its_own_size_is_the_plain_call_bit_for_bit(cls, norm, policy, loss_scale):
+    """emulated_batch_size=N on a batch of N is the plain call's arithmetic at the same shape, so no rounding
+    may separate them: a mean weight one ulp off (the compiled Reciprocal) moved the minibatch demo's
+    32-step L2 examples 1.5e-3 eps from real batches'."""
+    with dtype_policy(policy):
+        model = confident_bn_model(MARGIN[policy])
+    x, y = samples()
+    attack = make(cls, model, norm, "sum_over_batch_size", loss_scale)
+    plain, plain_stats = attack(x, y, sample_ids=np.arange(N), return_stats=True)
+    emulated, emulated_stats = attack(x, y, sample_ids=np.arange(N), emulated_batch_size=N, return_stats=True)
+    np.testing.assert_array_equal(emulated.numpy(), plain.numpy())
+    np.testing.assert_array_equal(emulated_stats["grad_l2_first"], plain_stats["grad_l2_first"])
+    assert plain_stats["floor_clamped_first"].any() or norm == "inf" or loss_scale  # the 1/N reached the step
