@@ -138,6 +138,21 @@ def test_a_sum_loss_craft_reaches_the_other_processes_of_a_jobs_run(tmp_path, mo
         np.testing.assert_array_equal(second[name], first[name], err_msg=name)
 
 
+def test_a_sum_loss_craft_is_shared_only_with_cells_the_run_keeps(tmp_path):
+    """Under --only, a sharing cell the selection leaves out never reads the craft, so none is kept for it
+    (it would outlive the run in the folder's scratch space)."""
+    def sharing(*argv):
+        r = cli.open_run(EXPERIMENT, cli.parser(EXPERIMENT).parse_args(
+            ["--profile", "smoke", "--out", str(tmp_path), "--batch-sizes", "1,2,4", "--no-progress", *argv]))
+        cell = dict(model=profiles.DIGITS_MODEL, precision="float32", norm="l2", loss="sum", attack="PGD",
+                    batch_size=1, run=0, sharpness=1.0)
+        return sorted(c["batch_size"] for c in cells.sharing_cells(r, cell, 8))
+
+    assert sharing() == [1, 2, 4]
+    assert sharing("--only", "batch_size=1,4") == [1, 4]
+    assert sharing("--only", "batch_size=1") == [1]
+
+
 @pytest.mark.slow(seconds=290)  # 280 s of it: the module's smoke run, if this check is the first to need it
 def test_another_profile_in_the_same_folder_is_refused_before_any_compute(smoke):
     """Issue 11: a demo run then a smoke run into one folder reused cells and crashed with KeyError 'sum'."""

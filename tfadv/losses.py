@@ -103,10 +103,11 @@ def reduction_factor(reduction: Reduction, batch_sizes: tf.Tensor) -> tf.Tensor:
 def mean_weights(batch_sizes: tf.Tensor) -> tf.Tensor:
     """1/B_i in float32, correctly rounded (as Keras' scalar sum / N gets it).
 
-    Divided in float64: in a compiled graph TensorFlow rewrites 1/x as its Reciprocal op, whose vectorized
-    float32 CPU kernel is one ulp low for 30% of integers up to 2^20 (1/32 gives 0x1.fffffep-6), and a
-    weight one ulp off is enough for PGD's steps to move examples 1.5e-3 eps from real batches' (measured,
-    digits CNN, 32 L2 steps). Rounding the float64 quotient to float32 is exact there (tests/test_losses.py).
+    Divided in float64: in a compiled graph grappler's constant folding rewrites 1/x as the Reciprocal op,
+    whose vectorized float32 CPU kernel is one ulp low for 30% of the integers up to 2^20 (1/32 gives
+    0x1.fffffep-6), and a weight one ulp off is enough for PGD's steps to move examples 1.5e-3 eps from real
+    batches' (measured: digits CNN, 32 L2 steps). The float64 quotient rounded to float32 is exact there
+    (tests/test_emulation.py).
     """
     return tf.cast(1.0 / tf.cast(batch_sizes, tf.float64), tf.float32)
 

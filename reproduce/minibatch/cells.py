@@ -30,7 +30,7 @@ from reproduce.minibatch.profiles import (
     steps,
 )
 from tfadv.attacks import FGM, PGD
-from tfadv.experiments import Run, atomic, identity, locks, machine
+from tfadv.experiments import Run, atomic, grid as grids, identity, locks, machine
 from tfadv.precision import dtype_policy
 
 #: A cell with at least this many batches shows a progress bar (the paper's batch-1 cells: 10,000 calls).
@@ -218,11 +218,13 @@ def shared_craft_file(run: Run, cell: dict, count: int, craft_size: int) -> Path
 
 
 def sharing_cells(run: Run, cell: dict, count: int) -> list[dict]:
-    """The cells whose sum-loss craft is `cell`'s: its setting's at every batch size crafted in batches of the
-    same size (emulated, or real at the craft size) that attacks as many images."""
+    """The cells of this run whose sum-loss craft is `cell`'s: its setting's at every batch size crafted in
+    batches of the same size (emulated, or real at the craft size) that attacks as many images, and that
+    --only keeps (a craft kept for a cell that will not run would outlive the run in its scratch space)."""
     craft_size = emulated_craft_size(run, cell["batch_size"])
-    return [{**cell, "batch_size": b} for b in batch_sizes(run)
+    same = [{**cell, "batch_size": b} for b in batch_sizes(run)
             if emulated_craft_size(run, b) == craft_size and data.image_count(run, cell["model"]) // b * b == count]
+    return grids.select_only(same, run.only, run.needs)
 
 
 def _write_shared_craft(path: Path, found: dict) -> None:
