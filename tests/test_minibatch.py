@@ -140,17 +140,20 @@ def test_a_sum_loss_craft_reaches_the_other_processes_of_a_jobs_run(tmp_path, mo
 
 def test_a_sum_loss_craft_is_shared_only_with_cells_the_run_keeps(tmp_path):
     """Under --only, a sharing cell the selection leaves out never reads the craft, so none is kept for it
-    (it would outlive the run in the folder's scratch space)."""
-    def sharing(*argv):
-        r = cli.open_run(EXPERIMENT, cli.parser(EXPERIMENT).parse_args(
-            ["--profile", "smoke", "--out", str(tmp_path), "--batch-sizes", "1,2,4", "--no-progress", *argv]))
-        cell = dict(model=profiles.DIGITS_MODEL, precision="float32", norm="l2", loss="sum", attack="PGD",
-                    batch_size=1, run=0, sharpness=1.0)
-        return sorted(c["batch_size"] for c in cells.sharing_cells(r, cell, 8))
+    (it would outlive the run in the folder's scratch space), and --plan prices the cell that crafts."""
+    from reproduce.minibatch import plan
 
-    assert sharing() == [1, 2, 4]
-    assert sharing("--only", "batch_size=1,4") == [1, 4]
-    assert sharing("--only", "batch_size=1") == [1]
+    def opened(*argv):
+        return cli.open_run(EXPERIMENT, cli.parser(EXPERIMENT).parse_args(
+            ["--profile", "smoke", "--out", str(tmp_path), "--batch-sizes", "1,2,4", "--no-progress", *argv]))
+
+    cell = dict(model=profiles.DIGITS_MODEL, precision="float32", norm="l2", loss="sum", attack="PGD",
+                batch_size=1, run=0, sharpness=1.0)
+    sharing = lambda r: sorted(c["batch_size"] for c in cells.sharing_cells(r, cell, 8))  # noqa: E731
+    every, kept, alone = opened(), opened("--only", "batch_size=1,4"), opened("--only", "batch_size=2,4")
+    assert sharing(every) == [1, 2, 4] and sharing(kept) == [1, 4] and sharing(opened("--only", "batch_size=1")) == [1]
+    at_2 = {**cell, "batch_size": 2}  # free while batch 1 crafts for it; priced when --only leaves batch 1 out
+    assert plan.cost(at_2, every).passes < plan.cost(at_2, alone).passes
 
 
 @pytest.mark.slow(seconds=290)  # 280 s of it: the module's smoke run, if this check is the first to need it

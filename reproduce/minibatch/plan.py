@@ -5,6 +5,7 @@ from __future__ import annotations
 from reproduce.minibatch.cells import batch_sizes, checked_images, emulated_craft_size, emulates
 from reproduce.minibatch.profiles import DIGITS_MODEL, PRECISIONS, steps
 from tfadv.experiments import Run
+from tfadv.experiments import grid as grids
 from tfadv.experiments.plan import Cost
 
 #: ImageNetV2 (every variant) has 10,000 test images; the digits demo attacks at most its 450 test images.
@@ -20,7 +21,7 @@ def cost(cell: dict, run: Run) -> Cost:
     emulated = emulates(run, cell)
     batch = emulated_craft_size(run, size) if emulated else size
     checked = checked_images(run, images, size) if batch != size else 0  # re-crafted in real batches
-    if emulated and cell["loss"] == "sum" and _shares_craft(run, size, total):
+    if emulated and cell["loss"] == "sum" and _shares_craft(run, cell, total):
         images = 0  # the smallest batch size crafting in batches of this size computes the setting's sum-loss craft
     passes = (images + checked) * count
     device_steps = (-(-images // batch) + -(-checked // size)) * count
@@ -29,11 +30,15 @@ def cost(cell: dict, run: Run) -> Cost:
                 precision="float32" if PRECISIONS[cell["precision"]][0] == "float32" else "mixed_float16")
 
 
-def _shares_craft(run: Run, size: int, total: int) -> bool:
-    """Does a smaller batch size crafting in the same batches and attacking as many of the `total` images
-    compute this sum-loss craft (cells.sum_loss_craft)?"""
-    return any(b < size and emulated_craft_size(run, b) == emulated_craft_size(run, size)
-               and total // b * b == total // size * size for b in batch_sizes(run))
+def _shares_craft(run: Run, cell: dict, total: int) -> bool:
+    """Does a smaller batch size that crafts in the same batches, attacks as many of the `total` images and
+    is kept by --only compute this sum-loss cell's craft (cells.sum_loss_craft)?"""
+    size = cell["batch_size"]
+    smaller = [{**cell, "batch_size": b} for b in batch_sizes(run)
+               if b < size and emulated_craft_size(run, b) == emulated_craft_size(run, size)
+               and total // b * b == total // size * size]
+    kept = grids.select_only([*smaller, cell], run.only, run.needs)  # `cell` is kept: never an empty selection
+    return len(kept) > 1
 
 
 def _network(run: Run, name: str):
