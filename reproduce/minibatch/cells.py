@@ -190,7 +190,7 @@ def sum_loss_craft(run: Run, cell: dict, count: int, craft_size: int) -> tuple[d
     again, the same numbers.
     """
     size = cell["batch_size"]
-    sharing = sharing_cells(run, cell, count)
+    sharing = sharing_cells(run, cell, data.image_count(run, cell["model"]))
     keep = max(checked_images(run, count, c["batch_size"]) if c["batch_size"] != craft_size else 0 for c in sharing)
     emulate = None if size == craft_size else size
     if len(sharing) == 1:  # no other cell would read it
@@ -217,13 +217,14 @@ def shared_craft_file(run: Run, cell: dict, count: int, craft_size: int) -> Path
     return run.work_root / "shared-crafts" / f"{identity.cell_id(run.store.fingerprint, key)}.npz"
 
 
-def sharing_cells(run: Run, cell: dict, count: int) -> list[dict]:
-    """The cells of this run whose sum-loss craft is `cell`'s: its setting's at every batch size crafted in
-    batches of the same size (emulated, or real at the craft size) that attacks as many images, and that
-    --only keeps (a craft kept for a cell that will not run would outlive the run in its scratch space)."""
-    craft_size = emulated_craft_size(run, cell["batch_size"])
+def sharing_cells(run: Run, cell: dict, images: int) -> list[dict]:
+    """The cells of this run whose sum-loss craft is `cell`'s, of `images` images before the partial batch is
+    dropped: its setting's at every batch size crafted in batches of the same size (emulated, or real at the
+    craft size) that attacks as many images, and that --only keeps (a craft kept for a cell that will not run
+    would outlive the run in its scratch space). Counted from `images` alone, so --plan prices with it."""
+    size = cell["batch_size"]
     same = [{**cell, "batch_size": b} for b in batch_sizes(run)
-            if emulated_craft_size(run, b) == craft_size and data.image_count(run, cell["model"]) // b * b == count]
+            if emulated_craft_size(run, b) == emulated_craft_size(run, size) and images // b * b == images // size * size]
     return grids.select_only(same, run.only, run.needs)
 
 

@@ -2,10 +2,9 @@
 cell's ImageNet classifier (or the digits CNN), counted from the profile without loading data or weights."""
 from __future__ import annotations
 
-from reproduce.minibatch.cells import batch_sizes, checked_images, emulated_craft_size, emulates
+from reproduce.minibatch.cells import checked_images, emulated_craft_size, emulates, sharing_cells
 from reproduce.minibatch.profiles import DIGITS_MODEL, PRECISIONS, steps
 from tfadv.experiments import Run
-from tfadv.experiments import grid as grids
 from tfadv.experiments.plan import Cost
 
 #: ImageNetV2 (every variant) has 10,000 test images; the digits demo attacks at most its 450 test images.
@@ -31,14 +30,8 @@ def cost(cell: dict, run: Run) -> Cost:
 
 
 def _shares_craft(run: Run, cell: dict, total: int) -> bool:
-    """Does a smaller batch size that crafts in the same batches, attacks as many of the `total` images and
-    is kept by --only compute this sum-loss cell's craft (cells.sum_loss_craft)?"""
-    size = cell["batch_size"]
-    smaller = [{**cell, "batch_size": b} for b in batch_sizes(run)
-               if b < size and emulated_craft_size(run, b) == emulated_craft_size(run, size)
-               and total // b * b == total // size * size]
-    kept = grids.select_only([*smaller, cell], run.only, run.needs)  # `cell` is kept: never an empty selection
-    return len(kept) > 1
+    """Does a smaller batch size compute this sum-loss cell's craft (cells.sum_loss_craft)?"""
+    return any(c["batch_size"] < cell["batch_size"] for c in sharing_cells(run, cell, total))
 
 
 def _network(run: Run, name: str):
